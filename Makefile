@@ -1,0 +1,28 @@
+# Two entry points: `make demo` runs the mini recipe, `make test` runs the tests.
+# Both build .venv from the pinned requirements the first time.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.spkverif-installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): requirements.txt requirements-test.txt setup.cfg setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-test.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	cd recipes/mini && PATH="$(abspath $(BIN)):$$PATH" ./run.sh
+
+test: $(STAMP)
+	$(BIN)/ruff check spkverif tests bench
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check spkverif tests bench
+
+clean:
+	rm -rf recipes/mini/data recipes/mini/exp

@@ -1,0 +1,5 @@
+"""Allow `python -m spkverif`."""
+
+from spkverif.cli import main
+
+main()

@@ -1,0 +1,285 @@
+"""The `spkverif` command: parse options, call the stage, turn user errors into one line.
+
+Nothing here does the work; each subcommand calls one function of its stage module.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import click
+
+from spkverif import __version__
+from spkverif.errors import SpkverifError
+from spkverif.progress import set_quiet
+
+logger = logging.getLogger("spkverif")
+
+
+def _setup_logging(quiet: bool, verbose: bool) -> None:
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(
+        level=level, format="%(asctime)s spkverif: %(message)s", datefmt="%H:%M:%S", stream=sys.stderr, force=True
+    )
+    set_quiet(quiet)
+
+
+def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--quiet and --verbose on every subcommand, so `spkverif extract -q ...` reads naturally."""
+
+    @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no progress bars (for pipelines).")
+    @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+    @wraps(command)
+    def wrapper(*args: Any, quiet: bool, verbose: bool, **kwargs: Any) -> Any:
+        _setup_logging(quiet, verbose)
+        return command(*args, **kwargs)
+
+    return wrapper
+
+
+class SpkverifGroup(click.Group):
+    """Maps a user error to one line on stderr and exit status 1, Ctrl-C to 130."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SpkverifError as error:
+            stage = f" {ctx.invoked_subcommand}" if ctx.invoked_subcommand else ""
+            click.echo(f"spkverif{stage}: error: {error}", err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            click.echo("spkverif: interrupted", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=SpkverifGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="spkverif")
+def cli() -> None:
+    """Speaker verification with deep speaker embeddings, Kaldi-style.
+
+    Stages: prepare -> train -> extract -> score -> report. Archives are Kaldi
+    rspecifiers/wspecifiers (scp:, ark:, ark,scp:, ark:-), data directories are
+    Kaldi's, so every stage can stand in a Kaldi pipeline.
+    """
+
+
+# prepare ---------------------------------------------------------------------
+
+
+@cli.group()
+def prepare() -> None:
+    """Make Kaldi data directories (wav.scp, utt2spk, spk2utt, utt2dur[, trials])."""
+
+
+@prepare.command("mini")
+@click.option(
+    "--out", required=True, type=click.Path(file_okay=False), help="Output directory: OUT/{train,test,audio}."
+)
+@click.option("--num-speakers", default=160, show_default=True, help="Speakers in all, training and test.")
+@click.option("--num-test-speakers", default=40, show_default=True, help="Held-out speakers for the test set.")
+@click.option("--utts-per-speaker", default=12, show_default=True, help="Utterances per speaker.")
+@click.option("--min-seconds", default=2.0, show_default=True, help="Shortest utterance.")
+@click.option("--max-seconds", default=6.0, show_default=True, help="Longest utterance.")
+@click.option("--num-trials", default=3000, show_default=True, help="Test trials, half target and half nontarget.")
+@click.option("--seed", default=0, show_default=True, help="The same seed gives the same bytes.")
+@click.option("--jobs", default=None, type=int, help="Parallel synthesis processes [default: cores, at most 4].")
+@common_options
+def prepare_mini_command(out: str, jobs: int | None, **options: Any) -> None:
+    """Synthesise a multi-speaker corpus with eSpeak NG: no download needed."""
+    from spkverif.prepare.mini import MiniOptions, default_jobs, prepare_mini
+
+    prepare_mini(out, MiniOptions(jobs=jobs or default_jobs(), **options))
+
+
+@prepare.command("dir")
+@click.argument("root", type=click.Path())
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output data directory.")
+@click.option("--jobs", default=4, show_default=True, help="Threads reading audio headers.")
+@common_options
+def prepare_dir_command(root: str, out: str, jobs: int) -> None:
+    """Turn ROOT/<speaker>/**/*.{wav,flac} into a data directory."""
+    from spkverif.prepare.directory import prepare_dir
+
+    prepare_dir(root, out, jobs)
+
+
+@cli.command("validate")
+@click.argument("data_dir", type=click.Path())
+@click.option("--trials", type=click.Path(), help="Also check that a trial list names only utterances of DATA_DIR.")
+@click.option("--no-audio-check", is_flag=True, help="Do not check that audio files exist.")
+@common_options
+def validate_command(data_dir: str, trials: str | None, no_audio_check: bool) -> None:
+    """Check a data directory the way Kaldi's validate_data_dir.sh does."""
+    from spkverif.validate import validate
+
+    validate(data_dir, trials, check_audio_files=not no_audio_check)
+
+
+# train -----------------------------------------------------------------------
+
+
+@cli.command("train")
+@click.option("--data", "data_dir", required=True, type=click.Path(), help="Training data directory.")
+@click.option("--exp", "exp_dir", required=True, type=click.Path(), help="Experiment directory to write.")
+@click.option("--config", "config_path", type=click.Path(), help="YAML config; flags override it.")
+@click.option("--loss", help="Loss by name (e.g. aam); replaces the config's loss and its options.")
+@click.option("--model", help="Model by name (e.g. xvector); replaces the config's model and its options.")
+@click.option("--epochs", type=int, help="Number of epochs.")
+@click.option("--batches-per-epoch", type=int, help="Batches in an epoch (an epoch is a number of batches).")
+@click.option("--speakers-per-batch", type=int, help="P: distinct speakers in a batch.")
+@click.option("--utts-per-speaker", type=int, help="K: chunks per speaker in a batch.")
+@click.option("--chunk-seconds", type=float, help="Length of the random training chunks.")
+@click.option("--lr", type=float, help="Learning rate.")
+@click.option("--seed", type=int, help="Seed for every random choice.")
+@click.option("--device", help="cpu, cuda, cuda:N or auto.")
+@click.option("--num-workers", type=int, help="Data-loader worker processes.")
+@click.option("--resample", is_flag=True, default=None, help="Resample audio not at the model's rate.")
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="SECTION.KEY=VALUE",
+    help="Set any config value, e.g. --set loss.margin=0.2.",
+)
+@click.option("--resume", is_flag=True, help="Continue from the last checkpoint in --exp.")
+@click.option("--dry-run", is_flag=True, help="Build the model and loss, print their sizes, train nothing.")
+@common_options
+def train_command(
+    data_dir: str,
+    exp_dir: str,
+    config_path: str | None,
+    settings: tuple[str, ...],
+    resume: bool,
+    dry_run: bool,
+    **flags: Any,
+) -> None:
+    """Train an embedding network with a chosen loss."""
+    from spkverif.config import load_train_config, parse_override
+    from spkverif.training.trainer import train
+
+    flag_keys = {
+        "loss": "loss.name", "model": "model.name", "epochs": "training.epochs",
+        "batches_per_epoch": "training.batches_per_epoch", "speakers_per_batch": "training.speakers_per_batch",
+        "utts_per_speaker": "training.utts_per_speaker", "chunk_seconds": "data.chunk_seconds",
+        "lr": "optimizer.lr", "seed": "seed", "device": "training.device",
+        "num_workers": "data.num_workers", "resample": "data.resample",
+    }  # fmt: skip
+    overrides = [(flag_keys[name].split("."), value) for name, value in flags.items() if value is not None]
+    overrides += [parse_override(text) for text in settings]
+    config = load_train_config(config_path, overrides)
+    description = train(config, data_dir, exp_dir, resume=resume, dry_run=dry_run)
+    if dry_run:
+        for key, value in description.items():
+            click.echo(f"{key}\t{value}")
+
+
+# extract ---------------------------------------------------------------------
+
+
+@cli.command("extract")
+@click.option(
+    "--model", "model_path", required=True, type=click.Path(), help="Model file (models/final.pt) or checkpoint."
+)
+@click.argument("rspecifier")
+@click.argument("wspecifier")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("--batch-size", default=16, show_default=True, help="Utterances of equal length per forward pass.")
+@click.option("--segments", type=click.Path(), help="Kaldi segments file applied to an scp: input.")
+@click.option("--resample", is_flag=True, help="Resample audio not at the model's rate instead of failing.")
+@common_options
+def extract_command(
+    model_path: str,
+    rspecifier: str,
+    wspecifier: str,
+    device: str,
+    batch_size: int,
+    segments: str | None,
+    resample: bool,
+) -> None:
+    """Whole-utterance embeddings.
+
+    RSPECIFIER is scp:wav.scp, ark:wav.ark or a data directory; WSPECIFIER e.g.
+    ark,scp:emb.ark,emb.scp or ark:- for a pipe.
+    """
+    from spkverif.extract import extract
+
+    extract(model_path, rspecifier, wspecifier, device, batch_size, segments=segments, allow_resample=resample)
+
+
+# score -----------------------------------------------------------------------
+
+
+@cli.command("score")
+@click.option("--trials", required=True, type=click.Path(), help="Trial list (Kaldi or VoxCeleb form).")
+@click.option("--method", default="cosine", show_default=True, help="Scoring back end by name.")
+@click.option("--allow-missing", is_flag=True, help="Skip trials whose embeddings are missing, and count them.")
+@click.argument("archives", nargs=-1, required=True)
+@common_options
+def score_command(trials: str, method: str, allow_missing: bool, archives: tuple[str, ...]) -> None:
+    """Score trials: ARCHIVES is EMB_RSPECIFIER OUTPUT, or ENROLL_RSPECIFIER TEST_RSPECIFIER OUTPUT."""
+    from spkverif.score import score
+
+    if len(archives) not in (2, 3):
+        raise click.UsageError("expected EMB_RSPECIFIER OUTPUT or ENROLL_RSPECIFIER TEST_RSPECIFIER OUTPUT")
+    enroll, test = archives[0], archives[1] if len(archives) == 3 else None
+    score(method, trials, enroll, archives[-1], test_rspecifier=test, allow_missing=allow_missing)
+
+
+# report ----------------------------------------------------------------------
+
+
+@cli.command("report")
+@click.option("--trials", required=True, type=click.Path(), help="Labelled trial list.")
+@click.argument("scores", nargs=-1, required=True)
+@click.option(
+    "--out-dir",
+    type=click.Path(file_okay=False),
+    help="Where report.json and report.md go [default: beside the first score file].",
+)
+@click.option("--name", "names", multiple=True, help="A row label per score file, in order.")
+@click.option(
+    "--p-target",
+    "p_targets",
+    multiple=True,
+    type=float,
+    default=(0.01, 0.001),
+    show_default=True,
+    help="Priors for minDCF.",
+)
+@click.option("--allow-missing", is_flag=True, help="Evaluate the trials that have scores; count the rest.")
+@common_options
+def report_command(
+    trials: str,
+    scores: tuple[str, ...],
+    out_dir: str | None,
+    names: tuple[str, ...],
+    p_targets: tuple[float, ...],
+    allow_missing: bool,
+) -> None:
+    """EER and minDCF of each score file, as a table and report.{json,md}."""
+    from spkverif.report import report
+
+    report(trials, list(scores), out_dir, list(names) or None, tuple(p_targets), allow_missing)
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM (a scheduler cancelling a job) unwinds like Ctrl-C, so temporary files are removed."""
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    install_signal_handlers()
+    try:
+        cli()
+    except BrokenPipeError:
+        sys.exit(141)

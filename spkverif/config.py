@@ -1,0 +1,166 @@
+"""Training configuration: defaults, a YAML file, then flags, in that order of precedence.
+
+The resolved configuration is saved in the experiment directory, so a run can be
+repeated from `exp/NAME/config.yaml` alone.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from spkverif.errors import SpkverifError
+from spkverif.io.atomic import atomic_write
+
+
+@dataclass
+class DataOptions:
+    chunk_seconds: float = 2.0
+    sample_rate: int = 16000
+    num_workers: int = 0
+    resample: bool = False
+
+
+@dataclass
+class TrainingOptions:
+    epochs: int = 10
+    batches_per_epoch: int = 100
+    speakers_per_batch: int = 128
+    utts_per_speaker: int = 1
+    device: str = "auto"
+    log_every: int = 10
+    max_grad_norm: float = 0.0
+
+
+@dataclass
+class Component:
+    """A registered component by name, with the options its builder takes."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    data: DataOptions = field(default_factory=DataOptions)
+    training: TrainingOptions = field(default_factory=TrainingOptions)
+    model: Component = field(default_factory=lambda: Component("xvector"))
+    loss: Component = field(default_factory=lambda: Component("aam"))
+    optimizer: Component = field(
+        default_factory=lambda: Component("sgd", {"lr": 0.01, "momentum": 0.9, "weight_decay": 1e-4})
+    )
+    scheduler: Component = field(default_factory=lambda: Component("constant"))
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"seed": self.seed, "data": asdict(self.data), "training": asdict(self.training)}
+        for name in _COMPONENTS:
+            component: Component = getattr(self, name)
+            out[name] = {"name": component.name, **component.options}
+        return out
+
+    def save(self, path: str | Path) -> None:
+        with atomic_write(path) as handle:
+            yaml.safe_dump(self.to_dict(), handle, sort_keys=False)
+
+
+_COMPONENTS = ("model", "loss", "optimizer", "scheduler")
+_SECTIONS = {"data": DataOptions, "training": TrainingOptions}
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise SpkverifError("no such config file", path)
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        raise SpkverifError(
+            f"not valid YAML: {getattr(error, 'problem', error)}", path, mark.line + 1 if mark else None
+        ) from None
+    if not isinstance(loaded, dict):
+        raise SpkverifError("a config file must be a mapping of sections", path)
+    return loaded
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`training.epochs=5` -> (['training', 'epochs'], 5); the value is read as YAML."""
+    if "=" not in text:
+        raise SpkverifError(f"--set {text!r}: expected SECTION.KEY=VALUE")
+    key, value = text.split("=", 1)
+    try:
+        return key.strip().split("."), yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise SpkverifError(f"--set {text!r}: the value is not valid YAML") from None
+
+
+def load_train_config(
+    path: str | Path | None = None, overrides: list[tuple[list[str], Any]] | None = None
+) -> TrainConfig:
+    """Defaults, then the file, then overrides. Naming another model or loss by flag
+    drops the file's options for the old one, which the new one would not take."""
+    raw = TrainConfig().to_dict()
+    source = Path(path) if path is not None else None
+    if source is not None:
+        from_file = _read_yaml(source)
+        for section, value in from_file.items():
+            if section not in raw:
+                raise SpkverifError(f"unknown section {section!r}; sections are: {', '.join(raw)}", source)
+            if isinstance(raw[section], dict):
+                if not isinstance(value, dict):
+                    raise SpkverifError(f"section {section!r} must be a mapping", source)
+                if section in _COMPONENTS and "name" in value and value["name"] != raw[section]["name"]:
+                    raw[section] = {}
+                raw[section].update(value)
+            else:
+                raw[section] = value
+    for keys, value in overrides or []:
+        section = keys[0]
+        if section not in raw:
+            raise SpkverifError(f"unknown section {section!r}; sections are: {', '.join(raw)}")
+        if len(keys) == 1:
+            raw[section] = value
+            continue
+        if len(keys) != 2 or not isinstance(raw[section], dict):
+            raise SpkverifError(f"cannot set {'.'.join(keys)!r}")
+        if section in _COMPONENTS and keys[1] == "name" and value != raw[section].get("name"):
+            raw[section] = {}
+        raw[section][keys[1]] = value
+    return _from_dict(raw, source)
+
+
+def _from_dict(raw: dict[str, Any], source: Path | None) -> TrainConfig:
+    config = TrainConfig()
+    config.seed = _coerce(raw["seed"], int, "seed", source)
+    for section, kind in _SECTIONS.items():
+        known = {f.name: f for f in fields(kind)}
+        values = {}
+        for key, value in raw[section].items():
+            if key not in known:
+                raise SpkverifError(f"unknown option {section}.{key}; options are: {', '.join(known)}", source)
+            values[key] = _coerce(value, type(getattr(kind(), key)), f"{section}.{key}", source)
+        setattr(config, section, kind(**values))
+    for name in _COMPONENTS:
+        section = copy.deepcopy(raw[name])
+        if not isinstance(section, dict) or not section.get("name"):
+            raise SpkverifError(f"section {name!r} needs a name", source)
+        component_name = section.pop("name")
+        setattr(config, name, Component(str(component_name), section))
+    return config
+
+
+def _coerce(value: Any, kind: type, name: str, source: Path | None) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise SpkverifError(f"{name} must be true or false, not {value!r}", source)
+    try:
+        if kind is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError
+        return kind(value)
+    except (TypeError, ValueError):
+        raise SpkverifError(f"{name} must be {kind.__name__}, not {value!r}", source) from None

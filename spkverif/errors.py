@@ -1,0 +1,26 @@
+"""The one exception type for mistakes a user can fix.
+
+The CLI prints a `SpkverifError` on one line (`path:line: message`) and exits 1;
+any other exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class SpkverifError(Exception):
+    """A user-caused error, located at a file and line when there is one."""
+
+    def __init__(self, message: str, path: str | Path | None = None, line: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.path = str(path) if path is not None else None
+        self.line = line
+
+    def __str__(self) -> str:
+        if self.path is None:
+            return self.message
+        if self.line is None:
+            return f"{self.path}: {self.message}"
+        return f"{self.path}:{self.line}: {self.message}"

@@ -1,0 +1,179 @@
+"""The `extract` stage: audio in (wav.scp, a data directory or a wav ark), embeddings out.
+
+Utterances are read in input order, a block at a time; inside a block those of
+identical length share a forward pass, so every embedding is exactly the
+whole-utterance embedding while memory stays bounded by the block.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import kaldiio
+import numpy as np
+import torch
+
+from spkverif.errors import SpkverifError
+from spkverif.io.audio import AudioReader, resample
+from spkverif.io.datadir import Segment, load_data_dir
+from spkverif.io.specifiers import ArchiveWriter, parse_specifier
+from spkverif.io.tables import read_rest_of_line
+from spkverif.models import SpeakerEmbeddingModel
+from spkverif.progress import ProgressBar
+from spkverif.training.checkpoint import load_model
+from spkverif.training.dataset import fit_length
+from spkverif.training.trainer import resolve_device
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class AudioSource:
+    """Utterances in input order: (key, samples) pairs, and how many if known."""
+
+    items: Iterator[tuple[str, np.ndarray]]
+    total: int | None
+
+
+def _read_all(keys: list[str], reader: AudioReader) -> Iterator[tuple[str, np.ndarray]]:
+    for key in keys:
+        yield key, reader.read(key)
+
+
+def _read_segments(path: str) -> dict[str, Segment]:
+    table = {}
+    for key, (line, value) in read_rest_of_line(path).items():
+        fields = value.split()
+        if len(fields) != 3:
+            raise SpkverifError("expected `segment recording start end`", path, line)
+        try:
+            start, end = float(fields[1]), float(fields[2])
+        except ValueError:
+            raise SpkverifError("start and end must be numbers", path, line) from None
+        table[key] = Segment(fields[0], start, None if end == -1 else end)
+    return table
+
+
+def open_audio(source: str, sample_rate: int, allow_resample: bool, segments: str | None = None) -> AudioSource:
+    """A data directory, `scp:wav.scp` (with optional segments) or `ark:` of Kaldi wav arks."""
+    if Path(source).is_dir():
+        data = load_data_dir(source)
+        reader = AudioReader.from_data_dir(data, sample_rate, allow_resample)
+        return AudioSource(_read_all(data.utterances, reader), len(data.utterances))
+    spec = parse_specifier(source, writing=False)
+    if spec.scp is not None:
+        table = {key: value for key, (_, value) in read_rest_of_line(spec.scp).items()}
+        segment_table = _read_segments(segments) if segments is not None else None
+        keys = list(segment_table) if segment_table is not None else list(table)
+        reader = AudioReader(table, segment_table, sample_rate, allow_resample, Path(spec.scp))
+        return AudioSource(_read_all(keys, reader), len(keys))
+    if segments is not None:
+        raise SpkverifError("--segments works with an scp: input or a data directory, not an ark")
+    return AudioSource(_read_wav_ark(source, sample_rate, allow_resample), None)
+
+
+def _read_wav_ark(source: str, sample_rate: int, allow_resample: bool) -> Iterator[tuple[str, np.ndarray]]:
+    """Stream a Kaldi wav ark (what `wav-copy` writes) once, in order."""
+    try:
+        with kaldiio.ReadHelper(source) as reader:
+            for key, value in reader:
+                if not isinstance(value, tuple):
+                    raise SpkverifError(f"entry {key!r} is a matrix, not audio", source)
+                rate, samples = value
+                samples = np.asarray(samples)
+                if samples.ndim > 1:
+                    samples = samples[:, 0]
+                scale = 32768.0 if np.issubdtype(samples.dtype, np.integer) else 1.0
+                audio = samples.astype(np.float32) / scale
+                if rate != sample_rate:
+                    if not allow_resample:
+                        raise SpkverifError(
+                            f"{key!r} is sampled at {rate} Hz, not {sample_rate} Hz (pass --resample)", source
+                        )
+                    audio = resample(audio, rate, sample_rate)
+                yield key, audio
+    except (OSError, ValueError) as error:
+        raise SpkverifError(f"cannot read audio archive: {error}", source) from None
+
+
+def _blocks(items: Iterator[tuple[str, np.ndarray]], size: int) -> Iterator[list[tuple[str, np.ndarray]]]:
+    block: list[tuple[str, np.ndarray]] = []
+    for item in items:
+        block.append(item)
+        if len(block) == size:
+            yield block
+            block = []
+    if block:
+        yield block
+
+
+@torch.inference_mode()
+def embed_block(
+    model: SpeakerEmbeddingModel, audio: list[np.ndarray], device: torch.device, batch_size: int
+) -> list[np.ndarray]:
+    """Embeddings of whole utterances; equal lengths share a batch."""
+    results: list[np.ndarray | None] = [None] * len(audio)
+    by_length: dict[int, list[int]] = {}
+    for position, samples in enumerate(audio):
+        by_length.setdefault(len(samples), []).append(position)
+    for positions in by_length.values():
+        for start in range(0, len(positions), batch_size):
+            chosen = positions[start : start + batch_size]
+            batch = torch.from_numpy(np.stack([audio[i] for i in chosen])).to(device)
+            embeddings = model(batch).float().cpu().numpy()
+            for i, embedding in zip(chosen, embeddings, strict=False):
+                results[i] = embedding
+    return results  # type: ignore[return-value]
+
+
+def extract(
+    model_path: str | Path,
+    rspecifier: str,
+    wspecifier: str,
+    device: str = "auto",
+    batch_size: int = 16,
+    block_size: int = 256,
+    segments: str | None = None,
+    allow_resample: bool = False,
+) -> dict[str, float]:
+    """Run the extract stage; returns counts and the real-time factor."""
+    model = load_model(model_path)
+    target = resolve_device(device)
+    model.to(target)
+    source = open_audio(rspecifier, model.sample_rate, allow_resample, segments)
+    padded = 0
+    audio_seconds = 0.0
+    count = 0
+    started = time.monotonic()
+    with ArchiveWriter(wspecifier) as writer, ProgressBar(source.total, "extract", unit="utt") as bar:
+        for block in _blocks(source.items, block_size):
+            audio = []
+            for _, samples in block:
+                audio_seconds += len(samples) / model.sample_rate
+                if len(samples) < model.min_samples:
+                    padded += 1
+                    samples = fit_length(samples, model.min_samples)
+                audio.append(samples)
+            for (key, _), embedding in zip(block, embed_block(model, audio, target, batch_size), strict=False):
+                writer.write(key, embedding.astype(np.float32))
+            count += len(block)
+            bar.advance(len(block))
+    if count == 0:
+        raise SpkverifError("no utterances to extract", rspecifier)
+    elapsed = time.monotonic() - started
+    if padded:
+        logger.warning(
+            "%d utterances were shorter than %d samples and were repeated to that length", padded, model.min_samples
+        )
+    logger.info(
+        "extracted %d embeddings from %.1f s of audio in %.1f s (%.1f s of audio per second)",
+        count,
+        audio_seconds,
+        elapsed,
+        audio_seconds / max(elapsed, 1e-9),
+    )
+    return {"utterances": count, "audio_seconds": audio_seconds, "seconds": elapsed}

@@ -1,0 +1,83 @@
+"""Kaldi-compatible log-mel filterbanks, computed on a whole batch at once.
+
+Matches `torchaudio.compliance.kaldi.fbank` (and so Kaldi's `compute-fbank-feats`)
+frame for frame: povey window, DC removal, pre-emphasis, power spectrum, mel
+banks from torchaudio, log floored at float epsilon, snip_edges framing. It
+runs as a module inside the model, on the batch's device, so training and
+extraction see the same features; dither is applied only in training mode.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torchaudio.compliance.kaldi as kaldi
+from torch import nn
+
+_INT16_SCALE = 32768.0
+
+
+class KaldiFbank(nn.Module):
+    """Waveforms (B, T) in [-1, 1] -> log-mel features (B, frames, num_mel_bins).
+
+    >>> fbank = KaldiFbank(num_mel_bins=80).eval()
+    >>> fbank(torch.zeros(2, 16000)).shape
+    torch.Size([2, 98, 80])
+    """
+
+    def __init__(
+        self,
+        num_mel_bins: int = 80,
+        sample_rate: int = 16000,
+        frame_length_ms: float = 25.0,
+        frame_shift_ms: float = 10.0,
+        low_freq: float = 20.0,
+        high_freq: float = 0.0,
+        dither: float = 1.0,
+        preemphasis: float = 0.97,
+        mean_norm: bool = True,
+    ):
+        super().__init__()
+        self.num_mel_bins = num_mel_bins
+        self.sample_rate = sample_rate
+        self.window_size = int(sample_rate * frame_length_ms / 1000)
+        self.window_shift = int(sample_rate * frame_shift_ms / 1000)
+        self.fft_size = 1 << math.ceil(math.log2(self.window_size))
+        self.dither = dither
+        self.preemphasis = preemphasis
+        self.mean_norm = mean_norm
+        window = torch.hann_window(self.window_size, periodic=False, dtype=torch.float64).pow(0.85)
+        banks, _ = kaldi.get_mel_banks(
+            num_mel_bins, self.fft_size, float(sample_rate), low_freq, high_freq, 100.0, -500.0, 1.0
+        )
+        banks = torch.nn.functional.pad(banks, (0, 1))
+        self.register_buffer("window", window.float(), persistent=False)
+        self.register_buffer("mel_banks", banks.float().T.contiguous(), persistent=False)
+
+    @property
+    def output_dim(self) -> int:
+        return self.num_mel_bins
+
+    def num_frames(self, num_samples: int) -> int:
+        if num_samples < self.window_size:
+            return 0
+        return 1 + (num_samples - self.window_size) // self.window_shift
+
+    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=waveforms.device.type, enabled=False):
+            samples = waveforms.float() * _INT16_SCALE
+            frames = samples.unfold(-1, self.window_size, self.window_shift)
+            if self.training and self.dither > 0:
+                frames = frames + self.dither * torch.randn_like(frames)
+            frames = frames - frames.mean(dim=-1, keepdim=True)
+            if self.preemphasis:
+                previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
+                frames = frames - self.preemphasis * previous
+            frames = frames * self.window
+            spectrum = torch.fft.rfft(frames, n=self.fft_size).abs().pow(2)
+            features = torch.matmul(spectrum, self.mel_banks)
+            features = features.clamp_min(torch.finfo(torch.float32).eps).log()
+            if self.mean_norm:
+                features = features - features.mean(dim=1, keepdim=True)
+        return features

@@ -1,0 +1,1 @@
+"""Kaldi-compatible input and output: data directories, trials, archives, audio."""

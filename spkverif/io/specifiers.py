@@ -1,0 +1,184 @@
+"""Kaldi rspecifiers and wspecifiers for vectors and matrices, through kaldiio.
+
+Reading accepts what Kaldi accepts: `ark:file`, `ark:-`, `ark:cmd |`, `scp:file`,
+with options such as `p`, `s`, `cs`. Writing supports `ark:file`, `ark,t:file`,
+`ark,scp:file.ark,file.scp` (either order), `ark:-` to stdout and `ark:| cmd`.
+Files are written atomically: a reader never sees a half-written archive.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import kaldiio
+import numpy as np
+
+from spkverif.errors import SpkverifError
+from spkverif.io.atomic import AtomicFileGroup
+
+_OPTIONS = {"t", "b", "f", "nf", "o", "no", "s", "ns", "cs", "ncs", "p", "np"}
+
+
+@dataclass(frozen=True)
+class Specifier:
+    """A parsed r/wspecifier: the archive and/or index paths and the options that matter here."""
+
+    spec: str
+    ark: str | None
+    scp: str | None
+    text: bool
+    flush: bool
+    permissive: bool
+
+
+def parse_specifier(spec: str, writing: bool) -> Specifier:
+    kind = "wspecifier" if writing else "rspecifier"
+    usage = "ark,scp:out.ark,out.scp or ark:- " if writing else "scp:file.scp, ark:file.ark or ark:- "
+    if ":" not in spec:
+        raise SpkverifError(f"{spec!r} is not a Kaldi {kind} (expected e.g. {usage.strip()})")
+    head, tail = spec.split(":", 1)
+    options = [option.strip() for option in head.split(",")]
+    targets = [option for option in options if option in ("ark", "scp")]
+    unknown = [option for option in options if option not in _OPTIONS and option not in ("ark", "scp")]
+    if unknown or not targets or len(set(targets)) != len(targets):
+        raise SpkverifError(f"{spec!r} is not a Kaldi {kind} (expected e.g. {usage.strip()})")
+    paths = tail.split(",", 1) if len(targets) == 2 else [tail]
+    if len(paths) != len(targets) or not all(paths):
+        raise SpkverifError(f"{spec!r} names {len(targets)} kinds of file but gives {len(paths)} paths")
+    files = dict(zip(targets, paths, strict=False))
+    if writing and "ark" not in files:
+        raise SpkverifError(f"{spec!r}: writing needs an ark (e.g. ark,scp:out.ark,out.scp)")
+    if not writing and len(files) == 2:
+        raise SpkverifError(f"{spec!r}: an rspecifier reads either an ark or an scp, not both")
+    return Specifier(
+        spec=spec,
+        ark=files.get("ark"),
+        scp=files.get("scp"),
+        text="t" in options,
+        flush="f" in options,
+        permissive="p" in options,
+    )
+
+
+def _source_path(spec: Specifier) -> str:
+    return spec.scp if spec.scp is not None else str(spec.ark)
+
+
+def _is_pipe(path: str) -> bool:
+    return path.strip() == "-" or path.rstrip().endswith("|") or path.lstrip().startswith("|")
+
+
+def read_vectors(rspecifier: str) -> Iterator[tuple[str, np.ndarray]]:
+    """Yield (key, array) pairs from an rspecifier; failures become one-line user errors."""
+    spec = parse_specifier(rspecifier, writing=False)
+    source = _source_path(spec)
+    if not _is_pipe(source) and not Path(source).is_file():
+        raise SpkverifError("no such file", source)
+    kaldiio_spec = f"{'scp' if spec.scp else 'ark'}{',p' if spec.permissive else ''}:{source}"
+    try:
+        with kaldiio.ReadHelper(kaldiio_spec) as reader:
+            for key, value in reader:
+                if isinstance(value, tuple):
+                    raise SpkverifError(f"entry {key!r} holds audio, not a vector or matrix", source)
+                yield key, np.asarray(value)
+    except SpkverifError:
+        raise
+    except (OSError, ValueError, KeyError, IndexError, EOFError, RuntimeError) as error:
+        raise SpkverifError(f"cannot read archive: {error}", source) from None
+
+
+def load_vectors(rspecifier: str) -> tuple[list[str], np.ndarray]:
+    """Read every vector of an rspecifier into (keys, float32 matrix of shape (N, D))."""
+    keys: list[str] = []
+    rows: list[np.ndarray] = []
+    seen: set[str] = set()
+    for key, value in read_vectors(rspecifier):
+        vector = np.asarray(value, dtype=np.float32).reshape(-1)
+        if key in seen:
+            raise SpkverifError(f"duplicate key {key!r}", rspecifier)
+        if rows and vector.shape != rows[0].shape:
+            raise SpkverifError(f"vector {key!r} has dimension {vector.size}, the first had {rows[0].size}", rspecifier)
+        seen.add(key)
+        keys.append(key)
+        rows.append(vector)
+    if not rows:
+        raise SpkverifError("no vectors in the archive", rspecifier)
+    return keys, np.stack(rows)
+
+
+class ArchiveWriter:
+    """Write arrays to a wspecifier; files appear only when the writer closes cleanly.
+
+    Use as a context manager: an exception (or Ctrl-C) inside the block discards
+    the temporary files, so no archive that looks complete is ever left behind.
+    """
+
+    def __init__(self, wspecifier: str):
+        self.spec = parse_specifier(wspecifier, writing=True)
+        self._group = AtomicFileGroup()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._scp: IO[str] | None = None
+        self._keys: set[str] = set()
+        ark = str(self.spec.ark)
+        if ark == "-":
+            if self.spec.scp is not None:
+                raise SpkverifError(f"{wspecifier!r}: an scp cannot index an archive written to stdout")
+            self._ark: IO[bytes] = sys.stdout.buffer
+        elif ark.lstrip().startswith("|"):
+            if self.spec.scp is not None:
+                raise SpkverifError(f"{wspecifier!r}: an scp cannot index an archive written to a pipe")
+            self._process = subprocess.Popen(ark.lstrip()[1:], shell=True, stdin=subprocess.PIPE)
+            assert self._process.stdin is not None
+            self._ark = self._process.stdin
+        else:
+            try:
+                self._ark = self._group.open(ark, "wb")
+                if self.spec.scp is not None:
+                    self._scp = self._group.open(self.spec.scp, "w", index=True)
+            except OSError as error:
+                self._group.abort()
+                raise SpkverifError(f"cannot write: {error.strerror}", error.filename) from None
+
+    def write(self, key: str, array: np.ndarray) -> None:
+        if not key or any(character.isspace() for character in key):
+            raise SpkverifError(f"key {key!r} is empty or holds white space", self.spec.spec)
+        if key in self._keys:
+            raise SpkverifError(f"key {key!r} written twice", self.spec.spec)
+        self._keys.add(key)
+        offset = self._ark.tell() if self._scp is not None else 0
+        kaldiio.save_ark(self._ark, {key: np.ascontiguousarray(array)}, text=self.spec.text)
+        if self._scp is not None:
+            self._scp.write(f"{key} {self.spec.ark}:{offset + len(key.encode('utf-8')) + 1}\n")
+        if self.spec.flush:
+            self._ark.flush()
+
+    def __setitem__(self, key: str, array: np.ndarray) -> None:
+        self.write(key, array)
+
+    def close(self, commit: bool = True) -> None:
+        if self._ark is sys.stdout.buffer:
+            self._ark.flush()
+            return
+        if self._process is not None:
+            self._ark.close()
+            if self._process.wait() != 0 and commit:
+                raise SpkverifError(f"output command exited with status {self._process.returncode}", self.spec.spec)
+            return
+        self._ark.close()
+        if self._scp is not None:
+            self._scp.close()
+        if commit:
+            self._group.commit()
+        else:
+            self._group.abort()
+
+    def __enter__(self) -> ArchiveWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, traceback: Any) -> None:
+        self.close(commit=exc_type is None)

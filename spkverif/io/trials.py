@@ -1,0 +1,111 @@
+"""Trial lists in the Kaldi form `enroll test target|nontarget` and the VoxCeleb form `1|0 enroll test`.
+
+A list without labels (`enroll test`) is accepted for scoring; evaluation needs labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from spkverif.errors import SpkverifError
+from spkverif.io.atomic import atomic_write
+from spkverif.io.tables import iter_lines
+
+_KALDI_LABELS = {"target": True, "nontarget": False}
+_VOXCELEB_LABELS = {"1": True, "0": False}
+
+
+@dataclass
+class Trials:
+    """Parallel arrays: enrolment key, test key, label (None when unlabelled), source line."""
+
+    enroll: np.ndarray
+    test: np.ndarray
+    labels: np.ndarray | None
+    lines: np.ndarray
+    path: Path | None = None
+
+    def __len__(self) -> int:
+        return len(self.enroll)
+
+    def require_labels(self) -> np.ndarray:
+        if self.labels is None:
+            raise SpkverifError("trials have no target/nontarget labels", self.path)
+        return self.labels
+
+    def keys(self) -> set[str]:
+        return set(self.enroll.tolist()) | set(self.test.tolist())
+
+
+def read_trials(path: str | Path) -> Trials:
+    """Read either form, detected per file from its first line; mixed forms are errors."""
+    path = Path(path)
+    enroll: list[str] = []
+    test: list[str] = []
+    labels: list[bool] = []
+    lines: list[int] = []
+    form: str | None = None
+    for number, fields in iter_lines(path):
+        line_form = _form_of(fields)
+        if line_form is None:
+            raise SpkverifError(
+                "expected `enroll test target|nontarget`, `1|0 enroll test` or `enroll test`", path, number
+            )
+        if form is None:
+            form = line_form
+        elif line_form != form:
+            raise SpkverifError(
+                f"this line is in the {line_form} form but the file began in the {form} form", path, number
+            )
+        if form == "kaldi":
+            enroll.append(fields[0])
+            test.append(fields[1])
+            labels.append(_KALDI_LABELS[fields[2]])
+        elif form == "voxceleb":
+            labels.append(_VOXCELEB_LABELS[fields[0]])
+            enroll.append(fields[1])
+            test.append(fields[2])
+        else:
+            enroll.append(fields[0])
+            test.append(fields[1])
+        lines.append(number)
+    if not lines:
+        raise SpkverifError("the trial list is empty", path)
+    return Trials(
+        enroll=np.array(enroll, dtype=object),
+        test=np.array(test, dtype=object),
+        labels=np.array(labels, dtype=bool) if form != "unlabelled" else None,
+        lines=np.array(lines, dtype=np.int64),
+        path=path,
+    )
+
+
+def _form_of(fields: list[str]) -> str | None:
+    if len(fields) == 3 and fields[2] in _KALDI_LABELS:
+        return "kaldi"
+    if len(fields) == 3 and fields[0] in _VOXCELEB_LABELS:
+        return "voxceleb"
+    if len(fields) == 2:
+        return "unlabelled"
+    return None
+
+
+def write_trials(path: str | Path, rows: Iterable[tuple[str, str, bool]]) -> None:
+    """Write the Kaldi form atomically."""
+    with atomic_write(path) as handle:
+        for enroll, test, is_target in rows:
+            handle.write(f"{enroll} {test} {'target' if is_target else 'nontarget'}\n")
+
+
+def validate_trials(trials: Trials, known: set[str], what: str = "the data directory") -> list[SpkverifError]:
+    """Trials naming utterances that `known` lacks, one problem per line at fault."""
+    problems = []
+    for enroll, test, line in zip(trials.enroll, trials.test, trials.lines, strict=False):
+        for key in (enroll, test):
+            if key not in known:
+                problems.append(SpkverifError(f"{key!r} is not in {what}", trials.path, int(line)))
+    return problems

@@ -1,0 +1,39 @@
+"""The model contract: waveforms (B, T) at `sample_rate` in, embeddings (B, D) out.
+
+A model is a front end (features inside the forward pass) and an encoder; the
+loss head lives apart (`spkverif.losses`), so any model trains with any loss.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class SpeakerEmbeddingModel(nn.Module):
+    """Front end followed by an encoder; `spec` is enough to rebuild it."""
+
+    def __init__(self, frontend: nn.Module, encoder: nn.Module, embedding_dim: int, min_frames: int, sample_rate: int):
+        super().__init__()
+        self.frontend = frontend
+        self.encoder = encoder
+        self.embedding_dim = embedding_dim
+        self.sample_rate = sample_rate
+        self.min_frames = min_frames
+        self.spec: dict[str, Any] = {}
+
+    @property
+    def min_samples(self) -> int:
+        """Shortest input the network accepts; shorter audio is repeated up to this."""
+        window = getattr(self.frontend, "window_size", 0)
+        shift = getattr(self.frontend, "window_shift", 1)
+        return window + (self.min_frames - 1) * shift
+
+    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+        return self.encoder(self.frontend(waveforms))
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(parameter.numel() for parameter in module.parameters())

@@ -1,0 +1,1 @@
+"""The `prepare` stage: one module per corpus, each writing Kaldi data directories."""

@@ -1,0 +1,1 @@
+"""Training: speaker-balanced chunk batches, optimisers, checkpoints, the trainer loop."""

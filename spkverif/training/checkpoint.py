@@ -1,0 +1,78 @@
+"""Checkpoints: full training states to resume from, and self-contained model files.
+
+A model file carries the model's registry name and options, so `extract` can
+rebuild the network without the training config.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from spkverif.errors import SpkverifError
+from spkverif.io.atomic import atomic_write
+from spkverif.models import SpeakerEmbeddingModel, build_model
+
+MODEL_FORMAT = "spkverif-model"
+STATE_FORMAT = "spkverif-train-state"
+
+
+def save_atomic(payload: dict[str, Any], path: str | Path) -> None:
+    with atomic_write(path, "wb") as handle:
+        torch.save(payload, handle)
+
+
+def model_payload(model: SpeakerEmbeddingModel, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "format": MODEL_FORMAT,
+        "version": 1,
+        "model": model.spec,
+        "state_dict": {key: value.detach().cpu() for key, value in model.state_dict().items()},
+        "embedding_dim": model.embedding_dim,
+        "sample_rate": model.sample_rate,
+        **(extra or {}),
+    }
+
+
+def rng_state() -> dict[str, Any]:
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise SpkverifError("no such model file", path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # torch raises many types for a corrupt or foreign file
+        raise SpkverifError(f"not a readable checkpoint: {error}", path) from None
+    if not isinstance(payload, dict) or payload.get("format") not in (MODEL_FORMAT, STATE_FORMAT):
+        raise SpkverifError("not a spkverif model or training checkpoint", path)
+    return payload
+
+
+def load_model(path: str | Path) -> SpeakerEmbeddingModel:
+    """Rebuild a model from a model file or a training checkpoint, in eval mode."""
+    payload = read_checkpoint(path)
+    spec = payload["model"]
+    model = build_model(spec["name"], spec.get("options", {}))
+    state = payload["state_dict"] if payload["format"] == MODEL_FORMAT else payload["model_state"]
+    model.load_state_dict(state)
+    return model.eval()

@@ -1,0 +1,79 @@
+"""Batches of P speakers x K chunks, each batch a pure function of (seed, epoch, step, part).
+
+Because no batch depends on the ones before it, an epoch is simply a number of
+batches (small and huge corpora train the same way), data-loader workers can
+build any batch in any order, and a resumed run sees exactly the batches the
+interrupted one would have seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from spkverif.errors import SpkverifError
+
+
+@dataclass
+class SpeakerIndex:
+    """Utterances grouped by integer speaker label, with their lengths in samples."""
+
+    utterances: list[str]
+    labels: np.ndarray
+    num_samples: np.ndarray
+    speakers: list[str]
+    by_speaker: list[np.ndarray]
+
+    @classmethod
+    def build(cls, utt2spk: dict[str, str], num_samples: dict[str, int]) -> SpeakerIndex:
+        utterances = list(utt2spk)
+        speakers = sorted(set(utt2spk.values()))
+        label_of = {speaker: label for label, speaker in enumerate(speakers)}
+        labels = np.array([label_of[utt2spk[utt]] for utt in utterances], dtype=np.int64)
+        lengths = np.array([num_samples[utt] for utt in utterances], dtype=np.int64)
+        by_speaker = [np.flatnonzero(labels == label) for label in range(len(speakers))]
+        return cls(utterances, labels, lengths, speakers, by_speaker)
+
+
+@dataclass(frozen=True)
+class ChunkRequest:
+    utterance: int
+    label: int
+    offset: int
+
+
+class SpeakerChunkSampler:
+    """Draw P distinct speakers, K utterances of each, a random chunk of each utterance."""
+
+    def __init__(
+        self, index: SpeakerIndex, speakers_per_batch: int, utts_per_speaker: int, chunk_samples: int, seed: int
+    ):
+        if speakers_per_batch < 1 or utts_per_speaker < 1:
+            raise SpkverifError("speakers_per_batch and utts_per_speaker must be at least 1")
+        if speakers_per_batch > len(index.speakers):
+            raise SpkverifError(
+                f"speakers_per_batch is {speakers_per_batch} but the data has only {len(index.speakers)} speakers"
+            )
+        self.index = index
+        self.speakers_per_batch = speakers_per_batch
+        self.utts_per_speaker = utts_per_speaker
+        self.chunk_samples = chunk_samples
+        self.seed = seed
+
+    @property
+    def batch_size(self) -> int:
+        return self.speakers_per_batch * self.utts_per_speaker
+
+    def batch(self, epoch: int, step: int, part: int = 0) -> list[ChunkRequest]:
+        rng = np.random.default_rng([self.seed, epoch, step, part])
+        speakers = rng.choice(len(self.index.speakers), size=self.speakers_per_batch, replace=False)
+        requests = []
+        for label in speakers:
+            pool = self.index.by_speaker[label]
+            replace = len(pool) < self.utts_per_speaker
+            for utterance in rng.choice(pool, size=self.utts_per_speaker, replace=replace):
+                spare = int(self.index.num_samples[utterance]) - self.chunk_samples
+                offset = int(rng.integers(0, spare + 1)) if spare > 0 else 0
+                requests.append(ChunkRequest(int(utterance), int(label), offset))
+        return requests
