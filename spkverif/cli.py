@@ -216,18 +216,30 @@ def extract_command(
 
 @cli.command("score")
 @click.option("--trials", required=True, type=click.Path(), help="Trial list (Kaldi or VoxCeleb form).")
-@click.option("--method", default="cosine", show_default=True, help="Scoring back end by name.")
+@click.option("--method", default="cosine", show_default=True, help="Back end: cosine, snorm, asnorm or plda.")
 @click.option("--allow-missing", is_flag=True, help="Skip trials whose embeddings are missing, and count them.")
+@click.option("--mean", help="cosine/snorm/asnorm: subtract the mean of these vectors first (e.g. scp:train.scp).")
+@click.option("--cohort", help="snorm/asnorm: cohort embeddings, an rspecifier.")
+@click.option(
+    "--cohort-utt2spk", type=click.Path(), help="snorm/asnorm: average the cohort per speaker of this utt2spk."
+)
+@click.option("--top-n", type=int, help="asnorm: closest cohort entries per side [default: 300].")
+@click.option("--plda-model", type=click.Path(), help="plda: model file to read, or to write with --train-plda.")
+@click.option("--train-plda", help="plda: train on these embeddings first (an rspecifier), then score.")
+@click.option("--utt2spk", type=click.Path(), help="plda: speakers of the --train-plda embeddings.")
+@click.option("--lda-dim", type=int, help="plda: reduce dimension by LDA before PLDA [default: no LDA].")
+@click.option("--plda-iters", type=int, help="plda: EM iterations [default: 10].")
 @click.argument("archives", nargs=-1, required=True)
 @common_options
-def score_command(trials: str, method: str, allow_missing: bool, archives: tuple[str, ...]) -> None:
+def score_command(trials: str, method: str, allow_missing: bool, archives: tuple[str, ...], **backend: Any) -> None:
     """Score trials: ARCHIVES is EMB_RSPECIFIER OUTPUT, or ENROLL_RSPECIFIER TEST_RSPECIFIER OUTPUT."""
     from spkverif.score import score
 
     if len(archives) not in (2, 3):
         raise click.UsageError("expected EMB_RSPECIFIER OUTPUT or ENROLL_RSPECIFIER TEST_RSPECIFIER OUTPUT")
     enroll, test = archives[0], archives[1] if len(archives) == 3 else None
-    score(method, trials, enroll, archives[-1], test_rspecifier=test, allow_missing=allow_missing)
+    options = {name: value for name, value in backend.items() if value is not None}
+    score(method, trials, enroll, archives[-1], test_rspecifier=test, allow_missing=allow_missing, options=options)
 
 
 # report ----------------------------------------------------------------------
