@@ -246,12 +246,19 @@ def score_command(trials: str, method: str, allow_missing: bool, archives: tuple
 
 
 @cli.command("report")
-@click.option("--trials", required=True, type=click.Path(), help="Labelled trial list.")
+@click.option(
+    "--trials",
+    "trials",
+    required=True,
+    multiple=True,
+    type=click.Path(),
+    help="Labelled trial list: one for every score file, or one per score file in order.",
+)
 @click.argument("scores", nargs=-1, required=True)
 @click.option(
     "--out-dir",
     type=click.Path(file_okay=False),
-    help="Where report.json and report.md go [default: beside the first score file].",
+    help="Where report.json, report.md and det.png go [default: beside the first score file].",
 )
 @click.option("--name", "names", multiple=True, help="A row label per score file, in order.")
 @click.option(
@@ -259,24 +266,72 @@ def score_command(trials: str, method: str, allow_missing: bool, archives: tuple
     "p_targets",
     multiple=True,
     type=float,
-    default=(0.01, 0.001),
+    default=(0.01, 0.001, 0.05),
     show_default=True,
-    help="Priors for minDCF.",
+    help="Priors for minDCF and actDCF.",
 )
 @click.option("--allow-missing", is_flag=True, help="Evaluate the trials that have scores; count the rest.")
+@click.option(
+    "--bootstrap",
+    "replicates",
+    default=1000,
+    show_default=True,
+    help="Bootstrap replicates for the 95% confidence intervals; 0 for none.",
+)
+@click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap.")
+@click.option(
+    "--utt2spk",
+    type=click.Path(),
+    help="Resample enrolment speakers (from this utt2spk) instead of trials for the intervals.",
+)
+@click.option(
+    "--calibrate",
+    "calibration_scores",
+    multiple=True,
+    type=click.Path(),
+    help="Held-out score file to fit a logistic-regression calibration on: one, or one per score file.",
+)
+@click.option(
+    "--calibrate-trials",
+    "calibration_trials",
+    multiple=True,
+    type=click.Path(),
+    help="Labelled trials of the --calibrate score files: one, or one per score file.",
+)
+@click.option("--det", "det_path", type=click.Path(), help="Where the DET plot goes [default: OUT_DIR/det.png].")
+@click.option("--no-det", is_flag=True, help="Do not draw the DET plot.")
 @common_options
 def report_command(
-    trials: str,
+    trials: tuple[str, ...],
     scores: tuple[str, ...],
     out_dir: str | None,
     names: tuple[str, ...],
     p_targets: tuple[float, ...],
     allow_missing: bool,
+    replicates: int,
+    seed: int,
+    utt2spk: str | None,
+    calibration_scores: tuple[str, ...],
+    calibration_trials: tuple[str, ...],
+    det_path: str | None,
+    no_det: bool,
 ) -> None:
-    """EER and minDCF of each score file, as a table and report.{json,md}."""
-    from spkverif.report import report
+    """EER (with a confidence interval), minDCF, actDCF and Cllr of each score file: a table, report.{json,md}
+    and a DET plot."""
+    from spkverif.report import ReportSettings, report
 
-    report(trials, list(scores), out_dir, list(names) or None, tuple(p_targets), allow_missing)
+    settings = ReportSettings(tuple(p_targets), allow_missing, replicates, seed, utt2spk)
+    report(
+        list(trials),
+        list(scores),
+        out_dir,
+        list(names) or None,
+        settings,
+        calibration_scores=list(calibration_scores),
+        calibration_trials=list(calibration_trials),
+        det_path=det_path,
+        plot=not no_det,
+    )
 
 
 def install_signal_handlers() -> None:

@@ -1,0 +1,1 @@
+"""Figures, drawn headless (matplotlib's Agg canvas, no display needed)."""
