@@ -47,7 +47,7 @@ def test_snorm_is_asnorm_over_the_whole_cohort() -> None:
     index = np.arange(10)
     whole = score_pairs(CohortNormScorer(cohort, None, CosineScorer()), embeddings, embeddings, index, index[::-1])
     assert whole == pytest.approx(
-        _loop_asnorm(embeddings, embeddings, cohort, list(zip(index, index[::-1])), 25), abs=1e-5
+        _loop_asnorm(embeddings, embeddings, cohort, list(zip(index, index[::-1], strict=True)), 25), abs=1e-5
     )
 
 
