@@ -34,8 +34,11 @@ def test_recipe_runs_end_to_end(tmp_path: Path) -> None:
     for stage in range(5):
         assert f"stage {stage}:" in result.stdout
     rows = json.loads((tmp_path / "exp" / "report.json").read_text())
-    assert rows[0]["trials"] == 40 and 0.0 <= rows[0]["eer"] <= 1.0
+    assert [row["system"] for row in rows] == ["xvector_aam test.cosine", "xvector_aam test.asnorm"]
+    assert all(row["trials"] == 40 and 0.0 <= row["eer"] <= 1.0 for row in rows)
+    assert rows[0]["ci"]["unit"] == "enrolment speaker"
     assert "EER (%)" in result.stdout
+    assert (tmp_path / "exp" / "det.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     first = (tmp_path / "exp" / "xvector_aam" / "scores" / "test.cosine").read_text()
     (tmp_path / "exp" / "report.json").unlink()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The mini recipe: synthesise speakers with eSpeak NG, train an x-vector with
-# AAM, extract embeddings, score the test trials by cosine, report EER/minDCF.
+# AAM, extract embeddings, score the test trials by cosine and by adaptive
+# s-norm (a cohort of training speakers), report EER/minDCF and a DET plot.
 # Runs anywhere in about ten minutes on two CPU cores; nothing is downloaded.
 #
 #   ./run.sh                       # everything
@@ -21,7 +22,9 @@ utts_per_speaker=12
 num_trials=3000
 seed=0
 train_opts=""
-__recipe_options="stage stop_stage data exp config name num_speakers num_test_speakers utts_per_speaker num_trials seed train_opts"
+cohort_utts=3     # training utterances per speaker extracted for the AS-norm cohort
+top_n=50          # AS-norm: closest cohort speakers per side (at most the training speakers)
+__recipe_options="stage stop_stage data exp config name num_speakers num_test_speakers utts_per_speaker num_trials seed train_opts cohort_utts top_n"
 
 . ./path.sh
 . ../../bin/parse_options.sh
@@ -43,18 +46,30 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
-  echo "stage 2: extract test embeddings"
+  echo "stage 2: extract test embeddings, and $cohort_utts per training speaker for the cohort"
   spkverif extract --model "$exp/$name/models/final.pt" "scp:$data/test/wav.scp" \
     "ark,scp:$exp/$name/embeddings/test.ark,$exp/$name/embeddings/test.scp"
+  mkdir -p "$data/cohort"
+  awk -v n="$cohort_utts" '{ for (i = 2; i <= NF && i <= n + 1; i++) print $i }' "$data/train/spk2utt" \
+    | LC_ALL=C sort > "$data/cohort/utts"
+  awk 'NR == FNR { keep[$1]; next } $1 in keep' "$data/cohort/utts" "$data/train/wav.scp" > "$data/cohort/wav.scp"
+  awk 'NR == FNR { keep[$1]; next } $1 in keep' "$data/cohort/utts" "$data/train/utt2spk" > "$data/cohort/utt2spk"
+  spkverif extract --model "$exp/$name/models/final.pt" "scp:$data/cohort/wav.scp" \
+    "ark,scp:$exp/$name/embeddings/cohort.ark,$exp/$name/embeddings/cohort.scp"
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
-  echo "stage 3: cosine scoring"
+  echo "stage 3: cosine and adaptive s-norm scoring"
   spkverif score --method cosine --trials "$data/test/trials" \
     "scp:$exp/$name/embeddings/test.scp" "$exp/$name/scores/test.cosine"
+  cohort_speakers=$(cut -d' ' -f2 "$data/cohort/utt2spk" | sort -u | wc -l)
+  spkverif score --method asnorm --cohort "scp:$exp/$name/embeddings/cohort.scp" \
+    --cohort-utt2spk "$data/cohort/utt2spk" --top-n $(( top_n < cohort_speakers ? top_n : cohort_speakers )) \
+    --trials "$data/test/trials" "scp:$exp/$name/embeddings/test.scp" "$exp/$name/scores/test.asnorm"
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
-  echo "stage 4: report"
-  spkverif report --trials "$data/test/trials" --out-dir "$exp" "$exp/$name/scores/test.cosine"
+  echo "stage 4: report (table, $exp/report.{json,md}, DET plot $exp/det.png)"
+  spkverif report --trials "$data/test/trials" --utt2spk "$data/test/utt2spk" --out-dir "$exp" \
+    "$exp/$name/scores/test.cosine" "$exp/$name/scores/test.asnorm"
 fi

@@ -14,10 +14,12 @@ a (block x cohort) score matrix, never (embeddings x cohort).
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import torch
 
 from spkverif.backends.base import PairScorer, check_dimension, mean_vector, paired_dot, speaker_labels
 from spkverif.backends.cosine import CosineScorer
@@ -30,12 +32,28 @@ logger = logging.getLogger(__name__)
 STD_FLOOR = 1e-8
 
 
+def _top_values(scores: np.ndarray, top_n: int) -> np.ndarray:
+    """The `top_n` largest values of each row, unordered (a selection, not a sort)."""
+    if top_n >= scores.shape[1]:
+        return scores
+    return np.partition(scores, scores.shape[1] - top_n, axis=1)[:, scores.shape[1] - top_n :]
+
+
+SELECTION_THREADS = max(1, min(os.cpu_count() or 1, 8))
+
+
+@functools.cache
+def _selection_pool() -> ThreadPoolExecutor:
+    """Threads for the row selections: numpy releases the GIL there, so each core takes a share of the rows."""
+    return ThreadPoolExecutor(max_workers=SELECTION_THREADS)
+
+
 class CohortStatistics:
     """Mean and standard deviation of each embedding's top-n cohort scores, filled in on demand."""
 
     def __init__(self, embeddings: np.ndarray, cohort: np.ndarray, top_n: int, block: int = 4096):
-        self.embeddings = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))
-        self.cohort = torch.from_numpy(np.ascontiguousarray(cohort, dtype=np.float32))
+        self.embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+        self.cohort_transposed = np.ascontiguousarray(cohort, dtype=np.float32).T
         self.top_n = top_n
         self.block = block
         self.mean = np.full(len(embeddings), np.nan)
@@ -45,14 +63,15 @@ class CohortStatistics:
         """Compute the statistics of every embedding in `indices` that lacks them."""
         wanted = np.unique(indices)
         wanted = wanted[np.isnan(self.mean[wanted])]
+        pool = _selection_pool()
         for start in range(0, len(wanted), self.block):
-            rows = torch.from_numpy(wanted[start : start + self.block])
-            scores = self.embeddings[rows] @ self.cohort.T
-            if self.top_n < scores.shape[1]:
-                scores = torch.topk(scores, self.top_n, dim=1, sorted=False).values
-            scores = scores.double()
-            self.mean[rows.numpy()] = scores.mean(dim=1).numpy()
-            self.std[rows.numpy()] = scores.std(dim=1, correction=0).clamp_min(STD_FLOOR).numpy()
+            rows = wanted[start : start + self.block]
+            scores = self.embeddings[rows] @ self.cohort_transposed
+            shares = np.array_split(scores, min(SELECTION_THREADS, max(1, len(rows) // 256)))
+            top = np.concatenate(list(pool.map(lambda share: _top_values(share, self.top_n), shares)))
+            top = top.astype(np.float64)
+            self.mean[rows] = top.mean(axis=1)
+            self.std[rows] = np.maximum(top.std(axis=1), STD_FLOOR)
 
 
 class CohortNormScorer:
