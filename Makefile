@@ -21,6 +21,9 @@ test: $(STAMP)
 	$(BIN)/ruff check spkverif tests bench
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q tests
 
+bench: $(STAMP)
+	$(BIN)/python bench/score_bench.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check spkverif tests bench
 

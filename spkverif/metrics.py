@@ -31,18 +31,23 @@ class OperatingPoints:
     fpr: np.ndarray
 
 
+def _checked(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float64 scores and boolean labels of equal length, finite, with both classes present."""
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=bool)
+    if scores.shape != labels.shape:
+        raise ValueError("scores and labels differ in length")
+    if not np.all(np.isfinite(scores)):
+        raise SpkverifError("scores hold NaN or infinite values")
+    if labels.all() or not labels.any():
+        raise SpkverifError("evaluation needs both target and nontarget trials")
+    return scores, labels
+
+
 class GroupedScores:
     """Scores sorted into distinct values once; operating points for any trial weights."""
 
     def __init__(self, scores: np.ndarray, labels: np.ndarray):
-        scores = np.asarray(scores, dtype=np.float64)
-        self.labels = np.asarray(labels, dtype=bool)
-        if scores.shape != self.labels.shape:
-            raise ValueError("scores and labels differ in length")
-        if not np.all(np.isfinite(scores)):
-            raise SpkverifError("scores hold NaN or infinite values")
-        if self.labels.all() or not self.labels.any():
-            raise SpkverifError("evaluation needs both target and nontarget trials")
+        scores, self.labels = _checked(scores, labels)
         distinct, self.group = np.unique(scores, return_inverse=True)
         self.thresholds = np.append(distinct, np.inf)
 
@@ -105,8 +110,7 @@ def compute_act_dcf(
     llrs: np.ndarray, labels: np.ndarray, p_target: float, c_miss: float = 1.0, c_fa: float = 1.0
 ) -> float:
     """Normalised detection cost of deciding "target" when LLR >= the Bayes threshold."""
-    llrs, labels = np.asarray(llrs, dtype=np.float64), np.asarray(labels, dtype=bool)
-    GroupedScores(llrs, labels)
+    llrs, labels = _checked(llrs, labels)
     accept = llrs >= bayes_threshold(p_target, c_miss, c_fa)
     p_miss, p_fa = np.mean(~accept[labels]), np.mean(accept[~labels])
     return float(
@@ -116,8 +120,7 @@ def compute_act_dcf(
 
 def compute_cllr(llrs: np.ndarray, labels: np.ndarray) -> float:
     """Log-likelihood-ratio cost in bits: 0 is perfect, 1 is a system that always says LLR = 0."""
-    llrs, labels = np.asarray(llrs, dtype=np.float64), np.asarray(labels, dtype=bool)
-    GroupedScores(llrs, labels)
+    llrs, labels = _checked(llrs, labels)
     target_cost = np.mean(np.logaddexp(0.0, -llrs[labels]))
     nontarget_cost = np.mean(np.logaddexp(0.0, llrs[~labels]))
     return float((target_cost + nontarget_cost) / (2 * np.log(2)))
@@ -221,8 +224,7 @@ def fit_calibration(scores: np.ndarray, labels: np.ndarray, p_target: float = 0.
     from scipy.optimize import minimize
     from scipy.special import expit
 
-    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=bool)
-    GroupedScores(scores, labels)
+    scores, labels = _checked(scores, labels)
     prior_logit = np.log(p_target / (1 - p_target))
     weights = np.where(labels, p_target / labels.sum(), (1 - p_target) / (~labels).sum())
     signs = np.where(labels, 1.0, -1.0)

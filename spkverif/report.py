@@ -214,8 +214,14 @@ def report(
         handle.write("\n")
     with atomic_write(out / "report.md") as handle:
         handle.write(markdown_table(rows, settings.p_targets))
-    (console or Console()).print(rich_table(rows, settings.p_targets))
+    (console or _console()).print(rich_table(rows, settings.p_targets))
     return rows
+
+
+def _console() -> Console:
+    """The terminal's width on a terminal; wide enough for the whole table in a log file or pipe."""
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
 
 
 def _system_name(path: str | Path) -> str:
