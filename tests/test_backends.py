@@ -8,6 +8,7 @@ import pytest
 from spkverif.backends import BACKENDS
 from spkverif.backends.base import score_pairs
 from spkverif.backends.cosine import CosineScorer
+from spkverif.backends.plda import PldaModel
 from spkverif.backends.snorm import CohortNormScorer, load_cohort
 from spkverif.errors import SpkverifError
 from spkverif.io.specifiers import ArchiveWriter
@@ -118,3 +119,30 @@ def test_scoring_in_small_blocks_gives_the_same_file(tmp_path, method: str) -> N
     first, second = (np.array([float(row[2]) for row in rows]) for rows in outputs)
     # Cohort statistics come from float32 products whose rounding can depend on how many rows share a block.
     assert first == pytest.approx(second, rel=1e-5, abs=1e-6)
+
+
+def test_cli_flags_reach_the_back_ends(run_cli, tmp_path) -> None:
+    rng = np.random.default_rng(4)
+    vectors = {f"s{s}-u{u}": rng.normal(size=6) + s for s in range(8) for u in range(5)}
+    archive = _write(tmp_path / "e", vectors)
+    (tmp_path / "utt2spk").write_text("".join(f"{key} {key.split('-')[0]}\n" for key in vectors))
+    keys = list(vectors)
+    (tmp_path / "trials").write_text("".join(f"{keys[i]} {keys[(3 * i) % 40]}\n" for i in range(40)))
+    common = ["-q", "--trials", tmp_path / "trials", archive]
+    model = tmp_path / "plda.npz"
+    trained = run_cli(
+        "score", "--method", "plda", "--train-plda", archive, "--utt2spk", tmp_path / "utt2spk",
+        "--lda-dim", "3", "--plda-model", model, *common, tmp_path / "trained",
+    )  # fmt: skip
+    assert trained.exit_code == 0, trained.stderr
+    assert PldaModel.load(model).lda.shape[1] == 3
+    reused = run_cli("score", "--method", "plda", "--plda-model", model, *common, tmp_path / "reused")
+    assert reused.exit_code == 0 and (tmp_path / "reused").read_text() == (tmp_path / "trained").read_text()
+    normalised = run_cli(
+        "score", "--method", "asnorm", "--cohort", archive, "--cohort-utt2spk", tmp_path / "utt2spk",
+        "--top-n", "4", "--mean", archive, *common, tmp_path / "asnorm",
+    )  # fmt: skip
+    assert normalised.exit_code == 0, normalised.stderr
+    assert len((tmp_path / "asnorm").read_text().splitlines()) == 40
+    wrong = run_cli("score", "--method", "cosine", "--cohort", archive, *common, tmp_path / "x")
+    assert wrong.exit_code == 1 and "has no option 'cohort'" in wrong.stderr and not (tmp_path / "x").exists()
