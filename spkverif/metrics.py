@@ -56,8 +56,13 @@ class GroupedScores:
         if weights is None:
             weights = np.ones(len(self.labels))
         groups = len(self.thresholds) - 1
-        target_weight = np.bincount(self.group, weights * self.labels, minlength=groups)
-        nontarget_weight = np.bincount(self.group, weights * ~self.labels, minlength=groups)
+        return self.points_from_counts(
+            np.bincount(self.group, weights * self.labels, minlength=groups),
+            np.bincount(self.group, weights * ~self.labels, minlength=groups),
+        )
+
+    def points_from_counts(self, target_weight: np.ndarray, nontarget_weight: np.ndarray) -> OperatingPoints:
+        """Operating points from the (weighted) number of targets and non-targets at each distinct score."""
         misses = np.concatenate([[0.0], np.cumsum(target_weight)])
         rejected_nontargets = np.concatenate([[0.0], np.cumsum(nontarget_weight)])
         total_targets, total_nontargets = misses[-1], rejected_nontargets[-1]
@@ -166,22 +171,22 @@ def bootstrap(
     if clusters is not None:
         cluster_ids, cluster_of_trial = np.unique(np.asarray(clusters), return_inverse=True)
         count = len(cluster_ids)
-    target_positions = np.flatnonzero(grouped.labels)
-    nontarget_positions = np.flatnonzero(~grouped.labels)
+    groups = len(grouped.thresholds) - 1
+    target_groups, nontarget_groups = grouped.group[grouped.labels], grouped.group[~grouped.labels]
     done = 0
     while done < replicates:
         if clusters is not None:
-            draws = np.bincount(rng.integers(0, count, count), minlength=count)
-            weights = draws[cluster_of_trial].astype(np.float64)
-            if not weights[target_positions].any() or not weights[nontarget_positions].any():
+            weights = np.bincount(rng.integers(0, count, count), minlength=count)[cluster_of_trial].astype(np.float64)
+            if not weights[grouped.labels].any() or not weights[~grouped.labels].any():
                 continue
+            points = grouped.points(weights)
         else:
-            weights = np.zeros(len(grouped.labels))
-            for positions in (target_positions, nontarget_positions):
-                weights[positions] = np.bincount(
-                    rng.integers(0, len(positions), len(positions)), minlength=len(positions)
+            points = grouped.points_from_counts(
+                *(
+                    np.bincount(members[rng.integers(0, len(members), len(members))], minlength=groups)
+                    for members in (target_groups, nontarget_groups)
                 )
-        points = grouped.points(weights)
+            )
         eers[done] = eer_of(points)
         for row, p_target in enumerate(p_targets):
             dcfs[row, done] = min_dcf_of(points, p_target)
