@@ -73,15 +73,16 @@ def write_audio(path: Path, samples: np.ndarray, rate: int = RATE) -> Path:
 
 
 def write_voxceleb_trials(path: Path, utt2spk: dict[str, str], count: int, seed: int) -> Path:
-    """`1|0 spk/video/clip.wav spk/video/clip.wav` lines, half target, in the official form."""
+    """`1|0 spk/video/clip.wav spk/video/clip.wav` lines in the official form, half target where there are enough."""
     rng = np.random.default_rng(seed)
     utts = sorted(utt2spk)
     pairs = list(itertools.combinations(utts, 2))
     targets = [p for p in pairs if utt2spk[p[0]] == utt2spk[p[1]]]
     nontargets = [p for p in pairs if utt2spk[p[0]] != utt2spk[p[1]]]
-    half = min(count // 2, len(targets), len(nontargets))
-    chosen = [(1, targets[i]) for i in rng.choice(len(targets), half, replace=False)]
-    chosen += [(0, nontargets[i]) for i in rng.choice(len(nontargets), half, replace=False)]
+    num_targets = min(count // 2, len(targets))
+    num_nontargets = min(count - num_targets, len(nontargets))
+    chosen = [(1, targets[i]) for i in rng.choice(len(targets), num_targets, replace=False)]
+    chosen += [(0, nontargets[i]) for i in rng.choice(len(nontargets), num_nontargets, replace=False)]
     rng.shuffle(chosen)
 
     def official(utt: str) -> str:

@@ -50,6 +50,7 @@ class TrialCounts:
 
     name: str
     source: str
+    target: str
     lines: int
     written: int
     missing_files: int
@@ -112,15 +113,15 @@ def sets_table(title: str, rows: list[SetCounts], caption: str = OFFICIAL_CAPTIO
 def trials_table(rows: list[TrialCounts]) -> Table:
     """Per trial list: lines read, trials written, trials dropped for naming files not found."""
     table = Table(title="trial lists", title_justify="left")
-    for column in ("trials", "from", "lines", "written", "dropped", "files not found", "note"):
-        table.add_column(
-            column, justify="right" if column in ("lines", "written", "dropped", "files not found") else "left"
-        )
+    numbers = ("lines", "written", "dropped", "missing files")
+    for column in ("trials", "from", "to", *numbers, "note"):
+        table.add_column(column, justify="right" if column in numbers else "left")
     for row in rows:
         dropped = row.lines - row.written
         table.add_row(
             row.name,
             row.source,
+            row.target,
             _against(row.lines, row.official),
             f"{row.written:,}",
             f"[red]{dropped:,}[/]" if dropped else "0",

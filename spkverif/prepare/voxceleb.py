@@ -192,10 +192,10 @@ def convert_trials(source: Path, known: set[str]) -> tuple[list[tuple[str, str, 
 
 def _trial_note(spec: TrialList, lines: int) -> str:
     if lines == spec.trials:
-        return "cleaned list, complete"
+        return "cleaned, complete"
     if lines == spec.original_trials:
-        return "the original (uncleaned) list"
-    return "line count matches no official list"
+        return "uncleaned original"
+    return "not an official size"
 
 
 def _write_trial_lists(out: Path, data: dict[str, DataDir], lists: dict[str, Path]) -> dict[str, TrialCounts]:
@@ -212,18 +212,22 @@ def _write_trial_lists(out: Path, data: dict[str, DataDir], lists: dict[str, Pat
         name = f"vox1_{spec.name}"
         warn_about(
             [f"{key} (named by {source.name})" for key in missing],
-            f"files named by {source} are not in {out / 'vox1'}: {lines - len(rows):,} of its {lines:,} trials dropped",
+            f"file(s) named by {source} are not in {out / 'vox1'}: "
+            f"{lines - len(rows):,} of its {lines:,} trials dropped",
             "not found",
         )
+        targets = []
         if rows:
             write_trials(out / "vox1" / f"trials_{spec.name}", rows)
+            targets.append(str(out / "vox1" / f"trials_{spec.name}"))
         if spec.name == "O" and "vox1_test" in data:
             test_utts = set(data["vox1_test"].utterances)
             test_rows = [row for row in rows if row[0] in test_utts and row[1] in test_utts]
             if test_rows:
                 write_trials(out / "vox1_test" / "trials", test_rows)
+                targets.append(str(out / "vox1_test" / "trials"))
         counts[name] = TrialCounts(
-            name, str(source), lines, len(rows), len(missing), spec.trials, _trial_note(spec, lines)
+            name, str(source), ", ".join(targets), lines, len(rows), len(missing), spec.trials, _trial_note(spec, lines)
         )
     return counts
 
@@ -335,9 +339,10 @@ def prepare_voxceleb2(
     if not root.is_dir():
         raise SpkverifError("no such directory", root)
     extension = "." + audio_ext.lower().lstrip(".")
-    candidates = [root / subset / "aac", root / subset / "wav", root / subset]
+    folders = list(dict.fromkeys(("aac",) if extension == ".m4a" else (extension[1:], "wav", "aac")))
+    candidates = [root / subset / folder for folder in folders] + [root / subset]
     if subset == "test":
-        candidates += [root / "aac", root / "wav"]
+        candidates += [root / folder for folder in folders]
     candidates.append(root)
     entries, duplicates = drop_duplicates(scan_speakers(speaker_roots(root, candidates)[:1], extension))
     if not entries:
