@@ -227,7 +227,7 @@ def _write_trial_lists(out: Path, data: dict[str, DataDir], lists: dict[str, Pat
                 write_trials(out / "vox1_test" / "trials", test_rows)
                 targets.append(str(out / "vox1_test" / "trials"))
         counts[name] = TrialCounts(
-            name, str(source), ", ".join(targets), lines, len(rows), len(missing), spec.trials, _trial_note(spec, lines)
+            name, source.name, ", ".join(targets), lines, len(rows), len(missing), spec.trials, _trial_note(spec, lines)
         )
     return counts
 
