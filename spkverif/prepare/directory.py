@@ -39,15 +39,10 @@ class AudioEntry:
 
 @dataclass
 class Measured:
-    """Durations of the readable entries; the others as `path: why` lines."""
+    """Durations of the readable entries by id; the others as `path: why` lines."""
 
-    entries: list[AudioEntry]
     durations: dict[str, float]
     unreadable: list[str] = field(default_factory=list)
-
-    @property
-    def kept(self) -> list[AudioEntry]:
-        return [entry for entry in self.entries if entry.utt in self.durations]
 
 
 def clean_id(text: str) -> str:
@@ -108,7 +103,7 @@ def measure_durations(
                     durations[entry.utt] = seconds
             bar.advance(len(batch))
     warn_about(unreadable, f"of {len(entries)} files could not be read and were left out", "unreadable")
-    return Measured(list(entries), durations, unreadable)
+    return Measured(durations, unreadable)
 
 
 def warn_about(problems: Sequence[str], summary: str, what: str) -> None:

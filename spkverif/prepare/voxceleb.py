@@ -244,12 +244,12 @@ def prepare_voxceleb1(
     root, out = Path(root), Path(out)
     if not root.is_dir():
         raise SpkverifError("no such directory", root)
-    trials_directory = Path(trials_dir) if trials_dir is not None else root
     given = {name.upper(): Path(path) for name, path in (trial_lists or {}).items() if path is not None}
+    directory = Path(trials_dir) if trials_dir is not None else root
     lists = {
         spec.name: found
         for spec in TRIAL_LISTS
-        if (found := _find_trial_list(spec, given.get(spec.name), trials_directory)) is not None
+        if (found := _find_trial_list(spec, given.get(spec.name), directory)) is not None
     }
     meta_path = Path(meta) if meta is not None else root / "vox1_meta.csv"
     speaker_meta = read_vox1_meta(meta_path) if meta is not None or meta_path.is_file() else None
@@ -259,45 +259,47 @@ def prepare_voxceleb1(
         raise SpkverifError("no .wav files under <speaker>/<video>/", root)
     warn_about(duplicates, "files left out because another file has the same id", "duplicate")
     measured = measure_durations(entries, jobs, "prepare voxceleb1")
-    test_speakers = _test_speakers(entries, speaker_meta)
-    everything = data_dir_from(entries, measured.durations)
-    if not everything.utterances:
+    if not measured.durations:
         raise SpkverifError("none of the audio files could be read", root)
-    data: dict[str, DataDir] = {}
-    for name, wanted in (("vox1_dev", False), ("vox1_test", True)):
-        subset = [e for e in entries if (e.speaker in test_speakers) == wanted]
-        part = data_dir_from(subset, measured.durations)
-        if part.utterances:
-            data[name] = part
-        else:
-            logger.warning("no %s speakers found: %s not written", name.split("_")[1], out / name)
-    data["vox1"] = everything
+    test_speakers = _test_speakers(entries, speaker_meta)
+    data = _vox1_sets(entries, measured.durations, test_speakers, out)
     for name, part in data.items():
         save_fresh(part, out / name, stale=("trials", "trials_O", "trials_E", "trials_H"))
         if speaker_meta is not None:
             genders = [(spk, speaker_meta[spk][1]) for spk in part.speakers if spk in speaker_meta]
             write_table(out / name / "spk2gender", genders)
     trial_counts = _write_trial_lists(out, data, lists)
-    unread = [e for e in entries if e.utt not in measured.durations]
+    unread = [entry for entry in entries if entry.utt not in measured.durations]
     left_out = {
-        "vox1_dev": sum(e.speaker not in test_speakers for e in unread),
-        "vox1_test": sum(e.speaker in test_speakers for e in unread),
+        "vox1_dev": sum(entry.speaker not in test_speakers for entry in unread),
+        "vox1_test": sum(entry.speaker in test_speakers for entry in unread),
         "vox1": len(unread) + len(duplicates),
     }
     rows = [SetCounts.of(name, part, left_out[name], VOX1_REFERENCE[name]) for name, part in data.items()]
-    tables = [sets_table(f"VoxCeleb1 in {root}", rows)]
-    if trial_counts:
-        tables.append(trials_table(list(trial_counts.values())))
-    else:
-        logger.warning(
-            "no trial lists converted: give --trials-dir or --trials-o/-e/-h (%s)",
-            ", ".join(spec.file_name for spec in TRIAL_LISTS),
-        )
+    if not trial_counts:
+        names = ", ".join(spec.file_name for spec in TRIAL_LISTS)
+        logger.warning("no trial lists converted: give --trials-dir or --trials-o/-e/-h (%s)", names)
     if speaker_meta is not None:
-        absent = sorted(set(speaker_meta) - set(everything.speakers))
+        absent = sorted(set(speaker_meta) - set(data["vox1"].speakers))
         warn_about(absent, "speakers of the metadata file have no audio here", "speaker not found")
-    print_tables(*tables)
+    tables = [sets_table(f"VoxCeleb1 in {root}", rows)]
+    print_tables(*tables, *([trials_table(list(trial_counts.values()))] if trial_counts else []))
     return VoxCelebResult(data, trial_counts, measured.unreadable, duplicates)
+
+
+def _vox1_sets(
+    entries: list[AudioEntry], durations: dict[str, float], test_speakers: set[str], out: Path
+) -> dict[str, DataDir]:
+    """vox1_dev and vox1_test (each where it has speakers), and vox1."""
+    data: dict[str, DataDir] = {}
+    for name, is_test in (("vox1_dev", False), ("vox1_test", True)):
+        part = data_dir_from([e for e in entries if (e.speaker in test_speakers) == is_test], durations)
+        if part.utterances:
+            data[name] = part
+        else:
+            logger.warning("no %s speakers found: %s not written", name.split("_")[1], out / name)
+    data["vox1"] = data_dir_from(entries, durations)
+    return data
 
 
 def _test_speakers(entries: list[AudioEntry], speaker_meta: dict[str, tuple[str, str]] | None) -> set[str]:
