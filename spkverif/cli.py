@@ -108,6 +108,93 @@ def prepare_dir_command(root: str, out: str, jobs: int) -> None:
     prepare_dir(root, out, jobs)
 
 
+@prepare.command("voxceleb1")
+@click.argument("root", type=click.Path())
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output: OUT/{vox1_dev,vox1_test,vox1}.")
+@click.option(
+    "--trials-dir",
+    type=click.Path(file_okay=False),
+    help="Where veri_test2.txt, list_test_all2.txt, list_test_hard2.txt are [default: ROOT].",
+)
+@click.option("--trials-o", type=click.Path(dir_okay=False), help="VoxCeleb1-O list (veri_test2.txt) by path.")
+@click.option("--trials-e", type=click.Path(dir_okay=False), help="VoxCeleb1-E list (list_test_all2.txt) by path.")
+@click.option("--trials-h", type=click.Path(dir_okay=False), help="VoxCeleb1-H list (list_test_hard2.txt) by path.")
+@click.option(
+    "--meta",
+    type=click.Path(dir_okay=False),
+    help="vox1_meta.csv: dev/test split and genders (spk2gender) [default: ROOT/vox1_meta.csv if there].",
+)
+@click.option("--jobs", default=4, show_default=True, help="Threads reading audio headers.")
+@common_options
+def prepare_voxceleb1_command(
+    root: str,
+    out: str,
+    trials_dir: str | None,
+    trials_o: str | None,
+    trials_e: str | None,
+    trials_h: str | None,
+    meta: str | None,
+    jobs: int,
+) -> None:
+    """VoxCeleb1 (ROOT/wav/idXXXXX/<video>/NNNNN.wav) and its O/E/H trial lists as Kaldi data."""
+    from spkverif.prepare.voxceleb import prepare_voxceleb1
+
+    lists = {"O": trials_o, "E": trials_e, "H": trials_h}
+    prepare_voxceleb1(root, out, trials_dir=trials_dir, trial_lists=lists, meta=meta, jobs=jobs)
+
+
+@prepare.command("voxceleb2")
+@click.argument("root", type=click.Path())
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output: OUT/vox2_SUBSET.")
+@click.option(
+    "--subset", type=click.Choice(["dev", "test"]), default="dev", show_default=True, help="Which part to prepare."
+)
+@click.option(
+    "--audio-ext",
+    type=click.Choice(["m4a", "wav", "flac"]),
+    default="m4a",
+    show_default=True,
+    help="m4a: wav.scp decodes through an ffmpeg pipe; wav/flac: files already converted.",
+)
+@click.option("--ffmpeg", default="ffmpeg", show_default=True, help="The ffmpeg command wav.scp pipes through.")
+@click.option("--jobs", default=4, show_default=True, help="Threads reading audio headers.")
+@common_options
+def prepare_voxceleb2_command(root: str, out: str, subset: str, audio_ext: str, ffmpeg: str, jobs: int) -> None:
+    """VoxCeleb2 (ROOT/dev/aac/idXXXXX/<video>/NNNNN.m4a) as a Kaldi data directory."""
+    from spkverif.prepare.voxceleb import prepare_voxceleb2
+
+    prepare_voxceleb2(root, out, subset=subset, audio_ext=audio_ext, ffmpeg=ffmpeg, jobs=jobs)
+
+
+@prepare.command("musan")
+@click.argument("root", type=click.Path())
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Output: OUT/{musan_noise,musan_music,musan_speech,musan}.",
+)
+@click.option("--jobs", default=4, show_default=True, help="Threads reading audio headers.")
+@common_options
+def prepare_musan_command(root: str, out: str, jobs: int) -> None:
+    """MUSAN (ROOT/{noise,music,speech}/<source>/*.wav), one data directory per subset and one for all."""
+    from spkverif.prepare.musan import prepare_musan
+
+    prepare_musan(root, out, jobs=jobs)
+
+
+@prepare.command("rirs")
+@click.argument("root", type=click.Path())
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output: OUT/rirs, OUT/rirs_* sets.")
+@click.option("--jobs", default=4, show_default=True, help="Threads reading audio headers.")
+@common_options
+def prepare_rirs_command(root: str, out: str, jobs: int) -> None:
+    """RIRS_NOISES (simulated and real room impulse responses, isotropic and point-source noises)."""
+    from spkverif.prepare.rirs import prepare_rirs
+
+    prepare_rirs(root, out, jobs=jobs)
+
+
 @cli.command("validate")
 @click.argument("data_dir", type=click.Path())
 @click.option("--trials", type=click.Path(), help="Also check that a trial list names only utterances of DATA_DIR.")
