@@ -10,6 +10,7 @@ import signal
 import sys
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Any
 
 import click
@@ -226,6 +227,19 @@ def validate_command(data_dir: str, trials: str | None, no_audio_check: bool) ->
 @click.option("--device", help="cpu, cuda, cuda:N or auto.")
 @click.option("--num-workers", type=int, help="Data-loader worker processes.")
 @click.option("--resample", is_flag=True, default=None, help="Resample audio not at the model's rate.")
+@click.option("--noise", type=click.Path(), help="Noise data dir, or a MUSAN dir with musan_{noise,music,speech}.")
+@click.option("--rir", type=click.Path(), help="Room impulse responses data dir, for reverberation.")
+@click.option("--speed-perturb", is_flag=True, default=None, help="Speeds 0.9/1.0/1.1, each speed a new speaker.")
+@click.option("--spec-augment", is_flag=True, default=None, help="Frequency and time masking of features.")
+@click.option("--amp", type=click.Choice(["none", "bf16", "fp16"]), help="Mixed precision (fp16 uses a grad scaler).")
+@click.option("--grad-accum", type=int, help="Micro-batches a step; N here equals N torchrun processes.")
+@click.option("--checkpoint-every", type=int, help="Also checkpoint every N steps within an epoch.")
+@click.option("--average", type=int, help="Final model = mean of the last N epoch checkpoints.")
+@click.option(
+    "--skip-nonfinite", is_flag=True, default=None, help="Skip steps with a NaN/inf loss instead of stopping."
+)
+@click.option("--valid-data", type=click.Path(), help="Data dir holding the validation trials' audio.")
+@click.option("--valid-trials", type=click.Path(), help="Trials scored after each epoch; the best model is kept.")
 @click.option(
     "--set",
     "settings",
@@ -245,7 +259,11 @@ def train_command(
     dry_run: bool,
     **flags: Any,
 ) -> None:
-    """Train an embedding network with a chosen loss."""
+    """Train an embedding network with a chosen loss.
+
+    Runs the same on a CPU, a GPU, or under torchrun across GPUs and nodes:
+    `torchrun --nproc_per_node 4 $(which spkverif) train ...`.
+    """
     from spkverif.config import load_train_config, parse_override
     from spkverif.training.trainer import train
 
@@ -254,7 +272,11 @@ def train_command(
         "batches_per_epoch": "training.batches_per_epoch", "speakers_per_batch": "training.speakers_per_batch",
         "utts_per_speaker": "training.utts_per_speaker", "chunk_seconds": "data.chunk_seconds",
         "lr": "optimizer.lr", "seed": "seed", "device": "training.device",
-        "num_workers": "data.num_workers", "resample": "data.resample",
+        "num_workers": "data.num_workers", "resample": "data.resample", "noise": "augment.noise",
+        "rir": "augment.rir", "speed_perturb": "augment.speed_perturb", "spec_augment": "augment.spec_augment",
+        "amp": "training.amp", "grad_accum": "training.grad_accum", "checkpoint_every": "training.checkpoint_every",
+        "average": "training.average_last", "skip_nonfinite": "training.skip_nonfinite",
+        "valid_data": "training.valid_data", "valid_trials": "training.valid_trials",
     }  # fmt: skip
     overrides = [(flag_keys[name].split("."), value) for name, value in flags.items() if value is not None]
     overrides += [parse_override(text) for text in settings]
@@ -321,13 +343,9 @@ def score_command(trials: str, method: str, allow_missing: bool, archives: tuple
 
 
 @cli.command("report")
-@click.option("--trials", required=True, type=click.Path(), help="Labelled trial list.")
-@click.argument("scores", nargs=-1, required=True)
-@click.option(
-    "--out-dir",
-    type=click.Path(file_okay=False),
-    help="Where report.json and report.md go [default: beside the first score file].",
-)
+@click.option("--trials", type=click.Path(), help="Labelled trial list (needed with score files).")
+@click.argument("scores", nargs=-1)
+@click.option("--out-dir", type=click.Path(file_okay=False), help="Where outputs go [default: beside the first input].")
 @click.option("--name", "names", multiple=True, help="A row label per score file, in order.")
 @click.option(
     "--p-target",
@@ -339,19 +357,37 @@ def score_command(trials: str, method: str, allow_missing: bool, archives: tuple
     help="Priors for minDCF.",
 )
 @click.option("--allow-missing", is_flag=True, help="Evaluate the trials that have scores; count the rest.")
+@click.option(
+    "--training",
+    "training",
+    multiple=True,
+    type=click.Path(),
+    help="Experiment dir: draw its training curves to training.png.",
+)
 @common_options
 def report_command(
-    trials: str,
+    trials: str | None,
     scores: tuple[str, ...],
     out_dir: str | None,
     names: tuple[str, ...],
     p_targets: tuple[float, ...],
     allow_missing: bool,
+    training: tuple[str, ...],
 ) -> None:
-    """EER and minDCF of each score file, as a table and report.{json,md}."""
-    from spkverif.report import report
+    """EER and minDCF of each score file (table, report.json, report.md); training curves."""
+    if not scores and not training:
+        raise click.UsageError("give score files (with --trials) or --training EXP")
+    if training:
+        from spkverif.plots.training import plot_training
 
-    report(trials, list(scores), out_dir, list(names) or None, tuple(p_targets), allow_missing)
+        target = (Path(out_dir) if out_dir else Path(training[0])) / "training.png"
+        click.echo(f"training curves: {plot_training(list(training), target)}")
+    if scores:
+        if trials is None:
+            raise click.UsageError("score files need --trials")
+        from spkverif.report import report
+
+        report(trials, list(scores), out_dir, list(names) or None, tuple(p_targets), allow_missing)
 
 
 def install_signal_handlers() -> None:
