@@ -212,7 +212,7 @@ def test_learning_rate_schedules() -> None:
     assert rates[0] == pytest.approx(0.01, rel=1e-6)
     assert rates[9] == pytest.approx(0.1 * (1e-2) ** (9 / 100), rel=1e-6)
     assert rates[99] == pytest.approx(0.1 * (1e-2) ** (99 / 100), rel=1e-6)
-    assert all(a > b for a, b in itertools.pairwise(rates))
+    assert all(a > b for a, b in itertools.pairwise(rates[9:]))
     cycle = _learning_rates("onecycle", 100, pct_start=0.3)
     assert max(cycle) == pytest.approx(0.1, rel=1e-3) and int(np.argmax(cycle)) in (29, 30)
     assert cycle[0] == pytest.approx(0.1 / 25, rel=1e-3) and cycle[-1] < cycle[0]
