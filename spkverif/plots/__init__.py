@@ -1,1 +1,5 @@
-"""Figures, drawn headless (matplotlib's Agg canvas, no display needed)."""
+"""Pictures a person would rather look at than numbers: matplotlib, headless (Agg)."""
+
+import matplotlib
+
+matplotlib.use("Agg")
