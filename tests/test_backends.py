@@ -92,14 +92,19 @@ def test_options_are_checked(tmp_path) -> None:
         BACKENDS.build("plda")
 
 
+def _speaker_set(directory, seed: int, stride: int) -> tuple[list[str], str]:
+    """40 embeddings of 8 speakers in DIR/e.scp, DIR/utt2spk, and 40 unlabelled trials in DIR/trials."""
+    rng = np.random.default_rng(seed)
+    vectors = {f"s{s}-u{u}": rng.normal(size=6) + s for s in range(8) for u in range(5)}
+    (directory / "utt2spk").write_text("".join(f"{key} {key.split('-')[0]}\n" for key in vectors))
+    keys = list(vectors)
+    (directory / "trials").write_text("".join(f"{keys[i]} {keys[(stride * i) % 40]}\n" for i in range(40)))
+    return keys, _write(directory / "e", vectors)
+
+
 @pytest.mark.parametrize("method", ["cosine", "asnorm", "plda"])
 def test_scoring_in_small_blocks_gives_the_same_file(tmp_path, method: str) -> None:
-    rng = np.random.default_rng(3)
-    vectors = {f"s{s}-u{u}": rng.normal(size=6) + s for s in range(8) for u in range(5)}
-    archive = _write(tmp_path / "e", vectors)
-    (tmp_path / "utt2spk").write_text("".join(f"{key} {key.split('-')[0]}\n" for key in vectors))
-    keys = list(vectors)
-    (tmp_path / "trials").write_text("".join(f"{keys[i]} {keys[(7 * i) % 40]}\n" for i in range(40)))
+    keys, archive = _speaker_set(tmp_path, 3, 7)
     options = {
         "cosine": {},
         "asnorm": {"cohort": archive, "top_n": 10},
@@ -122,12 +127,7 @@ def test_scoring_in_small_blocks_gives_the_same_file(tmp_path, method: str) -> N
 
 
 def test_cli_flags_reach_the_back_ends(run_cli, tmp_path) -> None:
-    rng = np.random.default_rng(4)
-    vectors = {f"s{s}-u{u}": rng.normal(size=6) + s for s in range(8) for u in range(5)}
-    archive = _write(tmp_path / "e", vectors)
-    (tmp_path / "utt2spk").write_text("".join(f"{key} {key.split('-')[0]}\n" for key in vectors))
-    keys = list(vectors)
-    (tmp_path / "trials").write_text("".join(f"{keys[i]} {keys[(3 * i) % 40]}\n" for i in range(40)))
+    _, archive = _speaker_set(tmp_path, 4, 3)
     common = ["-q", "--trials", tmp_path / "trials", archive]
     model = tmp_path / "plda.npz"
     trained = run_cli(
