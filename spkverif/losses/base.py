@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -33,4 +34,18 @@ class LossHead(nn.Module):
 
     @property
     def final_margin(self) -> float | None:
+        """The margin a margin scheduler rises to; None for a loss without one."""
         return None
+
+
+class CosineClassifier(LossHead):
+    """A learned class matrix compared to embeddings by cosine similarity."""
+
+    def __init__(self, embedding_dim: int, num_classes: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num_classes, embedding_dim))
+        nn.init.xavier_uniform_(self.weight)
+
+    def cosine(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """(B, D) -> (B, rows of the class matrix), computed in float32 even under autocast."""
+        return F.linear(F.normalize(embeddings.float()), F.normalize(self.weight.float()))

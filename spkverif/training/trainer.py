@@ -38,6 +38,7 @@ from spkverif.training.checkpoint import (
     save_atomic,
 )
 from spkverif.training.dataset import Batch, ChunkBatches
+from spkverif.training.margin import MARGIN_SCHEDULERS, build_margin_schedule
 from spkverif.training.optim import OPTIMIZERS, SCHEDULERS
 from spkverif.training.sampler import SpeakerChunkSampler, SpeakerIndex
 
@@ -97,6 +98,7 @@ def check_components(config: TrainConfig) -> None:
         (LOSSES, config.loss),
         (OPTIMIZERS, config.optimizer),
         (SCHEDULERS, config.scheduler),
+        (MARGIN_SCHEDULERS, config.margin_scheduler),
     ):
         registry.get(component.name)
 
@@ -124,6 +126,13 @@ class Trainer:
             config.loss.name, self.model.embedding_dim, self.num_speakers, config.loss.options
         )
         self._check_batches()
+        self.margin_schedule = build_margin_schedule(
+            config.margin_scheduler.name,
+            config.margin_scheduler.options,
+            config.loss.name,
+            self.head.final_margin,
+            config.training.batches_per_epoch,
+        )
         parameters = list(self.model.parameters()) + list(self.head.parameters())
         self.optimizer = OPTIMIZERS.build(config.optimizer.name, parameters, **config.optimizer.options)
         self.total_steps = config.training.epochs * config.training.batches_per_epoch
@@ -293,6 +302,7 @@ class Trainer:
                 wait_start = time.monotonic()
                 batch: Batch = next(iterator)
                 window_wait += time.monotonic() - wait_start
+                margin = self._schedule_margin()
                 loss, accuracy = self._train_step(batch)
                 loss_mean.add(loss, len(batch.labels))
                 if accuracy is not None:
@@ -301,7 +311,7 @@ class Trainer:
                 self.step += 1
                 global_step = self.epoch * options.batches_per_epoch + self.step
                 lr = self.optimizer.param_groups[0]["lr"]
-                bar.advance(1, loss=loss_mean.value, acc=accuracy_mean.value, lr=lr)
+                bar.advance(1, loss=loss_mean.value, acc=accuracy_mean.value, lr=lr, **margin)
                 if self.step % options.log_every == 0 or self.step == options.batches_per_epoch:
                     elapsed = max(time.monotonic() - window_start, 1e-9)
                     self._log(
@@ -314,6 +324,7 @@ class Trainer:
                             "loss_avg": loss_mean.value,
                             "accuracy": accuracy_mean.value if accuracy_mean.count else None,
                             "lr": lr,
+                            **margin,
                             "samples_per_s": window_samples / elapsed,
                             "data_wait_fraction": window_wait / elapsed,
                         }
@@ -333,6 +344,14 @@ class Trainer:
         self.epoch += 1
         self.step = 0
         self.save_state(self.epoch, 0)
+
+    def _schedule_margin(self) -> dict[str, float]:
+        """Set the margin for the coming step; {"margin": m} for the log, {} for a loss without one."""
+        if self.margin_schedule is None:
+            return {}
+        margin = self.margin_schedule(self.epoch * self.config.training.batches_per_epoch + self.step)
+        self.head.set_margin(margin)
+        return {"margin": margin}
 
     def _train_step(self, batch: Batch) -> tuple[float, float | None]:
         waveforms = batch.waveforms.to(self.device, non_blocking=True)
