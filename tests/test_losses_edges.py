@@ -26,7 +26,8 @@ def test_softmax_by_hand() -> None:
     with torch.no_grad():
         head.classifier.weight.copy_(torch.eye(2))
         head.classifier.bias.copy_(torch.tensor([0.0, 0.5]))
-    expected = sum(_cross_entropy([x, y + 0.5], label) for (x, y), label in zip(FOUR.tolist(), [0, 0, 1, 1])) / 4
+    samples = zip(FOUR.tolist(), TWO_CLASSES.tolist(), strict=True)
+    expected = sum(_cross_entropy([x, y + 0.5], label) for (x, y), label in samples) / 4
     assert head(FOUR, TWO_CLASSES).loss.item() == pytest.approx(expected, abs=1e-6)
 
 
@@ -35,7 +36,8 @@ def test_center_loss_and_wen_update_by_hand() -> None:
     with torch.no_grad():
         head.classifier.weight.copy_(torch.eye(2))
         head.classifier.bias.zero_()
-    softmax = sum(_cross_entropy([x, y], label) for (x, y), label in zip(FOUR.tolist(), [0, 0, 1, 1])) / 4
+    samples = zip(FOUR.tolist(), TWO_CLASSES.tolist(), strict=True)
+    softmax = sum(_cross_entropy([x, y], label) for (x, y), label in samples) / 4
     # Centres start at 0 and every sample has unit length: 1/2 mean ||x - 0||^2 = 1/2.
     assert head(FOUR, TWO_CLASSES).loss.item() == pytest.approx(softmax + 0.1 * 0.5, abs=1e-6)
     # c_j -= 0.5 * sum_i (c_j - x_i) / (1 + 2): class 0 to (1.6, 0.8) / 6, class 1 to (-0.8, 1.6) / 6.

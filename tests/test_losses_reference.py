@@ -52,9 +52,7 @@ def _with_our_weights(reference: torch.nn.Module, head: torch.nn.Module) -> torc
 @pytest.mark.parametrize("margin", [0.05, 0.2, 0.5, 2.0])
 def test_aam_equals_pml_arcface(margin: float) -> None:
     head = build_loss("aam", DIM, CLASSES, {"margin": margin, "scale": 10.0})
-    reference = _with_our_weights(
-        pml_losses.ArcFaceLoss(CLASSES, DIM, margin=math.degrees(margin), scale=10.0), head
-    )
+    reference = _with_our_weights(pml_losses.ArcFaceLoss(CLASSES, DIM, margin=math.degrees(margin), scale=10.0), head)
     embeddings, labels = _classification_batch()
     torch.testing.assert_close(head(embeddings, labels).loss, reference(embeddings, labels), rtol=1e-5, atol=1e-5)
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import torch
 
-
 from spkverif.errors import SpkverifError
 from spkverif.losses.base import LossHead, LossOutput
 from spkverif.losses.registry import LOSSES

@@ -1,11 +1,11 @@
 """Margin triplet loss: max(0, d(a, p) - d(a, n) + m), with the triplets a mining strategy picks.
 
-  batch-all   every valid triplet of the batch, averaged over those with a non-zero
-              loss (Hermans et al. 2017's "BA!=0"; pytorch-metric-learning's default)
-  batch-hard  per anchor, its farthest positive and nearest negative, averaged over
-              anchors (Hermans et al. 2017)
-  semi-hard   every triplet whose negative is farther than the positive but within
-              the margin, 0 < d(a, n) - d(a, p) <= m (Schroff et al. 2015), averaged
+batch-all   every valid triplet of the batch, averaged over those with a non-zero
+            loss (Hermans et al. 2017's "BA!=0"; pytorch-metric-learning's default)
+batch-hard  per anchor, its farthest positive and nearest negative, averaged over
+            anchors (Hermans et al. 2017)
+semi-hard   every triplet whose negative is farther than the positive but within
+            the margin, 0 < d(a, n) - d(a, p) <= m (Schroff et al. 2015), averaged
 """
 
 from __future__ import annotations
