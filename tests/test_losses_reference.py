@@ -102,36 +102,28 @@ def test_contrastive_hinge_equals_pml(distance: str, reference: torch.nn.Module)
     torch.testing.assert_close(head(embeddings, labels).loss, reference(embeddings, labels), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("distance", ["cosine", "euclidean"])
-def test_triplet_batch_all_equals_pml(distance: str) -> None:
+def _pml_triplet(mining: str, distance: str, margin: float):
+    """PML's triplet loss and the miner that picks the triplets ours does (None: all triplets)."""
     pml_distance = CosineSimilarity() if distance == "cosine" else LpDistance()
-    head = build_loss("triplet", DIM, CLASSES, {"margin": 0.3, "mining": "batch-all", "distance": distance})
-    reference = pml_losses.TripletMarginLoss(margin=0.3, distance=pml_distance)
-    embeddings, labels = _batch()
-    torch.testing.assert_close(head(embeddings, labels).loss, reference(embeddings, labels), rtol=1e-5, atol=1e-5)
+    if mining == "batch-all":
+        return pml_losses.TripletMarginLoss(margin=margin, distance=pml_distance), None
+    miner = (
+        pml_miners.BatchHardMiner(distance=pml_distance)
+        if mining == "batch-hard"
+        else pml_miners.TripletMarginMiner(margin=margin, type_of_triplets="semihard", distance=pml_distance)
+    )
+    return pml_losses.TripletMarginLoss(margin=margin, distance=pml_distance, reducer=MeanReducer()), miner
 
 
 @pytest.mark.parametrize("distance", ["cosine", "euclidean"])
-def test_triplet_batch_hard_equals_pml(distance: str) -> None:
-    pml_distance = CosineSimilarity() if distance == "cosine" else LpDistance()
-    head = build_loss("triplet", DIM, CLASSES, {"margin": 0.3, "mining": "batch-hard", "distance": distance})
-    miner = pml_miners.BatchHardMiner(distance=pml_distance)
-    reference = pml_losses.TripletMarginLoss(margin=0.3, distance=pml_distance, reducer=MeanReducer())
+@pytest.mark.parametrize("mining", ["batch-all", "batch-hard", "semi-hard"])
+def test_triplet_equals_pml_with_the_matching_miner(mining: str, distance: str) -> None:
+    head = build_loss("triplet", DIM, CLASSES, {"margin": 0.3, "mining": mining, "distance": distance})
+    reference, miner = _pml_triplet(mining, distance, 0.3)
     embeddings, labels = _batch()
-    mined = miner(embeddings, labels)
-    assert len(mined[0]) == len(labels)
-    torch.testing.assert_close(
-        head(embeddings, labels).loss, reference(embeddings, labels, mined), rtol=1e-5, atol=1e-5
-    )
-
-
-def test_triplet_semi_hard_equals_pml() -> None:
-    head = build_loss("triplet", DIM, CLASSES, {"margin": 0.3, "mining": "semi-hard"})
-    miner = pml_miners.TripletMarginMiner(margin=0.3, type_of_triplets="semihard", distance=CosineSimilarity())
-    reference = pml_losses.TripletMarginLoss(margin=0.3, distance=CosineSimilarity(), reducer=MeanReducer())
-    embeddings, labels = _batch()
-    mined = miner(embeddings, labels)
-    assert len(mined[0]) > 0
-    torch.testing.assert_close(
-        head(embeddings, labels).loss, reference(embeddings, labels, mined), rtol=1e-5, atol=1e-5
-    )
+    mined = miner(embeddings, labels) if miner is not None else None
+    if mined is not None:
+        assert len(mined[0]) > 0
+    expected = reference(embeddings, labels, mined)
+    assert expected > 0
+    torch.testing.assert_close(head(embeddings, labels).loss, expected, rtol=1e-5, atol=1e-5)
