@@ -311,7 +311,8 @@ class Trainer:
                 self.step += 1
                 global_step = self.epoch * options.batches_per_epoch + self.step
                 lr = self.optimizer.param_groups[0]["lr"]
-                bar.advance(1, loss=loss_mean.value, acc=accuracy_mean.value, lr=lr, **margin)
+                accuracy_field = {"acc": accuracy_mean.value} if accuracy_mean.count else {}
+                bar.advance(1, loss=loss_mean.value, **accuracy_field, lr=lr, **margin)
                 if self.step % options.log_every == 0 or self.step == options.batches_per_epoch:
                     elapsed = max(time.monotonic() - window_start, 1e-9)
                     self._log(
