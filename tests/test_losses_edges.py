@@ -40,6 +40,8 @@ def test_center_loss_and_wen_update_by_hand() -> None:
     softmax = sum(_cross_entropy([x, y], label) for (x, y), label in samples) / 4
     # Centres start at 0 and every sample has unit length: 1/2 mean ||x - 0||^2 = 1/2.
     assert head(FOUR, TWO_CLASSES).loss.item() == pytest.approx(softmax + 0.1 * 0.5, abs=1e-6)
+    torch.testing.assert_close(head.centers, torch.zeros(2, 2))  # they move after the step, not during it
+    head.finish_step(lambda tensor: tensor)
     # c_j -= 0.5 * sum_i (c_j - x_i) / (1 + 2): class 0 to (1.6, 0.8) / 6, class 1 to (-0.8, 1.6) / 6.
     expected_centers = torch.tensor([[1.6, 0.8], [-0.8, 1.6]]) / 6
     torch.testing.assert_close(head.centers, expected_centers)
@@ -48,7 +50,22 @@ def test_center_loss_and_wen_update_by_hand() -> None:
     offsets = FOUR - expected_centers[TWO_CLASSES]
     center_term = 0.5 * offsets.pow(2).sum(dim=1).mean().item()
     assert head(FOUR, TWO_CLASSES).loss.item() == pytest.approx(softmax + 0.1 * center_term, abs=1e-6)
+    head.finish_step(lambda tensor: tensor)
     torch.testing.assert_close(head.centers, expected_centers)
+
+
+def test_center_update_covers_the_whole_step_and_skipped_steps_leave_no_trace() -> None:
+    whole, split = (build_loss("center", 2, 2, {"center_lr": 0.5}) for _ in range(2))
+    whole(FOUR, TWO_CLASSES)
+    whole.finish_step(lambda tensor: tensor)
+    split(FOUR[:3], TWO_CLASSES[:3])  # two micro-batches of one step (gradient accumulation)
+    split(FOUR[3:], TWO_CLASSES[3:])
+    split.finish_step(lambda tensor: tensor)
+    torch.testing.assert_close(split.centers, whole.centers)
+    whole(FOUR, torch.tensor([1, 1, 0, 0]))
+    whole.abandon_step()
+    whole.finish_step(lambda tensor: tensor)
+    torch.testing.assert_close(whole.centers, split.centers)
 
 
 def test_contrastive_squared_cosine_by_hand() -> None:

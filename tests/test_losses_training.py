@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,9 @@ import yaml
 from torch import nn
 
 from spkverif.losses import build_loss
+from spkverif.training.checkpoint import read_checkpoint
 from tests.test_cli import TINY_MODEL, _assert_one_line_error
+from tests.test_training_scale import TINY, _assert_identical, _environment, _spkverif, _weights
 
 CASES = [
     ("softmax", {}),
@@ -65,6 +69,7 @@ def test_a_few_dozen_steps_lower_the_loss(name: str, options: dict) -> None:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        head.finish_step(lambda tensor: tensor)
     after = held_out_loss()
     assert after < 0.7 * before, (before, after)
 
@@ -110,3 +115,33 @@ def test_triplet_with_mining_trains_and_saves_its_options(run_cli, tiny_corpus: 
     records = [json.loads(line) for line in (tmp_path / "e" / "train_log.jsonl").read_text().splitlines()]
     steps = [r for r in records if r["event"] == "step"]
     assert steps and all(math.isfinite(r["loss"]) and "margin" not in r for r in steps)
+
+
+def test_center_loss_under_torchrun_equals_one_process_accumulating(tiny_corpus: Path, tmp_path: Path) -> None:
+    """The centres move once a step, summed over every process's micro-batch, so two gloo processes
+    and one process accumulating two micro-batches keep the same centres and end with the same weights."""
+    common = ["train", "-q", "--data", str(tiny_corpus / "train"), "--epochs", "1", "--batches-per-epoch", "3",
+              "--device", "cpu", "--loss", "center", "--set", "loss.weight=0.1", *TINY]  # fmt: skip
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "spkverif",
+    ]
+    distributed = subprocess.run(
+        [*torchrun, *common, "--exp", str(tmp_path / "ddp")], env=_environment(), capture_output=True, text=True
+    )
+    assert distributed.returncode == 0, distributed.stderr[-2000:]
+    single = subprocess.run(
+        _spkverif(*common, "--exp", str(tmp_path / "one"), "--grad-accum", "2"), env=_environment(), capture_output=True
+    )
+    assert single.returncode == 0
+    _assert_identical(_weights(tmp_path / "ddp"), _weights(tmp_path / "one"))
+    centers = [
+        read_checkpoint(tmp_path / run / "models" / "epoch_0001.pt")["head_state"]["centers"] for run in ("ddp", "one")
+    ]
+    assert torch.equal(*centers) and centers[0].abs().sum() > 0

@@ -7,6 +7,7 @@ the first step rather than failing with a NaN later.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -36,6 +37,18 @@ class LossHead(nn.Module):
     def final_margin(self) -> float | None:
         """The margin a margin scheduler rises to; None for a loss without one."""
         return None
+
+    def finish_step(self, sum_over_processes: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Called once after each optimiser step: apply updates that are not gradient steps.
+
+        A loss that keeps such state (the center loss's centres) collects what each
+        micro-batch asks for during the step and applies it here, once, summed over
+        micro-batches and over the processes of a distributed run, so every process
+        keeps the same state and `torchrun` matches its single-process equivalent.
+        """
+
+    def abandon_step(self) -> None:
+        """Forget what a step that is being skipped (a non-finite loss) collected."""
 
 
 class CosineClassifier(LossHead):
