@@ -217,6 +217,15 @@ def validate_command(data_dir: str, trials: str | None, no_audio_check: bool) ->
 @click.option("--config", "config_path", type=click.Path(), help="YAML config; flags override it.")
 @click.option("--loss", help="Loss by name (e.g. aam); replaces the config's loss and its options.")
 @click.option("--model", help="Model by name (e.g. xvector); replaces the config's model and its options.")
+@click.option(
+    "--mining",
+    help="Triplet mining, loss triplet only: batch-all (every valid triplet), batch-hard (the hardest per anchor) "
+    "or semi-hard.",
+)
+@click.option(
+    "--margin-scheduler",
+    help="Margin schedule for aam, am, subcenter_aam: constant, linear or exponential (options by --set).",
+)
 @click.option("--epochs", type=int, help="Number of epochs.")
 @click.option("--batches-per-epoch", type=int, help="Batches in an epoch (an epoch is a number of batches).")
 @click.option("--speakers-per-batch", type=int, help="P: distinct speakers in a batch.")
@@ -268,7 +277,8 @@ def train_command(
     from spkverif.training.trainer import train
 
     flag_keys = {
-        "loss": "loss.name", "model": "model.name", "epochs": "training.epochs",
+        "loss": "loss.name", "model": "model.name", "mining": "loss.mining",
+        "margin_scheduler": "margin_scheduler.name", "epochs": "training.epochs",
         "batches_per_epoch": "training.batches_per_epoch", "speakers_per_batch": "training.speakers_per_batch",
         "utts_per_speaker": "training.utts_per_speaker", "chunk_seconds": "data.chunk_seconds",
         "lr": "optimizer.lr", "seed": "seed", "device": "training.device",

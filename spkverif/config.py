@@ -78,6 +78,7 @@ class TrainConfig:
         default_factory=lambda: Component("sgd", {"lr": 0.01, "momentum": 0.9, "weight_decay": 1e-4})
     )
     scheduler: Component = field(default_factory=lambda: Component("constant"))
+    margin_scheduler: Component = field(default_factory=lambda: Component("constant"))
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"seed": self.seed}
@@ -93,7 +94,7 @@ class TrainConfig:
             yaml.safe_dump(self.to_dict(), handle, sort_keys=False)
 
 
-_COMPONENTS = ("model", "loss", "optimizer", "scheduler")
+_COMPONENTS = ("model", "loss", "optimizer", "scheduler", "margin_scheduler")
 _SECTIONS = {"data": DataOptions, "training": TrainingOptions, "augment": AugmentOptions}
 
 

@@ -48,6 +48,12 @@ def test_recipe_runs_end_to_end(tmp_path: Path) -> None:
     assert not (tmp_path / "exp" / "report.json").exists()
     assert (tmp_path / "exp" / "xvector_aam" / "scores" / "test.cosine").read_text() == first
 
+    comparison = _run(tmp_path, "--stage", "5", "--stop-stage", "5", "--losses", "softmax triplet")
+    assert comparison.returncode == 0, comparison.stderr[-3000:]
+    rows = json.loads((tmp_path / "exp" / "losses" / "report.json").read_text())
+    assert [row["system"] for row in rows] == ["softmax", "triplet"]
+    assert all(row["trials"] == 40 and 0.0 <= row["eer"] <= 1.0 for row in rows)
+
 
 def test_recipe_rejects_unknown_options(tmp_path: Path) -> None:
     result = _run(tmp_path, "--no-such-option", "1")

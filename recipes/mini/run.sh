@@ -3,15 +3,17 @@
 # AAM, extract embeddings, score the test trials by cosine and by adaptive
 # s-norm (a cohort of training speakers), report EER/minDCF and a DET plot.
 # Runs anywhere in about ten minutes on two CPU cores; nothing is downloaded.
+# Stage 5, the loss comparison, is left out unless asked for (about 40 minutes).
 #
-#   ./run.sh                       # everything
-#   ./run.sh --stage 2             # from extraction on
-#   ./run.sh --stop-stage 0        # only the corpus
+#   ./run.sh                                # stages 0-4
+#   ./run.sh --stage 2                      # from extraction on
+#   ./run.sh --stop-stage 0                 # only the corpus
+#   ./run.sh --stage 5 --stop-stage 5       # the loss comparison, after stages 0-4
 set -euo pipefail
 cd "$(dirname "$0")"
 
 stage=0
-stop_stage=100
+stop_stage=4
 data=data
 exp=exp
 config=conf/xvector_aam.yaml
@@ -24,7 +26,8 @@ seed=0
 train_opts=""
 cohort_utts=3     # training utterances per speaker extracted for the AS-norm cohort
 top_n=50          # AS-norm: closest cohort speakers per side (at most the training speakers)
-__recipe_options="stage stop_stage data exp config name num_speakers num_test_speakers utts_per_speaker num_trials seed train_opts cohort_utts top_n"
+losses="softmax center coco aam aam_modern am subcenter_aam contrastive triplet"
+__recipe_options="stage stop_stage data exp config name num_speakers num_test_speakers utts_per_speaker num_trials seed train_opts cohort_utts top_n losses"
 
 . ./path.sh
 . ../../bin/parse_options.sh
@@ -72,4 +75,27 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   echo "stage 4: report (table, $exp/report.{json,md}, DET plot $exp/det.png)"
   spkverif report --trials "$data/test/trials" --utt2spk "$data/test/utt2spk" --out-dir "$exp" \
     "$exp/$name/scores/test.cosine" "$exp/$name/scores/test.asnorm"
+fi
+
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  echo "stage 5: the loss comparison: $losses"
+  # One model per conf/losses/LOSS.yaml: the same network, the same 400 batches of
+  # 64 chunks (P x K = 64 x 1 for the classification losses, 16 x 4 for the pair
+  # losses), the same optimiser; then cosine scoring and one report.
+  scores=()
+  names=()
+  for loss in $losses; do
+    dir="$exp/losses/$loss"
+    echo "stage 5: $loss"
+    rm -rf "$dir"
+    # shellcheck disable=SC2086  # train_opts holds several options
+    spkverif train --config "conf/losses/$loss.yaml" --data "$data/train" --exp "$dir" --seed "$seed" $train_opts
+    spkverif extract -q --model "$dir/models/final.pt" "scp:$data/test/wav.scp" \
+      "ark,scp:$dir/embeddings/test.ark,$dir/embeddings/test.scp"
+    spkverif score --method cosine --trials "$data/test/trials" "scp:$dir/embeddings/test.scp" "$dir/scores/test.cosine"
+    scores+=("$dir/scores/test.cosine")
+    names+=(--name "$loss")
+  done
+  spkverif report --trials "$data/test/trials" --utt2spk "$data/test/utt2spk" --out-dir "$exp/losses" \
+    "${names[@]}" "${scores[@]}"
 fi

@@ -1,10 +1,15 @@
-"""Training objectives, registered by name (`--loss NAME`)."""
+"""Training objectives, registered by name (`--loss NAME`).
+
+Classification family (a learned class matrix): softmax, center, coco, aam, am,
+subcenter_aam. Pair family (distances within P speakers x K chunks): contrastive,
+triplet.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from spkverif.losses import margin  # noqa: F401  (registers its losses)
+from spkverif.losses import center, coco, contrastive, margin, softmax, triplet  # noqa: F401  (register their losses)
 from spkverif.losses.base import LossHead, LossOutput
 from spkverif.losses.registry import LOSSES
 

@@ -54,6 +54,7 @@ from spkverif.training.checkpoint import (
 )
 from spkverif.training.dataset import Batch, ChunkBatches, single_threaded_worker
 from spkverif.training.distributed import DistributedContext, resolve_device, setup_distributed
+from spkverif.training.margin import MARGIN_SCHEDULERS, build_margin_schedule
 from spkverif.training.optim import OPTIMIZERS, SCHEDULERS
 from spkverif.training.sampler import SpeakerChunkSampler, SpeakerIndex
 from spkverif.training.validation import Validator
@@ -92,6 +93,7 @@ def check_components(config: TrainConfig) -> None:
         (LOSSES, config.loss),
         (OPTIMIZERS, config.optimizer),
         (SCHEDULERS, config.scheduler),
+        (MARGIN_SCHEDULERS, config.margin_scheduler),
     ):
         registry.get(component.name)
     if config.training.amp not in ("none", *_AMP_TYPES):
@@ -182,6 +184,13 @@ class Trainer:
             config.loss.name, self.model.embedding_dim, self.num_classes, config.loss.options
         )
         self._check_batches()
+        self.margin_schedule = build_margin_schedule(
+            config.margin_scheduler.name,
+            config.margin_scheduler.options,
+            config.loss.name,
+            self.head.final_margin,
+            options.batches_per_epoch,
+        )
         self.network = TrainingNetwork(self.model, self.head, SpecAugment() if config.augment.spec_augment else None)
         self.network.to(self.device)
         self.optimizer = OPTIMIZERS.build(
@@ -435,6 +444,7 @@ class Trainer:
                 wait_start = time.monotonic()
                 batches = [next(iterator) for _ in self.parts]
                 window_wait += time.monotonic() - wait_start
+                margin = self._schedule_margin()
                 result = self._train_step(batches)
                 samples = sum(len(batch.labels) for batch in batches) * self.context.world_size
                 window_samples += samples
@@ -448,7 +458,10 @@ class Trainer:
                 self.step += 1
                 lr = self.optimizer.param_groups[0]["lr"]
                 elapsed = max(time.monotonic() - window_start, 1e-9)
-                bar.advance(1, loss=loss_mean.value, acc=accuracy_mean.value, lr=lr, samples_s=window_samples / elapsed)
+                accuracy_field = {"acc": accuracy_mean.value} if accuracy_mean.count else {}
+                bar.advance(
+                    1, loss=loss_mean.value, **accuracy_field, lr=lr, **margin, samples_s=window_samples / elapsed
+                )
                 if self.step % options.log_every == 0 or self.step == self.steps_per_epoch:
                     self._log(
                         {
@@ -460,6 +473,7 @@ class Trainer:
                             "loss_avg": loss_mean.value,
                             "accuracy": accuracy_mean.value if accuracy_mean.count else None,
                             "lr": lr,
+                            **margin,
                             "samples_per_s": window_samples / elapsed,
                             "data_wait_fraction": window_wait / elapsed,
                             "skipped_nonfinite": self.skipped,
@@ -485,6 +499,14 @@ class Trainer:
         self._validate()
         self.save_state()
         self.context.barrier()
+
+    def _schedule_margin(self) -> dict[str, float]:
+        """Set the margin for the coming step; {"margin": m} for the log, {} for a loss without one."""
+        if self.margin_schedule is None:
+            return {}
+        margin = self.margin_schedule(self.global_step)
+        self.head.set_margin(margin)
+        return {"margin": margin}
 
     def _validate(self) -> None:
         if self.validator is None:
@@ -542,6 +564,7 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
+        self.head.finish_step(lambda tensor: self.context.all_reduce_mean(tensor) * self.context.world_size)
         statistics = torch.tensor([float(np.mean(losses)), float(correct), float(total)], device=self.device)
         statistics = self.context.all_reduce_mean(statistics)
         accuracy = statistics[1].item() / statistics[2].item() if statistics[2].item() > 0 else None
@@ -552,6 +575,7 @@ class Trainer:
         if snapshot:
             for buffer, saved in zip(buffers, snapshot, strict=True):
                 buffer.copy_(saved)
+        self.head.abandon_step()
         if not self.config.training.skip_nonfinite:
             raise SpkverifError(
                 f"the loss became {loss.item()} at epoch {self.epoch + 1}, step {self.step + 1}; "
