@@ -191,6 +191,13 @@ def train_command(
 @click.option("--batch-size", default=16, show_default=True, help="Utterances of equal length per forward pass.")
 @click.option("--segments", type=click.Path(), help="Kaldi segments file applied to an scp: input.")
 @click.option("--resample", is_flag=True, help="Resample audio not at the model's rate instead of failing.")
+@click.option(
+    "--window",
+    type=float,
+    metavar="SEC",
+    help="Average the embeddings of SEC-long windows instead of embedding whole utterances (the paper: 3).",
+)
+@click.option("--step", type=float, metavar="SEC", help="Distance between window starts [default: 0.1 with --window].")
 @common_options
 def extract_command(
     model_path: str,
@@ -200,15 +207,47 @@ def extract_command(
     batch_size: int,
     segments: str | None,
     resample: bool,
+    window: float | None,
+    step: float | None,
 ) -> None:
-    """Whole-utterance embeddings.
+    """Whole-utterance embeddings, or the mean over sliding windows (--window).
 
     RSPECIFIER is scp:wav.scp, ark:wav.ark or a data directory; WSPECIFIER e.g.
     ark,scp:emb.ark,emb.scp or ark:- for a pipe.
     """
     from spkverif.extract import extract
 
-    extract(model_path, rspecifier, wspecifier, device, batch_size, segments=segments, allow_resample=resample)
+    extract(
+        model_path,
+        rspecifier,
+        wspecifier,
+        device,
+        batch_size,
+        segments=segments,
+        allow_resample=resample,
+        window=window,
+        step=step,
+    )
+
+
+# export ----------------------------------------------------------------------
+
+
+@cli.command("export")
+@click.option(
+    "--model", "model_path", required=True, type=click.Path(), help="Model file (models/final.pt) or checkpoint."
+)
+@click.argument("output", type=click.Path(dir_okay=False))
+@common_options
+def export_command(model_path: str, output: str) -> None:
+    """Write the model (front end included) as TorchScript: waveforms (B, T) in, embeddings (B, D) out.
+
+    Load it with torch.jit.load (Python) or torch::jit::load (C++); it needs torch, not spkverif.
+    """
+    from spkverif.export import export_model
+
+    result = export_model(model_path, output)
+    logger.info("exported %s to %s (max deviation %.2g)", result["model"]["name"], output, result["max_deviation"])
 
 
 # score -----------------------------------------------------------------------
@@ -234,8 +273,8 @@ def score_command(trials: str, method: str, allow_missing: bool, archives: tuple
 
 
 @cli.command("report")
-@click.option("--trials", required=True, type=click.Path(), help="Labelled trial list.")
-@click.argument("scores", nargs=-1, required=True)
+@click.option("--trials", type=click.Path(), help="Labelled trial list (required unless --filters).")
+@click.argument("scores", nargs=-1)
 @click.option(
     "--out-dir",
     type=click.Path(file_okay=False),
@@ -252,16 +291,35 @@ def score_command(trials: str, method: str, allow_missing: bool, archives: tuple
     help="Priors for minDCF.",
 )
 @click.option("--allow-missing", is_flag=True, help="Evaluate the trials that have scores; count the rest.")
+@click.option(
+    "--filters",
+    "filters_model",
+    type=click.Path(),
+    help="Instead: plot a SincNet model's learned filters to filters.png (in --out-dir, default beside MODEL).",
+)
 @common_options
 def report_command(
-    trials: str,
+    trials: str | None,
     scores: tuple[str, ...],
     out_dir: str | None,
     names: tuple[str, ...],
     p_targets: tuple[float, ...],
     allow_missing: bool,
+    filters_model: str | None,
 ) -> None:
     """EER and minDCF of each score file, as a table and report.{json,md}."""
+    if filters_model is not None:
+        from pathlib import Path
+
+        from spkverif.frontends.sinc_plot import plot_filters
+
+        target = Path(out_dir) if out_dir is not None else Path(filters_model).parent
+        click.echo(plot_filters(filters_model, target / "filters.png"))
+        return
+    if trials is None:
+        raise click.UsageError("Missing option '--trials'.")
+    if not scores:
+        raise click.UsageError("Missing argument 'SCORES...'.")
     from spkverif.report import report
 
     report(trials, list(scores), out_dir, list(names) or None, tuple(p_targets), allow_missing)
