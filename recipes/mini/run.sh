@@ -6,11 +6,12 @@
 #   ./run.sh                       # everything
 #   ./run.sh --stage 2             # from extraction on
 #   ./run.sh --stop-stage 0        # only the corpus
+#   ./run.sh --stage 6 --stop-stage 6   # compare embedding networks (xvector, sinc_tdnn)
 set -euo pipefail
 cd "$(dirname "$0")"
 
 stage=0
-stop_stage=100
+stop_stage=4
 data=data
 exp=exp
 config=conf/xvector_aam.yaml
@@ -21,7 +22,8 @@ utts_per_speaker=12
 num_trials=3000
 seed=0
 train_opts=""
-__recipe_options="stage stop_stage data exp config name num_speakers num_test_speakers utts_per_speaker num_trials seed train_opts"
+models="xvector sinc_tdnn"
+__recipe_options="stage stop_stage data exp config name num_speakers num_test_speakers utts_per_speaker num_trials seed train_opts models"
 
 . ./path.sh
 . ../../bin/parse_options.sh
@@ -57,4 +59,29 @@ fi
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   echo "stage 4: report"
   spkverif report --trials "$data/test/trials" --out-dir "$exp" "$exp/$name/scores/test.cosine"
+fi
+
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+  # The paper's question: does a front end that learns its filters (SincNet) beat
+  # handcrafted fbank? Each network trains with AAM on the same budget
+  # (conf/models/NAME.yaml), then extract, cosine scoring, one table.
+  echo "stage 6: compare embedding networks with AAM: $models"
+  scores=()
+  names=()
+  for model in $models; do
+    dir="$exp/models/$model"
+    rm -rf "$dir"
+    # shellcheck disable=SC2086  # train_opts holds several options
+    spkverif train --config "conf/models/$model.yaml" --data "$data/train" --exp "$dir" --seed "$seed" $train_opts
+    spkverif extract --model "$dir/models/final.pt" "scp:$data/test/wav.scp" \
+      "ark,scp:$dir/embeddings/test.ark,$dir/embeddings/test.scp"
+    spkverif score --method cosine --trials "$data/test/trials" \
+      "scp:$dir/embeddings/test.scp" "$dir/scores/test.cosine"
+    scores+=("$dir/scores/test.cosine")
+    names+=(--name "$model")
+  done
+  spkverif report --trials "$data/test/trials" --out-dir "$exp/models" "${names[@]}" "${scores[@]}"
+  if [ -f "$exp/models/sinc_tdnn/models/final.pt" ]; then
+    echo "learned SincNet filters: $(spkverif report -q --filters "$exp/models/sinc_tdnn/models/final.pt")"
+  fi
 fi

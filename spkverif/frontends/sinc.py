@@ -135,7 +135,8 @@ class SincFilterbank(nn.Module):
 class SincNet(nn.Module):
     """Waveforms (B, T) in [-1, 1] -> learned features (B, frames, channels[-1]).
 
-    Sinc filterbank, then `len(channels)` ordinary convolutions; each layer is
+    Waveform normalisation (zero mean, unit variance, then a learned gain and
+    bias, as `InstanceNorm1d(1, affine=True)`), sinc filterbank, then `len(channels)` ordinary convolutions; each layer is
     conv (stride from `stride`) -> max-pool -> instance norm -> leaky ReLU (0.2),
     with |.| after the sinc layer.
 
@@ -178,7 +179,10 @@ class SincNet(nn.Module):
             nn.Conv1d(sizes[i], sizes[i + 1], conv_kernel_size, stride=stride[i + 1]) for i in range(len(channels))
         )
         self.pool = nn.MaxPool1d(pool_size)
-        self.waveform_norm = nn.InstanceNorm1d(1, affine=True) if waveform_norm else nn.Identity()
+        self.waveform_norm = waveform_norm
+        if waveform_norm:
+            self.waveform_gain = nn.Parameter(torch.ones(1))
+            self.waveform_bias = nn.Parameter(torch.zeros(1))
         self.norms = nn.ModuleList(
             nn.InstanceNorm1d(size, affine=True) if instance_norm else nn.Identity() for size in sizes
         )
@@ -206,9 +210,17 @@ class SincNet(nn.Module):
 
     def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=waveforms.device.type, enabled=False):
-            signal = self.waveform_norm(waveforms.float().unsqueeze(1))
-            features = self.filterbank(signal).abs()
-            features = self.activation(self.norms[0](self.pool(features)))
+            signal = waveforms.float().unsqueeze(1)
+            filters = self.filterbank.filters()
+            if self.waveform_norm:
+                signal = F.instance_norm(signal)
+            features = F.conv1d(signal, filters, stride=self.filterbank.stride)
+            if self.waveform_norm:
+                # The normalisation's learned affine map, moved past the linear filterbank:
+                # conv(g x + b, h) = g conv(x, h) + b sum(h). Exact, and it spares training
+                # a gradient with respect to the waveform, the costliest part of the backward pass.
+                features = self.waveform_gain * features + self.waveform_bias * filters.sum(dim=-1)
+            features = self.activation(self.norms[0](self.pool(features.abs())))
             for convolution, norm in zip(self.convolutions, self.norms[1:], strict=True):
                 features = self.activation(norm(self.pool(convolution(features))))
         return features.transpose(1, 2)
