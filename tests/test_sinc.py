@@ -95,3 +95,20 @@ def test_sinc_tdnn_is_the_paper_layout() -> None:
     frames = model.frontend.num_frames(48000)
     assert frames == ((((48000 - 251) // 5 + 1) // 3 - 4) // 3 - 4) // 3
     assert model.min_samples == model.frontend.samples_for_frames(15)
+
+
+def test_waveform_normalisation_equals_an_affine_instance_norm_before_the_filters() -> None:
+    torch.manual_seed(0)
+    frontend = SincNet(num_filters=8, channels=(6, 6)).eval()
+    reference_norm = torch.nn.InstanceNorm1d(1, affine=True)
+    with torch.no_grad():
+        for parameter, value in ((frontend.waveform_gain, 1.7), (frontend.waveform_bias, 0.3)):
+            parameter.fill_(value)
+        reference_norm.weight.fill_(1.7)
+        reference_norm.bias.fill_(0.3)
+        waveforms = 0.1 * torch.randn(2, 8000) + 0.05
+        features = frontend.filterbank(reference_norm(waveforms.unsqueeze(1))).abs()
+        features = frontend.activation(frontend.norms[0](frontend.pool(features)))
+        for convolution, norm in zip(frontend.convolutions, frontend.norms[1:], strict=True):
+            features = frontend.activation(norm(frontend.pool(convolution(features))))
+        torch.testing.assert_close(frontend(waveforms), features.transpose(1, 2), rtol=1e-4, atol=1e-5)
