@@ -86,8 +86,8 @@ def main() -> None:
                     step=args.step,
                 )
                 best = min(best, time.perf_counter() - started)
-            label = _label(name, options)
-            print(f"| {label:<28} | {count_parameters(model) / 1e6:9.2f}M | {best:8.2f} | {args.seconds / best:16.1f} |")
+            size = count_parameters(model) / 1e6
+            print(f"| {_label(name, options):<28} | {size:9.2f}M | {best:8.2f} | {args.seconds / best:16.1f} |")
     print(f"# load average after {os.getloadavg()[0]:.2f}")
 
 

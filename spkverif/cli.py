@@ -188,7 +188,9 @@ def train_command(
 @click.argument("rspecifier")
 @click.argument("wspecifier")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
-@click.option("--batch-size", default=16, show_default=True, help="Utterances of equal length per forward pass.")
+@click.option(
+    "--batch-size", default=16, show_default=True, help="Utterances of equal length, or windows, per forward pass."
+)
 @click.option("--segments", type=click.Path(), help="Kaldi segments file applied to an scp: input.")
 @click.option("--resample", is_flag=True, help="Resample audio not at the model's rate instead of failing.")
 @click.option(

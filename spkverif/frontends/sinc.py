@@ -136,9 +136,10 @@ class SincNet(nn.Module):
     """Waveforms (B, T) in [-1, 1] -> learned features (B, frames, channels[-1]).
 
     Waveform normalisation (zero mean, unit variance, then a learned gain and
-    bias, as `InstanceNorm1d(1, affine=True)`), sinc filterbank, then `len(channels)` ordinary convolutions; each layer is
-    conv (stride from `stride`) -> max-pool -> instance norm -> leaky ReLU (0.2),
-    with |.| after the sinc layer.
+    bias, as `InstanceNorm1d(1, affine=True)`), sinc filterbank, then
+    `len(channels)` ordinary convolutions; each layer is conv (stride from
+    `stride`) -> max-pool -> instance norm -> leaky ReLU (0.2), with |.| after
+    the sinc layer.
 
     >>> frontend = SincNet(num_filters=8, channels=(6, 6)).eval()
     >>> frontend(torch.zeros(2, 16000)).shape
