@@ -18,11 +18,14 @@ demo: $(STAMP)
 	cd recipes/mini && PATH="$(abspath $(BIN)):$$PATH" ./run.sh
 
 test: $(STAMP)
-	$(BIN)/ruff check spkverif tests bench
+	$(BIN)/ruff check .
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q tests
 
+bench: $(STAMP)
+	$(BIN)/python bench/score_bench.py
+
 lint: $(STAMP)
-	$(BIN)/ruff check spkverif tests bench
+	$(BIN)/ruff check .
 
 clean:
 	rm -rf recipes/mini/data recipes/mini/exp

@@ -10,6 +10,7 @@ import signal
 import sys
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Any
 
 import click
@@ -108,6 +109,93 @@ def prepare_dir_command(root: str, out: str, jobs: int) -> None:
     prepare_dir(root, out, jobs)
 
 
+@prepare.command("voxceleb1")
+@click.argument("root", type=click.Path())
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output: OUT/{vox1_dev,vox1_test,vox1}.")
+@click.option(
+    "--trials-dir",
+    type=click.Path(file_okay=False),
+    help="Where veri_test2.txt, list_test_all2.txt, list_test_hard2.txt are [default: ROOT].",
+)
+@click.option("--trials-o", type=click.Path(dir_okay=False), help="VoxCeleb1-O list (veri_test2.txt) by path.")
+@click.option("--trials-e", type=click.Path(dir_okay=False), help="VoxCeleb1-E list (list_test_all2.txt) by path.")
+@click.option("--trials-h", type=click.Path(dir_okay=False), help="VoxCeleb1-H list (list_test_hard2.txt) by path.")
+@click.option(
+    "--meta",
+    type=click.Path(dir_okay=False),
+    help="vox1_meta.csv: dev/test split and genders (spk2gender) [default: ROOT/vox1_meta.csv if there].",
+)
+@click.option("--jobs", default=4, show_default=True, help="Threads reading audio headers.")
+@common_options
+def prepare_voxceleb1_command(
+    root: str,
+    out: str,
+    trials_dir: str | None,
+    trials_o: str | None,
+    trials_e: str | None,
+    trials_h: str | None,
+    meta: str | None,
+    jobs: int,
+) -> None:
+    """VoxCeleb1 (ROOT/wav/idXXXXX/<video>/NNNNN.wav) and its O/E/H trial lists as Kaldi data."""
+    from spkverif.prepare.voxceleb import prepare_voxceleb1
+
+    lists = {"O": trials_o, "E": trials_e, "H": trials_h}
+    prepare_voxceleb1(root, out, trials_dir=trials_dir, trial_lists=lists, meta=meta, jobs=jobs)
+
+
+@prepare.command("voxceleb2")
+@click.argument("root", type=click.Path())
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output: OUT/vox2_SUBSET.")
+@click.option(
+    "--subset", type=click.Choice(["dev", "test"]), default="dev", show_default=True, help="Which part to prepare."
+)
+@click.option(
+    "--audio-ext",
+    type=click.Choice(["m4a", "wav", "flac"]),
+    default="m4a",
+    show_default=True,
+    help="m4a: wav.scp decodes through an ffmpeg pipe; wav/flac: files already converted.",
+)
+@click.option("--ffmpeg", default="ffmpeg", show_default=True, help="The ffmpeg command wav.scp pipes through.")
+@click.option("--jobs", default=4, show_default=True, help="Threads reading audio headers.")
+@common_options
+def prepare_voxceleb2_command(root: str, out: str, subset: str, audio_ext: str, ffmpeg: str, jobs: int) -> None:
+    """VoxCeleb2 (ROOT/dev/aac/idXXXXX/<video>/NNNNN.m4a) as a Kaldi data directory."""
+    from spkverif.prepare.voxceleb import prepare_voxceleb2
+
+    prepare_voxceleb2(root, out, subset=subset, audio_ext=audio_ext, ffmpeg=ffmpeg, jobs=jobs)
+
+
+@prepare.command("musan")
+@click.argument("root", type=click.Path())
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Output: OUT/{musan_noise,musan_music,musan_speech,musan}.",
+)
+@click.option("--jobs", default=4, show_default=True, help="Threads reading audio headers.")
+@common_options
+def prepare_musan_command(root: str, out: str, jobs: int) -> None:
+    """MUSAN (ROOT/{noise,music,speech}/<source>/*.wav), one data directory per subset and one for all."""
+    from spkverif.prepare.musan import prepare_musan
+
+    prepare_musan(root, out, jobs=jobs)
+
+
+@prepare.command("rirs")
+@click.argument("root", type=click.Path())
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output: OUT/rirs, OUT/rirs_* sets.")
+@click.option("--jobs", default=4, show_default=True, help="Threads reading audio headers.")
+@common_options
+def prepare_rirs_command(root: str, out: str, jobs: int) -> None:
+    """RIRS_NOISES (simulated and real room impulse responses, isotropic and point-source noises)."""
+    from spkverif.prepare.rirs import prepare_rirs
+
+    prepare_rirs(root, out, jobs=jobs)
+
+
 @cli.command("validate")
 @click.argument("data_dir", type=click.Path())
 @click.option("--trials", type=click.Path(), help="Also check that a trial list names only utterances of DATA_DIR.")
@@ -139,6 +227,19 @@ def validate_command(data_dir: str, trials: str | None, no_audio_check: bool) ->
 @click.option("--device", help="cpu, cuda, cuda:N or auto.")
 @click.option("--num-workers", type=int, help="Data-loader worker processes.")
 @click.option("--resample", is_flag=True, default=None, help="Resample audio not at the model's rate.")
+@click.option("--noise", type=click.Path(), help="Noise data dir, or a MUSAN dir with musan_{noise,music,speech}.")
+@click.option("--rir", type=click.Path(), help="Room impulse responses data dir, for reverberation.")
+@click.option("--speed-perturb", is_flag=True, default=None, help="Speeds 0.9/1.0/1.1, each speed a new speaker.")
+@click.option("--spec-augment", is_flag=True, default=None, help="Frequency and time masking of features.")
+@click.option("--amp", type=click.Choice(["none", "bf16", "fp16"]), help="Mixed precision (fp16 uses a grad scaler).")
+@click.option("--grad-accum", type=int, help="Micro-batches a step; N here equals N torchrun processes.")
+@click.option("--checkpoint-every", type=int, help="Also checkpoint every N steps within an epoch.")
+@click.option("--average", type=int, help="Final model = mean of the last N epoch checkpoints.")
+@click.option(
+    "--skip-nonfinite", is_flag=True, default=None, help="Skip steps with a NaN/inf loss instead of stopping."
+)
+@click.option("--valid-data", type=click.Path(), help="Data dir holding the validation trials' audio.")
+@click.option("--valid-trials", type=click.Path(), help="Trials scored after each epoch; the best model is kept.")
 @click.option(
     "--set",
     "settings",
@@ -158,7 +259,11 @@ def train_command(
     dry_run: bool,
     **flags: Any,
 ) -> None:
-    """Train an embedding network with a chosen loss."""
+    """Train an embedding network with a chosen loss.
+
+    Runs the same on a CPU, a GPU, or under torchrun across GPUs and nodes:
+    `torchrun --nproc_per_node 4 $(which spkverif) train ...`.
+    """
     from spkverif.config import load_train_config, parse_override
     from spkverif.training.trainer import train
 
@@ -167,7 +272,11 @@ def train_command(
         "batches_per_epoch": "training.batches_per_epoch", "speakers_per_batch": "training.speakers_per_batch",
         "utts_per_speaker": "training.utts_per_speaker", "chunk_seconds": "data.chunk_seconds",
         "lr": "optimizer.lr", "seed": "seed", "device": "training.device",
-        "num_workers": "data.num_workers", "resample": "data.resample",
+        "num_workers": "data.num_workers", "resample": "data.resample", "noise": "augment.noise",
+        "rir": "augment.rir", "speed_perturb": "augment.speed_perturb", "spec_augment": "augment.spec_augment",
+        "amp": "training.amp", "grad_accum": "training.grad_accum", "checkpoint_every": "training.checkpoint_every",
+        "average": "training.average_last", "skip_nonfinite": "training.skip_nonfinite",
+        "valid_data": "training.valid_data", "valid_trials": "training.valid_trials",
     }  # fmt: skip
     overrides = [(flag_keys[name].split("."), value) for name, value in flags.items() if value is not None]
     overrides += [parse_override(text) for text in settings]
@@ -257,30 +366,48 @@ def export_command(model_path: str, output: str) -> None:
 
 @cli.command("score")
 @click.option("--trials", required=True, type=click.Path(), help="Trial list (Kaldi or VoxCeleb form).")
-@click.option("--method", default="cosine", show_default=True, help="Scoring back end by name.")
+@click.option("--method", default="cosine", show_default=True, help="Back end: cosine, snorm, asnorm or plda.")
 @click.option("--allow-missing", is_flag=True, help="Skip trials whose embeddings are missing, and count them.")
+@click.option("--mean", help="cosine/snorm/asnorm: subtract the mean of these vectors first (e.g. scp:train.scp).")
+@click.option("--cohort", help="snorm/asnorm: cohort embeddings, an rspecifier.")
+@click.option(
+    "--cohort-utt2spk", type=click.Path(), help="snorm/asnorm: average the cohort per speaker of this utt2spk."
+)
+@click.option("--top-n", type=int, help="asnorm: closest cohort entries per side [default: 300].")
+@click.option("--plda-model", type=click.Path(), help="plda: model file to read, or to write with --train-plda.")
+@click.option("--train-plda", help="plda: train on these embeddings first (an rspecifier), then score.")
+@click.option("--utt2spk", type=click.Path(), help="plda: speakers of the --train-plda embeddings.")
+@click.option("--lda-dim", type=int, help="plda: reduce dimension by LDA before PLDA [default: no LDA].")
+@click.option("--plda-iters", type=int, help="plda: EM iterations [default: 10].")
 @click.argument("archives", nargs=-1, required=True)
 @common_options
-def score_command(trials: str, method: str, allow_missing: bool, archives: tuple[str, ...]) -> None:
+def score_command(trials: str, method: str, allow_missing: bool, archives: tuple[str, ...], **backend: Any) -> None:
     """Score trials: ARCHIVES is EMB_RSPECIFIER OUTPUT, or ENROLL_RSPECIFIER TEST_RSPECIFIER OUTPUT."""
     from spkverif.score import score
 
     if len(archives) not in (2, 3):
         raise click.UsageError("expected EMB_RSPECIFIER OUTPUT or ENROLL_RSPECIFIER TEST_RSPECIFIER OUTPUT")
     enroll, test = archives[0], archives[1] if len(archives) == 3 else None
-    score(method, trials, enroll, archives[-1], test_rspecifier=test, allow_missing=allow_missing)
+    options = {name: value for name, value in backend.items() if value is not None}
+    score(method, trials, enroll, archives[-1], test_rspecifier=test, allow_missing=allow_missing, options=options)
 
 
 # report ----------------------------------------------------------------------
 
 
 @cli.command("report")
-@click.option("--trials", type=click.Path(), help="Labelled trial list (required unless --filters).")
+@click.option(
+    "--trials",
+    "trials",
+    multiple=True,
+    type=click.Path(),
+    help="Labelled trial list (needed with score files): one for every score file, or one per score file in order.",
+)
 @click.argument("scores", nargs=-1)
 @click.option(
     "--out-dir",
     type=click.Path(file_okay=False),
-    help="Where report.json and report.md go [default: beside the first score file].",
+    help="Where report.json, report.md and det.png go [default: beside the first input].",
 )
 @click.option("--name", "names", multiple=True, help="A row label per score file, in order.")
 @click.option(
@@ -288,43 +415,102 @@ def score_command(trials: str, method: str, allow_missing: bool, archives: tuple
     "p_targets",
     multiple=True,
     type=float,
-    default=(0.01, 0.001),
+    default=(0.01, 0.001, 0.05),
     show_default=True,
-    help="Priors for minDCF.",
+    help="Priors for minDCF and actDCF.",
 )
 @click.option("--allow-missing", is_flag=True, help="Evaluate the trials that have scores; count the rest.")
+@click.option(
+    "--bootstrap",
+    "replicates",
+    default=1000,
+    show_default=True,
+    help="Bootstrap replicates for the 95% confidence intervals; 0 for none.",
+)
+@click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap.")
+@click.option(
+    "--utt2spk",
+    type=click.Path(),
+    help="Resample enrolment speakers (from this utt2spk) instead of trials for the intervals.",
+)
+@click.option(
+    "--calibrate",
+    "calibration_scores",
+    multiple=True,
+    type=click.Path(),
+    help="Held-out score file to fit a logistic-regression calibration on: one, or one per score file.",
+)
+@click.option(
+    "--calibrate-trials",
+    "calibration_trials",
+    multiple=True,
+    type=click.Path(),
+    help="Labelled trials of the --calibrate score files: one, or one per score file.",
+)
+@click.option("--det", "det_path", type=click.Path(), help="Where the DET plot goes [default: OUT_DIR/det.png].")
+@click.option("--no-det", is_flag=True, help="Do not draw the DET plot.")
+@click.option(
+    "--training",
+    "training",
+    multiple=True,
+    type=click.Path(),
+    help="Experiment dir: draw its training curves to training.png.",
+)
 @click.option(
     "--filters",
     "filters_model",
     type=click.Path(),
-    help="Instead: plot a SincNet model's learned filters to filters.png (in --out-dir, default beside MODEL).",
+    help="SincNet model file: plot its learned filters to filters.png (in --out-dir, default beside MODEL).",
 )
 @common_options
 def report_command(
-    trials: str | None,
+    trials: tuple[str, ...],
     scores: tuple[str, ...],
     out_dir: str | None,
     names: tuple[str, ...],
     p_targets: tuple[float, ...],
     allow_missing: bool,
+    replicates: int,
+    seed: int,
+    utt2spk: str | None,
+    calibration_scores: tuple[str, ...],
+    calibration_trials: tuple[str, ...],
+    det_path: str | None,
+    no_det: bool,
+    training: tuple[str, ...],
     filters_model: str | None,
 ) -> None:
-    """EER and minDCF of each score file, as a table and report.{json,md}."""
-    if filters_model is not None:
-        from pathlib import Path
+    """EER (with a confidence interval), minDCF, actDCF and Cllr of each score file: a table, report.{json,md}
+    and a DET plot; training curves; learned SincNet filters."""
+    if not scores and not training and not filters_model:
+        raise click.UsageError("give score files (with --trials), --training EXP or --filters MODEL")
+    if filters_model:
+        from spkverif.plots.filters import plot_filters
 
-        from spkverif.frontends.sinc_plot import plot_filters
+        target = (Path(out_dir) if out_dir else Path(filters_model).parent) / "filters.png"
+        click.echo(f"learned filters: {plot_filters(filters_model, target)}")
+    if training:
+        from spkverif.plots.training import plot_training
 
-        target = Path(out_dir) if out_dir is not None else Path(filters_model).parent
-        click.echo(plot_filters(filters_model, target / "filters.png"))
-        return
-    if trials is None:
-        raise click.UsageError("Missing option '--trials'.")
-    if not scores:
-        raise click.UsageError("Missing argument 'SCORES...'.")
-    from spkverif.report import report
+        target = (Path(out_dir) if out_dir else Path(training[0])) / "training.png"
+        click.echo(f"training curves: {plot_training(list(training), target)}")
+    if scores:
+        if not trials:
+            raise click.UsageError("score files need --trials")
+        from spkverif.report import ReportSettings, report
 
-    report(trials, list(scores), out_dir, list(names) or None, tuple(p_targets), allow_missing)
+        settings = ReportSettings(tuple(p_targets), allow_missing, replicates, seed, utt2spk)
+        report(
+            list(trials),
+            list(scores),
+            out_dir,
+            list(names) or None,
+            settings,
+            calibration_scores=list(calibration_scores),
+            calibration_trials=list(calibration_trials),
+            det_path=det_path,
+            plot=not no_det,
+        )
 
 
 def install_signal_handlers() -> None:

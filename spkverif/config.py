@@ -34,6 +34,28 @@ class TrainingOptions:
     device: str = "auto"
     log_every: int = 10
     max_grad_norm: float = 0.0
+    grad_accum: int = 1
+    amp: str = "none"
+    checkpoint_every: int = 0
+    average_last: int = 1
+    skip_nonfinite: bool = False
+    valid_data: str = ""
+    valid_trials: str = ""
+
+
+@dataclass
+class AugmentOptions:
+    noise: str = ""
+    noise_prob: float = 0.6
+    noise_snr: list = field(default_factory=lambda: [10.0, 20.0])
+    music_snr: list = field(default_factory=lambda: [5.0, 15.0])
+    babble_snr: list = field(default_factory=lambda: [13.0, 20.0])
+    babble_speakers: list = field(default_factory=lambda: [3, 7])
+    rir: str = ""
+    rir_prob: float = 0.2
+    speed_perturb: bool = False
+    spec_augment: bool = False
+    cache_size: int = 256
 
 
 @dataclass
@@ -49,6 +71,7 @@ class TrainConfig:
     seed: int = 0
     data: DataOptions = field(default_factory=DataOptions)
     training: TrainingOptions = field(default_factory=TrainingOptions)
+    augment: AugmentOptions = field(default_factory=AugmentOptions)
     model: Component = field(default_factory=lambda: Component("xvector"))
     loss: Component = field(default_factory=lambda: Component("aam"))
     optimizer: Component = field(
@@ -57,7 +80,9 @@ class TrainConfig:
     scheduler: Component = field(default_factory=lambda: Component("constant"))
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"seed": self.seed, "data": asdict(self.data), "training": asdict(self.training)}
+        out: dict[str, Any] = {"seed": self.seed}
+        for section in _SECTIONS:
+            out[section] = asdict(getattr(self, section))
         for name in _COMPONENTS:
             component: Component = getattr(self, name)
             out[name] = {"name": component.name, **component.options}
@@ -69,7 +94,7 @@ class TrainConfig:
 
 
 _COMPONENTS = ("model", "loss", "optimizer", "scheduler")
-_SECTIONS = {"data": DataOptions, "training": TrainingOptions}
+_SECTIONS = {"data": DataOptions, "training": TrainingOptions, "augment": AugmentOptions}
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -154,6 +179,12 @@ def _from_dict(raw: dict[str, Any], source: Path | None) -> TrainConfig:
 
 
 def _coerce(value: Any, kind: type, name: str, source: Path | None) -> Any:
+    if kind is str and value is None:
+        return ""
+    if kind is list:
+        if isinstance(value, (list, tuple)):
+            return list(value)
+        raise SpkverifError(f"{name} must be a list such as [10, 20], not {value!r}", source)
     if kind is bool:
         if isinstance(value, bool):
             return value

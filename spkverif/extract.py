@@ -35,7 +35,7 @@ from spkverif.models import SpeakerEmbeddingModel
 from spkverif.progress import ProgressBar
 from spkverif.training.checkpoint import load_model
 from spkverif.training.dataset import fit_length
-from spkverif.training.trainer import resolve_device
+from spkverif.training.distributed import resolve_device
 
 logger = logging.getLogger(__name__)
 

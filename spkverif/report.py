@@ -1,9 +1,15 @@
-"""The `report` stage: score files + labelled trials -> a table, report.json and report.md."""
+"""The `report` stage: score files + labelled trials -> one table, report.json, report.md and det.png.
+
+Each score file is evaluated against its trial list (one list for all, or one
+per score file, in order). Per row: EER with a bootstrap confidence interval,
+minDCF at each prior, actual DCF and Cllr (the scores read as LLRs: meaningful
+for PLDA, or after `--calibrate`), and a DET curve on a shared plot.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +21,18 @@ from spkverif.errors import SpkverifError
 from spkverif.io.atomic import atomic_write
 from spkverif.io.tables import iter_lines
 from spkverif.io.trials import Trials, read_trials
-from spkverif.metrics import compute_eer, compute_min_dcf
+from spkverif.metrics import (
+    bootstrap,
+    compute_act_dcf,
+    compute_cllr,
+    det_curve,
+    eer_of,
+    fit_calibration,
+    min_dcf_of,
+    operating_points,
+)
+
+DEFAULT_P_TARGETS = (0.01, 0.001, 0.05)
 
 
 @dataclass
@@ -23,6 +40,19 @@ class ScoredTrials:
     scores: np.ndarray
     labels: np.ndarray
     missing: int
+    enroll: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))
+
+
+@dataclass
+class ReportSettings:
+    """How every row is evaluated."""
+
+    p_targets: tuple[float, ...] = DEFAULT_P_TARGETS
+    allow_missing: bool = False
+    bootstrap: int = 1000
+    seed: int = 0
+    utt2spk: str | None = None
+    level: float = 0.95
 
 
 def read_scores(path: str | Path) -> dict[tuple[str, str], float]:
@@ -55,51 +85,143 @@ def match_scores(
             "pass --allow-missing to evaluate the rest",
             trials.path,
         )
-    return ScoredTrials(values[present], labels[present], missing)
+    return ScoredTrials(values[present], labels[present], missing, trials.enroll[present])
 
 
-def evaluate(scored: ScoredTrials, p_targets: tuple[float, ...]) -> dict[str, Any]:
+def _speaker_clusters(enroll: np.ndarray, utt2spk_path: str) -> np.ndarray:
+    from spkverif.backends.base import read_utt2spk
+
+    utt2spk = read_utt2spk(utt2spk_path)
+    unknown = sorted({key for key in enroll if key not in utt2spk})
+    if unknown:
+        raise SpkverifError(
+            f"{len(unknown)} enrolment utterances of the trials have no speaker (e.g. {', '.join(unknown[:3])})",
+            utt2spk_path,
+        )
+    return np.array([utt2spk[key] for key in enroll], dtype=object)
+
+
+def evaluate(scored: ScoredTrials, settings: ReportSettings, llrs: np.ndarray | None = None) -> dict[str, Any]:
+    """Every figure of one row; `llrs` are calibrated scores when there are some, else the scores themselves."""
+    points = operating_points(scored.scores, scored.labels)
+    llrs = scored.scores if llrs is None else llrs
     result: dict[str, Any] = {
         "trials": len(scored.scores),
         "targets": int(scored.labels.sum()),
         "missing": scored.missing,
-        "eer": compute_eer(scored.scores, scored.labels),
+        "eer": eer_of(points),
     }
-    for p_target in p_targets:
-        result[f"min_dcf_{p_target:g}"] = compute_min_dcf(scored.scores, scored.labels, p_target)
+    for p_target in settings.p_targets:
+        result[f"min_dcf_{p_target:g}"] = min_dcf_of(points, p_target)
+    for p_target in settings.p_targets:
+        result[f"act_dcf_{p_target:g}"] = compute_act_dcf(llrs, scored.labels, p_target)
+    result["cllr"] = compute_cllr(llrs, scored.labels)
+    if settings.bootstrap > 0:
+        clusters = _speaker_clusters(scored.enroll, settings.utt2spk) if settings.utt2spk else None
+        interval = bootstrap(
+            scored.scores,
+            scored.labels,
+            settings.p_targets,
+            settings.bootstrap,
+            settings.seed,
+            clusters,
+            settings.level,
+        )
+        result["eer_ci"] = [interval.eer.low, interval.eer.high]
+        for p_target, bounds in interval.min_dcf.items():
+            result[f"min_dcf_{p_target:g}_ci"] = [bounds.low, bounds.high]
+        result["ci"] = {
+            "method": "percentile bootstrap",
+            "unit": "enrolment speaker" if clusters is not None else "trial (within each class)",
+            "replicates": settings.bootstrap,
+            "seed": settings.seed,
+            "level": settings.level,
+        }
     return result
 
 
+def _per_row(values: list[str] | None, count: int, what: str) -> list[str] | None:
+    """One value for every row, or one per row in order."""
+    if not values:
+        return None
+    if len(values) == 1:
+        return values * count
+    if len(values) != count:
+        raise SpkverifError(f"{len(values)} {what} for {count} score files: give one, or one per score file")
+    return list(values)
+
+
 def report(
-    trials_path: str | Path,
+    trials_paths: list[str],
     score_paths: list[str],
     out_dir: str | Path | None = None,
     names: list[str] | None = None,
-    p_targets: tuple[float, ...] = (0.01, 0.001),
-    allow_missing: bool = False,
+    settings: ReportSettings | None = None,
+    calibration_scores: list[str] | None = None,
+    calibration_trials: list[str] | None = None,
+    det_path: str | Path | None = None,
+    plot: bool = True,
     console: Console | None = None,
 ) -> list[dict[str, Any]]:
-    """Evaluate each score file against the trials, print a table, write report.{json,md}."""
+    """Evaluate each score file against its trials; print a table; write report.{json,md} and det.png."""
+    settings = settings or ReportSettings()
     if not score_paths:
         raise SpkverifError("no score files given")
     if names and len(names) != len(score_paths):
         raise SpkverifError(f"{len(names)} --name values for {len(score_paths)} score files")
-    trials = read_trials(trials_path)
-    rows = []
+    row_trials = _per_row(trials_paths, len(score_paths), "--trials lists")
+    if row_trials is None:
+        raise SpkverifError("no trial list given (--trials)")
+    calibration = _per_row(calibration_scores, len(score_paths), "--calibrate score files")
+    calibration_lists = _per_row(calibration_trials, len(score_paths), "--calibrate-trials lists")
+    if calibration and not calibration_lists:
+        raise SpkverifError("--calibrate needs --calibrate-trials: the labelled trials of the held-out scores")
+    trial_cache: dict[str, Trials] = {}
+
+    def trials_of(path: str) -> Trials:
+        if path not in trial_cache:
+            trial_cache[path] = read_trials(path)
+        return trial_cache[path]
+
+    rows, curves = [], []
     for position, path in enumerate(score_paths):
-        scored = match_scores(trials, read_scores(path), path, allow_missing)
+        scored = match_scores(trials_of(row_trials[position]), read_scores(path), path, settings.allow_missing)
         name = names[position] if names else _system_name(path)
-        rows.append(
-            {"system": name, "scores": str(path), "trials_file": str(trials_path), **evaluate(scored, p_targets)}
-        )
+        row: dict[str, Any] = {"system": name, "scores": str(path), "trials_file": row_trials[position]}
+        llrs = None
+        if calibration and calibration_lists:
+            held_out = match_scores(
+                trials_of(calibration_lists[position]), read_scores(calibration[position]), calibration[position], False
+            )
+            scale, offset = fit_calibration(held_out.scores, held_out.labels)
+            llrs = scale * scored.scores + offset
+            row["calibration"] = {"scale": scale, "offset": offset, "scores": calibration[position]}
+        row["calibrated"] = llrs is not None
+        row.update(evaluate(scored, settings, llrs))
+        rows.append(row)
+        curves.append((name, row_trials[position], det_curve(scored.scores, scored.labels)))
     out = Path(out_dir) if out_dir is not None else Path(score_paths[0]).parent
+    if plot:
+        from spkverif.plots.det import LabelledCurve, plot_det
+
+        several_lists = len(set(row_trials)) > 1
+        labelled = [LabelledCurve(f"{name} · {trials}" if several_lists else name, c) for name, trials, c in curves]
+        written = plot_det(labelled, det_path or out / "det.png", None if several_lists else f"trials: {row_trials[0]}")
+        for row in rows:
+            row["det"] = str(written)
     with atomic_write(out / "report.json") as handle:
         json.dump(rows, handle, indent=2)
         handle.write("\n")
     with atomic_write(out / "report.md") as handle:
-        handle.write(markdown_table(rows, p_targets))
-    (console or Console()).print(rich_table(rows, p_targets, str(trials_path)))
+        handle.write(markdown_table(rows, settings.p_targets))
+    (console or _console()).print(rich_table(rows, settings.p_targets))
     return rows
+
+
+def _console() -> Console:
+    """The terminal's width on a terminal; wide enough for the whole table in a log file or pipe."""
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
 
 
 def _system_name(path: str | Path) -> str:
@@ -110,29 +232,43 @@ def _system_name(path: str | Path) -> str:
     return str(path)
 
 
-def _columns(p_targets: tuple[float, ...]) -> list[tuple[str, str]]:
-    return [("eer", "EER (%)")] + [(f"min_dcf_{p:g}", f"minDCF({p:g})") for p in p_targets]
-
-
-def _format(key: str, value: float) -> str:
-    return f"{100 * value:.2f}" if key == "eer" else f"{value:.4f}"
-
-
-def rich_table(rows: list[dict[str, Any]], p_targets: tuple[float, ...], title: str) -> Table:
-    table = Table(title=f"trials: {title}")
-    table.add_column("system")
-    for _, header in _columns(p_targets):
-        table.add_column(header, justify="right")
-    table.add_column("trials", justify="right")
+def _cells(rows: list[dict[str, Any]], p_targets: tuple[float, ...]) -> tuple[list[str], list[list[str]]]:
+    """Headers and formatted cells shared by the terminal and markdown tables."""
+    several_lists = len({row["trials_file"] for row in rows}) > 1
+    with_ci = any("eer_ci" in row for row in rows)
+    with_missing = any(row["missing"] for row in rows)
+    level = next((row["ci"]["level"] for row in rows if "ci" in row), 0.95)
+    headers = ["system"] + (["trials list"] if several_lists else []) + ["EER (%)"]
+    headers += [f"{100 * level:g}% CI"] if with_ci else []
+    headers += [f"minDCF({p:g})" for p in p_targets] + [f"actDCF({p_targets[0]:g})", "Cllr", "trials"]
+    headers += ["missing"] if with_missing else []
+    table = []
     for row in rows:
-        table.add_row(row["system"], *(_format(k, row[k]) for k, _ in _columns(p_targets)), str(row["trials"]))
+        system = row["system"] + (" (calibrated)" if row.get("calibrated") else "")
+        cells = [system] + ([row["trials_file"]] if several_lists else []) + [f"{100 * row['eer']:.2f}"]
+        if with_ci:
+            low, high = row.get("eer_ci", [np.nan, np.nan])
+            cells.append(f"[{100 * low:.2f}, {100 * high:.2f}]")
+        cells += [f"{row[f'min_dcf_{p:g}']:.4f}" for p in p_targets]
+        cells += [f"{row[f'act_dcf_{p_targets[0]:g}']:.4f}", f"{row['cllr']:.4f}", str(row["trials"])]
+        cells += [str(row["missing"])] if with_missing else []
+        table.append(cells)
+    return headers, table
+
+
+def rich_table(rows: list[dict[str, Any]], p_targets: tuple[float, ...]) -> Table:
+    headers, cells = _cells(rows, p_targets)
+    lists = sorted({row["trials_file"] for row in rows})
+    table = Table(title=f"trials: {lists[0]}" if len(lists) == 1 else None)
+    for position, header in enumerate(headers):
+        table.add_column(header, justify="left" if position == 0 else "right")
+    for row in cells:
+        table.add_row(*row)
     return table
 
 
 def markdown_table(rows: list[dict[str, Any]], p_targets: tuple[float, ...]) -> str:
-    headers = ["system"] + [header for _, header in _columns(p_targets)] + ["trials"]
+    headers, cells = _cells(rows, p_targets)
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    for row in rows:
-        cells = [row["system"]] + [_format(k, row[k]) for k, _ in _columns(p_targets)] + [str(row["trials"])]
-        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["| " + " | ".join(row) + " |" for row in cells]
     return "\n".join(lines) + "\n"

@@ -1,4 +1,9 @@
-"""The `score` stage: trials + embeddings -> a Kaldi score file `enroll test score`."""
+"""The `score` stage: trials + embeddings -> a Kaldi score file `enroll test score`.
+
+The trial list is streamed in blocks: each block is mapped to embedding rows,
+scored by the back end in one vectorised call, and appended to the output, so
+memory depends on the embeddings and the block size, not on the number of trials.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +17,36 @@ from spkverif.backends import BACKENDS
 from spkverif.errors import SpkverifError
 from spkverif.io.atomic import atomic_write
 from spkverif.io.specifiers import load_vectors
-from spkverif.io.trials import read_trials
+from spkverif.io.trials import Trials, iter_trials
+from spkverif.progress import ProgressBar
 
 logger = logging.getLogger(__name__)
 
+TRIAL_BLOCK = 1 << 18
+MISSING_EXAMPLES = 3
+
 
 def _indices(keys: np.ndarray, index_of: dict[str, int]) -> np.ndarray:
-    return np.array([index_of.get(key, -1) for key in keys], dtype=np.int64)
+    return np.fromiter((index_of.get(key, -1) for key in keys), dtype=np.int64, count=len(keys))
+
+
+def _count_lines(path: str | Path) -> int:
+    with open(path, "rb") as handle:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+
+
+class MissingTrials:
+    """Counts trials naming missing embeddings and remembers the first few."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.examples: list[str] = []
+
+    def add(self, block: Trials, enroll_index: np.ndarray, test_index: np.ndarray, absent: np.ndarray) -> None:
+        self.count += int(absent.sum())
+        for i in np.flatnonzero(absent)[: MISSING_EXAMPLES - len(self.examples)]:
+            key = block.enroll[i] if enroll_index[i] < 0 else block.test[i]
+            self.examples.append(f"line {block.lines[i]}: {key}")
 
 
 def score(
@@ -29,10 +57,10 @@ def score(
     test_rspecifier: str | None = None,
     allow_missing: bool = False,
     options: dict[str, Any] | None = None,
+    block_size: int = TRIAL_BLOCK,
 ) -> dict[str, Any]:
     """Score every trial; a trial naming a missing embedding is an error unless allowed."""
     scorer = BACKENDS.build(method, **dict(options or {}))
-    trials = read_trials(trials_path)
     enroll_keys, enroll = load_vectors(enroll_rspecifier)
     if test_rspecifier is None:
         test_keys, test = enroll_keys, enroll
@@ -40,27 +68,44 @@ def score(
         test_keys, test = load_vectors(test_rspecifier)
     if enroll.shape[1] != test.shape[1]:
         raise SpkverifError(f"enrolment embeddings have dimension {enroll.shape[1]}, test embeddings {test.shape[1]}")
-    enroll_index = _indices(trials.enroll, {key: i for i, key in enumerate(enroll_keys)})
-    test_index = _indices(trials.test, {key: i for i, key in enumerate(test_keys)})
-    present = (enroll_index >= 0) & (test_index >= 0)
-    missing = int((~present).sum())
-    if missing and not allow_missing:
-        first = np.flatnonzero(~present)[:3]
-        examples = ", ".join(
-            f"line {trials.lines[i]}: {trials.enroll[i] if enroll_index[i] < 0 else trials.test[i]}" for i in first
+    enroll_index_of = {key: i for i, key in enumerate(enroll_keys)}
+    test_index_of = enroll_index_of if test is enroll else {key: i for i, key in enumerate(test_keys)}
+    pair_scorer = scorer.bind(enroll, test)
+    missing = MissingTrials()
+    scored = total = 0
+    with (
+        atomic_write(output) as handle,
+        ProgressBar(_count_lines(trials_path), f"score {method}", unit="trial") as bar,
+    ):
+        for block in iter_trials(trials_path, block_size):
+            total += len(block)
+            enroll_index = _indices(block.enroll, enroll_index_of)
+            test_index = _indices(block.test, test_index_of)
+            present = (enroll_index >= 0) & (test_index >= 0)
+            if not present.all():
+                missing.add(block, enroll_index, test_index, ~present)
+            if missing.count and not allow_missing:
+                bar.advance(len(block))
+                continue
+            scores = pair_scorer(enroll_index[present], test_index[present])
+            handle.writelines(
+                f"{e} {t} {s:.6f}\n" for e, t, s in zip(block.enroll[present], block.test[present], scores, strict=True)
+            )
+            scored += int(present.sum())
+            bar.advance(len(block))
+        if missing.count and not allow_missing:
+            raise SpkverifError(
+                f"{missing.count} of {total} trials name embeddings that are missing "
+                f"({', '.join(missing.examples)}); pass --allow-missing to skip them",
+                trials_path,
+            )
+        if not scored:
+            raise SpkverifError("no trial can be scored", trials_path)
+    if missing.count:
+        logger.warning(
+            "skipped %d of %d trials whose embeddings are missing (%s)",
+            missing.count,
+            total,
+            ", ".join(missing.examples),
         )
-        raise SpkverifError(
-            f"{missing} of {len(trials)} trials name embeddings that are missing ({examples}); "
-            "pass --allow-missing to skip them",
-            trials_path,
-        )
-    if missing:
-        logger.warning("skipping %d of %d trials whose embeddings are missing", missing, len(trials))
-    if not present.any():
-        raise SpkverifError("no trial can be scored", trials_path)
-    scores = scorer.score(enroll, test, enroll_index[present], test_index[present])
-    with atomic_write(output) as handle:
-        handle.writelines(
-            f"{e} {t} {s:.6f}\n" for e, t, s in zip(trials.enroll[present], trials.test[present], scores, strict=False)
-        )
-    return {"trials": int(present.sum()), "missing": missing}
+    return {"trials": scored, "missing": missing.count}

@@ -50,7 +50,7 @@ def test_report_filters_plots_a_sincnet_model(run_cli, tmp_path: Path) -> None:
     result = run_cli("report", "-q", "--filters", model_file)
     assert result.exit_code == 0, result.stderr
     picture = tmp_path / "models" / "filters.png"
-    assert result.output.strip() == str(picture)
+    assert result.output.strip() == f"learned filters: {picture}"
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and picture.stat().st_size > 20_000
 
     result = run_cli("report", "-q", "--filters", model_file, "--out-dir", tmp_path / "plots")

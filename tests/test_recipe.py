@@ -34,8 +34,11 @@ def test_recipe_runs_end_to_end(tmp_path: Path) -> None:
     for stage in range(5):
         assert f"stage {stage}:" in result.stdout
     rows = json.loads((tmp_path / "exp" / "report.json").read_text())
-    assert rows[0]["trials"] == 40 and 0.0 <= rows[0]["eer"] <= 1.0
+    assert [row["system"] for row in rows] == ["xvector_aam test.cosine", "xvector_aam test.asnorm"]
+    assert all(row["trials"] == 40 and 0.0 <= row["eer"] <= 1.0 for row in rows)
+    assert rows[0]["ci"]["unit"] == "enrolment speaker"
     assert "EER (%)" in result.stdout
+    assert (tmp_path / "exp" / "det.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     first = (tmp_path / "exp" / "xvector_aam" / "scores" / "test.cosine").read_text()
     (tmp_path / "exp" / "report.json").unlink()
@@ -56,7 +59,7 @@ def test_stage_6_compares_the_networks_in_one_table(tmp_path: Path, tiny_corpus:
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     result = subprocess.run(
         ["bash", str(RECIPE), "--data", str(tiny_corpus), "--exp", str(tmp_path / "exp"),
-         "--stage", "6", "--stop-stage", "6", "--train-opts", TRAIN_OPTS],
+         "--stage", "6", "--stop-stage", "6", "--models", "xvector sinc_tdnn", "--train-opts", TRAIN_OPTS],
         capture_output=True, text=True, env=env, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -65,3 +68,4 @@ def test_stage_6_compares_the_networks_in_one_table(tmp_path: Path, tiny_corpus:
     assert [row["system"] for row in rows] == ["xvector", "sinc_tdnn"]
     assert all(row["trials"] == 40 for row in rows)
     assert (tmp_path / "exp" / "models" / "sinc_tdnn" / "models" / "filters.png").is_file()
+    assert not (tmp_path / "exp" / "models" / "xvector" / "models" / "filters.png").exists()

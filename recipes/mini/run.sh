@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The mini recipe: synthesise speakers with eSpeak NG, train an x-vector with
-# AAM, extract embeddings, score the test trials by cosine, report EER/minDCF.
+# AAM, extract embeddings, score the test trials by cosine and by adaptive
+# s-norm (a cohort of training speakers), report EER/minDCF and a DET plot.
 # Runs anywhere in about ten minutes on two CPU cores; nothing is downloaded.
 #
 #   ./run.sh                       # everything
 #   ./run.sh --stage 2             # from extraction on
 #   ./run.sh --stop-stage 0        # only the corpus
-#   ./run.sh --stage 6 --stop-stage 6   # compare embedding networks (xvector, sinc_tdnn)
+#   ./run.sh --stage 6 --stop-stage 6   # compare embedding networks (fbank vs SincNet)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -22,8 +23,10 @@ utts_per_speaker=12
 num_trials=3000
 seed=0
 train_opts=""
-models="xvector sinc_tdnn"
-__recipe_options="stage stop_stage data exp config name num_speakers num_test_speakers utts_per_speaker num_trials seed train_opts models"
+cohort_utts=3     # training utterances per speaker extracted for the AS-norm cohort
+top_n=50          # AS-norm: closest cohort speakers per side (at most the training speakers)
+models="xvector sinc_tdnn sinc_xvector"   # stage 6: networks compared, each conf/models/NAME.yaml
+__recipe_options="stage stop_stage data exp config name num_speakers num_test_speakers utts_per_speaker num_trials seed train_opts cohort_utts top_n models"
 
 . ./path.sh
 . ../../bin/parse_options.sh
@@ -45,26 +48,39 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
-  echo "stage 2: extract test embeddings"
+  echo "stage 2: extract test embeddings, and $cohort_utts per training speaker for the cohort"
   spkverif extract --model "$exp/$name/models/final.pt" "scp:$data/test/wav.scp" \
     "ark,scp:$exp/$name/embeddings/test.ark,$exp/$name/embeddings/test.scp"
+  mkdir -p "$data/cohort"
+  awk -v n="$cohort_utts" '{ for (i = 2; i <= NF && i <= n + 1; i++) print $i }' "$data/train/spk2utt" \
+    | LC_ALL=C sort > "$data/cohort/utts"
+  awk 'NR == FNR { keep[$1]; next } $1 in keep' "$data/cohort/utts" "$data/train/wav.scp" > "$data/cohort/wav.scp"
+  awk 'NR == FNR { keep[$1]; next } $1 in keep' "$data/cohort/utts" "$data/train/utt2spk" > "$data/cohort/utt2spk"
+  spkverif extract --model "$exp/$name/models/final.pt" "scp:$data/cohort/wav.scp" \
+    "ark,scp:$exp/$name/embeddings/cohort.ark,$exp/$name/embeddings/cohort.scp"
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
-  echo "stage 3: cosine scoring"
+  echo "stage 3: cosine and adaptive s-norm scoring"
   spkverif score --method cosine --trials "$data/test/trials" \
     "scp:$exp/$name/embeddings/test.scp" "$exp/$name/scores/test.cosine"
+  cohort_speakers=$(cut -d' ' -f2 "$data/cohort/utt2spk" | sort -u | wc -l)
+  spkverif score --method asnorm --cohort "scp:$exp/$name/embeddings/cohort.scp" \
+    --cohort-utt2spk "$data/cohort/utt2spk" --top-n $(( top_n < cohort_speakers ? top_n : cohort_speakers )) \
+    --trials "$data/test/trials" "scp:$exp/$name/embeddings/test.scp" "$exp/$name/scores/test.asnorm"
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
-  echo "stage 4: report"
-  spkverif report --trials "$data/test/trials" --out-dir "$exp" "$exp/$name/scores/test.cosine"
+  echo "stage 4: report (table, $exp/report.{json,md}, DET plot $exp/det.png)"
+  spkverif report --trials "$data/test/trials" --utt2spk "$data/test/utt2spk" --out-dir "$exp" \
+    "$exp/$name/scores/test.cosine" "$exp/$name/scores/test.asnorm"
 fi
 
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   # The paper's question: does a front end that learns its filters (SincNet) beat
   # handcrafted fbank? Each network trains with AAM on the same budget
-  # (conf/models/NAME.yaml), then extract, cosine scoring, one table.
+  # (conf/models/NAME.yaml), then extract, cosine scoring, one table, and a
+  # picture of the filters each SincNet (sinc_*) learned.
   echo "stage 6: compare embedding networks with AAM: $models"
   scores=()
   names=()
@@ -81,7 +97,9 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
     names+=(--name "$model")
   done
   spkverif report --trials "$data/test/trials" --out-dir "$exp/models" "${names[@]}" "${scores[@]}"
-  if [ -f "$exp/models/sinc_tdnn/models/final.pt" ]; then
-    echo "learned SincNet filters: $(spkverif report -q --filters "$exp/models/sinc_tdnn/models/final.pt")"
-  fi
+  for model in $models; do
+    case "$model" in
+      sinc_*) spkverif report -q --filters "$exp/models/$model/models/final.pt" ;;
+    esac
+  done
 fi

@@ -1,39 +1,33 @@
-"""Cosine scoring: length-normalise once, then one dot product per trial, in blocks."""
+"""Cosine scoring, optionally after subtracting a training set's mean embedding."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from spkverif.backends.base import PairScorer, check_dimension, length_normalise, mean_vector, paired_dot
 from spkverif.backends.registry import BACKENDS
 
 
-def length_normalise(matrix: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return matrix / np.maximum(norms, 1e-12)
-
-
-def paired_dot(
-    enroll: np.ndarray, test: np.ndarray, enroll_index: np.ndarray, test_index: np.ndarray, block: int = 65536
-) -> np.ndarray:
-    """Row-wise dot products of enroll[enroll_index] and test[test_index], a block at a time."""
-    scores = np.empty(len(enroll_index), dtype=np.float64)
-    for start in range(0, len(enroll_index), block):
-        stop = start + block
-        left = enroll[enroll_index[start:stop]]
-        right = test[test_index[start:stop]]
-        scores[start:stop] = np.einsum("ij,ij->i", left, right)
-    return scores
-
-
 class CosineScorer:
-    """Cosine similarity of enrolment and test embeddings."""
+    """Cosine similarity of (embedding - mean), length-normalised once per embedding."""
 
-    def score(
-        self, enroll: np.ndarray, test: np.ndarray, enroll_index: np.ndarray, test_index: np.ndarray
-    ) -> np.ndarray:
-        return paired_dot(length_normalise(enroll), length_normalise(test), enroll_index, test_index)
+    def __init__(self, mean: np.ndarray | None = None):
+        self.mean = mean
+
+    def normalise(self, matrix: np.ndarray) -> np.ndarray:
+        """Subtract the mean, then scale to unit length; float32, the precision embeddings carry."""
+        if self.mean is not None:
+            check_dimension(matrix.shape[1], len(self.mean), "the --mean vector")
+            matrix = matrix - self.mean
+        return length_normalise(matrix).astype(np.float32)
+
+    def bind(self, enroll: np.ndarray, test: np.ndarray) -> PairScorer:
+        left = self.normalise(enroll)
+        right = left if test is enroll else self.normalise(test)
+        return lambda enroll_index, test_index: paired_dot(left, right, enroll_index, test_index)
 
 
 @BACKENDS.register("cosine")
-def build_cosine() -> CosineScorer:
-    return CosineScorer()
+def build_cosine(mean: str | None = None) -> CosineScorer:
+    """`mean`: an rspecifier whose vectors' mean is subtracted first (e.g. the training set's embeddings)."""
+    return CosineScorer(mean_vector(mean) if mean else None)

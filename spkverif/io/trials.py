@@ -5,7 +5,7 @@ A list without labels (`enroll test`) is accepted for scoring; evaluation needs 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,12 +43,37 @@ class Trials:
 
 def read_trials(path: str | Path) -> Trials:
     """Read either form, detected per file from its first line; mixed forms are errors."""
+    blocks = list(iter_trials(path))
+    if len(blocks) == 1:
+        return blocks[0]
+    labels = [block.labels for block in blocks]
+    return Trials(
+        enroll=np.concatenate([block.enroll for block in blocks]),
+        test=np.concatenate([block.test for block in blocks]),
+        labels=None if labels[0] is None else np.concatenate(labels),
+        lines=np.concatenate([block.lines for block in blocks]),
+        path=Path(path),
+    )
+
+
+def iter_trials(path: str | Path, block_size: int = 1 << 22) -> Iterator[Trials]:
+    """The trials in blocks of at most `block_size`, so a list of any length is read in bounded memory."""
     path = Path(path)
     enroll: list[str] = []
     test: list[str] = []
     labels: list[bool] = []
     lines: list[int] = []
     form: str | None = None
+
+    def block() -> Trials:
+        return Trials(
+            enroll=np.array(enroll, dtype=object),
+            test=np.array(test, dtype=object),
+            labels=np.array(labels, dtype=bool) if form != "unlabelled" else None,
+            lines=np.array(lines, dtype=np.int64),
+            path=path,
+        )
+
     for number, fields in iter_lines(path):
         line_form = _form_of(fields)
         if line_form is None:
@@ -73,15 +98,13 @@ def read_trials(path: str | Path) -> Trials:
             enroll.append(fields[0])
             test.append(fields[1])
         lines.append(number)
-    if not lines:
+        if len(lines) == block_size:
+            yield block()
+            enroll, test, labels, lines = [], [], [], []
+    if lines:
+        yield block()
+    elif form is None:
         raise SpkverifError("the trial list is empty", path)
-    return Trials(
-        enroll=np.array(enroll, dtype=object),
-        test=np.array(test, dtype=object),
-        labels=np.array(labels, dtype=bool) if form != "unlabelled" else None,
-        lines=np.array(lines, dtype=np.int64),
-        path=path,
-    )
 
 
 def _form_of(fields: list[str]) -> str | None:

@@ -117,9 +117,15 @@ def build_sinc_tdnn(
     min_low_hz: float = 50.0,
     min_band_hz: float = 50.0,
     batch_norm: bool = False,
+    weight_norm: bool = True,
+    second_segment_layer: bool = False,
     sample_rate: int = 16000,
 ) -> SpeakerEmbeddingModel:
-    """The paper's SincTDNN: SincNet (strides 5, 1, 1) + weight-normalised TDNN, 512-d."""
+    """The paper's SincTDNN: SincNet (strides 5, 1, 1) + weight-normalised TDNN, 512-d.
+
+    `batch_norm: true, weight_norm: false, second_segment_layer: true` puts SincNet
+    in front of exactly `xvector`'s TDNN, to compare front ends alone.
+    """
     frontend = SincNet(
         sample_rate=sample_rate,
         num_filters=num_filters,
@@ -137,7 +143,7 @@ def build_sinc_tdnn(
         stats_channels,
         embedding_dim,
         batch_norm=batch_norm,
-        weight_norm=True,
-        second_segment_layer=False,
+        weight_norm=weight_norm,
+        second_segment_layer=second_segment_layer,
     )
     return SpeakerEmbeddingModel(frontend, encoder, embedding_dim, encoder.min_frames, sample_rate)

@@ -1,48 +1,150 @@
-"""`prepare dir`: any ROOT/<speaker>/**/*.{wav,flac} tree as a Kaldi data directory."""
+"""`prepare dir`: any ROOT/<speaker>/**/*.{wav,flac} tree as a Kaldi data directory.
+
+Also the pieces every corpus preparer shares: measuring durations in parallel
+while listing (not raising on) unreadable files, leaving duplicate ids out, and
+turning what was found into a `DataDir`.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import soundfile
 
 from spkverif.errors import SpkverifError
 from spkverif.io.datadir import DataDir
+from spkverif.prepare.summary import SetCounts, print_tables, sets_table
 from spkverif.progress import ProgressBar
 
 logger = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = (".wav", ".flac")
+SHOWN_PROBLEMS = 10
+_BATCH = 4096
 
 
-def _clean(text: str) -> str:
+@dataclass(frozen=True)
+class AudioEntry:
+    """One audio file found on disk and the ids it will have."""
+
+    speaker: str
+    utt: str
+    path: Path
+
+
+@dataclass
+class Measured:
+    """Durations of the readable entries by id; the others as `path: why` lines."""
+
+    durations: dict[str, float]
+    unreadable: list[str] = field(default_factory=list)
+
+
+def clean_id(text: str) -> str:
+    """Kaldi ids hold no whitespace."""
     return re.sub(r"\s+", "_", text)
 
 
-def find_audio(root: Path, extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> list[tuple[str, str, Path]]:
-    """(speaker, utterance id, path) for each audio file, the id being `speaker-relative-path`."""
+def find_audio(root: Path, extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> list[AudioEntry]:
+    """Each audio file under ROOT/<speaker>/, its id being `speaker-relative-path`."""
     found = []
     for speaker_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        speaker = _clean(speaker_dir.name)
+        speaker = clean_id(speaker_dir.name)
         files = sorted(p for p in speaker_dir.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
         if not files:
             logger.warning("speaker directory %s holds no audio; skipped", speaker_dir)
         for path in files:
             relative = path.relative_to(speaker_dir).with_suffix("")
-            utt = _clean(f"{speaker}-{'-'.join(relative.parts)}")
-            found.append((speaker, utt, path))
+            found.append(AudioEntry(speaker, clean_id(f"{speaker}-{'-'.join(relative.parts)}"), path))
     return found
 
 
-def _duration(path: Path) -> tuple[float | None, str | None]:
+def soundfile_duration(path: Path) -> float:
+    """Seconds from the file header (wav, flac, ...); ValueError for empty audio."""
+    info = soundfile.info(str(path))
+    if info.frames <= 0 or info.samplerate <= 0:
+        raise ValueError("no samples")
+    return info.frames / info.samplerate
+
+
+def _try_measure(measure: Callable[[Path], float], path: Path) -> tuple[float | None, str | None]:
     try:
-        info = soundfile.info(str(path))
-        return info.frames / info.samplerate, None
-    except (soundfile.LibsndfileError, RuntimeError, OSError) as error:
-        return None, str(error)
+        seconds = measure(path)
+    except (soundfile.LibsndfileError, RuntimeError, ValueError, OSError) as error:
+        return None, str(error) or type(error).__name__
+    if not seconds > 0:
+        return None, "no samples"
+    return seconds, None
+
+
+def measure_durations(
+    entries: Sequence[AudioEntry],
+    jobs: int,
+    description: str,
+    measure: Callable[[Path], float] = soundfile_duration,
+) -> Measured:
+    """Read every duration with `jobs` threads; a file that cannot be read is listed, not fatal."""
+    durations: dict[str, float] = {}
+    unreadable: list[str] = []
+    with ProgressBar(len(entries), description, unit="file") as bar, ThreadPoolExecutor(max(1, jobs)) as pool:
+        for start in range(0, len(entries), _BATCH):
+            batch = entries[start : start + _BATCH]
+            for entry, (seconds, error) in zip(
+                batch, pool.map(lambda e: _try_measure(measure, e.path), batch), strict=True
+            ):
+                if seconds is None:
+                    unreadable.append(f"{entry.path}: {error}")
+                else:
+                    durations[entry.utt] = seconds
+            bar.advance(len(batch))
+    warn_about(unreadable, f"of {len(entries)} files could not be read and were left out", "unreadable")
+    return Measured(durations, unreadable)
+
+
+def warn_about(problems: Sequence[str], summary: str, what: str) -> None:
+    """Log the first few problems and how many there were in all."""
+    for problem in problems[:SHOWN_PROBLEMS]:
+        logger.warning("%s: %s", what, problem)
+    if problems:
+        more = f" ({len(problems) - SHOWN_PROBLEMS} more not shown)" if len(problems) > SHOWN_PROBLEMS else ""
+        logger.warning("%d %s%s", len(problems), summary, more)
+
+
+def drop_duplicates(entries: Iterable[AudioEntry]) -> tuple[list[AudioEntry], list[str]]:
+    """Keep the first file of each utterance id; the others are returned as problems."""
+    first: dict[str, AudioEntry] = {}
+    duplicates = []
+    for entry in entries:
+        if entry.utt in first:
+            duplicates.append(f"{entry.path}: id {entry.utt!r} already names {first[entry.utt].path}")
+        else:
+            first[entry.utt] = entry
+    return list(first.values()), duplicates
+
+
+def data_dir_from(
+    entries: Iterable[AudioEntry], durations: dict[str, float], wav_entry: Callable[[Path], str] | None = None
+) -> DataDir:
+    """A DataDir of the entries that have a duration; wav.scp holds absolute paths unless told otherwise."""
+    kept = [entry for entry in entries if entry.utt in durations]
+    describe = wav_entry or (lambda path: str(path.resolve()))
+    return DataDir(
+        wav_scp={entry.utt: describe(entry.path) for entry in kept},
+        utt2spk={entry.utt: entry.speaker for entry in kept},
+        utt2dur={entry.utt: durations[entry.utt] for entry in kept},
+    )
+
+
+def save_fresh(data: DataDir, path: Path, stale: Iterable[str] = ()) -> None:
+    """Save a data directory, first removing files of an earlier run this one will not rewrite."""
+    for name in ("segments", "spk2gender", *stale):
+        (path / name).unlink(missing_ok=True)
+    data.save(path)
 
 
 def prepare_dir(root: str | Path, out: str | Path, jobs: int = 4) -> DataDir:
@@ -53,33 +155,16 @@ def prepare_dir(root: str | Path, out: str | Path, jobs: int = 4) -> DataDir:
     if not found:
         raise SpkverifError(f"no {'/'.join(AUDIO_EXTENSIONS)} files under ROOT/<speaker>/", root)
     seen: dict[str, Path] = {}
-    for _, utt, path in found:
-        if utt in seen:
-            raise SpkverifError(f"utterance id {utt!r} would name both {seen[utt]} and this file", path)
-        seen[utt] = path
-    durations: dict[str, float] = {}
-    unreadable: list[str] = []
-    with ProgressBar(len(found), "prepare dir", unit="file") as bar, ThreadPoolExecutor(max(1, jobs)) as pool:
-        for (_, utt, path), (seconds, error) in zip(found, pool.map(_duration, (p for _, _, p in found)), strict=False):
-            if seconds is None:
-                unreadable.append(f"{path}: {error}")
-            else:
-                durations[utt] = seconds
-            bar.advance()
-    for line in unreadable[:20]:
-        logger.warning("unreadable, left out: %s", line)
-    if unreadable:
-        logger.warning("%d of %d files could not be read and were left out", len(unreadable), len(found))
-    kept = [(speaker, utt, path) for speaker, utt, path in found if utt in durations]
-    if not kept:
+    for entry in found:
+        if entry.utt in seen:
+            raise SpkverifError(
+                f"utterance id {entry.utt!r} would name both {seen[entry.utt]} and this file", entry.path
+            )
+        seen[entry.utt] = entry.path
+    measured = measure_durations(found, jobs, "prepare dir")
+    if not measured.durations:
         raise SpkverifError("none of the audio files could be read", root)
-    data = DataDir(
-        wav_scp={utt: str(path.resolve()) for _, utt, path in kept},
-        utt2spk={utt: speaker for speaker, utt, _ in kept},
-        utt2dur=durations,
-    )
-    data.save(out)
-    logger.info(
-        "%s: %d speakers, %d utterances, %.2f hours", out, len(data.speakers), len(kept), sum(durations.values()) / 3600
-    )
+    data = data_dir_from(found, measured.durations)
+    save_fresh(data, Path(out))
+    print_tables(sets_table(f"prepare dir {root}", [SetCounts.of(str(out), data, len(measured.unreadable))]))
     return data

@@ -76,3 +76,28 @@ def load_model(path: str | Path) -> SpeakerEmbeddingModel:
     state = payload["state_dict"] if payload["format"] == MODEL_FORMAT else payload["model_state"]
     model.load_state_dict(state)
     return model.eval()
+
+
+def checkpoint_position(path: Path, steps_per_epoch: int) -> int:
+    """Global step a checkpoint file stands for, from its name (epoch_N.pt or step_N.pt)."""
+    kind, _, number = path.stem.partition("_")
+    return int(number) * steps_per_epoch if kind == "epoch" else int(number)
+
+
+def latest_checkpoint(models_dir: Path, steps_per_epoch: int) -> Path | None:
+    """The checkpoint furthest into training; an epoch file wins a tie with a step file."""
+    candidates = [p for p in models_dir.glob("epoch_*.pt")] + [p for p in models_dir.glob("step_*.pt")]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda p: (checkpoint_position(p, steps_per_epoch), p.stem.startswith("epoch")))
+
+
+def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Element-wise mean of floating-point tensors; integer buffers (step counters) from the last."""
+    averaged = {}
+    for key, value in states[-1].items():
+        if value.is_floating_point():
+            averaged[key] = sum(state[key].double() for state in states).div(len(states)).to(value.dtype)
+        else:
+            averaged[key] = value.clone()
+    return averaged

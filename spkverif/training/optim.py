@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 import torch
 
+from spkverif.errors import SpkverifError
 from spkverif.registry import Registry
 
 OPTIMIZERS: Registry = Registry("optimizer")
@@ -38,6 +39,52 @@ def build_adamw(
 
 
 @SCHEDULERS.register("constant")
-def build_constant(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+def build_constant(
+    optimizer: torch.optim.Optimizer, total_steps: int, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler:
     """The paper's schedule: the optimiser's learning rate throughout."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+
+@SCHEDULERS.register("exponential")
+def build_exponential(
+    optimizer: torch.optim.Optimizer,
+    total_steps: int,
+    steps_per_epoch: int,
+    final_lr: float = 5e-5,
+    warmup_epochs: float = 0.0,
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """WeSpeaker's schedule: linear warm-up, then exponential decay from the optimiser's
+    learning rate to `final_lr` over the whole run (per step)."""
+    initial = optimizer.param_groups[0]["lr"]
+    if final_lr <= 0 or initial <= 0:
+        raise SpkverifError("scheduler exponential needs positive learning rates")
+    ratio = final_lr / initial
+    warmup = warmup_epochs * steps_per_epoch
+
+    def factor(step: int) -> float:
+        decay = ratio ** (step / max(total_steps, 1))
+        return decay * (min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+@SCHEDULERS.register("onecycle")
+def build_onecycle(
+    optimizer: torch.optim.Optimizer,
+    total_steps: int,
+    steps_per_epoch: int,
+    pct_start: float = 0.3,
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """One-cycle (Smith 2018): up to the optimiser's learning rate, then down, cosine-shaped."""
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer,
+        max_lr=[group["lr"] for group in optimizer.param_groups],
+        total_steps=max(total_steps, 2),
+        pct_start=pct_start,
+        div_factor=div_factor,
+        final_div_factor=final_div_factor,
+        cycle_momentum=False,
+    )

@@ -38,16 +38,30 @@ class SpeakerIndex:
 
 @dataclass(frozen=True)
 class ChunkRequest:
+    """Read `source_samples` from `offset` of an utterance, play it at `speed`."""
+
     utterance: int
     label: int
     offset: int
+    speed: float = 1.0
+    source_samples: int = 0
 
 
 class SpeakerChunkSampler:
-    """Draw P distinct speakers, K utterances of each, a random chunk of each utterance."""
+    """Draw P distinct speakers, K utterances of each, a random chunk of each utterance.
+
+    With speed perturbation each (speaker, speed) pair is its own class, as in Kaldi
+    and WeSpeaker: the speaker is drawn first, then one speed for all its chunks.
+    """
 
     def __init__(
-        self, index: SpeakerIndex, speakers_per_batch: int, utts_per_speaker: int, chunk_samples: int, seed: int
+        self,
+        index: SpeakerIndex,
+        speakers_per_batch: int,
+        utts_per_speaker: int,
+        chunk_samples: int,
+        seed: int,
+        speeds: tuple[float, ...] = (1.0,),
     ):
         if speakers_per_batch < 1 or utts_per_speaker < 1:
             raise SpkverifError("speakers_per_batch and utts_per_speaker must be at least 1")
@@ -60,6 +74,11 @@ class SpeakerChunkSampler:
         self.utts_per_speaker = utts_per_speaker
         self.chunk_samples = chunk_samples
         self.seed = seed
+        self.speeds = speeds
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.index.speakers) * len(self.speeds)
 
     @property
     def batch_size(self) -> int:
@@ -69,11 +88,15 @@ class SpeakerChunkSampler:
         rng = np.random.default_rng([self.seed, epoch, step, part])
         speakers = rng.choice(len(self.index.speakers), size=self.speakers_per_batch, replace=False)
         requests = []
-        for label in speakers:
-            pool = self.index.by_speaker[label]
+        for speaker in speakers:
+            pool = self.index.by_speaker[speaker]
             replace = len(pool) < self.utts_per_speaker
+            speed_index = int(rng.integers(len(self.speeds))) if len(self.speeds) > 1 else 0
+            speed = self.speeds[speed_index]
+            label = int(speaker) + speed_index * len(self.index.speakers)
+            source = round(self.chunk_samples * speed)
             for utterance in rng.choice(pool, size=self.utts_per_speaker, replace=replace):
-                spare = int(self.index.num_samples[utterance]) - self.chunk_samples
+                spare = int(self.index.num_samples[utterance]) - source
                 offset = int(rng.integers(0, spare + 1)) if spare > 0 else 0
-                requests.append(ChunkRequest(int(utterance), int(label), offset))
+                requests.append(ChunkRequest(int(utterance), label, offset, speed, source))
         return requests

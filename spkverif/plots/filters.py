@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
@@ -41,11 +42,6 @@ def magnitude_responses(bank: SincFilterbank) -> tuple[np.ndarray, np.ndarray]:
 
 def plot_filters(model_path: str | Path, out_path: str | Path) -> Path:
     """Write a PNG of the model's learned sinc filters beside their initial values."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     model = load_model(model_path)
     learned = find_filterbank(model)
     if learned is None:

@@ -1,0 +1,141 @@
+"""Symmetric (S-norm) and adaptive symmetric (AS-norm) score normalisation against a cohort.
+
+    s' = ((s - mu_e) / sigma_e + (s - mu_t) / sigma_t) / 2
+
+where mu_e, sigma_e are the mean and standard deviation (population, ddof = 0,
+as WeSpeaker) of the cosine scores of the enrolment embedding against the
+cohort, over the whole cohort (S-norm) or only its `top_n` highest scores
+(AS-norm, Matejka et al. 2017), and likewise for the test embedding.
+
+The statistics depend on one embedding only, so they are computed once per
+embedding, lazily as trial blocks name it, a block of embeddings at a time:
+a (block x cohort) score matrix, never (embeddings x cohort).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from spkverif.backends.base import PairScorer, check_dimension, mean_vector, paired_dot, speaker_labels
+from spkverif.backends.cosine import CosineScorer
+from spkverif.backends.registry import BACKENDS
+from spkverif.errors import SpkverifError
+from spkverif.io.specifiers import load_vectors
+
+logger = logging.getLogger(__name__)
+
+STD_FLOOR = 1e-8
+
+
+def _top_values(scores: np.ndarray, top_n: int) -> np.ndarray:
+    """The `top_n` largest values of each row, unordered (a selection, not a sort)."""
+    if top_n >= scores.shape[1]:
+        return scores
+    return np.partition(scores, scores.shape[1] - top_n, axis=1)[:, scores.shape[1] - top_n :]
+
+
+SELECTION_THREADS = max(1, min(os.cpu_count() or 1, 8))
+
+
+@functools.cache
+def _selection_pool() -> ThreadPoolExecutor:
+    """Threads for the row selections: numpy releases the GIL there, so each core takes a share of the rows."""
+    return ThreadPoolExecutor(max_workers=SELECTION_THREADS)
+
+
+class CohortStatistics:
+    """Mean and standard deviation of each embedding's top-n cohort scores, filled in on demand."""
+
+    def __init__(self, embeddings: np.ndarray, cohort: np.ndarray, top_n: int, block: int = 4096):
+        self.embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+        self.cohort_transposed = np.ascontiguousarray(cohort, dtype=np.float32).T
+        self.top_n = top_n
+        self.block = block
+        self.mean = np.full(len(embeddings), np.nan)
+        self.std = np.full(len(embeddings), np.nan)
+
+    def ensure(self, indices: np.ndarray) -> None:
+        """Compute the statistics of every embedding in `indices` that lacks them."""
+        wanted = np.unique(indices)
+        wanted = wanted[np.isnan(self.mean[wanted])]
+        pool = _selection_pool()
+        for start in range(0, len(wanted), self.block):
+            rows = wanted[start : start + self.block]
+            scores = self.embeddings[rows] @ self.cohort_transposed
+            shares = np.array_split(scores, min(SELECTION_THREADS, max(1, len(rows) // 256)))
+            top = np.concatenate(list(pool.map(lambda share: _top_values(share, self.top_n), shares)))
+            top = top.astype(np.float64)
+            self.mean[rows] = top.mean(axis=1)
+            self.std[rows] = np.maximum(top.std(axis=1), STD_FLOOR)
+
+
+class CohortNormScorer:
+    """Cosine scores normalised by cohort statistics of both sides of each trial."""
+
+    def __init__(self, cohort: np.ndarray, top_n: int | None, cosine: CosineScorer, block: int = 4096):
+        self.cosine = cosine
+        self.cohort = cosine.normalise(cohort)
+        self.top_n = len(cohort) if top_n is None else top_n
+        self.block = block
+
+    def bind(self, enroll: np.ndarray, test: np.ndarray) -> PairScorer:
+        check_dimension(enroll.shape[1], self.cohort.shape[1], "the cohort")
+        left = self.cosine.normalise(enroll)
+        right = left if test is enroll else self.cosine.normalise(test)
+        left_stats = CohortStatistics(left, self.cohort, self.top_n, self.block)
+        right_stats = left_stats if test is enroll else CohortStatistics(right, self.cohort, self.top_n, self.block)
+
+        def score(enroll_index: np.ndarray, test_index: np.ndarray) -> np.ndarray:
+            left_stats.ensure(enroll_index)
+            right_stats.ensure(test_index)
+            raw = paired_dot(left, right, enroll_index, test_index)
+            return 0.5 * (
+                (raw - left_stats.mean[enroll_index]) / left_stats.std[enroll_index]
+                + (raw - right_stats.mean[test_index]) / right_stats.std[test_index]
+            )
+
+        return score
+
+
+def load_cohort(rspecifier: str, utt2spk: str | None, cosine: CosineScorer) -> np.ndarray:
+    """The cohort's embeddings; with utt2spk, one per speaker: the mean of its normalised utterances."""
+    keys, vectors = load_vectors(rspecifier)
+    if utt2spk is None:
+        return vectors
+    speakers = speaker_labels(keys, utt2spk, "cohort")
+    normalised = cosine.normalise(vectors).astype(np.float64)
+    sums = np.zeros((speakers.max() + 1, vectors.shape[1]))
+    np.add.at(sums, speakers, normalised)
+    logger.info("cohort: %d utterances averaged into %d speakers", len(keys), len(sums))
+    return sums / np.bincount(speakers)[:, None]
+
+
+def _build(cohort: str | None, cohort_utt2spk: str | None, mean: str | None, top_n: int | None) -> CohortNormScorer:
+    if cohort is None:
+        raise SpkverifError("score normalisation needs a cohort: --cohort scp:cohort.scp")
+    cosine = CosineScorer(mean_vector(mean) if mean else None)
+    vectors = load_cohort(cohort, cohort_utt2spk, cosine)
+    if top_n is not None and not 1 <= top_n <= len(vectors):
+        raise SpkverifError(f"--top-n {top_n} must be between 1 and the cohort's size, {len(vectors)}", cohort)
+    return CohortNormScorer(vectors, top_n, cosine)
+
+
+@BACKENDS.register("snorm")
+def build_snorm(
+    cohort: str | None = None, cohort_utt2spk: str | None = None, mean: str | None = None
+) -> CohortNormScorer:
+    """S-norm over the whole cohort (an rspecifier; with cohort_utt2spk, averaged per speaker)."""
+    return _build(cohort, cohort_utt2spk, mean, None)
+
+
+@BACKENDS.register("asnorm")
+def build_asnorm(
+    cohort: str | None = None, cohort_utt2spk: str | None = None, mean: str | None = None, top_n: int = 300
+) -> CohortNormScorer:
+    """AS-norm over each side's `top_n` closest cohort entries (300 as WeSpeaker; the paper used 400)."""
+    return _build(cohort, cohort_utt2spk, mean, top_n)

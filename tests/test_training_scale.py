@@ -1,0 +1,228 @@
+"""The trainer at scale, shown small: torchrun equivalence, kill-and-resume, NaN handling,
+checkpoint averaging, schedules, validation, mixed precision and data-loader workers."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from spkverif.config import load_train_config, parse_override
+from spkverif.errors import SpkverifError
+from spkverif.training.checkpoint import average_states, read_checkpoint
+from spkverif.training.optim import SCHEDULERS
+from spkverif.training.sampler import SpeakerChunkSampler, SpeakerIndex
+from spkverif.training.trainer import train
+from tests.conftest import write_data_dir
+
+TINY = [
+    "--speakers-per-batch", "4", "--chunk-seconds", "0.5", "--set", "model.channels=32",
+    "--set", "model.stats_channels=64", "--set", "model.embedding_dim=16",
+]  # fmt: skip
+
+
+def _environment() -> dict[str, str]:
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def _spkverif(*args: str) -> list[str]:
+    return [sys.executable, "-m", "spkverif", *args]
+
+
+def _weights(exp: Path) -> dict[str, torch.Tensor]:
+    return read_checkpoint(exp / "models" / "final.pt")["state_dict"]
+
+
+def _assert_identical(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> None:
+    assert first.keys() == second.keys()
+    for key in first:
+        assert torch.equal(first[key], second[key]), key
+
+
+def test_torchrun_two_processes_equal_one_process_accumulating_two(tiny_corpus: Path, tmp_path: Path) -> None:
+    """gloo on CPU: rank r builds micro-batch r of each step; --grad-accum 2 builds both in turn.
+    With the same threads per process (torchrun sets one), the weights are bit-identical."""
+    common = ["train", "-q", "--data", str(tiny_corpus / "train"), "--epochs", "1", "--batches-per-epoch", "4",
+              "--device", "cpu", *TINY]  # fmt: skip
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "spkverif",
+    ]
+    distributed = subprocess.run(
+        [*torchrun, *common, "--exp", str(tmp_path / "ddp")], env=_environment(), capture_output=True, text=True
+    )
+    assert distributed.returncode == 0, distributed.stderr[-2000:]
+    single = subprocess.run(
+        _spkverif(*common, "--exp", str(tmp_path / "one"), "--grad-accum", "2"), env=_environment(), capture_output=True
+    )
+    assert single.returncode == 0
+    _assert_identical(_weights(tmp_path / "ddp"), _weights(tmp_path / "one"))
+    start = json.loads((tmp_path / "ddp" / "train_log.jsonl").read_text().splitlines()[0])
+    assert start["world_size"] == 2 and start["chunks_per_step"] == 8
+
+
+def test_killed_run_resumes_to_the_same_weights(tiny_corpus: Path, tmp_path: Path) -> None:
+    args = ["train", "-q", "--data", str(tiny_corpus / "train"), "--epochs", "2", "--batches-per-epoch", "12",
+            "--checkpoint-every", "3", "--lr", "0.05", *TINY]  # fmt: skip
+    reference = subprocess.run(_spkverif(*args, "--exp", str(tmp_path / "full")), env=_environment())
+    assert reference.returncode == 0
+    victim = subprocess.Popen(_spkverif(*args, "--exp", str(tmp_path / "killed")), env=_environment())
+    models = tmp_path / "killed" / "models"
+    deadline = time.monotonic() + 120
+    while not list(models.glob("step_000000[1-2]*.pt")) and victim.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert victim.returncode == -signal.SIGKILL, "the run ended before it could be killed mid-epoch"
+    assert not (models / "final.pt").exists()
+    resumed = subprocess.run(_spkverif(*args, "--exp", str(tmp_path / "killed"), "--resume"), env=_environment())
+    assert resumed.returncode == 0
+    _assert_identical(_weights(tmp_path / "full"), _weights(tmp_path / "killed"))
+
+    def epochs(exp: str) -> list[tuple]:
+        log = (tmp_path / exp / "train_log.jsonl").read_text().splitlines()
+        return [(r["epoch"], r["loss"], r["accuracy"]) for r in map(json.loads, log) if r["event"] == "epoch"]
+
+    assert epochs("full") == epochs("killed")
+
+
+def _config(*overrides: str):
+    return load_train_config(None, [parse_override(text) for text in overrides])
+
+
+TINY_SETTINGS = (
+    "training.speakers_per_batch=4", "data.chunk_seconds=0.5", "model.channels=32", "model.stats_channels=64",
+    "model.embedding_dim=16", "training.log_every=1",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def poisoned_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six speakers; every utterance of speaker s5 holds NaN samples."""
+    root = tmp_path_factory.mktemp("nan")
+    rng = np.random.default_rng(0)
+    files = {}
+    for speaker in range(6):
+        for number in range(3):
+            samples = rng.uniform(-0.3, 0.3, 16000).astype(np.float32)
+            if speaker == 5:
+                samples[::500] = np.nan
+            path = root / f"s{speaker}-{number}.wav"
+            soundfile.write(path, samples, 16000, subtype="FLOAT")
+            files[f"s{speaker}-{number}"] = str(path)
+    return write_data_dir(root / "data", files, {utt: utt.split("-")[0] for utt in files})
+
+
+def _first_poisoned_step(data: Path) -> int:
+    utt2spk = dict(line.split() for line in (data / "utt2spk").read_text().splitlines())
+    index = SpeakerIndex.build(utt2spk, dict.fromkeys(utt2spk, 16000))
+    sampler = SpeakerChunkSampler(index, 4, 1, 8000, seed=0)
+    poisoned = index.speakers.index("s5")
+    return next(step for step in range(50) if any(r.label == poisoned for r in sampler.batch(0, step)))
+
+
+def test_non_finite_loss_stops_with_the_last_good_checkpoint(poisoned_corpus: Path, tmp_path: Path) -> None:
+    bad_step = _first_poisoned_step(poisoned_corpus)
+    assert bad_step > 0
+    config = _config(
+        *TINY_SETTINGS, "training.epochs=1", "training.batches_per_epoch=50", "training.checkpoint_every=1"
+    )
+    with pytest.raises(SpkverifError, match=rf"at epoch 1, step {bad_step + 1}; the last good checkpoint is .*step_"):
+        train(config, poisoned_corpus, tmp_path / "stop")
+    checkpoints = list((tmp_path / "stop" / "models").glob("step_*.pt"))
+    assert len(checkpoints) == 1 and checkpoints[0].name == f"step_{bad_step:08d}.pt"
+    state = read_checkpoint(checkpoints[0])
+    assert all(torch.isfinite(value).all() for value in state["model_state"].values() if value.is_floating_point())
+
+    config = _config(
+        *TINY_SETTINGS, "training.epochs=1", "training.batches_per_epoch=10", "training.skip_nonfinite=true"
+    )
+    train(config, poisoned_corpus, tmp_path / "skip")
+    final = read_checkpoint(tmp_path / "skip" / "models" / "final.pt")["state_dict"]
+    assert all(torch.isfinite(value).all() for value in final.values() if value.is_floating_point())
+    epoch = [json.loads(line) for line in (tmp_path / "skip" / "train_log.jsonl").read_text().splitlines()][-1]
+    assert epoch["event"] == "epoch" and epoch["skipped_nonfinite"] > 0
+
+
+def test_average_of_last_epochs_and_validation(tiny_corpus: Path, tmp_path: Path) -> None:
+    config = _config(
+        *TINY_SETTINGS, "training.epochs=3", "training.batches_per_epoch=3", "training.average_last=2",
+        f"training.valid_data={tiny_corpus / 'test'}", f"training.valid_trials={tiny_corpus / 'test' / 'trials'}",
+    )  # fmt: skip
+    train(config, tiny_corpus / "train", tmp_path / "avg")
+    models = tmp_path / "avg" / "models"
+    expected = average_states([read_checkpoint(models / f"epoch_000{e}.pt")["model_state"] for e in (2, 3)])
+    final = read_checkpoint(models / "final.pt")["state_dict"]
+    for key, value in expected.items():
+        torch.testing.assert_close(final[key], value, rtol=0, atol=1e-7)
+    last = read_checkpoint(models / "epoch_0003.pt")["model_state"]
+    assert any(not torch.equal(final[k], last[k]) for k in final if final[k].is_floating_point())
+    records = [json.loads(line) for line in (tmp_path / "avg" / "train_log.jsonl").read_text().splitlines()]
+    valid = [r for r in records if r["event"] == "valid"]
+    assert len(valid) == 3 and all(0 <= r["eer"] <= 1 for r in valid)
+    assert (models / "best.pt").is_file()
+
+
+def test_mixed_precision_and_workers_run(tiny_corpus: Path, tmp_path: Path) -> None:
+    config = _config(*TINY_SETTINGS, "training.epochs=1", "training.batches_per_epoch=4", "training.amp=bf16")
+    train(config, tiny_corpus / "train", tmp_path / "amp")
+    records = [json.loads(line) for line in (tmp_path / "amp" / "train_log.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(r["loss"]) for r in records if r["event"] == "step")
+    base = (*TINY_SETTINGS, "training.epochs=1", "training.batches_per_epoch=4")
+    train(_config(*base), tiny_corpus / "train", tmp_path / "inline")
+    train(_config(*base, "data.num_workers=2"), tiny_corpus / "train", tmp_path / "workers")
+    _assert_identical(_weights(tmp_path / "inline"), _weights(tmp_path / "workers"))
+
+
+def _learning_rates(name: str, steps: int, lr: float = 0.1, **options) -> list[float]:
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([parameter], lr=lr)
+    scheduler = SCHEDULERS.build(name, optimizer, total_steps=steps, steps_per_epoch=10, **options)
+    rates = []
+    for _ in range(steps):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return rates
+
+
+def test_learning_rate_schedules() -> None:
+    assert _learning_rates("constant", 50) == [0.1] * 50
+    rates = _learning_rates("exponential", 100, final_lr=1e-3, warmup_epochs=1)
+    assert rates[0] == pytest.approx(0.01, rel=1e-6)
+    assert rates[9] == pytest.approx(0.1 * (1e-2) ** (9 / 100), rel=1e-6)
+    assert rates[99] == pytest.approx(0.1 * (1e-2) ** (99 / 100), rel=1e-6)
+    assert all(a > b for a, b in itertools.pairwise(rates[9:]))
+    cycle = _learning_rates("onecycle", 100, pct_start=0.3)
+    assert max(cycle) == pytest.approx(0.1, rel=1e-3) and int(np.argmax(cycle)) in (29, 30)
+    assert cycle[0] == pytest.approx(0.1 / 25, rel=1e-3) and cycle[-1] < cycle[0]
+
+
+def test_training_curves_are_drawn(run_cli, tiny_corpus: Path, tmp_path: Path) -> None:
+    config = _config(*TINY_SETTINGS, "training.epochs=2", "training.batches_per_epoch=2")
+    train(config, tiny_corpus / "train", tmp_path / "curves")
+    result = run_cli("report", "--training", tmp_path / "curves")
+    assert result.exit_code == 0
+    png = (tmp_path / "curves" / "training.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    assert run_cli("report", "--training", tmp_path / "none").exit_code == 1
