@@ -17,7 +17,7 @@ import torch
 
 from spkverif.errors import SpkverifError
 from spkverif.frontends.sinc import SincFilterbank
-from spkverif.io.atomic import atomic_write
+from spkverif.plots import save_figure
 from spkverif.training.checkpoint import load_model
 
 _FFT_SIZE = 4096
@@ -76,8 +76,4 @@ def plot_filters(model_path: str | Path, out_path: str | Path) -> Path:
     cumulative.legend(fontsize="small")
     figure.suptitle(f"SincNet filters of {model_path}")
     figure.tight_layout()
-    out_path = Path(out_path)
-    with atomic_write(out_path, "wb") as handle:
-        figure.savefig(handle, format="png", dpi=100)
-    plt.close(figure)
-    return out_path
+    return save_figure(figure, out_path)
