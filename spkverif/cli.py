@@ -307,9 +307,18 @@ def train_command(
 @click.argument("rspecifier")
 @click.argument("wspecifier")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
-@click.option("--batch-size", default=16, show_default=True, help="Utterances of equal length per forward pass.")
+@click.option(
+    "--batch-size", default=16, show_default=True, help="Utterances of equal length, or windows, per forward pass."
+)
 @click.option("--segments", type=click.Path(), help="Kaldi segments file applied to an scp: input.")
 @click.option("--resample", is_flag=True, help="Resample audio not at the model's rate instead of failing.")
+@click.option(
+    "--window",
+    type=float,
+    metavar="SEC",
+    help="Average the embeddings of SEC-long windows instead of embedding whole utterances (the paper: 3).",
+)
+@click.option("--step", type=float, metavar="SEC", help="Distance between window starts [default: 0.1 with --window].")
 @common_options
 def extract_command(
     model_path: str,
@@ -319,15 +328,47 @@ def extract_command(
     batch_size: int,
     segments: str | None,
     resample: bool,
+    window: float | None,
+    step: float | None,
 ) -> None:
-    """Whole-utterance embeddings.
+    """Whole-utterance embeddings, or the mean over sliding windows (--window).
 
     RSPECIFIER is scp:wav.scp, ark:wav.ark or a data directory; WSPECIFIER e.g.
     ark,scp:emb.ark,emb.scp or ark:- for a pipe.
     """
     from spkverif.extract import extract
 
-    extract(model_path, rspecifier, wspecifier, device, batch_size, segments=segments, allow_resample=resample)
+    extract(
+        model_path,
+        rspecifier,
+        wspecifier,
+        device,
+        batch_size,
+        segments=segments,
+        allow_resample=resample,
+        window=window,
+        step=step,
+    )
+
+
+# export ----------------------------------------------------------------------
+
+
+@cli.command("export")
+@click.option(
+    "--model", "model_path", required=True, type=click.Path(), help="Model file (models/final.pt) or checkpoint."
+)
+@click.argument("output", type=click.Path(dir_okay=False))
+@common_options
+def export_command(model_path: str, output: str) -> None:
+    """Write the model (front end included) as TorchScript: waveforms (B, T) in, embeddings (B, D) out.
+
+    Load it with torch.jit.load (Python) or torch::jit::load (C++); it needs torch, not spkverif.
+    """
+    from spkverif.export import export_model
+
+    result = export_model(model_path, output)
+    logger.info("exported %s to %s (max deviation %.2g)", result["model"]["name"], output, result["max_deviation"])
 
 
 # score -----------------------------------------------------------------------
@@ -425,6 +466,12 @@ def score_command(trials: str, method: str, allow_missing: bool, archives: tuple
     type=click.Path(),
     help="Experiment dir: draw its training curves to training.png.",
 )
+@click.option(
+    "--filters",
+    "filters_model",
+    type=click.Path(),
+    help="SincNet model file: plot its learned filters to filters.png (in --out-dir, default beside MODEL).",
+)
 @common_options
 def report_command(
     trials: tuple[str, ...],
@@ -441,11 +488,17 @@ def report_command(
     det_path: str | None,
     no_det: bool,
     training: tuple[str, ...],
+    filters_model: str | None,
 ) -> None:
     """EER (with a confidence interval), minDCF, actDCF and Cllr of each score file: a table, report.{json,md}
-    and a DET plot; training curves."""
-    if not scores and not training:
-        raise click.UsageError("give score files (with --trials) or --training EXP")
+    and a DET plot; training curves; learned SincNet filters."""
+    if not scores and not training and not filters_model:
+        raise click.UsageError("give score files (with --trials), --training EXP or --filters MODEL")
+    if filters_model:
+        from spkverif.plots.filters import plot_filters
+
+        target = (Path(out_dir) if out_dir else Path(filters_model).parent) / "filters.png"
+        click.echo(f"learned filters: {plot_filters(filters_model, target)}")
     if training:
         from spkverif.plots.training import plot_training
 

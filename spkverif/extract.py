@@ -1,8 +1,17 @@
 """The `extract` stage: audio in (wav.scp, a data directory or a wav ark), embeddings out.
 
-Utterances are read in input order, a block at a time; inside a block those of
+Utterances are read in input order, a block at a time (at most `block_size`
+utterances and about `max_block_seconds` of audio); inside a block those of
 identical length share a forward pass, so every embedding is exactly the
 whole-utterance embedding while memory stays bounded by the block.
+
+With a window (`--window SEC --step SEC`, the paper's 3 s every 0.1 s), an
+utterance's embedding is instead the mean of the embeddings of its windows:
+starts 0, step, 2 step, ... and one more window ending at the last sample if the
+steps miss the tail. Windows all have the same length, so they batch across the
+utterances of a block, `batch_size` at a time: memory is bounded by one batch of
+windows, however long the recording. Utterances no longer than the window are
+embedded whole.
 """
 
 from __future__ import annotations
@@ -29,6 +38,8 @@ from spkverif.training.dataset import fit_length
 from spkverif.training.distributed import resolve_device
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_STEP_SECONDS = 0.1
 
 
 @dataclass
@@ -100,13 +111,21 @@ def _read_wav_ark(source: str, sample_rate: int, allow_resample: bool) -> Iterat
         raise SpkverifError(f"cannot read audio archive: {error}", source) from None
 
 
-def _blocks(items: Iterator[tuple[str, np.ndarray]], size: int) -> Iterator[list[tuple[str, np.ndarray]]]:
+def _blocks(
+    items: Iterator[tuple[str, np.ndarray]], size: int, max_samples: int
+) -> Iterator[list[tuple[str, np.ndarray]]]:
+    """Consecutive utterances, at most `size` of them and (unless one alone is longer) `max_samples` samples."""
     block: list[tuple[str, np.ndarray]] = []
+    samples = 0
     for item in items:
+        if block and samples + len(item[1]) > max_samples:
+            yield block
+            block, samples = [], 0
         block.append(item)
+        samples += len(item[1])
         if len(block) == size:
             yield block
-            block = []
+            block, samples = [], 0
     if block:
         yield block
 
@@ -130,6 +149,84 @@ def embed_block(
     return results  # type: ignore[return-value]
 
 
+@dataclass(frozen=True)
+class Windowing:
+    """Fixed-length windows every `step` samples, the last one flush with the end."""
+
+    window: int
+    step: int
+
+    def starts(self, num_samples: int) -> range | list[int]:
+        """Window starts in an utterance; empty when it is no longer than one window."""
+        if num_samples <= self.window:
+            return []
+        last = num_samples - self.window
+        starts = range(0, last + 1, self.step)
+        if starts[-1] != last:
+            return [*starts, last]
+        return starts
+
+
+def _window_batches(
+    audio: list[np.ndarray], windowing: Windowing, batch_size: int
+) -> Iterator[tuple[list[int], np.ndarray]]:
+    """(utterance of each window, windows) in batches of `batch_size`, built lazily."""
+    owners: list[int] = []
+    windows: list[np.ndarray] = []
+    for position, samples in enumerate(audio):
+        for start in windowing.starts(len(samples)):
+            owners.append(position)
+            windows.append(samples[start : start + windowing.window])
+            if len(windows) == batch_size:
+                yield owners, np.stack(windows)
+                owners, windows = [], []
+    if windows:
+        yield owners, np.stack(windows)
+
+
+@torch.inference_mode()
+def embed_block_windowed(
+    model: SpeakerEmbeddingModel,
+    audio: list[np.ndarray],
+    windowing: Windowing,
+    device: torch.device,
+    batch_size: int,
+) -> list[np.ndarray]:
+    """Mean window embedding per utterance; utterances no longer than a window are embedded whole."""
+    sums = [np.zeros(model.embedding_dim) for _ in audio]
+    counts = [0] * len(audio)
+    for owners, windows in _window_batches(audio, windowing, batch_size):
+        embeddings = model(torch.from_numpy(windows).to(device)).double().cpu().numpy()
+        for owner, embedding in zip(owners, embeddings, strict=True):
+            sums[owner] += embedding
+            counts[owner] += 1
+    short = [position for position, count in enumerate(counts) if count == 0]
+    results = [total / max(count, 1) for total, count in zip(sums, counts, strict=True)]
+    whole = embed_block(model, [audio[i] for i in short], device, batch_size)
+    for position, embedding in zip(short, whole, strict=True):
+        results[position] = embedding
+    return results
+
+
+def make_windowing(model: SpeakerEmbeddingModel, window: float | None, step: float | None) -> Windowing | None:
+    """Check --window/--step against the model and turn them into samples."""
+    if window is None:
+        if step is not None:
+            raise SpkverifError("--step needs --window")
+        return None
+    step = DEFAULT_STEP_SECONDS if step is None else step
+    if window <= 0 or step <= 0:
+        raise SpkverifError(f"--window and --step must be positive (got {window:g} and {step:g})")
+    window_samples = round(window * model.sample_rate)
+    step_samples = max(1, round(step * model.sample_rate))
+    if window_samples < model.min_samples:
+        raise SpkverifError(
+            f"--window {window:g} s is shorter than the model's shortest input, "
+            f"{model.min_samples / model.sample_rate:.3f} s"
+        )
+    return Windowing(window_samples, step_samples)
+
+
 def extract(
     model_path: str | Path,
     rspecifier: str,
@@ -139,18 +236,25 @@ def extract(
     block_size: int = 256,
     segments: str | None = None,
     allow_resample: bool = False,
+    window: float | None = None,
+    step: float | None = None,
+    max_block_seconds: float = 1800.0,
 ) -> dict[str, float]:
     """Run the extract stage; returns counts and the real-time factor."""
+    if batch_size < 1:
+        raise SpkverifError(f"--batch-size must be positive, not {batch_size}")
     model = load_model(model_path)
+    windowing = make_windowing(model, window, step)
     target = resolve_device(device)
     model.to(target)
     source = open_audio(rspecifier, model.sample_rate, allow_resample, segments)
+    max_block_samples = round(max_block_seconds * model.sample_rate)
     padded = 0
     audio_seconds = 0.0
     count = 0
     started = time.monotonic()
     with ArchiveWriter(wspecifier) as writer, ProgressBar(source.total, "extract", unit="utt") as bar:
-        for block in _blocks(source.items, block_size):
+        for block in _blocks(source.items, block_size, max_block_samples):
             audio = []
             for _, samples in block:
                 audio_seconds += len(samples) / model.sample_rate
@@ -158,7 +262,11 @@ def extract(
                     padded += 1
                     samples = fit_length(samples, model.min_samples)
                 audio.append(samples)
-            for (key, _), embedding in zip(block, embed_block(model, audio, target, batch_size), strict=False):
+            if windowing is None:
+                embeddings = embed_block(model, audio, target, batch_size)
+            else:
+                embeddings = embed_block_windowed(model, audio, windowing, target, batch_size)
+            for (key, _), embedding in zip(block, embeddings, strict=True):
                 writer.write(key, embedding.astype(np.float32))
             count += len(block)
             bar.advance(len(block))

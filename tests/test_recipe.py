@@ -58,3 +58,20 @@ def test_recipe_runs_end_to_end(tmp_path: Path) -> None:
 def test_recipe_rejects_unknown_options(tmp_path: Path) -> None:
     result = _run(tmp_path, "--no-such-option", "1")
     assert result.returncode != 0 and "unknown option --no-such-option" in result.stderr
+
+
+def test_stage_6_compares_the_networks_in_one_table(tmp_path: Path, tiny_corpus: Path) -> None:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    result = subprocess.run(
+        ["bash", str(RECIPE), "--data", str(tiny_corpus), "--exp", str(tmp_path / "exp"),
+         "--stage", "6", "--stop-stage", "6", "--models", "xvector sinc_tdnn", "--train-opts", TRAIN_OPTS],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "stage 6:" in result.stdout and "stage 4:" not in result.stdout
+    rows = json.loads((tmp_path / "exp" / "models" / "report.json").read_text())
+    assert [row["system"] for row in rows] == ["xvector", "sinc_tdnn"]
+    assert all(row["trials"] == 40 for row in rows)
+    assert (tmp_path / "exp" / "models" / "sinc_tdnn" / "models" / "filters.png").is_file()
+    assert not (tmp_path / "exp" / "models" / "xvector" / "models" / "filters.png").exists()

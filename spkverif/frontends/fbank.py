@@ -64,6 +64,10 @@ class KaldiFbank(nn.Module):
             return 0
         return 1 + (num_samples - self.window_size) // self.window_shift
 
+    def samples_for_frames(self, num_frames: int) -> int:
+        """The shortest input giving `num_frames` frames."""
+        return self.window_size + (num_frames - 1) * self.window_shift
+
     def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=waveforms.device.type, enabled=False):
             samples = waveforms.float() * _INT16_SCALE

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from spkverif.models import tdnn  # noqa: F401  (registers its models)
+from spkverif.models import ecapa, resnet, tdnn  # noqa: F401  (register their models)
 from spkverif.models.base import SpeakerEmbeddingModel, count_parameters
 from spkverif.models.registry import MODELS
 

@@ -27,9 +27,7 @@ class SpeakerEmbeddingModel(nn.Module):
     @property
     def min_samples(self) -> int:
         """Shortest input the network accepts; shorter audio is repeated up to this."""
-        window = getattr(self.frontend, "window_size", 0)
-        shift = getattr(self.frontend, "window_shift", 1)
-        return window + (self.min_frames - 1) * shift
+        return self.frontend.samples_for_frames(self.min_frames)
 
     def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
         return self.encoder(self.frontend(waveforms))

@@ -6,6 +6,22 @@ import torch
 from torch import nn
 
 
+def mean_and_std(frames: torch.Tensor, weights: torch.Tensor | None = None, eps: float = 1e-5) -> torch.Tensor:
+    """Per-channel mean and standard deviation over time, (B, C, T) -> (B, 2C).
+
+    `weights` (B, C, T), summing to one over time, makes them weighted statistics.
+    The variance is the mean squared deviation, not E[x^2] - mean^2, which loses
+    precision when the mean is large against the spread.
+    """
+    if weights is None:
+        mean = frames.mean(dim=-1)
+        variance = (frames - mean.unsqueeze(-1)).pow(2).mean(dim=-1)
+    else:
+        mean = (weights * frames).sum(dim=-1)
+        variance = (weights * (frames - mean.unsqueeze(-1)).pow(2)).sum(dim=-1)
+    return torch.cat([mean, variance.clamp_min(eps).sqrt()], dim=-1)
+
+
 class StatisticsPooling(nn.Module):
     """Mean and standard deviation over time (Snyder et al. 2018).
 
@@ -23,7 +39,43 @@ class StatisticsPooling(nn.Module):
         return 2 * self.channels
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return mean_and_std(frames.float(), eps=self.eps)
+
+
+class AttentiveStatisticsPooling(nn.Module):
+    """Mean and standard deviation under a learned attention over time, one per channel.
+
+    Okabe et al. (2018), with the channel-dependent weights and global context of
+    ECAPA-TDNN (Desplanques et al. 2020): the attention sees each frame beside the
+    utterance's own mean and standard deviation, so it can weigh a frame by how it
+    stands against the whole recording.
+
+    >>> pooling = AttentiveStatisticsPooling(64, bottleneck=16)
+    >>> pooling(torch.randn(2, 64, 30)).shape
+    torch.Size([2, 128])
+    """
+
+    def __init__(self, channels: int, bottleneck: int = 128, global_context: bool = True, eps: float = 1e-5):
+        super().__init__()
+        self.channels = channels
+        self.global_context = global_context
+        self.eps = eps
+        attention_input = 3 * channels if global_context else channels
+        self.attention = nn.Sequential(
+            nn.Conv1d(attention_input, bottleneck, kernel_size=1),
+            nn.Tanh(),
+            nn.Conv1d(bottleneck, channels, kernel_size=1),
+        )
+
+    @property
+    def output_dim(self) -> int:
+        return 2 * self.channels
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
         frames = frames.float()
-        mean = frames.mean(dim=-1)
-        variance = (frames - mean.unsqueeze(-1)).pow(2).mean(dim=-1)
-        return torch.cat([mean, variance.clamp_min(self.eps).sqrt()], dim=-1)
+        context = frames
+        if self.global_context:
+            statistics = mean_and_std(frames, eps=self.eps).unsqueeze(-1).expand(-1, -1, frames.shape[-1])
+            context = torch.cat([frames, statistics], dim=1)
+        weights = torch.softmax(self.attention(context), dim=-1)
+        return mean_and_std(frames, weights, self.eps)

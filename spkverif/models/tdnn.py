@@ -1,31 +1,49 @@
-"""The x-vector TDNN of Snyder et al. (2018), Kaldi's layout.
+"""The x-vector TDNN of Snyder et al. (2018), on fbank (`xvector`) or SincNet (`sinc_tdnn`).
 
-Five frame layers (contexts [-2,2], {-2,0,2}, {-3,0,3}, {0}, {0}), each
-affine -> ReLU -> BatchNorm; mean+std statistics pooling; two segment layers.
-The embedding is the second segment layer's affine output, taken before its
-non-linearity, and it is what the loss head sees in training.
+Five frame layers (contexts [-2,2], {-2,0,2}, {-3,0,3}, {0}, {0}); mean+std
+statistics pooling; segment layers. The embedding is a segment layer's affine
+output, taken before its non-linearity, and it is what the loss head sees.
+
+- `xvector` is Kaldi's layout: each frame layer affine -> ReLU -> BatchNorm, two
+  segment layers, the embedding from the second.
+- `sinc_tdnn` is the paper's network (pyannote-audio's SincTDNN): SincNet, then
+  weight-normalised frame layers affine -> ReLU without BatchNorm, the embedding
+  from the first segment layer (pyannote builds a second one but never uses it
+  for embeddings, so we leave it out).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrizations
 
 from spkverif.frontends.fbank import KaldiFbank
+from spkverif.frontends.sinc import SincNet
 from spkverif.models.base import SpeakerEmbeddingModel
 from spkverif.models.pooling import StatisticsPooling
 from spkverif.models.registry import MODELS
 
 
 class TdnnLayer(nn.Sequential):
-    """Dilated 1-D convolution, ReLU, BatchNorm without affine (as Kaldi's)."""
+    """Dilated 1-D convolution, ReLU, then BatchNorm without affine (as Kaldi's) if asked."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int = 1):
-        super().__init__(
-            nn.Conv1d(in_channels, out_channels, kernel_size, dilation=dilation),
-            nn.ReLU(),
-            nn.BatchNorm1d(out_channels, affine=False),
-        )
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        dilation: int = 1,
+        batch_norm: bool = True,
+        weight_norm: bool = False,
+    ):
+        convolution = nn.Conv1d(in_channels, out_channels, kernel_size, dilation=dilation)
+        if weight_norm:
+            convolution = parametrizations.weight_norm(convolution)
+        layers = [convolution, nn.ReLU()]
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(out_channels, affine=False))
+        super().__init__(*layers)
         self.context = (kernel_size - 1) * dilation
 
 
@@ -36,19 +54,32 @@ class XVectorTDNN(nn.Module):
     torch.Size([2, 32])
     """
 
-    def __init__(self, input_dim: int, channels: int = 512, stats_channels: int = 1500, embedding_dim: int = 512):
+    def __init__(
+        self,
+        input_dim: int,
+        channels: int = 512,
+        stats_channels: int = 1500,
+        embedding_dim: int = 512,
+        batch_norm: bool = True,
+        weight_norm: bool = False,
+        second_segment_layer: bool = True,
+    ):
         super().__init__()
+        norms = {"batch_norm": batch_norm, "weight_norm": weight_norm}
         self.frames = nn.Sequential(
-            TdnnLayer(input_dim, channels, 5, 1),
-            TdnnLayer(channels, channels, 3, 2),
-            TdnnLayer(channels, channels, 3, 3),
-            TdnnLayer(channels, channels, 1, 1),
-            TdnnLayer(channels, stats_channels, 1, 1),
+            TdnnLayer(input_dim, channels, 5, 1, **norms),
+            TdnnLayer(channels, channels, 3, 2, **norms),
+            TdnnLayer(channels, channels, 3, 3, **norms),
+            TdnnLayer(channels, channels, 1, 1, **norms),
+            TdnnLayer(channels, stats_channels, 1, 1, **norms),
         )
         self.pooling = StatisticsPooling(stats_channels)
         self.segment6 = nn.Linear(self.pooling.output_dim, embedding_dim)
-        self.segment6_post = nn.Sequential(nn.ReLU(), nn.BatchNorm1d(embedding_dim, affine=False))
-        self.segment7 = nn.Linear(embedding_dim, embedding_dim)
+        self.segment6_post: nn.Module = nn.Identity()
+        self.segment7: nn.Module = nn.Identity()
+        if second_segment_layer:
+            self.segment6_post = nn.Sequential(nn.ReLU(), nn.BatchNorm1d(embedding_dim, affine=False))
+            self.segment7 = nn.Linear(embedding_dim, embedding_dim)
         self.min_frames = 1 + sum(layer.context for layer in self.frames)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -69,4 +100,50 @@ def build_xvector(
     """x-vector on Kaldi fbank: 4.61M parameters at the defaults."""
     frontend = KaldiFbank(num_mel_bins=num_mel_bins, sample_rate=sample_rate, dither=dither)
     encoder = XVectorTDNN(num_mel_bins, channels, stats_channels, embedding_dim)
+    return SpeakerEmbeddingModel(frontend, encoder, embedding_dim, encoder.min_frames, sample_rate)
+
+
+@MODELS.register("sinc_tdnn")
+def build_sinc_tdnn(
+    channels: int = 512,
+    stats_channels: int = 1500,
+    embedding_dim: int = 512,
+    num_filters: int = 80,
+    kernel_size: int = 251,
+    sinc_channels: list[int] | tuple[int, ...] = (60, 60),
+    stride: list[int] | tuple[int, ...] = (5, 1, 1),
+    waveform_norm: bool = True,
+    instance_norm: bool = True,
+    min_low_hz: float = 50.0,
+    min_band_hz: float = 50.0,
+    batch_norm: bool = False,
+    weight_norm: bool = True,
+    second_segment_layer: bool = False,
+    sample_rate: int = 16000,
+) -> SpeakerEmbeddingModel:
+    """The paper's SincTDNN: SincNet (strides 5, 1, 1) + weight-normalised TDNN, 512-d.
+
+    `batch_norm: true, weight_norm: false, second_segment_layer: true` puts SincNet
+    in front of exactly `xvector`'s TDNN, to compare front ends alone.
+    """
+    frontend = SincNet(
+        sample_rate=sample_rate,
+        num_filters=num_filters,
+        kernel_size=kernel_size,
+        channels=sinc_channels,
+        stride=stride,
+        waveform_norm=waveform_norm,
+        instance_norm=instance_norm,
+        min_low_hz=min_low_hz,
+        min_band_hz=min_band_hz,
+    )
+    encoder = XVectorTDNN(
+        frontend.output_dim,
+        channels,
+        stats_channels,
+        embedding_dim,
+        batch_norm=batch_norm,
+        weight_norm=weight_norm,
+        second_segment_layer=second_segment_layer,
+    )
     return SpeakerEmbeddingModel(frontend, encoder, embedding_dim, encoder.min_frames, sample_rate)

@@ -8,7 +8,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from spkverif.errors import SpkverifError
-from spkverif.io.atomic import atomic_write
+from spkverif.plots import save_figure
 
 _PANELS = (
     ("loss", "loss (per logged step)", "step"),
@@ -65,8 +65,4 @@ def plot_training(exp_dirs: list[str | Path], out: str | Path) -> Path:
         axis.axis("off")
     axes.flat[0].legend()
     figure.tight_layout()
-    out = Path(out)
-    with atomic_write(out, "wb") as handle:
-        figure.savefig(handle, format="png", dpi=100)
-    plt.close(figure)
-    return out
+    return save_figure(figure, out)

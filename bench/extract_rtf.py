@@ -1,0 +1,95 @@
+"""Extraction real-time factor of every network at full size: seconds of audio per second of compute.
+
+Each network is built at its published size with random weights (speed does not
+depend on the weights), saved as a model file, and run through the extract stage
+(`spkverif.extract.extract`: reading the audio, the forward pass, writing the ark)
+on one recording of --seconds; the best of --repeats runs counts. The machine's
+load average is printed beside the figures, since a shared machine slows them.
+
+    python bench/extract_rtf.py                       # 60 s, whole-utterance embeddings, CPU
+    python bench/extract_rtf.py --window 3 --step 0.1 # the paper's sliding windows
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import torch
+
+from spkverif.extract import extract
+from spkverif.models import build_model, count_parameters
+from spkverif.progress import set_quiet
+from spkverif.training.checkpoint import model_payload, save_atomic
+
+NETWORKS = [
+    ("xvector", {}),
+    ("sinc_tdnn", {}),
+    ("ecapa_tdnn", {}),
+    ("ecapa_tdnn", {"channels": 1024}),
+    ("resnet34", {}),
+]
+
+
+def _label(name: str, options: dict) -> str:
+    return name + "".join(f" {key}={value}" for key, value in options.items())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=60.0, help="Length of the recording.")
+    parser.add_argument("--repeats", type=int, default=3, help="Runs per network; the fastest counts.")
+    parser.add_argument("--window", type=float, help="Sliding window (s), as `extract --window`.")
+    parser.add_argument("--step", type=float, help="Window step (s), as `extract --step`.")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda.")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads [default: torch's choice].")
+    parser.add_argument("--models", nargs="*", help="Only these model names.")
+    args = parser.parse_args()
+
+    set_quiet(True)
+    logging.basicConfig(level=logging.WARNING)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    mode = "whole utterance" if args.window is None else f"window {args.window:g} s, step {args.step or 0.1:g} s"
+    print(
+        f"# {args.seconds:g} s of audio, {mode}, device {args.device}, {torch.get_num_threads()} threads, "
+        f"{os.cpu_count()} CPUs, load average before {os.getloadavg()[0]:.2f}"
+    )
+    print(f"| {'network':<28} | parameters | best (s) | real-time factor |")
+    print(f"|{'-' * 30}|-----------:|---------:|-----------------:|")
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        audio = np.random.default_rng(0).uniform(-0.3, 0.3, round(args.seconds * 16000)).astype(np.float32)
+        soundfile.write(root / "rec.wav", audio, 16000, subtype="PCM_16")
+        (root / "wav.scp").write_text(f"rec {root / 'rec.wav'}\n")
+        for name, options in NETWORKS:
+            if args.models and name not in args.models:
+                continue
+            torch.manual_seed(0)
+            model = build_model(name, options)
+            save_atomic(model_payload(model), root / "model.pt")
+            best = float("inf")
+            for _ in range(args.repeats):
+                started = time.perf_counter()
+                extract(
+                    root / "model.pt",
+                    f"scp:{root / 'wav.scp'}",
+                    f"ark:{root / 'emb.ark'}",
+                    device=args.device,
+                    window=args.window,
+                    step=args.step,
+                )
+                best = min(best, time.perf_counter() - started)
+            size = count_parameters(model) / 1e6
+            print(f"| {_label(name, options):<28} | {size:9.2f}M | {best:8.2f} | {args.seconds / best:16.1f} |")
+    print(f"# load average after {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

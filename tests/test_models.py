@@ -1,0 +1,180 @@
+"""Every registered network: sizes against layer-by-layer counts and the published figures,
+training on batches from 1 s to 20 s, repeatable embeddings, and a TorchScript export that
+gives the same embeddings. Behaviour is tested at small widths; sizes at the real ones."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from spkverif.errors import SpkverifError
+from spkverif.export import export_model, load_exported
+from spkverif.models import MODELS, build_model, count_parameters
+from spkverif.models.pooling import AttentiveStatisticsPooling, StatisticsPooling
+from spkverif.training.checkpoint import model_payload, save_atomic
+
+SMALL = {
+    "xvector": {"channels": 16, "stats_channels": 32, "embedding_dim": 8},
+    "sinc_tdnn": {"channels": 16, "stats_channels": 32, "embedding_dim": 8, "num_filters": 8, "sinc_channels": [6, 6]},
+    "ecapa_tdnn": {
+        "channels": 16,
+        "scale": 4,
+        "se_bottleneck": 8,
+        "attention_bottleneck": 8,
+        "aggregate_channels": 24,
+        "embedding_dim": 8,
+    },
+    "resnet34": {"base_channels": 4, "embedding_dim": 8, "blocks": [1, 1, 1, 1]},
+}
+
+
+def _conv(inputs: int, outputs: int, kernel: int, bias: bool = True) -> int:
+    return inputs * outputs * kernel + (outputs if bias else 0)
+
+
+def _ecapa_count(channels: int, aggregate: int = 1536, mels: int = 80, embedding: int = 192) -> int:
+    """ECAPA-TDNN (Desplanques et al. 2020, Fig. 2), layer by layer; BatchNorm has 2 per channel."""
+    width = channels // 8
+    block = (
+        2 * (_conv(channels, channels, 1) + 2 * channels)
+        + 7 * (_conv(width, width, 3) + 2 * width)
+        + _conv(channels, 128, 1)
+        + _conv(128, channels, 1)
+    )
+    attention = _conv(3 * aggregate, 128, 1) + _conv(128, aggregate, 1)
+    return (
+        _conv(mels, channels, 5)
+        + 2 * channels
+        + 3 * block
+        + _conv(3 * channels, aggregate, 1)
+        + attention
+        + 2 * 2 * aggregate
+        + _conv(2 * aggregate, embedding, 1)
+    )
+
+
+def _resnet34_count(base: int = 32, mels: int = 80, embedding: int = 256) -> int:
+    """Thin ResNet34: 3x3 convolutions without bias, BatchNorm 2 per channel, 1x1 shortcuts on a shape change."""
+    total = _conv(1, base, 9, bias=False) + 2 * base
+    inputs = base
+    for stage, blocks in enumerate((3, 4, 6, 3)):
+        outputs = base * 2**stage
+        for _ in range(blocks):
+            total += _conv(inputs, outputs, 9, False) + _conv(outputs, outputs, 9, False) + 4 * outputs
+            if inputs != outputs:
+                total += _conv(inputs, outputs, 1, False) + 2 * outputs
+            inputs = outputs
+    return total + _conv(2 * inputs * (mels // 8), embedding, 1)
+
+
+def _sinc_tdnn_count() -> int:
+    """pyannote-audio's SincTDNN (paper config) without its unused segment7: weight norm adds one gain per channel."""
+    sincnet = 2 * 80 + 2 + 2 * 80 + _conv(80, 60, 5) + 2 * 60 + _conv(60, 60, 5) + 2 * 60
+    tdnn = sum(
+        _conv(i, o, k) + o for i, o, k in ((60, 512, 5), (512, 512, 3), (512, 512, 3), (512, 512, 1), (512, 1500, 1))
+    )
+    return sincnet + tdnn + _conv(3000, 512, 1)
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "expected", "published"),
+    [
+        ("xvector", {}, 4_610_524, 4.61e6),  # WeSpeaker XVEC-TSTP-emb512
+        ("sinc_tdnn", {}, _sinc_tdnn_count(), None),
+        ("ecapa_tdnn", {}, _ecapa_count(512), 6.19e6),  # WeSpeaker ECAPA_TDNN_GLOB_c512-ASTP-emb192
+        ("ecapa_tdnn", {"channels": 1024}, _ecapa_count(1024), 14.65e6),  # WeSpeaker ECAPA_TDNN_GLOB_c1024
+        ("resnet34", {}, _resnet34_count(), 6.63e6),  # WeSpeaker ResNet34-TSTP-emb256
+    ],
+)
+def test_sizes_match_layer_counts_and_published_figures(
+    name: str, options: dict, expected: int, published: float | None
+) -> None:
+    count = count_parameters(build_model(name, options))
+    assert count == expected
+    if published is not None:
+        assert abs(count - published) < 0.01e6
+
+
+def _waveforms(batch: int, seconds: float, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return 0.1 * torch.randn(batch, round(seconds * 16000), generator=generator)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_train_repeat_and_export(name: str, tmp_path: Path) -> None:
+    assert name in MODELS
+    torch.manual_seed(0)
+    model = build_model(name, SMALL[name])
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    model.train()
+    for seconds in (1.0, 20.0, 2.7):
+        embeddings = model(_waveforms(2, seconds, 1))
+        assert embeddings.shape == (2, 8)
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(embeddings, torch.tensor([0, 1])).backward()
+        gradients = [p.grad for p in model.parameters() if p.requires_grad]
+        assert all(g is not None and torch.isfinite(g).all() for g in gradients)
+        assert any(g.abs().sum() > 0 for g in gradients)
+        optimizer.step()
+
+    model.eval()
+    batch = torch.cat([_waveforms(1, 3.0, 2), _waveforms(2, 3.0, 3)])
+    with torch.no_grad():
+        first, second = model(batch), model(batch)
+        alone = model(batch[:1])
+    assert torch.isfinite(first).all() and torch.equal(first, second)
+    torch.testing.assert_close(alone, first[:1], rtol=1e-4, atol=1e-5)
+
+    model_file = tmp_path / "final.pt"
+    save_atomic(model_payload(model), model_file)
+    exported = tmp_path / "model.ts"
+    info = export_model(model_file, exported)
+    module, metadata = load_exported(exported)
+    assert metadata["model"]["name"] == name and metadata["embedding_dim"] == 8
+    assert metadata["min_samples"] == model.min_samples == info["min_samples"]
+    with torch.no_grad(), torch.jit.optimized_execution(False):
+        for waveforms in (_waveforms(3, 1.0, 4), _waveforms(1, 20.0, 5), _waveforms(2, model.min_samples / 16000, 6)):
+            assert torch.equal(module(waveforms), model(waveforms))
+
+
+def test_attentive_pooling_is_weighted_statistics() -> None:
+    torch.manual_seed(0)
+    frames = torch.randn(2, 6, 40) * 3 + 5
+    pooling = AttentiveStatisticsPooling(6, bottleneck=4)
+    with torch.no_grad():
+        pooling.attention[-1].weight.zero_()
+        pooling.attention[-1].bias.zero_()
+    torch.testing.assert_close(pooling(frames), StatisticsPooling(6)(frames))
+
+    pooling = AttentiveStatisticsPooling(6, bottleneck=4, global_context=False)
+    with torch.no_grad():
+        logits = pooling.attention(frames).numpy().astype(np.float64)
+    weights = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    weights /= weights.sum(axis=-1, keepdims=True)
+    values = frames.numpy().astype(np.float64)
+    mean = (weights * values).sum(axis=-1)
+    std = np.sqrt((weights * values**2).sum(axis=-1) - mean**2)
+    np.testing.assert_allclose(pooling(frames).detach().numpy(), np.concatenate([mean, std], axis=1), rtol=1e-4)
+
+
+def test_user_errors_in_model_options() -> None:
+    with pytest.raises(SpkverifError, match="multiple of scale"):
+        build_model("ecapa_tdnn", {"channels": 100})
+    with pytest.raises(SpkverifError, match="one value per layer"):
+        build_model("sinc_tdnn", {"stride": [5, 1]})
+    with pytest.raises(SpkverifError, match="min_low_hz"):
+        build_model("sinc_tdnn", {"min_low_hz": 4000})
+
+
+DOCUMENTED = ("frontends.sinc", "models.pooling", "models.tdnn", "models.ecapa", "models.resnet")
+
+
+@pytest.mark.parametrize("module", [f"spkverif.{name}" for name in DOCUMENTED])
+def test_docstring_examples_run(module: str) -> None:
+    result = doctest.testmod(importlib.import_module(module), extraglobs={"torch": torch})
+    assert result.failed == 0 and result.attempted > 0
