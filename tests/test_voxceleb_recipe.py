@@ -35,7 +35,11 @@ STUBS = {
 echo "sbatch $*" >> "$STUB_LOG"
 array=0-0; output=/dev/null; wrap=""
 while [ $# -gt 0 ]; do
-  case "$1" in --array=*) array="${1#--array=}" ;; --output=*) output="${1#--output=}" ;; --wrap) wrap="$2"; shift ;; esac
+  case "$1" in
+    --array=*) array="${1#--array=}" ;;
+    --output=*) output="${1#--output=}" ;;
+    --wrap) wrap="$2"; shift ;;
+  esac
   shift
 done
 for ((task = ${array%-*}; task <= ${array#*-}; task++)); do
