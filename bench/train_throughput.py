@@ -1,0 +1,102 @@
+"""Training throughput: samples/s and the fraction of step time spent waiting for data.
+
+    python bench/train_throughput.py                          # xvector and sinc_tdnn, 128 x 2 s, 20 steps
+    python bench/train_throughput.py --models xvector --workers 0 2 --amp none bf16
+
+Each configuration trains a fresh model for `--steps` steps (after `--warmup` steps that
+are not timed) on a synthetic corpus of 130 speakers made on the fly, through the same
+Trainer `spkverif train` uses, and reads its figures back from the JSON log. The device
+is the GPU when there is one (pass --device cpu to force the CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+
+from spkverif.config import load_train_config, parse_override
+from spkverif.prepare.mini import MiniOptions, prepare_mini
+from spkverif.progress import set_quiet
+from spkverif.training.trainer import train
+
+
+def measure(data: Path, work: Path, model: str, workers: int, amp: str, args: argparse.Namespace) -> dict:
+    steps = args.warmup + args.steps
+    config = load_train_config(
+        None,
+        [
+            parse_override(text)
+            for text in (
+                f"model.name={model}",
+                f"training.speakers_per_batch={args.batch}",
+                "training.utts_per_speaker=1",
+                f"data.chunk_seconds={args.seconds}",
+                "training.epochs=1",
+                f"training.batches_per_epoch={steps}",
+                f"training.log_every={args.steps}",
+                f"data.num_workers={workers}",
+                f"training.amp={amp}",
+                f"training.device={args.device}",
+            )
+        ],
+    )
+    exp = work / f"{model}-{workers}-{amp}"
+    started = time.monotonic()
+    train(config, data, exp)
+    records = [json.loads(line) for line in (exp / "train_log.jsonl").read_text().splitlines()]
+    timed = [r for r in records if r["event"] == "step" and r["step"] == steps]
+    if args.warmup and not timed:
+        raise SystemExit("no timed window: make --steps divide --warmup + --steps")
+    window = timed[-1]
+    return {
+        "model": model,
+        "workers": workers,
+        "amp": amp,
+        "samples_per_s": window["samples_per_s"],
+        "data_wait_fraction": window["data_wait_fraction"],
+        "seconds": time.monotonic() - started,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["xvector", "sinc_tdnn"])
+    parser.add_argument("--workers", nargs="+", type=int, default=[0, 2])
+    parser.add_argument("--amp", nargs="+", default=["none"])
+    parser.add_argument("--batch", type=int, default=128, help="chunks a step (distinct speakers)")
+    parser.add_argument("--seconds", type=float, default=2.0, help="chunk length")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed steps first (a multiple of --steps)")
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    set_quiet(True)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CUDA: {torch.cuda.is_available()}")
+    with tempfile.TemporaryDirectory() as temporary:
+        work = Path(temporary)
+        prepare_mini(
+            work / "corpus",
+            MiniOptions(num_speakers=args.batch + 4, num_test_speakers=2, utts_per_speaker=2, min_seconds=2.5,
+                        max_seconds=4.0, num_trials=2, jobs=2),
+        )  # fmt: skip
+        print(f"{'model':<10} {'workers':>7} {'amp':>5} {'samples/s':>10} {'data wait':>10} {'wall s':>7}")
+        for model in args.models:
+            for workers in args.workers:
+                for amp in args.amp:
+                    row = measure(work / "corpus" / "train", work, model, workers, amp, args)
+                    print(
+                        f"{row['model']:<10} {row['workers']:>7} {row['amp']:>5} {row['samples_per_s']:>10.1f} "
+                        f"{100 * row['data_wait_fraction']:>9.1f}% {row['seconds']:>7.1f}",
+                        flush=True,
+                    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# VoxCeleb recipe: train on VoxCeleb2 dev, test on VoxCeleb1-O/E/H (cleaned lists).
+#
+#   1. prepare VoxCeleb1 (+ trial lists), VoxCeleb2, MUSAN, RIRs; the AS-norm cohort
+#   2. train every experiment in $experiments ($conf/NAME.yaml) with torchrun on the GPUs given
+#   3. extract VoxCeleb1 and cohort embeddings, $nj jobs over the data and the GPUs
+#   4. score VoxCeleb1-O/E/H with cosine and adaptive s-norm
+#   5. report one table across every experiment, trial list and scoring method
+#
+#   ./run.sh --voxceleb1 /corpora/VoxCeleb1 --voxceleb2 /corpora/VoxCeleb2 \
+#            --musan /corpora/musan --rirs /corpora/RIRS_NOISES --gpus 8
+#   ./run.sh --stage 3 --experiments "sinc_tdnn_aam ecapa_tdnn_aam"
+#
+# How jobs run (this machine, Slurm or Grid Engine) is set in cmd.sh.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+stage=1
+stop_stage=5
+voxceleb1=/corpora/VoxCeleb1
+voxceleb2=/corpora/VoxCeleb2
+musan=/corpora/musan
+rirs=/corpora/RIRS_NOISES
+trials_dir=""
+audio_ext=m4a
+data=data
+exp=exp
+experiments="sinc_tdnn_aam"
+conf=conf
+train_set=vox2_dev
+gpus=8
+num_nodes=1
+node_rank=0
+master_addr=127.0.0.1
+nj=8
+cohort_utts=5
+top_n=300
+lists="O E H"
+train_extra=""
+extract_extra=""
+resume=false
+__recipe_options="stage stop_stage voxceleb1 voxceleb2 musan rirs trials_dir audio_ext data exp experiments conf
+  train_set gpus num_nodes node_rank master_addr nj cohort_utts top_n lists train_extra extract_extra resume"
+
+. ./path.sh
+. ./cmd.sh
+. ../../bin/parse_options.sh
+
+for name in $experiments; do
+  [ -f "$conf/$name.yaml" ] || { echo "$0: no $conf/$name.yaml (see $conf/ for the experiments)" >&2; exit 1; }
+done
+
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  echo "stage 1: prepare VoxCeleb1, VoxCeleb2, MUSAN and RIRs into $data"
+  spkverif prepare voxceleb1 "$voxceleb1" --out "$data" --jobs "$nj" ${trials_dir:+--trials-dir "$trials_dir"}
+  spkverif prepare voxceleb2 "$voxceleb2" --out "$data" --jobs "$nj" --audio-ext "$audio_ext"
+  spkverif prepare musan "$musan" --out "$data" --jobs "$nj"
+  spkverif prepare rirs "$rirs" --out "$data" --jobs "$nj"
+  local/cohort_subset.sh "$data/$train_set" "$cohort_utts" "$data/cohort"
+  for set in "$train_set" vox1 cohort; do
+    spkverif validate -q --no-audio-check "$data/$set"
+  done
+fi
+
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  for name in $experiments; do
+    echo "stage 2: train $name on $train_set ($gpus GPU(s) x $num_nodes node(s)); log in $exp/$name/log/train.log"
+    resume_flag=""
+    if $resume; then resume_flag="--resume"; else rm -rf "${exp:?}/$name"; fi
+    # shellcheck disable=SC2086  # train_extra holds several options
+    train_cmd --gpus "$gpus" --nodes "$num_nodes" --node-rank "$node_rank" --master-addr "$master_addr" \
+      "$exp/$name/log/train.log" spkverif train -q --config "$conf/$name.yaml" --data "$data/$train_set" \
+      --exp "$exp/$name" $resume_flag $train_extra
+    spkverif report -q --training "$exp/$name"
+  done
+fi
+
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  if [ "$LAUNCH_BACKEND" != local ]; then
+    device=auto
+  elif [ "$gpus" -gt 0 ]; then
+    device="cuda:\$(( (JOB - 1) % $gpus ))"
+  else
+    device=cpu
+  fi
+  for set in vox1 cohort; do
+    split_data.sh "$data/$set" "$nj"
+  done
+  for name in $experiments; do
+    embeddings="$exp/$name/embeddings"
+    for set in vox1 cohort; do
+      echo "stage 3: extract $set embeddings with $name, $nj jobs"
+      # shellcheck disable=SC2086  # extract_extra holds several options
+      gpu_cmd "JOB=1:$nj" "$exp/$name/log/extract_$set.JOB.log" \
+        spkverif extract -q --model "$exp/$name/models/final.pt" --device "$device" $extract_extra \
+        "$data/$set/split$nj/JOB" "ark,scp:$embeddings/$set.JOB.ark,$embeddings/$set.JOB.scp"
+      for ((job = 1; job <= nj; job++)); do cat "$embeddings/$set.$job.scp"; done > "$embeddings/$set.scp"
+    done
+  done
+fi
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  for name in $experiments; do
+    embeddings="$exp/$name/embeddings"
+    for list in $lists; do
+      echo "stage 4: score VoxCeleb1-$list with $name: cosine and adaptive s-norm (top $top_n)"
+      cpu_cmd "$exp/$name/log/score_$list.log" \
+        spkverif score -q --method cosine --trials "$data/vox1/trials_$list" \
+        "scp:$embeddings/vox1.scp" "$exp/$name/scores/vox1_$list.cosine" "&&" \
+        spkverif score -q --method asnorm --cohort "scp:$embeddings/cohort.scp" \
+        --cohort-utt2spk "$data/cohort/utt2spk" --top-n "$top_n" --trials "$data/vox1/trials_$list" \
+        "scp:$embeddings/vox1.scp" "$exp/$name/scores/vox1_$list.asnorm"
+    done
+  done
+fi
+
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  echo "stage 5: report"
+  arguments=()
+  for name in $experiments; do
+    for list in $lists; do
+      for method in cosine asnorm; do
+        arguments+=(--trials "$data/vox1/trials_$list" --name "$name vox1-$list $method"
+                    "$exp/$name/scores/vox1_$list.$method")
+      done
+    done
+  done
+  spkverif report --out-dir "$exp/report" "${arguments[@]}"
+fi
