@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,7 @@ from torch import nn
 from spkverif.losses import build_loss
 from spkverif.training.checkpoint import read_checkpoint
 from tests.test_cli import TINY_MODEL, _assert_one_line_error
-from tests.test_training_scale import TINY, _assert_identical, _environment, _spkverif, _weights
+from tests.test_training_scale import TINY, _assert_identical, _weights, train_two_ways
 
 CASES = [
     ("softmax", {}),
@@ -122,24 +120,7 @@ def test_center_loss_under_torchrun_equals_one_process_accumulating(tiny_corpus:
     and one process accumulating two micro-batches keep the same centres and end with the same weights."""
     common = ["train", "-q", "--data", str(tiny_corpus / "train"), "--epochs", "1", "--batches-per-epoch", "3",
               "--device", "cpu", "--loss", "center", "--set", "loss.weight=0.1", *TINY]  # fmt: skip
-    torchrun = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "spkverif",
-    ]
-    distributed = subprocess.run(
-        [*torchrun, *common, "--exp", str(tmp_path / "ddp")], env=_environment(), capture_output=True, text=True
-    )
-    assert distributed.returncode == 0, distributed.stderr[-2000:]
-    single = subprocess.run(
-        _spkverif(*common, "--exp", str(tmp_path / "one"), "--grad-accum", "2"), env=_environment(), capture_output=True
-    )
-    assert single.returncode == 0
+    train_two_ways(common, tmp_path)
     _assert_identical(_weights(tmp_path / "ddp"), _weights(tmp_path / "one"))
     centers = [
         read_checkpoint(tmp_path / run / "models" / "epoch_0001.pt")["head_state"]["centers"] for run in ("ddp", "one")

@@ -53,11 +53,9 @@ def _assert_identical(first: dict[str, torch.Tensor], second: dict[str, torch.Te
         assert torch.equal(first[key], second[key]), key
 
 
-def test_torchrun_two_processes_equal_one_process_accumulating_two(tiny_corpus: Path, tmp_path: Path) -> None:
-    """gloo on CPU: rank r builds micro-batch r of each step; --grad-accum 2 builds both in turn.
-    With the same threads per process (torchrun sets one), the weights are bit-identical."""
-    common = ["train", "-q", "--data", str(tiny_corpus / "train"), "--epochs", "1", "--batches-per-epoch", "4",
-              "--device", "cpu", *TINY]  # fmt: skip
+def train_two_ways(common: list[str], tmp_path: Path) -> None:
+    """Train under torchrun with two gloo processes into tmp_path/ddp, and in one process
+    accumulating two micro-batches into tmp_path/one."""
     torchrun = [
         sys.executable,
         "-m",
@@ -73,9 +71,20 @@ def test_torchrun_two_processes_equal_one_process_accumulating_two(tiny_corpus: 
     )
     assert distributed.returncode == 0, distributed.stderr[-2000:]
     single = subprocess.run(
-        _spkverif(*common, "--exp", str(tmp_path / "one"), "--grad-accum", "2"), env=_environment(), capture_output=True
+        _spkverif(*common, "--exp", str(tmp_path / "one"), "--grad-accum", "2"),
+        env=_environment(),
+        capture_output=True,
+        text=True,
     )
-    assert single.returncode == 0
+    assert single.returncode == 0, single.stderr[-2000:]
+
+
+def test_torchrun_two_processes_equal_one_process_accumulating_two(tiny_corpus: Path, tmp_path: Path) -> None:
+    """gloo on CPU: rank r builds micro-batch r of each step; --grad-accum 2 builds both in turn.
+    With the same threads per process (torchrun sets one), the weights are bit-identical."""
+    common = ["train", "-q", "--data", str(tiny_corpus / "train"), "--epochs", "1", "--batches-per-epoch", "4",
+              "--device", "cpu", *TINY]  # fmt: skip
+    train_two_ways(common, tmp_path)
     _assert_identical(_weights(tmp_path / "ddp"), _weights(tmp_path / "one"))
     start = json.loads((tmp_path / "ddp" / "train_log.jsonl").read_text().splitlines()[0])
     assert start["world_size"] == 2 and start["chunks_per_step"] == 8

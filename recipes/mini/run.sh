@@ -35,6 +35,18 @@ __recipe_options="stage stop_stage data exp config name num_speakers num_test_sp
 . ./path.sh
 . ../../bin/parse_options.sh
 
+# Stages 5 and 6: train one model from config $1 into $2 on the training set, embed
+# the test set and score its trials by cosine into $2/scores/test.cosine.
+train_extract_score() {
+  local config="$1" dir="$2"
+  rm -rf "$dir"
+  # shellcheck disable=SC2086  # train_opts holds several options
+  spkverif train --config "$config" --data "$data/train" --exp "$dir" --seed "$seed" $train_opts
+  spkverif extract -q --model "$dir/models/final.pt" "scp:$data/test/wav.scp" \
+    "ark,scp:$dir/embeddings/test.ark,$dir/embeddings/test.scp"
+  spkverif score -q --method cosine --trials "$data/test/trials" "scp:$dir/embeddings/test.scp" "$dir/scores/test.cosine"
+}
+
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   echo "stage 0: synthesise the mini corpus into $data"
   spkverif prepare mini --out "$data" --num-speakers "$num_speakers" \
@@ -55,11 +67,7 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   echo "stage 2: extract test embeddings, and $cohort_utts per training speaker for the cohort"
   spkverif extract --model "$exp/$name/models/final.pt" "scp:$data/test/wav.scp" \
     "ark,scp:$exp/$name/embeddings/test.ark,$exp/$name/embeddings/test.scp"
-  mkdir -p "$data/cohort"
-  awk -v n="$cohort_utts" '{ for (i = 2; i <= NF && i <= n + 1; i++) print $i }' "$data/train/spk2utt" \
-    | LC_ALL=C sort > "$data/cohort/utts"
-  awk 'NR == FNR { keep[$1]; next } $1 in keep' "$data/cohort/utts" "$data/train/wav.scp" > "$data/cohort/wav.scp"
-  awk 'NR == FNR { keep[$1]; next } $1 in keep' "$data/cohort/utts" "$data/train/utt2spk" > "$data/cohort/utt2spk"
+  subset_per_speaker.sh "$data/train" "$cohort_utts" "$data/cohort"
   spkverif extract --model "$exp/$name/models/final.pt" "scp:$data/cohort/wav.scp" \
     "ark,scp:$exp/$name/embeddings/cohort.ark,$exp/$name/embeddings/cohort.scp"
 fi
@@ -88,15 +96,9 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   scores=()
   names=()
   for loss in $losses; do
-    dir="$exp/losses/$loss"
     echo "stage 5: $loss"
-    rm -rf "$dir"
-    # shellcheck disable=SC2086  # train_opts holds several options
-    spkverif train --config "conf/losses/$loss.yaml" --data "$data/train" --exp "$dir" --seed "$seed" $train_opts
-    spkverif extract -q --model "$dir/models/final.pt" "scp:$data/test/wav.scp" \
-      "ark,scp:$dir/embeddings/test.ark,$dir/embeddings/test.scp"
-    spkverif score --method cosine --trials "$data/test/trials" "scp:$dir/embeddings/test.scp" "$dir/scores/test.cosine"
-    scores+=("$dir/scores/test.cosine")
+    train_extract_score "conf/losses/$loss.yaml" "$exp/losses/$loss"
+    scores+=("$exp/losses/$loss/scores/test.cosine")
     names+=(--name "$loss")
   done
   spkverif report --trials "$data/test/trials" --utt2spk "$data/test/utt2spk" --out-dir "$exp/losses" \
@@ -112,15 +114,8 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   scores=()
   names=()
   for model in $models; do
-    dir="$exp/models/$model"
-    rm -rf "$dir"
-    # shellcheck disable=SC2086  # train_opts holds several options
-    spkverif train --config "conf/models/$model.yaml" --data "$data/train" --exp "$dir" --seed "$seed" $train_opts
-    spkverif extract --model "$dir/models/final.pt" "scp:$data/test/wav.scp" \
-      "ark,scp:$dir/embeddings/test.ark,$dir/embeddings/test.scp"
-    spkverif score --method cosine --trials "$data/test/trials" \
-      "scp:$dir/embeddings/test.scp" "$dir/scores/test.cosine"
-    scores+=("$dir/scores/test.cosine")
+    train_extract_score "conf/models/$model.yaml" "$exp/models/$model"
+    scores+=("$exp/models/$model/scores/test.cosine")
     names+=(--name "$model")
   done
   spkverif report --trials "$data/test/trials" --utt2spk "$data/test/utt2spk" --out-dir "$exp/models" \

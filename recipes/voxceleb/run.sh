@@ -52,14 +52,8 @@ done
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   echo "stage 1: prepare VoxCeleb1, VoxCeleb2, MUSAN and RIRs into $data"
-  spkverif prepare voxceleb1 "$voxceleb1" --out "$data" --jobs "$nj" ${trials_dir:+--trials-dir "$trials_dir"}
-  spkverif prepare voxceleb2 "$voxceleb2" --out "$data" --jobs "$nj" --audio-ext "$audio_ext"
-  spkverif prepare musan "$musan" --out "$data" --jobs "$nj"
-  spkverif prepare rirs "$rirs" --out "$data" --jobs "$nj"
-  local/cohort_subset.sh "$data/$train_set" "$cohort_utts" "$data/cohort"
-  for set in "$train_set" vox1 cohort; do
-    spkverif validate -q --no-audio-check "$data/$set"
-  done
+  local/prepare_data.sh --nj "$nj" --trials-dir "$trials_dir" --audio-ext "$audio_ext" \
+    --train-set "$train_set" --cohort-utts "$cohort_utts" "$voxceleb1" "$voxceleb2" "$musan" "$rirs" "$data"
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
