@@ -35,16 +35,27 @@ __recipe_options="stage stop_stage data exp config name num_speakers num_test_sp
 . ./path.sh
 . ../../bin/parse_options.sh
 
-# Stages 5 and 6: train one model from config $1 into $2 on the training set, embed
-# the test set and score its trials by cosine into $2/scores/test.cosine.
-train_extract_score() {
-  local config="$1" dir="$2"
-  rm -rf "$dir"
-  # shellcheck disable=SC2086  # train_opts holds several options
-  spkverif train --config "$config" --data "$data/train" --exp "$dir" --seed "$seed" $train_opts
-  spkverif extract -q --model "$dir/models/final.pt" "scp:$data/test/wav.scp" \
-    "ark,scp:$dir/embeddings/test.ark,$dir/embeddings/test.scp"
-  spkverif score -q --method cosine --trials "$data/test/trials" "scp:$dir/embeddings/test.scp" "$dir/scores/test.cosine"
+# Stages 5 and 6: for each NAME after $1, train a model from conf/$1/NAME.yaml into
+# $exp/$1/NAME, embed the test set and score its trials by cosine; then one table
+# and one DET plot of them all in $exp/$1.
+compare_configs() {
+  local group="$1" name dir scores=() names=()
+  shift
+  for name in "$@"; do
+    echo "  $group: $name"
+    dir="$exp/$group/$name"
+    rm -rf "$dir"
+    # shellcheck disable=SC2086  # train_opts holds several options
+    spkverif train --config "conf/$group/$name.yaml" --data "$data/train" --exp "$dir" --seed "$seed" $train_opts
+    spkverif extract -q --model "$dir/models/final.pt" "scp:$data/test/wav.scp" \
+      "ark,scp:$dir/embeddings/test.ark,$dir/embeddings/test.scp"
+    spkverif score -q --method cosine --trials "$data/test/trials" \
+      "scp:$dir/embeddings/test.scp" "$dir/scores/test.cosine"
+    scores+=("$dir/scores/test.cosine")
+    names+=(--name "$name")
+  done
+  spkverif report --trials "$data/test/trials" --utt2spk "$data/test/utt2spk" --out-dir "$exp/$group" \
+    "${names[@]}" "${scores[@]}"
 }
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
@@ -93,16 +104,8 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   # One model per conf/losses/LOSS.yaml: the same network, the same 400 batches of
   # 64 chunks (P x K = 64 x 1 for the classification losses, 16 x 4 for the pair
   # losses), the same optimiser; then cosine scoring and one report.
-  scores=()
-  names=()
-  for loss in $losses; do
-    echo "stage 5: $loss"
-    train_extract_score "conf/losses/$loss.yaml" "$exp/losses/$loss"
-    scores+=("$exp/losses/$loss/scores/test.cosine")
-    names+=(--name "$loss")
-  done
-  spkverif report --trials "$data/test/trials" --utt2spk "$data/test/utt2spk" --out-dir "$exp/losses" \
-    "${names[@]}" "${scores[@]}"
+  # shellcheck disable=SC2086  # one word a loss
+  compare_configs losses $losses
 fi
 
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
@@ -111,15 +114,8 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   # (conf/models/NAME.yaml), then extract, cosine scoring, one table, and a
   # picture of the filters each SincNet (sinc_*) learned.
   echo "stage 6: compare embedding networks with AAM: $models"
-  scores=()
-  names=()
-  for model in $models; do
-    train_extract_score "conf/models/$model.yaml" "$exp/models/$model"
-    scores+=("$exp/models/$model/scores/test.cosine")
-    names+=(--name "$model")
-  done
-  spkverif report --trials "$data/test/trials" --utt2spk "$data/test/utt2spk" --out-dir "$exp/models" \
-    "${names[@]}" "${scores[@]}"
+  # shellcheck disable=SC2086  # one word a model
+  compare_configs models $models
   for model in $models; do
     case "$model" in
       sinc_*) spkverif report -q --filters "$exp/models/$model/models/final.pt" ;;
