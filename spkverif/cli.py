@@ -167,6 +167,36 @@ def prepare_voxceleb2_command(root: str, out: str, subset: str, audio_ext: str, 
     prepare_voxceleb2(root, out, subset=subset, audio_ext=audio_ext, ffmpeg=ffmpeg, jobs=jobs)
 
 
+@prepare.command("librispeech")
+@click.argument("root", type=click.Path())
+@click.option(
+    "--out", required=True, type=click.Path(file_okay=False), help="Output: OUT/<subset> (train_clean_100, ...)."
+)
+@click.option(
+    "--subsets",
+    multiple=True,
+    help="Subsets to prepare, e.g. train-clean-100,test-other (repeat or comma-separate) [default: all present].",
+)
+@click.option(
+    "--trials",
+    "num_trials",
+    type=click.IntRange(min=2),
+    default=None,
+    help="Trials per dev/test subset: N pairs, half target, seeded [default: every pair].",
+)
+@click.option("--seed", default=0, show_default=True, help="Seed of the --trials sample.")
+@click.option("--jobs", default=4, show_default=True, help="Threads reading audio headers.")
+@common_options
+def prepare_librispeech_command(
+    root: str, out: str, subsets: tuple[str, ...], num_trials: int | None, seed: int, jobs: int
+) -> None:
+    """LibriSpeech (ROOT[/LibriSpeech]/<subset>/<speaker>/<chapter>/*.flac), one data directory per subset."""
+    from spkverif.prepare.librispeech import prepare_librispeech
+
+    names = [name for value in subsets for name in value.replace(",", " ").split()]
+    prepare_librispeech(root, out, subsets=names or None, num_trials=num_trials, seed=seed, jobs=jobs)
+
+
 @prepare.command("musan")
 @click.argument("root", type=click.Path())
 @click.option(

@@ -278,3 +278,54 @@ def make_fake_rirs(
         )
     (point_dir / "noise_list").write_text("".join(point_lines))
     return fake
+
+
+@dataclass
+class FakeLibriSpeech:
+    """A fake LibriSpeech: ROOT (holding LibriSpeech/), each subset's files by utterance id, genders."""
+
+    root: Path
+    subsets: dict[str, dict[str, Path]] = field(default_factory=dict)
+    genders: dict[str, str] = field(default_factory=dict)
+
+
+def make_fake_librispeech(
+    root: Path,
+    subsets: dict[str, int] | None = None,
+    chapters: int = 2,
+    utts: int = 2,
+    seconds: float = 0.4,
+    speakers_txt: bool = True,
+    seed: int = 0,
+) -> FakeLibriSpeech:
+    """ROOT/LibriSpeech/<subset>/<speaker>/<chapter>/<speaker>-<chapter>-NNNN.flac with a transcript per
+    chapter and SPEAKERS.TXT (the corpus's header, `ID | SEX | SUBSET | MINUTES | NAME`); `subsets` maps
+    a subset to its number of speakers. Speaker ids have 2 to 4 digits, as in the corpus."""
+    rng = np.random.default_rng(seed)
+    corpus = Path(root) / "LibriSpeech"
+    fake = FakeLibriSpeech(Path(root))
+    table = [";ID  |SEX| SUBSET           |MINUTES| NAME"]
+    index = 0
+    for subset, speakers in (subsets or {"train-clean-100": 3, "test-other": 3}).items():
+        files = fake.subsets.setdefault(subset, {})
+        for _ in range(speakers):
+            speaker = str((19, 103, 1034, 250, 7, 4970, 61, 8842)[index % 8] + 10000 * (index // 8))
+            fake.genders[speaker] = "mf"[index % 2]
+            table.append(f"{speaker:<5}| {fake.genders[speaker].upper()} | {subset:<17}| 25.00 | reader{speaker}")
+            for chapter_index in range(chapters):
+                chapter = str(1240 + 1000 * chapter_index + index)
+                folder = corpus / subset / speaker / chapter
+                lines = []
+                for number in range(utts):
+                    utt = f"{speaker}-{chapter}-{number:04d}"
+                    samples = speaker_audio(rng, index, seconds * rng.uniform(0.8, 1.2))
+                    path = folder / f"{utt}.flac"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    soundfile.write(path, samples, RATE, format="FLAC", subtype="PCM_16")
+                    files[utt] = path
+                    lines.append(f"{utt} SOME WORDS")
+                (folder / f"{speaker}-{chapter}.trans.txt").write_text("\n".join(lines) + "\n")
+            index += 1
+    if speakers_txt:
+        (corpus / "SPEAKERS.TXT").write_text("; a comment\n;\n" + "\n".join(table) + "\n")
+    return fake

@@ -26,6 +26,7 @@ from spkverif.io.atomic import atomic_write
 from spkverif.io.datadir import DataDir
 from spkverif.io.trials import write_trials
 from spkverif.prepare.espeak import EspeakSynthesizer, espeak_variants
+from spkverif.prepare.trials import balanced_trials
 from spkverif.progress import ProgressBar
 
 logger = logging.getLogger(__name__)
@@ -197,29 +198,6 @@ def _speaker_job(args: tuple[int, str, VoiceIdentity, MiniOptions, str]) -> list
             soundfile.write(handle, audio, SAMPLE_RATE, subtype="PCM_16", format="WAV")
         rows.append((utt, str(path.resolve()), len(audio) / SAMPLE_RATE))
     return rows
-
-
-def balanced_trials(utt2spk: dict[str, str], num_trials: int, rng: np.random.Generator) -> list[tuple[str, str, bool]]:
-    """Half target, half nontarget pairs, each pair once, sorted like Kaldi's lists."""
-    utts = sorted(utt2spk)
-    by_speaker: dict[str, list[str]] = {}
-    for utt in utts:
-        by_speaker.setdefault(utt2spk[utt], []).append(utt)
-    targets = [(a, b) for group in by_speaker.values() for i, a in enumerate(group) for b in group[i + 1 :]]
-    half = num_trials // 2
-    if len(targets) < half:
-        half = len(targets)
-    chosen = [targets[i] for i in rng.choice(len(targets), size=half, replace=False)]
-    nontargets: set[tuple[str, str]] = set()
-    possible = len(utts) * (len(utts) - 1) // 2 - len(targets)
-    half = min(half, possible)
-    while len(nontargets) < half:
-        a, b = rng.choice(len(utts), size=2, replace=False)
-        first, second = sorted((utts[a], utts[b]))
-        if utt2spk[first] != utt2spk[second]:
-            nontargets.add((first, second))
-    rows = [(a, b, True) for a, b in chosen] + [(a, b, False) for a, b in nontargets]
-    return sorted(rows)
 
 
 def prepare_mini(out: str | Path, options: MiniOptions) -> None:
