@@ -101,12 +101,20 @@ def prepare_mini_command(out: str, jobs: int | None, **options: Any) -> None:
 @click.argument("root", type=click.Path())
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output data directory.")
 @click.option("--jobs", default=4, show_default=True, help="Threads reading audio headers.")
+@click.option(
+    "--trials",
+    "num_trials",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Also write OUT/trials: 0 for every pair, N for N pairs, half target, cross-folder targets first.",
+)
+@click.option("--seed", default=0, show_default=True, help="Seed of the --trials sample.")
 @common_options
-def prepare_dir_command(root: str, out: str, jobs: int) -> None:
-    """Turn ROOT/<speaker>/**/*.{wav,flac} into a data directory."""
+def prepare_dir_command(root: str, out: str, jobs: int, num_trials: int | None, seed: int) -> None:
+    """Turn ROOT/<speaker>/**/*.{wav,flac} into a data directory (ids: speaker-path-below-it)."""
     from spkverif.prepare.directory import prepare_dir
 
-    prepare_dir(root, out, jobs)
+    prepare_dir(root, out, jobs, num_trials=num_trials, seed=seed)
 
 
 @prepare.command("voxceleb1")

@@ -89,3 +89,30 @@ def test_prepare_dir_walks_speaker_trees(tmp_path: Path) -> None:
     assert data.utt2spk == {"alice-b": "alice", "alice-day1-a": "alice", "bob-c": "bob"}
     assert data.utt2dur == {"alice-b": 1.5, "alice-day1-a": 1.0, "bob-c": 0.5}
     assert validate_data_dir(tmp_path / "data", check_audio_files=True) == []
+
+
+def test_prepare_dir_ids_say_each_part_once_and_trials_are_written(tmp_path: Path, run_cli) -> None:
+    for chapter in ("142285", "142286"):
+        for number in range(2):
+            write_wav(tmp_path / "root" / "1688" / chapter / f"1688-{chapter}-{number:04d}.flac", 0.5)
+    write_wav(tmp_path / "root" / "bob" / "x" / "bob-1.wav", 0.5)  # only the speaker repeated
+    write_wav(tmp_path / "root" / "bob" / "x" / "2.wav", 0.5)
+    write_wav(tmp_path / "root" / "bob" / "y" / "3.wav", 0.5)
+    result = run_cli("prepare", "dir", tmp_path / "root", "--out", tmp_path / "data", "--trials", "0")
+    assert result.exit_code == 0, result.stderr
+    utts = [line.split()[0] for line in (tmp_path / "data" / "utt2spk").read_text().splitlines()]
+    assert utts == [
+        "1688-142285-0000", "1688-142285-0001", "1688-142286-0000", "1688-142286-0001",
+        "bob-x-1", "bob-x-2", "bob-y-3",
+    ]  # fmt: skip
+    trials = read_trials(tmp_path / "data" / "trials")
+    assert len(trials) == 7 * 6 // 2 and int(trials.labels.sum()) == 6 + 3
+    result = run_cli("prepare", "dir", tmp_path / "root", "--out", tmp_path / "data", "--trials", "6", "--seed", "1")
+    assert result.exit_code == 0, result.stderr
+    trials = read_trials(tmp_path / "data" / "trials")
+    targets = [(a, b) for a, b, t in zip(trials.enroll, trials.test, trials.labels, strict=True) if t]
+    # Cross-folder targets (1688: 4, bob: 2) outnumber the 3 asked for, so every target crosses folders.
+    assert len(trials) == 6 and len(targets) == 3
+    assert all(a.rsplit("-", 1)[0] != b.rsplit("-", 1)[0] for a, b in targets)
+    run_cli("prepare", "dir", tmp_path / "root", "--out", tmp_path / "data")
+    assert not (tmp_path / "data" / "trials").exists()  # a rerun without --trials leaves no stale list

@@ -14,11 +14,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import soundfile
 
 from spkverif.errors import SpkverifError
 from spkverif.io.datadir import DataDir
+from spkverif.io.trials import write_trials
 from spkverif.prepare.summary import SetCounts, print_tables, sets_table
+from spkverif.prepare.trials import all_pairs, balanced_trials
 from spkverif.progress import ProgressBar
 
 logger = logging.getLogger(__name__)
@@ -50,8 +53,25 @@ def clean_id(text: str) -> str:
     return re.sub(r"\s+", "_", text)
 
 
+def utterance_id(speaker: str, relative: Path) -> str:
+    """`speaker-<path below the speaker>` with `/` as `-`, the extension dropped, and no part said twice.
+
+    A file name that already begins with the speaker and the folders above it
+    (LibriSpeech's `1688/142285/1688-142285-0000.flac`) gives `1688-142285-0000`,
+    not `1688-142285-1688-142285-0000`; `alice/day1/a.wav` gives `alice-day1-a`.
+    """
+    prefix = [speaker, *relative.parts[:-1]]
+    stem = relative.stem
+    for count in range(len(prefix), 0, -1):
+        head = "-".join(prefix[:count]) + "-"
+        if stem.startswith(head):
+            stem = stem[len(head) :]
+            break
+    return clean_id("-".join([*prefix, stem]))
+
+
 def find_audio(root: Path, extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> list[AudioEntry]:
-    """Each audio file under ROOT/<speaker>/, its id being `speaker-relative-path`."""
+    """Each audio file under ROOT/<speaker>/, its id from `utterance_id`."""
     found = []
     for speaker_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         speaker = clean_id(speaker_dir.name)
@@ -59,9 +79,13 @@ def find_audio(root: Path, extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> li
         if not files:
             logger.warning("speaker directory %s holds no audio; skipped", speaker_dir)
         for path in files:
-            relative = path.relative_to(speaker_dir).with_suffix("")
-            found.append(AudioEntry(speaker, clean_id(f"{speaker}-{'-'.join(relative.parts)}"), path))
+            found.append(AudioEntry(speaker, utterance_id(speaker, path.relative_to(speaker_dir)), path))
     return found
+
+
+def session_of(entry: AudioEntry, root: Path) -> str:
+    """The folder holding the file, below ROOT: one recording session (chapter, video, day)."""
+    return str(entry.path.parent.relative_to(root))
 
 
 def soundfile_duration(path: Path) -> float:
@@ -147,8 +171,18 @@ def save_fresh(data: DataDir, path: Path, stale: Iterable[str] = ()) -> None:
     data.save(path)
 
 
-def prepare_dir(root: str | Path, out: str | Path, jobs: int = 4) -> DataDir:
+def prepare_dir(
+    root: str | Path, out: str | Path, jobs: int = 4, num_trials: int | None = None, seed: int = 0
+) -> DataDir:
+    """OUT from ROOT/<speaker>/**/*.{wav,flac}; with `num_trials`, also OUT/trials.
+
+    `num_trials` 0 writes every pair of utterances; N > 0 draws N pairs, half target,
+    with `seed`, target pairs across folders (sessions) first. Raises SpkverifError
+    for a missing ROOT, no audio, two files with one id, or no readable file.
+    """
     root = Path(root)
+    if num_trials is not None and num_trials == 1:
+        raise SpkverifError("--trials must be 0 (every pair) or at least 2")
     if not root.is_dir():
         raise SpkverifError("no such directory", root)
     found = find_audio(root)
@@ -165,6 +199,16 @@ def prepare_dir(root: str | Path, out: str | Path, jobs: int = 4) -> DataDir:
     if not measured.durations:
         raise SpkverifError("none of the audio files could be read", root)
     data = data_dir_from(found, measured.durations)
-    save_fresh(data, Path(out))
-    print_tables(sets_table(f"prepare dir {root}", [SetCounts.of(str(out), data, len(measured.unreadable))]))
+    save_fresh(data, Path(out), stale=("trials",))
+    note = ""
+    if num_trials is not None:
+        if num_trials == 0:
+            trials = list(all_pairs(data.utt2spk))
+        else:
+            sessions = {entry.utt: session_of(entry, root) for entry in found if entry.utt in measured.durations}
+            trials = balanced_trials(data.utt2spk, num_trials, np.random.default_rng(seed), sessions)
+        write_trials(Path(out) / "trials", trials)
+        note = f"{len(trials):,} trials in {Path(out) / 'trials'}"
+    row = SetCounts.of(str(out), data, len(measured.unreadable), note=note)
+    print_tables(sets_table(f"prepare dir {root}", [row]))
     return data
