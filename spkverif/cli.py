@@ -234,6 +234,70 @@ def prepare_rirs_command(root: str, out: str, jobs: int) -> None:
     prepare_rirs(root, out, jobs=jobs)
 
 
+# data ------------------------------------------------------------------------
+
+
+@cli.group("data")
+def data_group() -> None:
+    """Kaldi's data-directory utilities (utils/*_data*.sh): combine, subset, fix, copy.
+
+    Each writes a whole, valid, C-sorted data directory or nothing. Add a
+    subcommand with `@data_group.command(NAME)`.
+    """
+
+
+@data_group.command("combine")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.argument("sources", nargs=-1, required=True, type=click.Path())
+@common_options
+def data_combine_command(out: str, sources: tuple[str, ...]) -> None:
+    """OUT := the union of SOURCES (utils/combine_data.sh); clashing ids are an error."""
+    from spkverif.io.datautils import combine_data_dirs
+
+    combine_data_dirs(list(sources), out)
+
+
+@data_group.command("subset")
+@click.argument("source", type=click.Path())
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--utt-list", type=click.Path(dir_okay=False), help="Keep the utterances listed (first field per line).")
+@click.option("--spk-list", type=click.Path(dir_okay=False), help="Keep every utterance of the speakers listed.")
+@click.option("--first", type=int, help="Keep the first N utterances (C order).")
+@click.option("--per-spk", type=int, help="Keep the first K utterances of each speaker.")
+@click.option("--random", type=int, help="Keep N utterances drawn at random (with --seed).")
+@click.option("--seed", default=0, show_default=True, help="Seed of --random.")
+@common_options
+def data_subset_command(source: str, out: str, **ways: Any) -> None:
+    """OUT := part of SOURCE (utils/subset_data_dir.sh); give exactly one way to choose."""
+    from spkverif.io.datautils import subset_data_dir
+
+    subset_data_dir(source, out, **ways)
+
+
+@data_group.command("fix")
+@click.argument("data_dir", type=click.Path())
+@click.option("--out", type=click.Path(file_okay=False), help="Write the fixed copy here [default: in place].")
+@common_options
+def data_fix_command(data_dir: str, out: str | None) -> None:
+    """Keep the utterances every file knows, sort, rebuild spk2utt (utils/fix_data_dir.sh)."""
+    from spkverif.io.datautils import fix_data_dir
+
+    fix_data_dir(data_dir, out)
+
+
+@data_group.command("copy")
+@click.argument("source", type=click.Path())
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--spk-prefix", default="", help="Prefix every speaker id.")
+@click.option("--utt-prefix", default="", help="Prefix every utterance and recording id.")
+@common_options
+def data_copy_command(source: str, out: str, spk_prefix: str, utt_prefix: str) -> None:
+    """OUT := SOURCE with prefixed ids (utils/copy_data_dir.sh), so clashing corpora combine."""
+    from spkverif.io.datautils import copy_data_dir
+
+    copy_data_dir(source, out, spk_prefix=spk_prefix, utt_prefix=utt_prefix)
+
+
 @cli.command("validate")
 @click.argument("data_dir", type=click.Path())
 @click.option("--trials", type=click.Path(), help="Also check that a trial list names only utterances of DATA_DIR.")
