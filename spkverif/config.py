@@ -56,6 +56,8 @@ class AugmentOptions:
     speed_perturb: bool = False
     spec_augment: bool = False
     cache_size: int = 256
+    channel_prob: float = 0.0
+    channels: list = field(default_factory=lambda: ["bandlimit", "telephone", "gain", "room"])
 
 
 @dataclass

@@ -42,6 +42,7 @@ from spkverif.losses import LossHead, build_loss
 from spkverif.models import SpeakerEmbeddingModel, build_model, count_parameters
 from spkverif.progress import ProgressBar
 from spkverif.training.augment import SPEEDS, ChunkAugmenter, LazyAudioPool, SpecAugment, noise_kinds
+from spkverif.training.channel import AugmentChain, ChannelAugmenter
 from spkverif.training.checkpoint import (
     STATE_FORMAT,
     average_states,
@@ -235,7 +236,7 @@ class Trainer:
         self.loss_mean, self.accuracy_mean = RunningMean(), RunningMean()
         self.skipped = 0
 
-    def _build_augmenter(self) -> ChunkAugmenter | None:
+    def _build_augmenter(self) -> AugmentChain | None:
         options = self.config.augment
         sample_rate = self.config.data.sample_rate
         noises = []
@@ -245,9 +246,13 @@ class Trainer:
                 options.babble_speakers, options.cache_size,
             )  # fmt: skip
         rirs = LazyAudioPool(options.rir, sample_rate, options.cache_size) if options.rir else None
-        if not noises and rirs is None:
-            return None
-        return ChunkAugmenter(noises, rirs, options.noise_prob, options.rir_prob)
+        chain = AugmentChain(
+            [
+                ChunkAugmenter(noises, rirs, options.noise_prob, options.rir_prob),
+                ChannelAugmenter(options.channels, options.channel_prob, sample_rate),
+            ]
+        )
+        return chain if chain.active else None
 
     def _check_batches(self) -> None:
         """Refuse, before any work, batches the loss cannot learn from."""
