@@ -20,6 +20,7 @@ Writes into the experiment directory:
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import logging
 import random
@@ -39,7 +40,7 @@ from spkverif.io.audio import AudioReader
 from spkverif.io.datadir import DataDir, load_data_dir
 from spkverif.io.tables import write_table
 from spkverif.losses import LossHead, build_loss
-from spkverif.models import SpeakerEmbeddingModel, build_model, count_parameters
+from spkverif.models import MODELS, SpeakerEmbeddingModel, build_model, count_parameters
 from spkverif.progress import ProgressBar
 from spkverif.training.augment import SPEEDS, ChunkAugmenter, LazyAudioPool, SpecAugment, noise_kinds
 from spkverif.training.channel import AugmentChain, ChannelAugmenter
@@ -158,6 +159,14 @@ class RunningMean:
         return self.total / self.count if self.count else float("nan")
 
 
+def _model_rate_from_data(config: TrainConfig) -> None:
+    """`data.sample_rate` alone sets the rate: a model whose options do not name one gets it
+    (fbank or SincNet filters at 8 kHz for `data.sample_rate: 8000`), and it is saved with the model."""
+    options = config.model.options
+    if "sample_rate" not in options and "sample_rate" in inspect.signature(MODELS.get(config.model.name)).parameters:
+        options["sample_rate"] = config.data.sample_rate
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, data_dir: str | Path, exp_dir: str | Path):
         check_components(config)
@@ -175,6 +184,7 @@ class Trainer:
         self.data = load_data_dir(data_dir)
         sample_rate = config.data.sample_rate
         self.reader = AudioReader.from_data_dir(self.data, sample_rate, config.data.resample)
+        _model_rate_from_data(config)
         self.model: SpeakerEmbeddingModel = build_model(config.model.name, config.model.options)
         if self.model.sample_rate != sample_rate:
             raise SpkverifError(f"model expects {self.model.sample_rate} Hz but data.sample_rate is {sample_rate}")

@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# LibriSpeech recipe: real read speech. Train on train-clean-100 (optionally more
+# LibriSpeech subsets, optionally the synthetic mini corpus combined in), test on
+# every dev/test subset present, scored by cosine and by adaptive s-norm with a
+# cohort of training speakers; a report with intervals and a DET plot; the same
+# trials through a simulated telephone line (GSM, through ffmpeg).
+#
+#   ./run.sh                                   # the shared subset, CPU configuration
+#   ./run.sh --corpus /corpora/LibriSpeech --config conf/gpu.yaml \
+#            --train-sets "train-clean-100 train-clean-360 train-other-500" --train-opts "--device cuda"
+#   ./run.sh --stage 2                         # from extraction on
+#   ./run.sh --train-opts "--epochs 2"         # a short training (the CI test's)
+#   ./run.sh --stage 6 --stop-stage 6          # the loss comparison (trains one model per loss)
+#
+#   0. prepare: one data directory per subset (+ all-pair trials), the training set, the cohort
+#   1. train $name from $config
+#   2. extract test and cohort embeddings
+#   3. score every test set by cosine and AS-norm
+#   4. report: $exp/report.{json,md}, $exp/det.png
+#   5. telephone channel: the test sets through GSM at 8 kHz, resampled back; extract, score, report
+#   6. the loss comparison: each of $losses trained like $config, cosine scoring, one table
+set -euo pipefail
+cd "$(dirname "$0")"
+
+stage=0
+stop_stage=5
+corpus=../../../shared/data/librispeech
+data=data
+exp=exp
+config=conf/cpu.yaml
+name=cpu
+train_sets="train-clean-100"
+test_sets=""          # default: every dev-*/test-* subset present
+num_trials=""         # default: every pair of each test set; N: N balanced pairs
+mini=""               # a `prepare mini` output dir: its training speakers are combined in
+seed=0
+train_opts=""
+cohort_utts=3         # training utterances per speaker for the AS-norm cohort
+top_n=100             # AS-norm: closest cohort speakers per side (at most the cohort's)
+losses="softmax center coco aam am subcenter_aam contrastive triplet"   # stage 6
+__recipe_options="stage stop_stage corpus data exp config name train_sets test_sets num_trials mini seed train_opts
+  cohort_utts top_n losses"
+
+. ./path.sh
+. ../../bin/parse_options.sh
+
+if [ -z "$test_sets" ]; then
+  root="$corpus"; [ -d "$root/LibriSpeech" ] && root="$root/LibriSpeech"
+  for subset in dev-clean dev-other test-clean test-other; do
+    [ -d "$root/$subset" ] && test_sets="$test_sets $subset"
+  done
+fi
+tests=$(for subset in $test_sets; do echo "${subset//-/_}"; done)
+[ -n "$tests" ] || { echo "$0: no dev-*/test-* subset in $corpus" >&2; exit 1; }
+
+# score_set NAME SET: embeddings of $data/SET into $exp/NAME, cosine and AS-norm scores.
+score_set() {
+  local dir="$exp/$1" set="$2" cohort_speakers
+  spkverif score -q --method cosine --trials "$data/$set/trials" \
+    "scp:$dir/embeddings/$set.scp" "$dir/scores/$set.cosine"
+  cohort_speakers=$(cut -d' ' -f2 "$data/cohort/utt2spk" | sort -u | wc -l)
+  spkverif score -q --method asnorm --cohort "scp:$dir/embeddings/cohort.scp" \
+    --cohort-utt2spk "$data/cohort/utt2spk" --top-n $(( top_n < cohort_speakers ? top_n : cohort_speakers )) \
+    --trials "$data/$set/trials" "scp:$dir/embeddings/$set.scp" "$dir/scores/$set.asnorm"
+}
+
+# report OUT_DIR SUFFIX SETS...: one table of the cosine and AS-norm scores of each set,
+# intervals by resampling enrolment speakers.
+report() {
+  local out="$1" suffix="$2" set trials=() files=()
+  shift 2
+  mkdir -p "$out"
+  for set in "$@"; do
+    cat "$data/$set$suffix/utt2spk"
+  done | LC_ALL=C sort -u > "$out/utt2spk"
+  for set in "$@"; do
+    trials+=(--trials "$data/$set$suffix/trials" --trials "$data/$set$suffix/trials")
+    files+=("$exp/$name/scores/$set$suffix.cosine" "$exp/$name/scores/$set$suffix.asnorm")
+  done
+  spkverif report "${trials[@]}" --utt2spk "$out/utt2spk" --out-dir "$out" "${files[@]}"
+}
+
+timed() {  # timed STAGE-NAME COMMAND...: run, then log the stage's wall time
+  local start=$SECONDS
+  "${@:2}"
+  echo "$1 took $(( SECONDS - start )) s" | tee -a "$exp/stage_times.txt"
+}
+
+mkdir -p "$exp"
+
+if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
+  echo "stage 0: prepare $train_sets $test_sets from $corpus into $data"
+  # shellcheck disable=SC2086  # lists of subsets
+  timed "stage 0" local/prepare_data.sh --num-trials "$num_trials" --seed "$seed" --mini "$mini" \
+    --cohort-utts "$cohort_utts" "$corpus" "$data" "$train_sets" "$test_sets"
+fi
+
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  echo "stage 1: train $name ($config)"
+  rm -rf "${exp:?}/$name"
+  # shellcheck disable=SC2086  # train_opts holds several options
+  timed "stage 1" spkverif train --config "$config" --data "$data/train" --exp "$exp/$name" --seed "$seed" $train_opts
+fi
+
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  echo "stage 2: extract $(echo $tests) and cohort embeddings"
+  extract_all() {
+    local set
+    for set in $tests cohort; do
+      spkverif extract -q --model "$exp/$name/models/final.pt" "scp:$data/$set/wav.scp" \
+        "ark,scp:$exp/$name/embeddings/$set.ark,$exp/$name/embeddings/$set.scp"
+    done
+  }
+  timed "stage 2" extract_all
+fi
+
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  echo "stage 3: cosine and adaptive s-norm scoring"
+  score_all() { local set; for set in $tests; do score_set "$name" "$set"; done; }
+  timed "stage 3" score_all
+fi
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  echo "stage 4: report ($exp/report.{json,md}, DET plot $exp/det.png)"
+  # shellcheck disable=SC2086  # one word a set
+  timed "stage 4" report "$exp" "" $tests
+fi
+
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  if ! command -v ffmpeg >/dev/null; then
+    echo "stage 5: skipped: the telephone channel needs ffmpeg (with libgsm) on PATH"
+  else
+    echo "stage 5: the test sets through a telephone line (8 kHz, GSM 06.10, back to 16 kHz)"
+    telephone_all() {
+      local set
+      for set in $tests; do
+        local/telephone.sh "$data/$set" "$data/${set}_telephone"
+        spkverif extract -q --model "$exp/$name/models/final.pt" "scp:$data/${set}_telephone/wav.scp" \
+          "ark,scp:$exp/$name/embeddings/${set}_telephone.ark,$exp/$name/embeddings/${set}_telephone.scp"
+        score_set "$name" "${set}_telephone"
+      done
+      # shellcheck disable=SC2086  # one word a set
+      report "$exp/telephone" "_telephone" $tests
+    }
+    timed "stage 5" telephone_all
+  fi
+fi
+
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+  echo "stage 6: the loss comparison on real speech: $losses"
+  # Each loss with its own default options, on $config's network, budget and
+  # optimiser; the pair losses see 4 chunks of each of a quarter as many speakers.
+  first=$(echo $tests | cut -d' ' -f1)
+  scores=(); names=()
+  for loss in $losses; do
+    dir="$exp/losses/$loss"
+    rm -rf "$dir"
+    pairs=""
+    case "$loss" in contrastive|triplet) pairs="--utts-per-speaker 4 --speakers-per-batch 16" ;; esac
+    # shellcheck disable=SC2086  # options
+    spkverif train -q --config "$config" --loss "$loss" $pairs --data "$data/train" --exp "$dir" --seed "$seed" $train_opts
+    spkverif extract -q --model "$dir/models/final.pt" "scp:$data/$first/wav.scp" \
+      "ark,scp:$dir/embeddings/$first.ark,$dir/embeddings/$first.scp"
+    spkverif score -q --method cosine --trials "$data/$first/trials" \
+      "scp:$dir/embeddings/$first.scp" "$dir/scores/$first.cosine"
+    scores+=("$dir/scores/$first.cosine"); names+=(--name "$loss")
+  done
+  spkverif report --trials "$data/$first/trials" --utt2spk "$data/$first/utt2spk" --out-dir "$exp/losses" \
+    "${names[@]}" "${scores[@]}"
+fi
