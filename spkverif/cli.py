@@ -77,6 +77,18 @@ def prepare() -> None:
     """Make Kaldi data directories (wav.scp, utt2spk, spk2utt, utt2dur[, trials])."""
 
 
+def trial_sample_options(minimum: int, help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`--trials N` (as `num_trials`, at least `minimum`) and `--seed`, for the preparers that write trials."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        command = click.option("--seed", default=0, show_default=True, help="Seed of the --trials sample.")(command)
+        return click.option("--trials", "num_trials", type=click.IntRange(min=minimum), default=None, help=help_text)(
+            command
+        )
+
+    return decorate
+
+
 @prepare.command("mini")
 @click.option(
     "--out", required=True, type=click.Path(file_okay=False), help="Output directory: OUT/{train,test,audio}."
@@ -101,14 +113,9 @@ def prepare_mini_command(out: str, jobs: int | None, **options: Any) -> None:
 @click.argument("root", type=click.Path())
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output data directory.")
 @click.option("--jobs", default=4, show_default=True, help="Threads reading audio headers.")
-@click.option(
-    "--trials",
-    "num_trials",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Also write OUT/trials: 0 for every pair, N for N pairs, half target, cross-folder targets first.",
+@trial_sample_options(
+    0, "Also write OUT/trials: 0 for every pair, N for N pairs, half target, cross-folder targets first."
 )
-@click.option("--seed", default=0, show_default=True, help="Seed of the --trials sample.")
 @common_options
 def prepare_dir_command(root: str, out: str, jobs: int, num_trials: int | None, seed: int) -> None:
     """Turn ROOT/<speaker>/**/*.{wav,flac} into a data directory (ids: speaker-path-below-it)."""
@@ -185,14 +192,9 @@ def prepare_voxceleb2_command(root: str, out: str, subset: str, audio_ext: str, 
     multiple=True,
     help="Subsets to prepare, e.g. train-clean-100,test-other (repeat or comma-separate) [default: all present].",
 )
-@click.option(
-    "--trials",
-    "num_trials",
-    type=click.IntRange(min=2),
-    default=None,
-    help="Trials per dev/test subset: N pairs, half target, seeded [default: every pair].",
+@trial_sample_options(
+    2, "Trials per dev/test subset: N pairs, half target, cross-chapter targets first [default: every pair]."
 )
-@click.option("--seed", default=0, show_default=True, help="Seed of the --trials sample.")
 @click.option("--jobs", default=4, show_default=True, help="Threads reading audio headers.")
 @common_options
 def prepare_librispeech_command(
