@@ -150,21 +150,25 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   echo "stage 6: the loss comparison on real speech: $losses"
   # Each loss with its own default options, on $config's network, budget and
   # optimiser; the pair losses see 4 chunks of each of a quarter as many speakers.
-  first=$(echo $tests | cut -d' ' -f1)
-  scores=(); names=()
-  for loss in $losses; do
-    dir="$exp/losses/$loss"
-    rm -rf "$dir"
-    pairs=""
-    case "$loss" in contrastive|triplet) pairs="--utts-per-speaker 4 --speakers-per-batch 16" ;; esac
-    # shellcheck disable=SC2086  # options
-    spkverif train -q --config "$config" --loss "$loss" $pairs --data "$data/train" --exp "$dir" --seed "$seed" $train_opts
-    spkverif extract -q --model "$dir/models/final.pt" "scp:$data/$first/wav.scp" \
-      "ark,scp:$dir/embeddings/$first.ark,$dir/embeddings/$first.scp"
-    spkverif score -q --method cosine --trials "$data/$first/trials" \
-      "scp:$dir/embeddings/$first.scp" "$dir/scores/$first.cosine"
-    scores+=("$dir/scores/$first.cosine"); names+=(--name "$loss")
-  done
-  spkverif report --trials "$data/$first/trials" --utt2spk "$data/$first/utt2spk" --out-dir "$exp/losses" \
-    "${names[@]}" "${scores[@]}"
+  compare_losses() {
+    local first loss dir pairs scores=() names=()
+    first=$(echo $tests | cut -d' ' -f1)
+    for loss in $losses; do
+      dir="$exp/losses/$loss"
+      rm -rf "$dir"
+      pairs=""
+      case "$loss" in contrastive|triplet) pairs="--utts-per-speaker 4 --speakers-per-batch 16" ;; esac
+      # shellcheck disable=SC2086  # options
+      spkverif train -q --config "$config" --loss "$loss" $pairs --data "$data/train" --exp "$dir" --seed "$seed" \
+        $train_opts
+      spkverif extract -q --model "$dir/models/final.pt" "scp:$data/$first/wav.scp" \
+        "ark,scp:$dir/embeddings/$first.ark,$dir/embeddings/$first.scp"
+      spkverif score -q --method cosine --trials "$data/$first/trials" \
+        "scp:$dir/embeddings/$first.scp" "$dir/scores/$first.cosine"
+      scores+=("$dir/scores/$first.cosine"); names+=(--name "$loss")
+    done
+    spkverif report --trials "$data/$first/trials" --utt2spk "$data/$first/utt2spk" --out-dir "$exp/losses" \
+      "${names[@]}" "${scores[@]}"
+  }
+  timed "stage 6" compare_losses
 fi
