@@ -13,6 +13,6 @@ cp "$src/trials" "$dst/trials"
 awk '{
   path = $2; for (i = 3; i <= NF; i++) path = path " " $i
   if (path ~ /\|[[:space:]]*$/) { print "telephone.sh: pipes in wav.scp are not supported: " $1 > "/dev/stderr"; exit 1 }
-  printf "%s ffmpeg -nostdin -loglevel error -i '%s' -af highpass=f=300,lowpass=f=3400 -ar 8000 -ac 1 -c:a libgsm -f gsm - | ffmpeg -nostdin -loglevel error -f gsm -ar 8000 -i - -ar 16000 -c:a pcm_s16le -f wav - |\n", $1, path
+  printf "%s ffmpeg -nostdin -loglevel error -i \047%s\047 -af highpass=f=300,lowpass=f=3400 -ar 8000 -ac 1 -c:a libgsm -f gsm - | ffmpeg -nostdin -loglevel error -f gsm -ar 8000 -i - -ar 16000 -c:a pcm_s16le -f wav - |\n", $1, path
 }' "$src/wav.scp" > "$dst/wav.scp.tmp"
 mv "$dst/wav.scp.tmp" "$dst/wav.scp"
