@@ -23,11 +23,12 @@ TINY_TRAINING = (
     "--epochs 1 --batches-per-epoch 3 --speakers-per-batch 4 --chunk-seconds 0.5 "
     "--set model.channels=32 --set model.stats_channels=64 --set model.embedding_dim=16"
 )
-# The CI test's short training on the shared subset: the CPU configuration for 150 of its batches.
-# Over repeated runs it scored 5-6% EER (cosine, all 4,950 pairs); 12% leaves room for
-# thread counts and library versions to change the rounding.
-SHORT_TRAINING = "--epochs 3 --batches-per-epoch 50"
-SHORT_TRAINING_EER_BOUND = 0.12
+# The CI test's short training on the shared subset: the CPU configuration for 120 of its 400 batches
+# (111 s of training on the 2-core machine). Measured: 5.33% (cosine) and 4.47% (AS-norm) EER with
+# seed 0, 5.58% and 4.22% with seed 1; the bound of 10% leaves room for other thread counts and
+# library versions, which change the rounding that training amplifies.
+SHORT_TRAINING = "--epochs 2 --batches-per-epoch 60"
+SHORT_TRAINING_EER_BOUND = 0.10
 
 
 def _run(tmp_path: Path, corpus: Path, *args: str) -> subprocess.CompletedProcess:
