@@ -19,7 +19,7 @@ import click
 from spkverif import __version__
 from spkverif.errors import SpkverifError
 from spkverif.progress import set_quiet
-from spkverif.registry import CATALOGUE
+from spkverif.registry import CATALOGUE, choices_help, render_listing
 
 logger = logging.getLogger("spkverif")
 
@@ -58,9 +58,10 @@ class RegistryOption(click.Option):
         self.registries = registries
 
     def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
-        from spkverif.registry import choices_help
-
-        self.help = f"{self.lead}\n\n{choices_help(*self.registries)}"
+        # Click's help column starts about 34 columns in and ends at the narrower of the
+        # terminal and max_content_width; the choices are wrapped to fit between.
+        columns = min(ctx.terminal_width or shutil.get_terminal_size().columns, ctx.max_content_width or 80)
+        self.help = f"{self.lead}\n\n{choices_help(*self.registries, width=max(40, columns - 36))}"
         try:
             return super().get_help_record(ctx)
         finally:
@@ -576,8 +577,6 @@ def report_command(
 @click.argument("kinds", nargs=-1, metavar="[KIND]...")
 @common_options
 def list_command(kinds: tuple[str, ...]) -> None:
-    from spkverif.registry import render_listing
-
     click.echo(render_listing(kinds, width=shutil.get_terminal_size((100, 24)).columns), nl=False)
 
 

@@ -111,7 +111,7 @@ def test_a_new_model_and_loss_appear_without_touching_the_cli(run_cli, monkeypat
         """A dummy loss, registered by the test only."""
 
     assert "dummy_net" in _listed_names(_option_help(run_cli, "train --model"))
-    assert "A dummy network, registered by the test only." in _option_help(run_cli, "train --model")
+    assert "A dummy network, registered by the test only." in " ".join(_option_help(run_cli, "train --model").split())
     assert "dummy_loss" in _listed_names(_option_help(run_cli, "train --loss"))
     listing = _run_wide("list", "models", "losses").output
     assert "width: int = 7  [>= 1]" in listing
@@ -154,3 +154,12 @@ def test_range_and_one_of() -> None:
 def test_the_cli_imports_no_registry_until_help_is_shown() -> None:
     code = "import sys, spkverif.cli; print(sorted(m for m in sys.modules if m in ('torch', 'spkverif.losses')))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+
+
+def test_train_refuses_an_option_out_of_range_in_one_line(run_cli, tiny_corpus, tmp_path) -> None:
+    result = run_cli(
+        "train", "--data", tiny_corpus / "train", "--exp", tmp_path / "e", "--loss", "triplet",
+        "--set", "loss.margin=0", "--dry-run",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == ["spkverif train: error: loss 'triplet' needs margin > 0, not 0"]
