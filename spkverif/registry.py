@@ -129,15 +129,24 @@ class Range:
 
 @dataclass(frozen=True)
 class OneOf:
-    """A string option whose value is one of a fixed set or a registry's names."""
+    """A string option whose value is one of a fixed set or a registry's names.
+
+    `kind` names the choice in the error ("unknown aam preset 'huge'; choose one of:
+    ..."); a registry's own kind is used when it is not given.
+    """
 
     choices: Registry | Sequence[str]
+    kind: str = ""
 
     def names(self) -> list[str]:
         return self.choices.names() if isinstance(self.choices, Registry) else list(self.choices)
 
     def problem(self, value: Any) -> str | None:
-        return None if value is None or value in self.names() else f"one of {', '.join(self.names())}"
+        """The whole error message for `value`, or None if it is one of the choices."""
+        if value is None or value in self.names():
+            return None
+        kind = self.kind or (self.choices.kind if isinstance(self.choices, Registry) else "value")
+        return f"unknown {kind} {value!r}; choose one of: {', '.join(self.names())}"
 
     def __str__(self) -> str:
         return ", ".join(self.names())
@@ -222,6 +231,8 @@ def check_options(builder: Callable[..., Any], params: dict[str, Any], what: str
     for option in builder_options(builder):
         if option.name in params and option.valid is not None:
             problem = option.valid.problem(params[option.name])
+            if problem is not None and isinstance(option.valid, OneOf):
+                raise SpkverifError(problem)
             if problem is not None:
                 raise SpkverifError(f"{what} needs {option.name} {problem}, not {params[option.name]!r}")
 

@@ -96,7 +96,7 @@ def build_aam(
     num_classes: int,
     margin: NonNegative | None = None,
     scale: Positive | None = None,
-    preset: Annotated[str, OneOf(AAM_PRESETS)] = "paper",
+    preset: Annotated[str, OneOf(AAM_PRESETS, "aam preset")] = "paper",
 ) -> LossHead:
     """Additive angular margin (ArcFace).
 
