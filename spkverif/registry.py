@@ -264,6 +264,7 @@ CATALOGUE: dict[str, Entry] = {
     "schedulers": Entry("spkverif.training.optim:SCHEDULERS", "train --set scheduler.name"),
     "margin-schedulers": Entry("spkverif.training.margin:MARGIN_SCHEDULERS", "train --margin-scheduler"),
     "backends": Entry("spkverif.backends:BACKENDS", "score --method"),
+    "channels": Entry("spkverif.training.channel:CHANNELS", "train --set augment.channels"),
 }
 
 

@@ -149,21 +149,25 @@ def synthetic_rir(rng: np.random.Generator, sample_rate: int) -> np.ndarray:
 
 @CHANNELS.register("bandlimit")
 def bandlimit(samples: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """High-pass at 50-400 Hz and low-pass at 2-7 kHz (Butterworth), drawn per chunk."""
     return band_pass(samples, sample_rate, rng.uniform(50.0, 400.0), rng.uniform(2000.0, 7000.0))
 
 
 @CHANNELS.register("telephone")
 def telephone(samples: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """8 kHz, 300-3400 Hz, G.711 mu-law or a GSM-like coder, back to the training rate."""
     return telephone_channel(samples, sample_rate, ("mulaw", "gsm")[int(rng.integers(2))])
 
 
 @CHANNELS.register("gain")
 def gain(samples: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """-20 to +10 dB, clipped at full scale."""
     return np.clip(samples * 10 ** (rng.uniform(-20.0, 10.0) / 20), -1.0, 1.0).astype(np.float32)
 
 
 @CHANNELS.register("room")
 def room(samples: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """A synthetic room impulse response (RT60 0.2-0.9 s, DRR 0-12 dB)."""
     return reverberate(samples, synthetic_rir(rng, sample_rate))
 
 
