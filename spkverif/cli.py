@@ -18,6 +18,39 @@ import click
 from spkverif import __version__
 from spkverif.errors import SpkverifError
 from spkverif.progress import set_quiet
+from spkverif.ranges import AT_LEAST_ONE, NOT_NEGATIVE, OPEN_PROBABILITY, POSITIVE, Range
+
+# The one conversion of a `Range` into a Click type: `--help` shows it, a flag out of range is a usage error.
+
+
+def ranged(kind: type, valid: Range | None) -> click.ParamType:
+    """An int or float Click type bounded by `valid` (plain int/float without one); NaN and inf are refused."""
+    if valid is None:
+        return click.INT if kind is int else click.FLOAT
+    bounds = {"min": valid.low, "max": valid.high, "min_open": valid.low_open, "max_open": valid.high_open}
+    if kind is int:
+        return click.IntRange(**bounds)
+    return _FiniteFloatRange(**bounds)
+
+
+class _FiniteFloatRange(click.FloatRange):
+    """FloatRange that also refuses nan and inf (which compare false with every bound)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        import math
+
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+def config_type(dotted: str, kind: type) -> click.ParamType:
+    """The Click type of a train flag, from the range its configuration field declares."""
+    from spkverif.config import option_range
+
+    return ranged(kind, option_range(dotted))
+
 
 logger = logging.getLogger("spkverif")
 
@@ -43,6 +76,17 @@ def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush cannot fail again (Python's advice)."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 class SpkverifGroup(click.Group):
     """Maps a user error to one line on stderr and exit status 1, Ctrl-C to 130."""
 
@@ -52,6 +96,16 @@ class SpkverifGroup(click.Group):
         except SpkverifError as error:
             stage = f" {ctx.invoked_subcommand}" if ctx.invoked_subcommand else ""
             click.echo(f"spkverif{stage}: error: {error}", err=True)
+            ctx.exit(1)
+        except click.BadParameter as error:
+            # a value out of its range (or not a number): one line and status 1, like every user error
+            stage = f" {ctx.invoked_subcommand}" if ctx.invoked_subcommand else ""
+            click.echo(f"spkverif{stage}: error: {error.format_message().rstrip('.')}", err=True)
+            ctx.exit(1)
+        except BrokenPipeError:
+            _silence_stdout()
+            stage = f" {ctx.invoked_subcommand}" if ctx.invoked_subcommand else ""
+            click.echo(f"spkverif{stage}: error: the reader of standard output closed it early (broken pipe)", err=True)
             ctx.exit(1)
         except KeyboardInterrupt:
             click.echo("spkverif: interrupted", err=True)
@@ -81,14 +135,41 @@ def prepare() -> None:
 @click.option(
     "--out", required=True, type=click.Path(file_okay=False), help="Output directory: OUT/{train,test,audio}."
 )
-@click.option("--num-speakers", default=160, show_default=True, help="Speakers in all, training and test.")
-@click.option("--num-test-speakers", default=40, show_default=True, help="Held-out speakers for the test set.")
-@click.option("--utts-per-speaker", default=12, show_default=True, help="Utterances per speaker.")
-@click.option("--min-seconds", default=2.0, show_default=True, help="Shortest utterance.")
-@click.option("--max-seconds", default=6.0, show_default=True, help="Longest utterance.")
-@click.option("--num-trials", default=3000, show_default=True, help="Test trials, half target and half nontarget.")
-@click.option("--seed", default=0, show_default=True, help="The same seed gives the same bytes.")
-@click.option("--jobs", default=None, type=int, help="Parallel synthesis processes [default: cores, at most 4].")
+@click.option(
+    "--num-speakers",
+    default=160,
+    type=ranged(int, Range(2)),
+    show_default=True,
+    help="Speakers in all, training and test.",
+)
+@click.option(
+    "--num-test-speakers",
+    default=40,
+    type=ranged(int, Range(2)),
+    show_default=True,
+    help="Held-out speakers for the test set.",
+)
+@click.option(
+    "--utts-per-speaker", default=12, type=ranged(int, Range(2)), show_default=True, help="Utterances per speaker."
+)
+@click.option("--min-seconds", default=2.0, type=ranged(float, POSITIVE), show_default=True, help="Shortest utterance.")
+@click.option("--max-seconds", default=6.0, type=ranged(float, POSITIVE), show_default=True, help="Longest utterance.")
+@click.option(
+    "--num-trials",
+    default=3000,
+    type=ranged(int, Range(2)),
+    show_default=True,
+    help="Test trials, half target and half nontarget.",
+)
+@click.option(
+    "--seed", default=0, type=ranged(int, NOT_NEGATIVE), show_default=True, help="The same seed gives the same bytes."
+)
+@click.option(
+    "--jobs",
+    default=None,
+    type=ranged(int, AT_LEAST_ONE),
+    help="Parallel synthesis processes [default: cores, at most 4].",
+)
 @common_options
 def prepare_mini_command(out: str, jobs: int | None, **options: Any) -> None:
     """Synthesise a multi-speaker corpus with eSpeak NG: no download needed."""
@@ -100,7 +181,9 @@ def prepare_mini_command(out: str, jobs: int | None, **options: Any) -> None:
 @prepare.command("dir")
 @click.argument("root", type=click.Path())
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output data directory.")
-@click.option("--jobs", default=4, show_default=True, help="Threads reading audio headers.")
+@click.option(
+    "--jobs", default=4, type=ranged(int, AT_LEAST_ONE), show_default=True, help="Threads reading audio headers."
+)
 @common_options
 def prepare_dir_command(root: str, out: str, jobs: int) -> None:
     """Turn ROOT/<speaker>/**/*.{wav,flac} into a data directory."""
@@ -125,7 +208,9 @@ def prepare_dir_command(root: str, out: str, jobs: int) -> None:
     type=click.Path(dir_okay=False),
     help="vox1_meta.csv: dev/test split and genders (spk2gender) [default: ROOT/vox1_meta.csv if there].",
 )
-@click.option("--jobs", default=4, show_default=True, help="Threads reading audio headers.")
+@click.option(
+    "--jobs", default=4, type=ranged(int, AT_LEAST_ONE), show_default=True, help="Threads reading audio headers."
+)
 @common_options
 def prepare_voxceleb1_command(
     root: str,
@@ -158,7 +243,9 @@ def prepare_voxceleb1_command(
     help="m4a: wav.scp decodes through an ffmpeg pipe; wav/flac: files already converted.",
 )
 @click.option("--ffmpeg", default="ffmpeg", show_default=True, help="The ffmpeg command wav.scp pipes through.")
-@click.option("--jobs", default=4, show_default=True, help="Threads reading audio headers.")
+@click.option(
+    "--jobs", default=4, type=ranged(int, AT_LEAST_ONE), show_default=True, help="Threads reading audio headers."
+)
 @common_options
 def prepare_voxceleb2_command(root: str, out: str, subset: str, audio_ext: str, ffmpeg: str, jobs: int) -> None:
     """VoxCeleb2 (ROOT/dev/aac/idXXXXX/<video>/NNNNN.m4a) as a Kaldi data directory."""
@@ -175,7 +262,9 @@ def prepare_voxceleb2_command(root: str, out: str, subset: str, audio_ext: str, 
     type=click.Path(file_okay=False),
     help="Output: OUT/{musan_noise,musan_music,musan_speech,musan}.",
 )
-@click.option("--jobs", default=4, show_default=True, help="Threads reading audio headers.")
+@click.option(
+    "--jobs", default=4, type=ranged(int, AT_LEAST_ONE), show_default=True, help="Threads reading audio headers."
+)
 @common_options
 def prepare_musan_command(root: str, out: str, jobs: int) -> None:
     """MUSAN (ROOT/{noise,music,speech}/<source>/*.wav), one data directory per subset and one for all."""
@@ -187,7 +276,9 @@ def prepare_musan_command(root: str, out: str, jobs: int) -> None:
 @prepare.command("rirs")
 @click.argument("root", type=click.Path())
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output: OUT/rirs, OUT/rirs_* sets.")
-@click.option("--jobs", default=4, show_default=True, help="Threads reading audio headers.")
+@click.option(
+    "--jobs", default=4, type=ranged(int, AT_LEAST_ONE), show_default=True, help="Threads reading audio headers."
+)
 @common_options
 def prepare_rirs_command(root: str, out: str, jobs: int) -> None:
     """RIRS_NOISES (simulated and real room impulse responses, isotropic and point-source noises)."""
@@ -226,24 +317,48 @@ def validate_command(data_dir: str, trials: str | None, no_audio_check: bool) ->
     "--margin-scheduler",
     help="Margin schedule for aam, am, subcenter_aam: constant, linear or exponential (options by --set).",
 )
-@click.option("--epochs", type=int, help="Number of epochs.")
-@click.option("--batches-per-epoch", type=int, help="Batches in an epoch (an epoch is a number of batches).")
-@click.option("--speakers-per-batch", type=int, help="P: distinct speakers in a batch.")
-@click.option("--utts-per-speaker", type=int, help="K: chunks per speaker in a batch.")
-@click.option("--chunk-seconds", type=float, help="Length of the random training chunks.")
-@click.option("--lr", type=float, help="Learning rate.")
-@click.option("--seed", type=int, help="Seed for every random choice.")
+@click.option("--epochs", type=config_type("training.epochs", int), help="Number of epochs.")
+@click.option(
+    "--batches-per-epoch",
+    type=config_type("training.batches_per_epoch", int),
+    help="Batches in an epoch (an epoch is a number of batches).",
+)
+@click.option(
+    "--speakers-per-batch",
+    type=config_type("training.speakers_per_batch", int),
+    help="P: distinct speakers in a batch.",
+)
+@click.option(
+    "--utts-per-speaker", type=config_type("training.utts_per_speaker", int), help="K: chunks per speaker in a batch."
+)
+@click.option(
+    "--chunk-seconds", type=config_type("data.chunk_seconds", float), help="Length of the random training chunks."
+)
+@click.option("--lr", type=config_type("optimizer.lr", float), help="Learning rate.")
+@click.option("--seed", type=config_type("seed", int), help="Seed for every random choice.")
 @click.option("--device", help="cpu, cuda, cuda:N or auto.")
-@click.option("--num-workers", type=int, help="Data-loader worker processes.")
+@click.option("--num-workers", type=config_type("data.num_workers", int), help="Data-loader worker processes.")
 @click.option("--resample", is_flag=True, default=None, help="Resample audio not at the model's rate.")
 @click.option("--noise", type=click.Path(), help="Noise data dir, or a MUSAN dir with musan_{noise,music,speech}.")
 @click.option("--rir", type=click.Path(), help="Room impulse responses data dir, for reverberation.")
 @click.option("--speed-perturb", is_flag=True, default=None, help="Speeds 0.9/1.0/1.1, each speed a new speaker.")
 @click.option("--spec-augment", is_flag=True, default=None, help="Frequency and time masking of features.")
 @click.option("--amp", type=click.Choice(["none", "bf16", "fp16"]), help="Mixed precision (fp16 uses a grad scaler).")
-@click.option("--grad-accum", type=int, help="Micro-batches a step; N here equals N torchrun processes.")
-@click.option("--checkpoint-every", type=int, help="Also checkpoint every N steps within an epoch.")
-@click.option("--average", type=int, help="Final model = mean of the last N epoch checkpoints.")
+@click.option(
+    "--grad-accum",
+    type=config_type("training.grad_accum", int),
+    help="Micro-batches a step; N here equals N torchrun processes.",
+)
+@click.option(
+    "--checkpoint-every",
+    type=config_type("training.checkpoint_every", int),
+    help="Also checkpoint every N steps within an epoch.",
+)
+@click.option(
+    "--average",
+    type=config_type("training.average_last", int),
+    help="Final model = mean of the last N epoch checkpoints.",
+)
 @click.option(
     "--skip-nonfinite", is_flag=True, default=None, help="Skip steps with a NaN/inf loss instead of stopping."
 )
@@ -308,17 +423,31 @@ def train_command(
 @click.argument("wspecifier")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option(
-    "--batch-size", default=16, show_default=True, help="Utterances of equal length, or windows, per forward pass."
+    "--batch-size",
+    default=16,
+    type=ranged(int, AT_LEAST_ONE),
+    show_default=True,
+    help="Utterances of equal length, or windows, per forward pass.",
 )
 @click.option("--segments", type=click.Path(), help="Kaldi segments file applied to an scp: input.")
 @click.option("--resample", is_flag=True, help="Resample audio not at the model's rate instead of failing.")
 @click.option(
     "--window",
-    type=float,
+    type=ranged(float, POSITIVE),
     metavar="SEC",
     help="Average the embeddings of SEC-long windows instead of embedding whole utterances (the paper: 3).",
 )
-@click.option("--step", type=float, metavar="SEC", help="Distance between window starts [default: 0.1 with --window].")
+@click.option(
+    "--step",
+    type=ranged(float, POSITIVE),
+    metavar="SEC",
+    help="Distance between window starts [default: 0.1 with --window].",
+)
+@click.option(
+    "--channel",
+    type=ranged(int, NOT_NEGATIVE),
+    help="Channel of multi-channel audio to embed (0 first) [default: 0, with a warning naming the file].",
+)
 @common_options
 def extract_command(
     model_path: str,
@@ -330,6 +459,7 @@ def extract_command(
     resample: bool,
     window: float | None,
     step: float | None,
+    channel: int | None,
 ) -> None:
     """Whole-utterance embeddings, or the mean over sliding windows (--window).
 
@@ -348,6 +478,7 @@ def extract_command(
         allow_resample=resample,
         window=window,
         step=step,
+        channel=channel,
     )
 
 
@@ -383,12 +514,14 @@ def export_command(model_path: str, output: str) -> None:
 @click.option(
     "--cohort-utt2spk", type=click.Path(), help="snorm/asnorm: average the cohort per speaker of this utt2spk."
 )
-@click.option("--top-n", type=int, help="asnorm: closest cohort entries per side [default: 300].")
+@click.option("--top-n", type=ranged(int, AT_LEAST_ONE), help="asnorm: closest cohort entries per side [default: 300].")
 @click.option("--plda-model", type=click.Path(), help="plda: model file to read, or to write with --train-plda.")
 @click.option("--train-plda", help="plda: train on these embeddings first (an rspecifier), then score.")
 @click.option("--utt2spk", type=click.Path(), help="plda: speakers of the --train-plda embeddings.")
-@click.option("--lda-dim", type=int, help="plda: reduce dimension by LDA before PLDA [default: no LDA].")
-@click.option("--plda-iters", type=int, help="plda: EM iterations [default: 10].")
+@click.option(
+    "--lda-dim", type=ranged(int, AT_LEAST_ONE), help="plda: reduce dimension by LDA before PLDA [default: no LDA]."
+)
+@click.option("--plda-iters", type=ranged(int, AT_LEAST_ONE), help="plda: EM iterations [default: 10].")
 @click.argument("archives", nargs=-1, required=True)
 @common_options
 def score_command(trials: str, method: str, allow_missing: bool, archives: tuple[str, ...], **backend: Any) -> None:
@@ -424,7 +557,7 @@ def score_command(trials: str, method: str, allow_missing: bool, archives: tuple
     "--p-target",
     "p_targets",
     multiple=True,
-    type=float,
+    type=ranged(float, OPEN_PROBABILITY),
     default=(0.01, 0.001, 0.05),
     show_default=True,
     help="Priors for minDCF and actDCF.",
@@ -434,10 +567,11 @@ def score_command(trials: str, method: str, allow_missing: bool, archives: tuple
     "--bootstrap",
     "replicates",
     default=1000,
+    type=ranged(int, NOT_NEGATIVE),
     show_default=True,
     help="Bootstrap replicates for the 95% confidence intervals; 0 for none.",
 )
-@click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap.")
+@click.option("--seed", default=0, type=ranged(int, NOT_NEGATIVE), show_default=True, help="Seed of the bootstrap.")
 @click.option(
     "--utt2spk",
     type=click.Path(),

@@ -15,29 +15,30 @@ import yaml
 
 from spkverif.errors import SpkverifError
 from spkverif.io.atomic import atomic_write
+from spkverif.ranges import AT_LEAST_ONE, NOT_NEGATIVE, POSITIVE, PROBABILITY, Range, range_of, ranged
 
 
 @dataclass
 class DataOptions:
-    chunk_seconds: float = 2.0
-    sample_rate: int = 16000
-    num_workers: int = 0
+    chunk_seconds: float = ranged(2.0, POSITIVE)
+    sample_rate: int = ranged(16000, AT_LEAST_ONE)
+    num_workers: int = ranged(0, NOT_NEGATIVE)
     resample: bool = False
 
 
 @dataclass
 class TrainingOptions:
-    epochs: int = 10
-    batches_per_epoch: int = 100
-    speakers_per_batch: int = 128
-    utts_per_speaker: int = 1
+    epochs: int = ranged(10, AT_LEAST_ONE)
+    batches_per_epoch: int = ranged(100, AT_LEAST_ONE)
+    speakers_per_batch: int = ranged(128, AT_LEAST_ONE)
+    utts_per_speaker: int = ranged(1, AT_LEAST_ONE)
     device: str = "auto"
-    log_every: int = 10
-    max_grad_norm: float = 0.0
-    grad_accum: int = 1
+    log_every: int = ranged(10, AT_LEAST_ONE)
+    max_grad_norm: float = ranged(0.0, NOT_NEGATIVE)
+    grad_accum: int = ranged(1, AT_LEAST_ONE)
     amp: str = "none"
-    checkpoint_every: int = 0
-    average_last: int = 1
+    checkpoint_every: int = ranged(0, NOT_NEGATIVE)
+    average_last: int = ranged(1, AT_LEAST_ONE)
     skip_nonfinite: bool = False
     valid_data: str = ""
     valid_trials: str = ""
@@ -46,16 +47,16 @@ class TrainingOptions:
 @dataclass
 class AugmentOptions:
     noise: str = ""
-    noise_prob: float = 0.6
+    noise_prob: float = ranged(0.6, PROBABILITY)
     noise_snr: list = field(default_factory=lambda: [10.0, 20.0])
     music_snr: list = field(default_factory=lambda: [5.0, 15.0])
     babble_snr: list = field(default_factory=lambda: [13.0, 20.0])
     babble_speakers: list = field(default_factory=lambda: [3, 7])
     rir: str = ""
-    rir_prob: float = 0.2
+    rir_prob: float = ranged(0.2, PROBABILITY)
     speed_perturb: bool = False
     spec_augment: bool = False
-    cache_size: int = 256
+    cache_size: int = ranged(256, NOT_NEGATIVE)
 
 
 @dataclass
@@ -96,6 +97,18 @@ class TrainConfig:
 
 _COMPONENTS = ("model", "loss", "optimizer", "scheduler", "margin_scheduler")
 _SECTIONS = {"data": DataOptions, "training": TrainingOptions, "augment": AugmentOptions}
+SEED_RANGE = NOT_NEGATIVE
+LEARNING_RATE_RANGE = POSITIVE
+
+
+def option_range(dotted: str) -> Range | None:
+    """The valid range of a setting by its dotted name (`training.epochs`, `seed`, `optimizer.lr`)."""
+    if dotted == "seed":
+        return SEED_RANGE
+    if dotted == "optimizer.lr":
+        return LEARNING_RATE_RANGE
+    section, _, key = dotted.partition(".")
+    return range_of(_SECTIONS[section], key)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -161,7 +174,7 @@ def load_train_config(
 
 def _from_dict(raw: dict[str, Any], source: Path | None) -> TrainConfig:
     config = TrainConfig()
-    config.seed = _coerce(raw["seed"], int, "seed", source)
+    config.seed = SEED_RANGE.check(_coerce(raw["seed"], int, "seed", source), "seed", source)
     for section, kind in _SECTIONS.items():
         known = {f.name: f for f in fields(kind)}
         values = {}
@@ -169,7 +182,13 @@ def _from_dict(raw: dict[str, Any], source: Path | None) -> TrainConfig:
             if key not in known:
                 raise SpkverifError(f"unknown option {section}.{key}; options are: {', '.join(known)}", source)
             values[key] = _coerce(value, type(getattr(kind(), key)), f"{section}.{key}", source)
+            valid = known[key].metadata.get("range")
+            if valid is not None:
+                valid.check(values[key], f"{section}.{key}", source)
         setattr(config, section, kind(**values))
+    learning_rate = raw["optimizer"].get("lr")
+    if isinstance(learning_rate, (int, float)) and not isinstance(learning_rate, bool):
+        LEARNING_RATE_RANGE.check(learning_rate, "optimizer.lr", source)
     for name in _COMPONENTS:
         section = copy.deepcopy(raw[name])
         if not isinstance(section, dict) or not section.get("name"):

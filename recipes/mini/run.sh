@@ -43,7 +43,7 @@ compare_configs() {
   shift
   for name in "$@"; do
     echo "  $group: $name"
-    dir="$exp/$group/$name"
+    dir="${exp:?}/$group/${name:?}"
     rm -rf "$dir"
     # shellcheck disable=SC2086  # train_opts holds several options
     spkverif train --config "conf/$group/$name.yaml" --data "$data/train" --exp "$dir" --seed "$seed" $train_opts
@@ -69,7 +69,7 @@ fi
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   echo "stage 1: train $name ($config)"
-  rm -rf "$exp/$name"
+  rm -rf "${exp:?}/${name:?}"
   # shellcheck disable=SC2086  # train_opts holds several options
   spkverif train --config "$config" --data "$data/train" --exp "$exp/$name" --seed "$seed" $train_opts
 fi

@@ -20,6 +20,7 @@ import numpy as np
 
 from spkverif.errors import SpkverifError
 from spkverif.io.atomic import AtomicFileGroup
+from spkverif.io.tables import locate_key, read_text_lines
 
 _OPTIONS = {"t", "b", "f", "nf", "o", "no", "s", "ns", "cs", "ncs", "p", "np"}
 
@@ -73,12 +74,28 @@ def _is_pipe(path: str) -> bool:
     return path.strip() == "-" or path.rstrip().endswith("|") or path.lstrip().startswith("|")
 
 
+def _check_scp(path: str) -> None:
+    """An scp index: UTF-8 lines `key ark:offset` (or `key file`), two fields each, no key twice."""
+    seen: dict[str, int] = {}
+    for number, line in read_text_lines(path):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 2:
+            raise SpkverifError(f"expected `key archive:offset`, found {len(fields)} fields", path, number)
+        if fields[0] in seen:
+            raise SpkverifError(f"duplicate key {fields[0]!r} (first on line {seen[fields[0]]})", path, number)
+        seen[fields[0]] = number
+
+
 def read_vectors(rspecifier: str) -> Iterator[tuple[str, np.ndarray]]:
     """Yield (key, array) pairs from an rspecifier; failures become one-line user errors."""
     spec = parse_specifier(rspecifier, writing=False)
     source = _source_path(spec)
     if not _is_pipe(source) and not Path(source).is_file():
         raise SpkverifError("no such file", source)
+    if spec.scp is not None and not _is_pipe(source):
+        _check_scp(source)
     kaldiio_spec = f"{'scp' if spec.scp else 'ark'}{',p' if spec.permissive else ''}:{source}"
     try:
         with kaldiio.ReadHelper(kaldiio_spec) as reader:
@@ -88,27 +105,67 @@ def read_vectors(rspecifier: str) -> Iterator[tuple[str, np.ndarray]]:
                 yield key, np.asarray(value)
     except SpkverifError:
         raise
-    except (OSError, ValueError, KeyError, IndexError, EOFError, RuntimeError) as error:
-        raise SpkverifError(f"cannot read archive: {error}", source) from None
+    except (OSError, ValueError, KeyError, IndexError, EOFError, RuntimeError, UnicodeDecodeError) as error:
+        detail = str(error) or type(error).__name__
+        raise SpkverifError(f"cannot read archive (truncated or not a Kaldi archive?): {detail}", source) from None
+
+
+SHOWN_KEYS = 3
+
+
+def _where(spec: Specifier, key: str) -> tuple[str, int | None]:
+    """The file to name for an entry: its scp line when read through an scp, else the archive."""
+    source = _source_path(spec)
+    return source, locate_key(source, key) if spec.scp is not None and not _is_pipe(source) else None
 
 
 def load_vectors(rspecifier: str) -> tuple[list[str], np.ndarray]:
-    """Read every vector of an rspecifier into (keys, float32 matrix of shape (N, D))."""
+    """Read every vector of an rspecifier into (keys, float32 matrix of shape (N, D)).
+
+    Raises `SpkverifError` for an entry that is a matrix (e.g. features) rather than a
+    vector, a dimension unlike the first vector's, a key twice, an empty archive, and
+    vectors holding NaN or inf or of length zero (the first few keys named): no back end
+    can score those.
+    """
+    spec = parse_specifier(rspecifier, writing=False)
     keys: list[str] = []
     rows: list[np.ndarray] = []
     seen: set[str] = set()
     for key, value in read_vectors(rspecifier):
-        vector = np.asarray(value, dtype=np.float32).reshape(-1)
+        if value.ndim != 1:
+            raise SpkverifError(
+                f"entry {key!r} is a matrix of shape {value.shape}, not a vector (features, not embeddings?)",
+                *_where(spec, key),
+            )
+        vector = np.asarray(value, dtype=np.float32)
         if key in seen:
-            raise SpkverifError(f"duplicate key {key!r}", rspecifier)
+            raise SpkverifError(f"duplicate key {key!r}", *_where(spec, key))
         if rows and vector.shape != rows[0].shape:
-            raise SpkverifError(f"vector {key!r} has dimension {vector.size}, the first had {rows[0].size}", rspecifier)
+            raise SpkverifError(
+                f"vector {key!r} has dimension {vector.size}, the first had {rows[0].size}", *_where(spec, key)
+            )
         seen.add(key)
         keys.append(key)
         rows.append(vector)
     if not rows:
-        raise SpkverifError("no vectors in the archive", rspecifier)
-    return keys, np.stack(rows)
+        raise SpkverifError("no vectors in the archive", _source_path(spec))
+    matrix = np.stack(rows)
+    _check_scorable(keys, matrix, spec)
+    return keys, matrix
+
+
+def _check_scorable(keys: list[str], matrix: np.ndarray, spec: Specifier) -> None:
+    """Refuse vectors with NaN/inf (or too large to square in float32) or of length zero, naming their keys."""
+    finite = np.isfinite(matrix).all(axis=1)
+    norms = np.linalg.norm(matrix.astype(np.float64), axis=1)
+    for bad, what in ((~finite, "hold NaN or inf"), (finite & (norms == 0), "have length zero (all zeros)")):
+        if bad.any():
+            named = [keys[i] for i in np.flatnonzero(bad)[:SHOWN_KEYS]]
+            source, line = _where(spec, named[0])
+            more = ", ..." if bad.sum() > SHOWN_KEYS else ""
+            raise SpkverifError(
+                f"{int(bad.sum())} vector(s) {what} and cannot be scored: {', '.join(named)}{more}", source, line
+            )
 
 
 class ArchiveWriter:

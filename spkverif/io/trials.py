@@ -42,8 +42,20 @@ class Trials:
 
 
 def read_trials(path: str | Path) -> Trials:
-    """Read either form, detected per file from its first line; mixed forms are errors."""
+    """Read either form, detected per file from its first line; mixed forms are errors.
+
+    The whole list is held, so a trial listed twice (which would count twice in an
+    error rate) is an error at its second line.
+    """
     blocks = list(iter_trials(path))
+    first_line: dict[tuple[str, str], int] = {}
+    for block in blocks:
+        for enroll, test, line in zip(block.enroll, block.test, block.lines, strict=True):
+            previous = first_line.setdefault((enroll, test), int(line))
+            if previous != line:
+                raise SpkverifError(
+                    f"trial {enroll} {test} is listed twice (first on line {previous})", path, int(line)
+                )
     if len(blocks) == 1:
         return blocks[0]
     labels = [block.labels for block in blocks]
