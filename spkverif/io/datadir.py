@@ -21,6 +21,10 @@ SEGMENT_OVERSHOOT = 0.5
 Kaldi's `extract-segments --max-overshoot` default (0.5 s); a start at or past the end is always an error."""
 
 
+UTT2DUR_TOLERANCE = 0.01
+"""Seconds utt2dur may differ from the audio it describes (it is written to 4 decimals)."""
+
+
 @dataclass(frozen=True)
 class Segment:
     """A stretch of a recording, in seconds; `end` None means to the end of the file.
@@ -266,13 +270,17 @@ def validate_data_dir(path: str | Path, check_audio_files: bool = False) -> list
             if rec not in utt2spk:
                 problems.append(SpkverifError(f"{rec!r} is not in utt2spk", path / "wav.scp", number))
 
+    durations_listed: dict[str, tuple[float, int]] = {}
     if "utt2dur" in tables:
         for number, fields in tables["utt2dur"]:
             file = path / "utt2dur"
             if len(fields) != 2:
                 problems.append(SpkverifError(f"expected `utt seconds`, found {len(fields)} fields", file, number))
                 continue
-            problems += _problems_of(parse_number, fields[1], "duration", file, number, positive=True)
+            found = _problems_of(parse_number, fields[1], "duration", file, number, positive=True)
+            problems += found
+            if not found:
+                durations_listed[fields[0]] = (float(fields[1]), number)
             if fields[0] not in utt2spk:
                 problems.append(SpkverifError(f"utterance {fields[0]!r} is not in utt2spk", file, number))
 
@@ -280,7 +288,7 @@ def validate_data_dir(path: str | Path, check_audio_files: bool = False) -> list
         problems += _check_spk2gender(path / "spk2gender", tables["spk2gender"], set(utt2spk.values()))
 
     if check_audio_files:
-        problems += _check_audio(path, wav_entries, segments)
+        problems += _check_audio(path, wav_entries, segments, durations_listed)
     return problems
 
 
@@ -296,10 +304,13 @@ def _check_spk2gender(file: Path, rows: list[tuple[int, list[str]]], speakers: s
 
 
 def _check_audio(
-    path: Path, wav_entries: dict[str, tuple[int, str]], segments: dict[str, Segment]
+    path: Path,
+    wav_entries: dict[str, tuple[int, str]],
+    segments: dict[str, Segment],
+    utt2dur: dict[str, tuple[float, int]],
 ) -> list[SpkverifError]:
-    """Audio files exist and hold samples; segments lie within their recordings (files only: pipes and
-    arks are checked when a stage reads them)."""
+    """Audio files exist and hold samples; segments lie within their recordings; utt2dur agrees with the
+    audio within `UTT2DUR_TOLERANCE` (files only: pipes and arks are checked when a stage reads them)."""
     import soundfile
 
     problems: list[SpkverifError] = []
@@ -319,11 +330,22 @@ def _check_audio(
             problems.append(SpkverifError(f"recording {rec!r} has no samples", path / "wav.scp", number))
             continue
         durations[rec] = info.frames / info.samplerate
-    for segment in segments.values():
+    actual: dict[str, float] = {}
+    for utt, segment in segments.items():
         if segment.recording in durations:
             problem = segment.problem(durations[segment.recording])
             if problem is not None:
                 problems.append(SpkverifError(problem, segment.source, segment.line))
+            else:
+                start, end = segment.clip(durations[segment.recording])
+                actual[utt] = end - start
+    if not segments:
+        actual = durations
+    for utt, (listed, number) in utt2dur.items():
+        if utt in actual and abs(listed - actual[utt]) > UTT2DUR_TOLERANCE:
+            problems.append(
+                SpkverifError(f"utt2dur says {listed:g} s; {utt!r} is {actual[utt]:.4f} s", path / "utt2dur", number)
+            )
     return problems
 
 
