@@ -190,6 +190,10 @@ def validate_data_dir(path: str | Path, check_audio_files: bool = False) -> list
                 tables[name] = _read_lines(path / name)
             except SpkverifError as error:
                 problems.append(error)
+                continue
+            if not tables[name]:
+                problems.append(SpkverifError("the file is empty (fill it, or remove it where it is optional)",
+                                              path / name))  # fmt: skip
     if problems:
         return problems
 

@@ -80,7 +80,7 @@ def _check_scp(path: str) -> None:
     for number, line in read_text_lines(path):
         fields = line.split()
         if not fields:
-            continue
+            raise SpkverifError("empty line (an scp has none; Kaldi's readers refuse them too)", path, number)
         if len(fields) != 2:
             raise SpkverifError(f"expected `key archive:offset`, found {len(fields)} fields", path, number)
         if fields[0] in seen:
@@ -96,6 +96,9 @@ def read_vectors(rspecifier: str) -> Iterator[tuple[str, np.ndarray]]:
         raise SpkverifError("no such file", source)
     if spec.scp is not None and not _is_pipe(source):
         _check_scp(source)
+    if spec.scp is None and not _is_pipe(source) and _is_text_ark(source):
+        yield from read_text_ark(source)
+        return
     kaldiio_spec = f"{'scp' if spec.scp else 'ark'}{',p' if spec.permissive else ''}:{source}"
     try:
         with kaldiio.ReadHelper(kaldiio_spec) as reader:
@@ -111,6 +114,76 @@ def read_vectors(rspecifier: str) -> Iterator[tuple[str, np.ndarray]]:
 
 
 SHOWN_KEYS = 3
+
+
+def _is_text_ark(path: str) -> bool:
+    """Kaldi's binary archives hold `key \\0B` at the start; anything else is read as text."""
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+    space = head.find(b" ")
+    return space < 0 or head[space + 1 : space + 3] != b"\0B"
+
+
+def _floats(values: list[str], path: str, line: int) -> np.ndarray:
+    try:
+        wide = np.array([float(value) for value in values], dtype=np.float64)
+    except ValueError:
+        bad = next(value for value in values if not _is_float(value))
+        raise SpkverifError(f"{bad!r} is not a number", path, line) from None
+    with np.errstate(over="ignore"):
+        narrow = wide.astype(np.float32)
+    overflow = np.isfinite(wide) & ~np.isfinite(narrow)
+    if overflow.any():
+        raise SpkverifError(f"{wide[overflow][0]:g} does not fit a 32-bit float", path, line)
+    return narrow
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def read_text_ark(path: str) -> Iterator[tuple[str, np.ndarray]]:
+    """A Kaldi text archive (`ark,t:`) of vectors `key [ v ... ]` and matrices `key [` rows `]`.
+
+    Read here rather than by kaldiio so that every problem is a `SpkverifError` at its
+    line: a value that is not a number or overflows float32, a missing `]` (a truncated
+    file), rows of unequal length, bytes that are not UTF-8. Blank lines and CRLF
+    endings read as nothing. NaN and inf are read as such; callers refuse them by key.
+    Yields (key, float32 array of shape (D,) or (R, D)).
+    """
+    lines = read_text_lines(path)
+    for number, line in lines:
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) < 2 or fields[1] != "[":
+            raise SpkverifError("expected `key [ values ]` (a Kaldi text archive)", path, number)
+        key, rest = fields[0], fields[2:]
+        if rest:
+            if rest[-1] != "]":
+                raise SpkverifError(f"vector {key!r} does not end with `]` on its line (truncated?)", path, number)
+            yield key, _floats(rest[:-1], path, number)
+            continue
+        rows: list[np.ndarray] = []
+        first = number
+        closed = False
+        for number, line in lines:  # the matrix's rows: the same line iterator goes on
+            fields = line.split()
+            closed = bool(fields) and fields[-1] == "]"
+            values = fields[:-1] if closed else fields
+            if values:
+                rows.append(_floats(values, path, number))
+                if len(rows[-1]) != len(rows[0]):
+                    raise SpkverifError(f"row of {len(rows[-1])} values in a matrix of {len(rows[0])}", path, number)
+            if closed:
+                break
+        if not closed:
+            raise SpkverifError(f"matrix {key!r} has no closing `]` (truncated?)", path, first)
+        yield key, np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
 
 
 def _where(spec: Specifier, key: str) -> tuple[str, int | None]:
