@@ -94,22 +94,22 @@ class SpkverifGroup(click.Group):
         try:
             return super().invoke(ctx)
         except SpkverifError as error:
-            stage = f" {ctx.invoked_subcommand}" if ctx.invoked_subcommand else ""
-            click.echo(f"spkverif{stage}: error: {error}", err=True)
-            ctx.exit(1)
+            self._fail(ctx, str(error))
         except click.BadParameter as error:
             # a value out of its range (or not a number): one line and status 1, like every user error
-            stage = f" {ctx.invoked_subcommand}" if ctx.invoked_subcommand else ""
-            click.echo(f"spkverif{stage}: error: {error.format_message().rstrip('.')}", err=True)
-            ctx.exit(1)
+            self._fail(ctx, error.format_message().rstrip("."))
         except BrokenPipeError:
             _silence_stdout()
-            stage = f" {ctx.invoked_subcommand}" if ctx.invoked_subcommand else ""
-            click.echo(f"spkverif{stage}: error: the reader of standard output closed it early (broken pipe)", err=True)
-            ctx.exit(1)
+            self._fail(ctx, "the reader of standard output closed it early (broken pipe)")
         except KeyboardInterrupt:
             click.echo("spkverif: interrupted", err=True)
             ctx.exit(130)
+
+    @staticmethod
+    def _fail(ctx: click.Context, message: str) -> None:
+        stage = f" {ctx.invoked_subcommand}" if ctx.invoked_subcommand else ""
+        click.echo(f"spkverif{stage}: error: {message}", err=True)
+        ctx.exit(1)
 
 
 @click.group(cls=SpkverifGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
