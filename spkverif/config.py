@@ -7,6 +7,7 @@ repeated from `exp/NAME/config.yaml` alone.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -205,6 +206,8 @@ def _from_dict(raw: dict[str, Any], source: Path | None) -> TrainConfig:
             valid = known[key].metadata.get("range")
             if valid is not None:
                 valid.check(values[key], f"{section}.{key}", source)
+            if isinstance(values[key], list):
+                _check_interval(values[key], f"{section}.{key}", source)
         setattr(config, section, kind(**values))
     learning_rate = raw["optimizer"].get("lr")
     if isinstance(learning_rate, (int, float)) and not isinstance(learning_rate, bool):
@@ -214,8 +217,24 @@ def _from_dict(raw: dict[str, Any], source: Path | None) -> TrainConfig:
         if not isinstance(section, dict) or not section.get("name"):
             raise SpkverifError(f"section {name!r} needs a name", source)
         component_name = section.pop("name")
+        for key, value in section.items():
+            _require_finite(value, f"{name}.{key}", source)
         setattr(config, name, Component(str(component_name), section))
     return config
+
+
+def _check_interval(value: list, name: str, source: Path | None) -> None:
+    """A [low, high] option (SNRs in dB, babble speakers): two finite numbers, low <= high."""
+    _require_finite(value, name, source)
+    if len(value) != 2 or not all(isinstance(v, int | float) for v in value) or value[0] > value[1]:
+        raise SpkverifError(f"{name} must be [low, high] with low <= high, not {value!r}", source)
+
+
+def _require_finite(value: Any, name: str, source: Path | None) -> None:
+    """NaN and inf are no value of any option (a component's own builder checks its ranges)."""
+    values = value if isinstance(value, list | tuple) else [value]
+    if any(isinstance(item, float) and not math.isfinite(item) for item in values):
+        raise SpkverifError(f"{name} must be a finite number, not {value!r}", source)
 
 
 def _coerce(value: Any, kind: type, name: str, source: Path | None) -> Any:

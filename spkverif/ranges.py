@@ -8,11 +8,15 @@ from a YAML file is checked against it when the file is read (`Range.check`).
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from spkverif.errors import SpkverifError
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
@@ -65,3 +69,25 @@ def range_of(kind: type, name: str) -> Range | None:
         if item.name == name:
             return item.metadata.get("range")
     raise KeyError(name)
+
+
+def checked(what: str, **valid: Range) -> Callable[[F], F]:
+    """Decorate a registered builder: its numeric keyword options are checked against `valid` first,
+    an option out of range being a `SpkverifError` naming `what` (e.g. "loss aam") and the option.
+
+    `inspect.signature` sees through the wrapper, so the registry still lists the
+    builder's own options; the ranges are kept as `builder.ranges` for help texts.
+    """
+
+    def decorate(builder: F) -> F:
+        @functools.wraps(builder)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            for name, value in kwargs.items():
+                if name in valid and isinstance(value, int | float) and not isinstance(value, bool):
+                    valid[name].check(value, f"{what} option {name}")
+            return builder(*args, **kwargs)
+
+        wrapper.ranges = valid  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

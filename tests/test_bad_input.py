@@ -11,11 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import kaldiio
 import numpy as np
 import pytest
 import soundfile
 
+from spkverif.cli import cli
 from spkverif.io.specifiers import ArchiveWriter
 from spkverif.models import build_model
 from spkverif.training.checkpoint import model_payload, save_atomic
@@ -323,3 +325,73 @@ def test_torchrun_failure_shows_each_ranks_own_error(tmp_path: Path) -> None:
     for rank in (0, 1):
         assert f"/{rank}/stderr.log =====" in message
     assert message.count(f"spkverif train: error: {tmp_path / 'absent'}: no such data directory") == 2
+
+
+# numeric options: a range for each, stated in --help, checked on the command line and in configurations ----
+
+
+def _numeric_options():
+    from tests.test_cli import _commands
+
+    for name, command in _commands(cli):
+        for parameter in command.params:
+            if isinstance(parameter, click.Option) and isinstance(parameter.type, click.types._NumberParamTypeBase):
+                yield name, parameter
+
+
+def test_every_numeric_option_has_a_range_and_help_states_it(run_cli) -> None:
+    options = list(_numeric_options())
+    assert len(options) > 30
+    for name, parameter in options:
+        assert isinstance(parameter.type, click.types._NumberRangeBase), f"{name} {parameter.opts[-1]} has no range"
+        described = parameter.type._describe_range()
+        help_text = " ".join(run_cli(*name.split(), "--help").output.split())
+        assert f"{described}]" in help_text, (name, parameter.opts[-1], described)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["score", "--trials", "t", "--top-n", "0", "a", "b"],
+            "Invalid value for '--top-n': 0 is not in the range x>=1",
+        ),
+        (
+            ["report", "--trials", "t", "--p-target", "1", "s"],
+            "Invalid value for '--p-target': 1.0 is not in the range 0<x<1",
+        ),
+        (
+            ["extract", "--model", "m", "--window", "nan", "a", "b"],
+            "Invalid value for '--window': 'nan' is not a finite",
+        ),
+        (
+            ["train", "--data", "d", "--exp", "e", "--lr", "-0.1"],
+            "Invalid value for '--lr': -0.1 is not in the range x>0",
+        ),
+        (["train", "--data", "d", "--exp", "e", "--set", "training.epochs=0"], "training.epochs must be x>=1, not 0"),
+        (
+            ["train", "--data", "d", "--exp", "e", "--set", "loss.margin=.nan"],
+            "loss.margin must be a finite number, not nan",
+        ),
+    ],
+)
+def test_numbers_out_of_range_are_one_line_errors(run_cli, args: list[str], message: str) -> None:
+    _assert_one_line_error(run_cli(*args), message)
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("loss.scale=-3", "loss aam option scale must be x>0, not -3"),
+        ("loss.margin=2", "loss aam option margin must be 0<=x<1.5708, not 2"),
+        ("optimizer.momentum=1", "optimizer sgd option momentum must be 0<=x<1, not 1"),
+        ("model.embedding_dim=0", "model xvector option embedding_dim must be x>=1, not 0"),
+        ("augment.noise_snr=[20,10]", "augment.noise_snr must be [low, high] with low <= high, not [20, 10]"),
+    ],
+)
+def test_component_options_are_checked_against_their_ranges(
+    run_cli, tiny_corpus: Path, tmp_path: Path, setting: str, message: str
+) -> None:
+    result = run_cli("train", "-q", "--dry-run", "--data", tiny_corpus / "train", "--exp", tmp_path / "e",
+                     "--speakers-per-batch", "4", "--set", setting)  # fmt: skip
+    _assert_one_line_error(result, message)

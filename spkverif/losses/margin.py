@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from spkverif.errors import SpkverifError
 from spkverif.losses.base import CosineClassifier, LossHead, LossOutput
 from spkverif.losses.registry import LOSSES
+from spkverif.ranges import AT_LEAST_ONE, POSITIVE, Range, checked
 
 
 class MarginClassifier(CosineClassifier):
@@ -88,7 +89,14 @@ class AdditiveMargin(MarginClassifier):
 AAM_PRESETS: dict[str, tuple[float, float]] = {"paper": (0.05, 10.0), "modern": (0.2, 32.0)}
 
 
+ANGULAR_MARGIN = Range(0, math.pi / 2, high_open=True)
+"""Radians added to the target angle: beyond pi/2 the target's logit no longer falls with its angle."""
+COSINE_MARGIN = Range(0, 2, high_open=True)
+"""Subtracted from a cosine in [-1, 1]: at 2 no target can ever win."""
+
+
 @LOSSES.register("aam")
+@checked("loss aam", margin=ANGULAR_MARGIN, scale=POSITIVE)
 def build_aam(
     embedding_dim: int,
     num_classes: int,
@@ -114,12 +122,14 @@ def build_aam(
 
 
 @LOSSES.register("am")
+@checked("loss am", margin=COSINE_MARGIN, scale=POSITIVE)
 def build_am(embedding_dim: int, num_classes: int, margin: float = 0.2, scale: float = 32.0) -> LossHead:
     """Additive margin softmax (CosFace); m = 0.2, s = 32 as in WeSpeaker's VoxCeleb recipes."""
     return AdditiveMargin(embedding_dim, num_classes, margin, scale)
 
 
 @LOSSES.register("subcenter_aam")
+@checked("loss subcenter_aam", margin=ANGULAR_MARGIN, scale=POSITIVE, centers_per_class=AT_LEAST_ONE)
 def build_subcenter_aam(
     embedding_dim: int, num_classes: int, margin: float = 0.2, scale: float = 32.0, centers_per_class: int = 3
 ) -> LossHead:

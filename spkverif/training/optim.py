@@ -7,6 +7,7 @@ from collections.abc import Iterable
 import torch
 
 from spkverif.errors import SpkverifError
+from spkverif.ranges import NOT_NEGATIVE, POSITIVE, Range, checked
 from spkverif.registry import Registry
 
 OPTIMIZERS: Registry = Registry("optimizer")
@@ -14,6 +15,7 @@ SCHEDULERS: Registry = Registry("scheduler")
 
 
 @OPTIMIZERS.register("sgd")
+@checked("optimizer sgd", lr=POSITIVE, momentum=Range(0, 1, high_open=True), weight_decay=NOT_NEGATIVE)
 def build_sgd(
     parameters: Iterable[torch.nn.Parameter],
     lr: float = 0.01,
@@ -25,6 +27,7 @@ def build_sgd(
 
 
 @OPTIMIZERS.register("adam")
+@checked("optimizer adam", lr=POSITIVE, weight_decay=NOT_NEGATIVE)
 def build_adam(
     parameters: Iterable[torch.nn.Parameter], lr: float = 0.001, weight_decay: float = 0.0, betas: tuple = (0.9, 0.999)
 ) -> torch.optim.Optimizer:
@@ -32,6 +35,7 @@ def build_adam(
 
 
 @OPTIMIZERS.register("adamw")
+@checked("optimizer adamw", lr=POSITIVE, weight_decay=NOT_NEGATIVE)
 def build_adamw(
     parameters: Iterable[torch.nn.Parameter], lr: float = 0.001, weight_decay: float = 0.01, betas: tuple = (0.9, 0.999)
 ) -> torch.optim.Optimizer:
