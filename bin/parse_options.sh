@@ -45,3 +45,11 @@ while [ $# -gt 0 ]; do
   printf -v "$__name" '%s' "$__value"
 done
 unset __name __value
+
+# require_dir_name VALUE WHAT: VALUE names one directory (not empty, no `/`, not `.` or
+# `..`), so `rm -rf "$exp/$VALUE"` cannot reach outside $exp.
+require_dir_name() {
+  case "$1" in
+    ''|.|..|*/*) echo "$0: $2 '$1' must name one directory (not empty, no '/', not '.' or '..')" >&2; exit 1 ;;
+  esac
+}

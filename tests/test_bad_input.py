@@ -302,6 +302,12 @@ def test_parse_options_refuses_non_boolean_values_for_boolean_options(tmp_path: 
         assert result.returncode == 1 and result.stderr.strip() == f"{script}: {message}"
 
 
+@pytest.mark.parametrize("option", [["--name", ""], ["--name", "../exp"], ["--losses", "aam .."]])
+def test_mini_recipe_refuses_a_name_that_would_remove_outside_exp(tmp_path: Path, option: list[str]) -> None:
+    result = _bash(str(ROOT / "recipes" / "mini" / "run.sh"), *option, "--stop-stage", "-1", cwd=tmp_path)
+    assert result.returncode == 1 and "must name one directory (not empty, no '/', not '.' or '..')" in result.stderr
+
+
 def test_voxceleb_recipe_with_resume_True_keeps_the_experiment(tmp_path: Path) -> None:
     kept = tmp_path / "exp" / "sinc_tdnn_aam" / "models"
     kept.mkdir(parents=True)

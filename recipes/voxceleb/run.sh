@@ -47,6 +47,7 @@ __recipe_options="stage stop_stage voxceleb1 voxceleb2 musan rirs trials_dir aud
 . ../../bin/parse_options.sh
 
 for name in $experiments; do
+  require_dir_name "$name" "--experiments entry"
   [ -f "$conf/$name.yaml" ] || { echo "$0: no $conf/$name.yaml (see $conf/ for the experiments)" >&2; exit 1; }
 done
 
@@ -62,7 +63,7 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
     resume_flag=""
     case "$resume" in
       true) resume_flag="--resume" ;;
-      false) rm -rf "${exp:?}/${name:?}" ;;
+      false) rm -rf "${exp:?}/$name" ;;
       *) echo "$0: --resume takes true or false, not '$resume'" >&2; exit 1 ;;
     esac
     # shellcheck disable=SC2086  # train_extra holds several options
