@@ -118,6 +118,10 @@ class AudioReader:
     def _fail(self, key: str, message: str) -> SpkverifError:
         return SpkverifError(message, self.wav_scp_path or "wav.scp", locate_key(self.wav_scp_path, key))
 
+    def _empty(self, utt: str, recording: str) -> SpkverifError:
+        what = f"utterance {utt!r}" if utt != recording else f"recording {recording!r}"
+        return self._fail(recording, f"{what} has no samples")
+
     def _bounds(self, utt: str) -> tuple[str, str, Segment | None]:
         segment = None
         if self.segments is not None:
@@ -199,8 +203,7 @@ class AudioReader:
         cropped: bool,
     ) -> np.ndarray:
         if samples.shape[0] == 0 and offset == 0:
-            what = f"utterance {utt!r}" if utt != recording else f"recording {recording!r}"
-            raise self._fail(recording, f"{what} has no samples")
+            raise self._empty(utt, recording)
         mono = np.ascontiguousarray(self._mono(recording, samples), dtype=np.float32)
         if rate != self.sample_rate:
             if not self.allow_resample:
@@ -236,6 +239,5 @@ class AudioReader:
             )
         first, last = self._span(segment, frames, rate)
         if last <= first:
-            what = f"utterance {utt!r}" if utt != recording else f"recording {recording!r}"
-            raise self._fail(recording, f"{what} has no samples")
+            raise self._empty(utt, recording)
         return round((last - first) * self.sample_rate / rate)
