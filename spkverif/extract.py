@@ -22,12 +22,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import kaldiio
 import numpy as np
 import torch
 
 from spkverif.errors import SpkverifError
-from spkverif.io.audio import NAMED_WARNINGS, AudioReader, resample, select_channel
+from spkverif.io.audio import NAMED_WARNINGS, AudioReader, read_wav_ark, resample, select_channel
 from spkverif.io.datadir import load_data_dir, read_segments
 from spkverif.io.specifiers import ArchiveWriter, parse_specifier
 from spkverif.io.tables import read_rest_of_line
@@ -79,33 +78,21 @@ def _read_wav_ark(
     source: str, sample_rate: int, allow_resample: bool, channel: int | None = None
 ) -> Iterator[tuple[str, np.ndarray]]:
     """Stream a Kaldi wav ark (what `wav-copy` writes) once, in order."""
+    path = parse_specifier(source, writing=False).ark
+    assert path is not None
     warned: set[str] = set()
-    try:
-        with kaldiio.ReadHelper(source) as reader:
-            for key, value in reader:
-                if not isinstance(value, tuple):
-                    raise SpkverifError(f"entry {key!r} is a matrix, not audio", source)
-                rate, samples = value
-                samples = np.asarray(samples)
-                if samples.ndim == 1:
-                    samples = samples[:, None]
-                if samples.shape[0] == 0:
-                    raise SpkverifError(f"recording {key!r} has no samples", source)
-                try:
-                    samples = select_channel(samples, key, channel, warned)
-                except SpkverifError as error:
-                    raise SpkverifError(error.message, source) from None
-                scale = 32768.0 if np.issubdtype(samples.dtype, np.integer) else 1.0
-                audio = samples.astype(np.float32) / scale
-                if rate != sample_rate:
-                    if not allow_resample:
-                        raise SpkverifError(
-                            f"{key!r} is sampled at {rate} Hz, not {sample_rate} Hz (pass --resample)", source
-                        )
-                    audio = resample(audio, rate, sample_rate)
-                yield key, audio
-    except (OSError, ValueError) as error:
-        raise SpkverifError(f"cannot read audio archive: {error}", source) from None
+    for key, samples, rate in read_wav_ark(path):
+        if samples.shape[0] == 0:
+            raise SpkverifError(f"recording {key!r} has no samples", path)
+        try:
+            audio = np.ascontiguousarray(select_channel(samples, key, channel, warned), dtype=np.float32)
+        except SpkverifError as error:
+            raise SpkverifError(error.message, path) from None
+        if rate != sample_rate:
+            if not allow_resample:
+                raise SpkverifError(f"{key!r} is sampled at {rate} Hz, not {sample_rate} Hz (pass --resample)", path)
+            audio = resample(audio, rate, sample_rate)
+        yield key, audio
 
 
 def _blocks(

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import kaldiio
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -32,6 +33,8 @@ from click.testing import CliRunner
 from spkverif.backends.plda import PldaModel
 from spkverif.cli import cli
 from spkverif.io.specifiers import ArchiveWriter
+from spkverif.models import build_model
+from spkverif.training.checkpoint import model_payload, save_atomic
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "robustness.md"
 BEGIN, END = "<!-- corruption table: begin -->", "<!-- corruption table: end -->"
@@ -107,6 +110,13 @@ def build_world(root: Path) -> None:
     (root / "vox_trials").write_text(VOXCELEB_TRIALS)
     (root / "scores").write_text(SCORES)
     (root / "config.yaml").write_text(CONFIG)
+    network = build_model("xvector", {"channels": 16, "stats_channels": 32, "embedding_dim": 8})
+    save_atomic(model_payload(network.eval()), root / "model.pt")
+    kaldiio.save_ark(
+        str(root / "wav.ark"),
+        {utt: (16000, (np.random.default_rng(i).uniform(-0.3, 0.3, 8000) * 32767).astype(np.int16))
+         for i, utt in enumerate(("a1", "a2", "b1"))},
+    )  # fmt: skip
 
 
 # The stages that read each file ---------------------------------------------------------------------
@@ -153,6 +163,12 @@ TYPES = {
             (*REPORT, "--calibrate", "{root}/scores", "--calibrate-trials", "{root}/trials", "{root}/clean_scores"),
             "report.json",
             number_field=2,
+        ),
+        FileType(
+            "wav archive",
+            "wav.ark",
+            ("extract", "-q", "--model", "{root}/model.pt", "ark:{root}/wav.ark", f"ark,t:{OUT}/emb.txt"),
+            "emb.txt",
         ),
         FileType("vector scp", "emb.scp", SCORE, "scores"),
         FileType("vector ark, binary", "emb.ark", (*SCORE[:4], "ark:{root}/emb.ark", SCORE[5]), "scores"),
@@ -242,7 +258,7 @@ def _number(value: str) -> Callable[[Path, FileType], None]:
 
 def _truncate(path: Path, kind: FileType) -> None:
     data = path.read_bytes()
-    path.write_bytes(data[: len(data) * 2 // 3])
+    path.write_bytes(data[: len(data) * 2 // 3 - 7])  # not at an entry boundary: that is a shorter archive
 
 
 def _non_utf8(path: Path, kind: FileType) -> None:
@@ -451,6 +467,9 @@ CASES = [
     E("held-out scores for --calibrate", "duplicate key", "trial a1 b1 is scored twice (first on line 2)", 3),
     E("held-out scores for --calibrate", "missing-key reference", "1 trials have no score in"),
     # vector archives (score) -------------------------------------------------------------------------
+    E("wav archive", "empty file", "no utterances to extract"),
+    E("wav archive", "truncated", "entry 'a2' is cut short: 16037 of 16044 bytes (a truncated archive?)"),
+    E("wav archive", "not a WAV", "entry 'a1' is not a WAV (features, or a truncated archive?)"),
     E("vector scp", "empty file", "no vectors in the archive"),
     E("vector scp", "empty line", "empty line (an scp has none; Kaldi's readers refuse them too)", 2),
     E("vector scp", "wrong number of fields", "expected `key archive:offset`, found 3 fields", 2),
@@ -510,6 +529,7 @@ def _corrupt_plda_nan(path: Path, kind: FileType) -> None:
 
 SPECIAL: dict[tuple[str, str], Callable[[Path, FileType], None]] = {
     ("PLDA model", "NaN"): _corrupt_plda_nan,
+    ("wav archive", "not a WAV"): lambda path, kind: kaldiio.save_ark(str(path), {"a1": np.zeros((3, 4), np.float32)}),
     ("segments", "negative start"): lambda path, kind: _set_field(path, 2, 2, "-1"),
     ("config YAML", "YAML NaN"): _number(".nan"),
     ("config YAML", "negative probability"): lambda path, kind: path.write_text(
@@ -595,6 +615,49 @@ def test_corruption(case: Case, world: Path, tmp_path: Path) -> None:
             if kind.output == "report.json":
                 row = json.loads(output)[0]
                 assert all(np.isfinite(row[key]) for key in ("eer", "cllr", "min_dcf_0.01"))
+
+
+def test_a_binary_archive_cut_anywhere_is_an_error_or_a_shorter_archive(world: Path, tmp_path: Path) -> None:
+    """Cut at every byte, a vector archive reads as an error or as its first entries exactly (a cut between
+    entries is a shorter archive to any reader); never as a different vector."""
+    from spkverif.errors import SpkverifError
+    from spkverif.io.specifiers import load_vectors
+
+    keys, vectors = load_vectors(f"ark:{world / 'emb.ark'}")
+    data = (world / "emb.ark").read_bytes()
+    (tmp_path / "cut.scp").write_text(
+        (world / "emb.scp").read_text().replace(str(world / "emb.ark"), str(tmp_path / "cut.ark"))
+    )
+    outcomes: dict[str, set] = {"ark": set(), "scp": set()}
+    for length in range(1, len(data)):
+        (tmp_path / "cut.ark").write_bytes(data[:length])
+        for kind in outcomes:
+            try:
+                found_keys, found = load_vectors(f"{kind}:{tmp_path / f'cut.{kind}'}")
+            except SpkverifError:
+                outcomes[kind].add("error")
+                continue
+            assert found_keys == keys[: len(found_keys)]
+            np.testing.assert_array_equal(found, vectors[: len(found_keys)])
+            outcomes[kind].add(len(found_keys))
+    assert outcomes == {"ark": {"error", 1, 2, 3}, "scp": {"error"}}
+
+
+def test_a_wav_archive_cut_anywhere_is_an_error_or_a_shorter_archive(world: Path, tmp_path: Path) -> None:
+    from spkverif.errors import SpkverifError
+    from spkverif.io.audio import read_wav_ark
+
+    whole = [(key, samples) for key, samples, _ in read_wav_ark(str(world / "wav.ark"))]
+    data = (world / "wav.ark").read_bytes()
+    for length in range(1, len(data), 37):
+        (tmp_path / "cut.ark").write_bytes(data[:length])
+        try:
+            found = [(key, samples) for key, samples, _ in read_wav_ark(str(tmp_path / "cut.ark"))]
+        except SpkverifError:
+            continue
+        for (key, samples), (expected_key, expected) in zip(found, whole, strict=False):
+            assert key == expected_key
+            np.testing.assert_array_equal(samples, expected)
 
 
 # The table in docs/robustness.md --------------------------------------------------------------------

@@ -16,10 +16,13 @@ import io
 import logging
 import struct
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import kaldiio
+import kaldiio.utils
 import numpy as np
 import soundfile
 
@@ -68,6 +71,48 @@ def _decode_streamed_wav(data: bytes) -> tuple[np.ndarray, int]:
             return (pcm.reshape(-1, channels).astype(np.float32) / 32768.0), rate
         position = body + size + (size & 1)
     raise ValueError("no data chunk in the WAV stream")
+
+
+def _read_key(handle: BinaryIO) -> str | None:
+    """The next `key ` of an archive (leading white space skipped); None at the end."""
+    key = bytearray()
+    while True:
+        byte = handle.read(1)
+        if not byte:
+            if key:
+                raise ValueError(f"the archive ends inside the key {key.decode(errors='replace')!r}")
+            return None
+        if byte == b" " and key:
+            return key.decode("utf-8", errors="replace")
+        if not byte.isspace():
+            key += byte
+
+
+def read_wav_ark(path: str) -> Iterator[tuple[str, np.ndarray, int]]:
+    """Entries of a Kaldi wav archive (what `wav-copy` writes): (key, samples (T, C) float32 in [-1, 1], rate).
+
+    `path` is a file, `-` (standard input) or `cmd |`. Each entry's RIFF size is
+    checked, so a truncated archive is a `SpkverifError` naming the entry rather than a
+    shorter recording; an entry that is not a WAV (a feature matrix) is one too.
+    """
+    try:
+        with kaldiio.utils.open_like_kaldi(path, "rb") as handle:
+            while (key := _read_key(handle)) is not None:
+                head = handle.read(8)
+                if len(head) < 8 or head[:4] != b"RIFF":
+                    raise SpkverifError(f"entry {key!r} is not a WAV (features, or a truncated archive?)", path)
+                size = struct.unpack("<I", head[4:8])[0]
+                body = handle.read(size)
+                if len(body) < size:
+                    raise SpkverifError(
+                        f"entry {key!r} is cut short: {len(body) + 8} of {size + 8} bytes (a truncated archive?)", path
+                    )
+                samples, rate = _decode_wav_bytes(head + body)
+                yield key, samples, rate
+    except SpkverifError:
+        raise
+    except (OSError, ValueError, soundfile.LibsndfileError, RuntimeError) as error:
+        raise SpkverifError(f"cannot read the wav archive: {error or type(error).__name__}", path) from None
 
 
 def resample(samples: np.ndarray, rate: int, target_rate: int) -> np.ndarray:

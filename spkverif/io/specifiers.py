@@ -8,6 +8,7 @@ Files are written atomically: a reader never sees a half-written archive.
 
 from __future__ import annotations
 
+import struct
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import kaldiio
+import kaldiio.utils
 import numpy as np
 
 from spkverif.errors import SpkverifError
@@ -74,9 +76,11 @@ def _is_pipe(path: str) -> bool:
     return path.strip() == "-" or path.rstrip().endswith("|") or path.lstrip().startswith("|")
 
 
-def _check_scp(path: str) -> None:
-    """An scp index: UTF-8 lines `key ark:offset` (or `key file`), two fields each, no key twice."""
+def _check_scp(path: str) -> dict[str, str]:
+    """An scp index: UTF-8 lines `key ark:offset` (or `key file`), two fields each, no key twice.
+    Returns key -> location."""
     seen: dict[str, int] = {}
+    locations: dict[str, str] = {}
     for number, line in read_text_lines(path):
         fields = line.split()
         if not fields:
@@ -86,6 +90,53 @@ def _check_scp(path: str) -> None:
         if fields[0] in seen:
             raise SpkverifError(f"duplicate key {fields[0]!r} (first on line {seen[fields[0]]})", path, number)
         seen[fields[0]] = number
+        locations[fields[0]] = fields[1]
+    return locations
+
+
+class _ExactReader:
+    """A binary stream whose `read(n)` of more than one byte gives all n bytes or raises `EOFError`:
+    kaldiio returns a shorter vector from a truncated archive instead of failing."""
+
+    def __init__(self, handle: IO[bytes]):
+        self.handle = handle
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.handle.read(size)
+        if size is not None and size > 1 and len(data) < size:
+            raise EOFError(f"the archive ends {size - len(data)} byte(s) inside an entry (truncated?)")
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.handle, name)
+
+
+_BINARY_VECTOR = struct.Struct("<2s3sbi")  # "\0B", "FV " or "DV ", size byte 4, int32 dimension
+
+
+class _DeclaredSizes:
+    """The dimension a binary Kaldi vector declares at `ark:offset`, to compare with what was read."""
+
+    def __init__(self) -> None:
+        self.handles: dict[str, IO[bytes]] = {}
+
+    def __call__(self, location: str) -> int | None:
+        ark, _, offset = location.rpartition(":")
+        if not ark or not offset.isdigit() or _is_pipe(ark):
+            return None
+        if ark not in self.handles:
+            self.handles[ark] = open(ark, "rb")  # noqa: SIM115 - closed by close()
+        handle = self.handles[ark]
+        handle.seek(int(offset))
+        head = handle.read(_BINARY_VECTOR.size)
+        if len(head) < _BINARY_VECTOR.size:
+            return None
+        binary, token, _, size = _BINARY_VECTOR.unpack(head)
+        return size if binary == b"\0B" and token in (b"FV ", b"DV ") else None
+
+    def close(self) -> None:
+        for handle in self.handles.values():
+            handle.close()
 
 
 def read_vectors(rspecifier: str) -> Iterator[tuple[str, np.ndarray]]:
@@ -94,23 +145,62 @@ def read_vectors(rspecifier: str) -> Iterator[tuple[str, np.ndarray]]:
     source = _source_path(spec)
     if not _is_pipe(source) and not Path(source).is_file():
         raise SpkverifError("no such file", source)
-    if spec.scp is not None and not _is_pipe(source):
-        _check_scp(source)
     if spec.scp is None and not _is_pipe(source) and _is_text_ark(source):
         yield from read_text_ark(source)
         return
-    kaldiio_spec = f"{'scp' if spec.scp else 'ark'}{',p' if spec.permissive else ''}:{source}"
     try:
-        with kaldiio.ReadHelper(kaldiio_spec) as reader:
+        if spec.scp is None:
+            yield from _read_binary_ark(source)
+        elif _is_pipe(source):
+            yield from _read_scp(source, {}, spec.permissive)
+        else:
+            yield from _read_scp(source, _check_scp(source), spec.permissive)
+    except SpkverifError:
+        raise
+    # kaldiio signals a malformed archive with any of these, asserts included
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        IndexError,
+        EOFError,
+        RuntimeError,
+        UnicodeError,
+        struct.error,
+        AssertionError,
+    ) as error:
+        detail = str(error) or type(error).__name__
+        raise SpkverifError(f"cannot read archive (truncated or not a Kaldi archive?): {detail}", source) from None
+
+
+def _read_binary_ark(source: str) -> Iterator[tuple[str, np.ndarray]]:
+    """An archive (file, `-` or `cmd |`) through kaldiio, every read of an entry exact."""
+    with kaldiio.utils.open_like_kaldi(source, "rb") as handle:
+        for key, value in kaldiio.load_ark(_ExactReader(handle)):
+            if isinstance(value, tuple):
+                raise SpkverifError(f"entry {key!r} holds audio, not a vector or matrix", source)
+            yield key, np.asarray(value)
+
+
+def _read_scp(source: str, locations: dict[str, str], permissive: bool) -> Iterator[tuple[str, np.ndarray]]:
+    """An scp index through kaldiio; a binary vector shorter than it declares is a truncated archive."""
+    declared = _DeclaredSizes()
+    try:
+        with kaldiio.ReadHelper(f"scp{',p' if permissive else ''}:{source}") as reader:
             for key, value in reader:
                 if isinstance(value, tuple):
                     raise SpkverifError(f"entry {key!r} holds audio, not a vector or matrix", source)
-                yield key, np.asarray(value)
-    except SpkverifError:
-        raise
-    except (OSError, ValueError, KeyError, IndexError, EOFError, RuntimeError, UnicodeDecodeError) as error:
-        detail = str(error) or type(error).__name__
-        raise SpkverifError(f"cannot read archive (truncated or not a Kaldi archive?): {detail}", source) from None
+                array = np.asarray(value)
+                size = declared(locations[key]) if key in locations else None
+                if size is not None and array.ndim == 1 and array.size != size:
+                    raise SpkverifError(
+                        f"entry {key!r} holds {array.size} of the {size} values it declares (a truncated archive?)",
+                        source,
+                        locate_key(source, key),
+                    )
+                yield key, array
+    finally:
+        declared.close()
 
 
 SHOWN_KEYS = 3
