@@ -58,6 +58,15 @@ PROBABILITY = Range(0, 1)
 OPEN_PROBABILITY = Range(0, 1, low_open=True, high_open=True)
 
 
+def counts(*names: str) -> dict[str, Range]:
+    """Options that count something (channels, dimensions): each at least one."""
+    return dict.fromkeys(names, AT_LEAST_ONE)
+
+
+FBANK_RANGES = {"num_mel_bins": AT_LEAST_ONE, "dither": NOT_NEGATIVE, "sample_rate": AT_LEAST_ONE}
+"""The Kaldi fbank front end's options that model builders take."""
+
+
 def ranged(default: Any, valid: Range) -> Any:
     """A dataclass field with its default and its valid range (read by `range_of`)."""
     return field(default=default, metadata={"range": valid})

@@ -18,7 +18,7 @@ from spkverif.frontends.fbank import KaldiFbank
 from spkverif.models.base import SpeakerEmbeddingModel
 from spkverif.models.pooling import AttentiveStatisticsPooling
 from spkverif.models.registry import MODELS
-from spkverif.ranges import AT_LEAST_ONE, NOT_NEGATIVE, checked
+from spkverif.ranges import FBANK_RANGES, checked, counts
 
 
 class ConvReluNorm(nn.Sequential):
@@ -124,15 +124,7 @@ class EcapaTDNN(nn.Module):
 
 
 @MODELS.register("ecapa_tdnn")
-@checked(
-    "model ecapa_tdnn",
-    channels=AT_LEAST_ONE,
-    embedding_dim=AT_LEAST_ONE,
-    num_mel_bins=AT_LEAST_ONE,
-    dither=NOT_NEGATIVE,
-    sample_rate=AT_LEAST_ONE,
-    scale=AT_LEAST_ONE,
-)
+@checked("model ecapa_tdnn", **FBANK_RANGES, **counts("channels", "embedding_dim", "scale"))
 def build_ecapa_tdnn(
     channels: int = 512,
     embedding_dim: int = 192,

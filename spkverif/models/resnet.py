@@ -15,7 +15,7 @@ from spkverif.frontends.fbank import KaldiFbank
 from spkverif.models.base import SpeakerEmbeddingModel
 from spkverif.models.pooling import StatisticsPooling
 from spkverif.models.registry import MODELS
-from spkverif.ranges import AT_LEAST_ONE, NOT_NEGATIVE, checked
+from spkverif.ranges import FBANK_RANGES, checked, counts
 
 
 def _conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
@@ -85,14 +85,7 @@ class ResNet(nn.Module):
 
 
 @MODELS.register("resnet34")
-@checked(
-    "model resnet34",
-    base_channels=AT_LEAST_ONE,
-    embedding_dim=AT_LEAST_ONE,
-    num_mel_bins=AT_LEAST_ONE,
-    dither=NOT_NEGATIVE,
-    sample_rate=AT_LEAST_ONE,
-)
+@checked("model resnet34", **FBANK_RANGES, **counts("base_channels", "embedding_dim"))
 def build_resnet34(
     base_channels: int = 32,
     embedding_dim: int = 256,

@@ -23,7 +23,7 @@ from spkverif.frontends.sinc import SincNet
 from spkverif.models.base import SpeakerEmbeddingModel
 from spkverif.models.pooling import StatisticsPooling
 from spkverif.models.registry import MODELS
-from spkverif.ranges import AT_LEAST_ONE, NOT_NEGATIVE, checked
+from spkverif.ranges import AT_LEAST_ONE, FBANK_RANGES, checked, counts
 
 
 class TdnnLayer(nn.Sequential):
@@ -90,15 +90,7 @@ class XVectorTDNN(nn.Module):
 
 
 @MODELS.register("xvector")
-@checked(
-    "model xvector",
-    channels=AT_LEAST_ONE,
-    embedding_dim=AT_LEAST_ONE,
-    num_mel_bins=AT_LEAST_ONE,
-    dither=NOT_NEGATIVE,
-    sample_rate=AT_LEAST_ONE,
-    stats_channels=AT_LEAST_ONE,
-)
+@checked("model xvector", **FBANK_RANGES, **counts("channels", "stats_channels", "embedding_dim"))
 def build_xvector(
     channels: int = 512,
     stats_channels: int = 1500,
@@ -116,12 +108,8 @@ def build_xvector(
 @MODELS.register("sinc_tdnn")
 @checked(
     "model sinc_tdnn",
-    channels=AT_LEAST_ONE,
-    stats_channels=AT_LEAST_ONE,
-    embedding_dim=AT_LEAST_ONE,
-    num_filters=AT_LEAST_ONE,
-    kernel_size=AT_LEAST_ONE,
     sample_rate=AT_LEAST_ONE,
+    **counts("channels", "stats_channels", "embedding_dim", "num_filters", "kernel_size"),
 )
 def build_sinc_tdnn(
     channels: int = 512,
