@@ -60,7 +60,8 @@ def read_scores(path: str | Path) -> dict[tuple[str, str], float]:
 
     Raises `SpkverifError` at the line for a wrong number of fields, a score that is not
     a finite number (NaN and inf are refused here, so they are never taken for missing
-    scores), and a trial scored twice.
+    scores), and a trial scored twice with different scores (a repeated line, as
+    `score` writes for a trial listed twice, is the same score and is kept).
     """
     table: dict[tuple[str, str], float] = {}
     lines: dict[tuple[str, str], int] = {}
@@ -69,10 +70,14 @@ def read_scores(path: str | Path) -> dict[tuple[str, str], float]:
             raise SpkverifError(f"expected `enroll test score`, found {len(fields)} fields", path, number)
         value = parse_number(fields[2], "score", path, number)
         pair = (fields[0], fields[1])
-        if pair in table:
+        if pair in table and table[pair] != value:
             raise SpkverifError(
-                f"trial {fields[0]} {fields[1]} is scored twice (first on line {lines[pair]})", path, number
+                f"trial {fields[0]} {fields[1]} is scored twice, differently (first on line {lines[pair]})",
+                path,
+                number,
             )
+        if pair in table:
+            continue
         table[pair] = value
         lines[pair] = number
     if not table:

@@ -447,14 +447,21 @@ CASES = [
     E("trials (VoxCeleb form)", "negative number", "expected `enroll test target|nontarget`, `1|0 enroll test`", 2),
     E("trials (VoxCeleb form)", "missing-key reference", "1 of 4 trials name embeddings that are missing (line 2: z9)"),
     # trials, evaluated by report ------------------------------------------------------------------
-    E("trials, evaluated", "duplicate key", "trial a1 b1 is listed twice (first on line 2)", 3),
+    A("trials, evaluated", "duplicate key", "counted as listed, as Kaldi's compute-eer does, with a warning"),
+    E(
+        "trials, evaluated",
+        "repeat with the opposite label",
+        "trial a1 b1 is listed twice with opposite labels (first on line 2)",
+        3,
+    ),
     S("trials, evaluated", "unsorted keys", ORDER),
     E("trials, evaluated", "missing-key reference", "1 trials have no score in"),
     # score files (report) ------------------------------------------------------------------------------
     E("score file", "empty file", "the score file is empty"),
     S("score file", "empty line", BLANK),
     E("score file", "wrong number of fields", "expected `enroll test score`, found 4 fields", 2),
-    E("score file", "duplicate key", "trial a1 b1 is scored twice (first on line 2)", 3),
+    S("score file", "duplicate key", "a repeated line is the same score: `score` writes one for each repeated trial"),
+    E("score file", "repeat with another score", "trial a1 b1 is scored twice, differently (first on line 2)", 3),
     S("score file", "unsorted keys", ORDER),
     S("score file", "CRLF endings", CRLF),
     E("score file", "bytes not UTF-8", "not UTF-8 text (byte 0xff at column 3)", 2),
@@ -464,7 +471,12 @@ CASES = [
     A("score file", "negative number", "scores (and LLRs) may be negative"),
     E("score file", "missing-key reference", "1 trials have no score in"),
     E("held-out scores for --calibrate", "NaN", "score 'nan' is not a finite number", 2),
-    E("held-out scores for --calibrate", "duplicate key", "trial a1 b1 is scored twice (first on line 2)", 3),
+    E(
+        "held-out scores for --calibrate",
+        "repeat with another score",
+        "trial a1 b1 is scored twice, differently (first on line 2)",
+        3,
+    ),
     E("held-out scores for --calibrate", "missing-key reference", "1 trials have no score in"),
     # vector archives (score) -------------------------------------------------------------------------
     E("wav archive", "empty file", "no utterances to extract"),
@@ -529,6 +541,15 @@ def _corrupt_plda_nan(path: Path, kind: FileType) -> None:
 
 SPECIAL: dict[tuple[str, str], Callable[[Path, FileType], None]] = {
     ("PLDA model", "NaN"): _corrupt_plda_nan,
+    ("trials, evaluated", "repeat with the opposite label"): _edit_lines(
+        lambda lines: [*lines[:2], lines[1].replace(b"nontarget", b"target"), *lines[2:]]
+    ),
+    ("score file", "repeat with another score"): _edit_lines(
+        lambda lines: [*lines[:2], lines[1].replace(b"0.1", b"0.2"), *lines[2:]]
+    ),
+    ("held-out scores for --calibrate", "repeat with another score"): _edit_lines(
+        lambda lines: [*lines[:2], lines[1].replace(b"0.1", b"0.2"), *lines[2:]]
+    ),
     ("wav archive", "not a WAV"): lambda path, kind: kaldiio.save_ark(str(path), {"a1": np.zeros((3, 4), np.float32)}),
     ("segments", "negative start"): lambda path, kind: _set_field(path, 2, 2, "-1"),
     ("config YAML", "YAML NaN"): _number(".nan"),
