@@ -89,8 +89,8 @@ class AdditiveMargin(MarginClassifier):
 AAM_PRESETS: dict[str, tuple[float, float]] = {"paper": (0.05, 10.0), "modern": (0.2, 32.0)}
 
 
-ANGULAR_MARGIN = Range(0, math.pi / 2, high_open=True)
-"""Radians added to the target angle: beyond pi/2 the target's logit no longer falls with its angle."""
+ANGULAR_MARGIN = Range(0, math.pi, high_open=True)
+"""Radians added to the target angle: at pi or more, theta + m wraps round and the margin rewards the target."""
 COSINE_MARGIN = Range(0, 2, high_open=True)
 """Subtracted from a cosine in [-1, 1]: at 2 no target can ever win."""
 

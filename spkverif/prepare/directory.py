@@ -103,7 +103,7 @@ def measure_durations(
                     durations[entry.utt] = seconds
             bar.advance(len(batch))
     summary = f"of {len(entries)} files could not be read or hold no samples, and were left out"
-    warn_about(unreadable, summary, "left out")
+    warn_about(unreadable, summary, "left out, unreadable or empty")
     return Measured(durations, unreadable)
 
 
