@@ -6,6 +6,7 @@ Nothing here does the work; each subcommand calls one function of its stage modu
 from __future__ import annotations
 
 import logging
+import shutil
 import signal
 import sys
 from collections.abc import Callable
@@ -18,7 +19,8 @@ import click
 from spkverif import __version__
 from spkverif.errors import SpkverifError
 from spkverif.progress import set_quiet
-from spkverif.ranges import AT_LEAST_ONE, NOT_NEGATIVE, OPEN_PROBABILITY, POSITIVE, Range
+from spkverif.ranges import AT_LEAST_ONE, NOT_NEGATIVE, OPEN_PROBABILITY, POSITIVE, Range, at_least, lower, upper
+from spkverif.registry import CATALOGUE, choices_help, render_listing
 
 # The one conversion of a `Range` into a Click type: `--help` shows it, a flag out of range is a usage error.
 
@@ -27,7 +29,8 @@ def ranged(kind: type, valid: Range | None) -> click.ParamType:
     """An int or float Click type bounded by `valid` (plain int/float without one); NaN and inf are refused."""
     if valid is None:
         return click.INT if kind is int else click.FLOAT
-    bounds = {"min": valid.low, "max": valid.high, "min_open": valid.low_open, "max_open": valid.high_open}
+    (low, low_open), (high, high_open) = lower(valid), upper(valid)
+    bounds = {"min": low, "max": high, "min_open": low_open, "max_open": high_open}
     if kind is int:
         return click.IntRange(**bounds)
     return _FiniteFloatRange(**bounds)
@@ -87,6 +90,29 @@ def _silence_stdout() -> None:
         pass
 
 
+class RegistryOption(click.Option):
+    """An option whose help ends with the names its registries accept, each with its one-line description.
+
+    The registries (keys of spkverif.registry.CATALOGUE) are imported only when help is
+    shown, so a plain `spkverif ...` does not import every model for its help text.
+    """
+
+    def __init__(self, *args: Any, registries: tuple[str, ...], **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.lead = self.help or ""
+        self.registries = registries
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        # Click's help column starts about 34 columns in and ends at the narrower of the
+        # terminal and max_content_width; the choices are wrapped to fit between.
+        columns = min(ctx.terminal_width or shutil.get_terminal_size().columns, ctx.max_content_width or 80)
+        self.help = f"{self.lead}\n\n{choices_help(*self.registries, width=max(40, columns - 36))}"
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.help = self.lead
+
+
 class SpkverifGroup(click.Group):
     """Maps a user error to one line on stderr and exit status 1, Ctrl-C to 130."""
 
@@ -138,26 +164,26 @@ def prepare() -> None:
 @click.option(
     "--num-speakers",
     default=160,
-    type=ranged(int, Range(2)),
+    type=ranged(int, at_least(2)),
     show_default=True,
     help="Speakers in all, training and test.",
 )
 @click.option(
     "--num-test-speakers",
     default=40,
-    type=ranged(int, Range(2)),
+    type=ranged(int, at_least(2)),
     show_default=True,
     help="Held-out speakers for the test set.",
 )
 @click.option(
-    "--utts-per-speaker", default=12, type=ranged(int, Range(2)), show_default=True, help="Utterances per speaker."
+    "--utts-per-speaker", default=12, type=ranged(int, at_least(2)), show_default=True, help="Utterances per speaker."
 )
 @click.option("--min-seconds", default=2.0, type=ranged(float, POSITIVE), show_default=True, help="Shortest utterance.")
 @click.option("--max-seconds", default=6.0, type=ranged(float, POSITIVE), show_default=True, help="Longest utterance.")
 @click.option(
     "--num-trials",
     default=3000,
-    type=ranged(int, Range(2)),
+    type=ranged(int, at_least(2)),
     show_default=True,
     help="Test trials, half target and half nontarget.",
 )
@@ -306,16 +332,24 @@ def validate_command(data_dir: str, trials: str | None, no_audio_check: bool) ->
 @click.option("--data", "data_dir", required=True, type=click.Path(), help="Training data directory.")
 @click.option("--exp", "exp_dir", required=True, type=click.Path(), help="Experiment directory to write.")
 @click.option("--config", "config_path", type=click.Path(), help="YAML config; flags override it.")
-@click.option("--loss", help="Loss by name (e.g. aam); replaces the config's loss and its options.")
-@click.option("--model", help="Model by name (e.g. xvector); replaces the config's model and its options.")
 @click.option(
-    "--mining",
-    help="Triplet mining, loss triplet only: batch-all (every valid triplet), batch-hard (the hardest per anchor) "
-    "or semi-hard.",
+    "--loss",
+    cls=RegistryOption,
+    registries=("losses",),
+    help="Loss by name; replaces the config's loss and its options (spkverif list losses):",
 )
 @click.option(
+    "--model",
+    cls=RegistryOption,
+    registries=("models",),
+    help="Model by name; replaces the config's model and its options (spkverif list models):",
+)
+@click.option("--mining", cls=RegistryOption, registries=("minings",), help="Triplet mining, loss triplet only:")
+@click.option(
     "--margin-scheduler",
-    help="Margin schedule for aam, am, subcenter_aam: constant, linear or exponential (options by --set).",
+    cls=RegistryOption,
+    registries=("margin-schedulers",),
+    help="Margin schedule for aam, am, subcenter_aam (options by --set margin_scheduler.KEY=VALUE):",
 )
 @click.option("--epochs", type=config_type("training.epochs", int), help="Number of epochs.")
 @click.option(
@@ -369,7 +403,10 @@ def validate_command(data_dir: str, trials: str | None, no_audio_check: bool) ->
     "settings",
     multiple=True,
     metavar="SECTION.KEY=VALUE",
-    help="Set any config value, e.g. --set loss.margin=0.2.",
+    cls=RegistryOption,
+    registries=("optimizers", "schedulers", "distances"),
+    help="Set any config value, e.g. --set loss.margin=0.2; a component's options are listed by "
+    "spkverif list. Names reached only this way:",
 )
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in --exp.")
 @click.option("--dry-run", is_flag=True, help="Build the model and loss, print their sizes, train nothing.")
@@ -507,7 +544,14 @@ def export_command(model_path: str, output: str) -> None:
 
 @cli.command("score")
 @click.option("--trials", required=True, type=click.Path(), help="Trial list (Kaldi or VoxCeleb form).")
-@click.option("--method", default="cosine", show_default=True, help="Back end: cosine, snorm, asnorm or plda.")
+@click.option(
+    "--method",
+    default="cosine",
+    show_default=True,
+    cls=RegistryOption,
+    registries=("backends",),
+    help="Scoring back end (spkverif list backends):",
+)
 @click.option("--allow-missing", is_flag=True, help="Skip trials whose embeddings are missing, and count them.")
 @click.option("--mean", help="cosine/snorm/asnorm: subtract the mean of these vectors first (e.g. scp:train.scp).")
 @click.option("--cohort", help="snorm/asnorm: cohort embeddings, an rspecifier.")
@@ -655,6 +699,20 @@ def report_command(
             det_path=det_path,
             plot=not no_det,
         )
+
+
+# list ------------------------------------------------------------------------
+
+
+@cli.command(
+    "list",
+    help=f"Print the registered choices with their options, defaults and valid values. "
+    f"KIND: {', '.join(CATALOGUE)} [default: all].",
+)
+@click.argument("kinds", nargs=-1, metavar="[KIND]...")
+@common_options
+def list_command(kinds: tuple[str, ...]) -> None:
+    click.echo(render_listing(kinds, width=shutil.get_terminal_size((100, 24)).columns), nl=False)
 
 
 def install_signal_handlers() -> None:

@@ -16,7 +16,7 @@ import yaml
 
 from spkverif.errors import SpkverifError
 from spkverif.io.atomic import atomic_write
-from spkverif.ranges import AT_LEAST_ONE, NOT_NEGATIVE, POSITIVE, PROBABILITY, Range, range_of, ranged
+from spkverif.ranges import AT_LEAST_ONE, NOT_NEGATIVE, POSITIVE, PROBABILITY, Range, check, range_of, ranged
 
 
 @dataclass
@@ -195,7 +195,7 @@ def load_train_config(
 
 def _from_dict(raw: dict[str, Any], source: Path | None) -> TrainConfig:
     config = TrainConfig()
-    config.seed = SEED_RANGE.check(_coerce(raw["seed"], int, "seed", source), "seed", source)
+    config.seed = check(SEED_RANGE, _coerce(raw["seed"], int, "seed", source), "seed", source)
     for section, kind in _SECTIONS.items():
         known = {f.name: f for f in fields(kind)}
         values = {}
@@ -205,13 +205,13 @@ def _from_dict(raw: dict[str, Any], source: Path | None) -> TrainConfig:
             values[key] = _coerce(value, type(getattr(kind(), key)), f"{section}.{key}", source)
             valid = known[key].metadata.get("range")
             if valid is not None:
-                valid.check(values[key], f"{section}.{key}", source)
+                check(valid, values[key], f"{section}.{key}", source)
             if isinstance(values[key], list):
                 _check_interval(values[key], f"{section}.{key}", source)
         setattr(config, section, kind(**values))
     learning_rate = raw["optimizer"].get("lr")
     if isinstance(learning_rate, (int, float)) and not isinstance(learning_rate, bool):
-        LEARNING_RATE_RANGE.check(learning_rate, "optimizer.lr", source)
+        check(LEARNING_RATE_RANGE, learning_rate, "optimizer.lr", source)
     for name in _COMPONENTS:
         section = copy.deepcopy(raw[name])
         if not isinstance(section, dict) or not section.get("name"):

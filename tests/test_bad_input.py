@@ -391,10 +391,10 @@ def test_numbers_out_of_range_are_one_line_errors(run_cli, args: list[str], mess
 @pytest.mark.parametrize(
     ("setting", "message"),
     [
-        ("loss.scale=-3", "loss aam option scale must be x>0, not -3"),
-        ("loss.margin=4", "loss aam option margin must be 0<=x<3.14159, not 4"),
-        ("optimizer.momentum=1", "optimizer sgd option momentum must be 0<=x<1, not 1"),
-        ("model.embedding_dim=0", "model xvector option embedding_dim must be x>=1, not 0"),
+        ("loss.scale=-3", "loss 'aam' needs scale > 0, not -3"),
+        ("loss.margin=.inf", "loss.margin must be a finite number, not inf"),
+        ("optimizer.momentum=1", "optimizer 'sgd' needs momentum >= 0, < 1, not 1"),
+        ("model.embedding_dim=0", "model 'xvector' needs embedding_dim >= 1, not 0"),
         ("augment.noise_snr=[20,10]", "augment.noise_snr must be [low, high] with low <= high, not [20, 10]"),
     ],
 )

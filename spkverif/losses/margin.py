@@ -14,6 +14,7 @@ through `set_margin`; `final_margin` is the value it rises to.
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 from spkverif.errors import SpkverifError
 from spkverif.losses.base import CosineClassifier, LossHead, LossOutput
 from spkverif.losses.registry import LOSSES
-from spkverif.ranges import AT_LEAST_ONE, POSITIVE, Range, checked
+from spkverif.registry import Count, NonNegative, OneOf, Positive
 
 
 class MarginClassifier(CosineClassifier):
@@ -89,20 +90,13 @@ class AdditiveMargin(MarginClassifier):
 AAM_PRESETS: dict[str, tuple[float, float]] = {"paper": (0.05, 10.0), "modern": (0.2, 32.0)}
 
 
-ANGULAR_MARGIN = Range(0, math.pi, high_open=True)
-"""Radians added to the target angle: at pi or more, theta + m wraps round and the margin rewards the target."""
-COSINE_MARGIN = Range(0, 2, high_open=True)
-"""Subtracted from a cosine in [-1, 1]: at 2 no target can ever win."""
-
-
 @LOSSES.register("aam")
-@checked("loss aam", margin=ANGULAR_MARGIN, scale=POSITIVE)
 def build_aam(
     embedding_dim: int,
     num_classes: int,
-    margin: float | None = None,
-    scale: float | None = None,
-    preset: str = "paper",
+    margin: NonNegative | None = None,
+    scale: Positive | None = None,
+    preset: Annotated[str, OneOf(AAM_PRESETS, "aam preset")] = "paper",
 ) -> LossHead:
     """Additive angular margin (ArcFace).
 
@@ -110,8 +104,6 @@ def build_aam(
     al. 2020) or "modern" (m = 0.2, s = 32, as WeSpeaker and most VoxCeleb recipes
     since); an explicit `margin` or `scale` overrides the preset's.
     """
-    if preset not in AAM_PRESETS:
-        raise SpkverifError(f"unknown aam preset {preset!r}; choose one of: {', '.join(AAM_PRESETS)}")
     preset_margin, preset_scale = AAM_PRESETS[preset]
     return AdditiveAngularMargin(
         embedding_dim,
@@ -122,16 +114,18 @@ def build_aam(
 
 
 @LOSSES.register("am")
-@checked("loss am", margin=COSINE_MARGIN, scale=POSITIVE)
-def build_am(embedding_dim: int, num_classes: int, margin: float = 0.2, scale: float = 32.0) -> LossHead:
+def build_am(embedding_dim: int, num_classes: int, margin: NonNegative = 0.2, scale: Positive = 32.0) -> LossHead:
     """Additive margin softmax (CosFace); m = 0.2, s = 32 as in WeSpeaker's VoxCeleb recipes."""
     return AdditiveMargin(embedding_dim, num_classes, margin, scale)
 
 
 @LOSSES.register("subcenter_aam")
-@checked("loss subcenter_aam", margin=ANGULAR_MARGIN, scale=POSITIVE, centers_per_class=AT_LEAST_ONE)
 def build_subcenter_aam(
-    embedding_dim: int, num_classes: int, margin: float = 0.2, scale: float = 32.0, centers_per_class: int = 3
+    embedding_dim: int,
+    num_classes: int,
+    margin: NonNegative = 0.2,
+    scale: Positive = 32.0,
+    centers_per_class: Count = 3,
 ) -> LossHead:
     """Sub-center ArcFace: K = `centers_per_class` centres a class (3, as Deng et al. 2020), for noisy labels."""
     return AdditiveAngularMargin(embedding_dim, num_classes, margin, scale, centers_per_class)
