@@ -3,6 +3,10 @@
 # variable `some_name`, which the script must already define (with its default).
 # Source it after the defaults:  . ../../bin/parse_options.sh
 # `--help` prints the variables a script accepts, with their current values.
+# As Kaldi's utils/parse_options.sh: an option whose default is `true` or `false`
+# takes only `true` or `false` (so `--resume True` is refused, not run as a command);
+# beyond Kaldi, one whose default is a whole number takes only whole numbers (so
+# `--stage 2x` is refused rather than skipping every stage).
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -26,6 +30,26 @@ while [ $# -gt 0 ]; do
     echo "$0: unknown option --${__name//_/-}" >&2
     exit 1
   fi
+  case "${!__name}" in
+    true|false)
+      case "$__value" in
+        true|false) ;;
+        *) echo "$0: option --${__name//_/-} takes true or false, not '$__value'" >&2; exit 1 ;;
+      esac ;;
+    ''|*[!0-9-]*|-|*?-*) ;;
+    *)
+      if ! [[ "$__value" =~ ^-?[0-9]+$ ]]; then
+        echo "$0: option --${__name//_/-} takes a whole number, not '$__value'" >&2; exit 1
+      fi ;;
+  esac
   printf -v "$__name" '%s' "$__value"
 done
 unset __name __value
+
+# require_dir_name VALUE WHAT: VALUE names one directory (not empty, no `/`, not `.` or
+# `..`), so `rm -rf "$exp/$VALUE"` cannot reach outside $exp.
+require_dir_name() {
+  case "$1" in
+    ''|.|..|*/*) echo "$0: $2 '$1' must name one directory (not empty, no '/', not '.' or '..')" >&2; exit 1 ;;
+  esac
+}

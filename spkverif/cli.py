@@ -19,7 +19,41 @@ import click
 from spkverif import __version__
 from spkverif.errors import SpkverifError
 from spkverif.progress import set_quiet
+from spkverif.ranges import AT_LEAST_ONE, NOT_NEGATIVE, OPEN_PROBABILITY, POSITIVE, Range, at_least, lower, upper
 from spkverif.registry import CATALOGUE, choices_help, render_listing
+
+# The one conversion of a `Range` into a Click type: `--help` shows it, a flag out of range is a usage error.
+
+
+def ranged(kind: type, valid: Range | None) -> click.ParamType:
+    """An int or float Click type bounded by `valid` (plain int/float without one); NaN and inf are refused."""
+    if valid is None:
+        return click.INT if kind is int else click.FLOAT
+    (low, low_open), (high, high_open) = lower(valid), upper(valid)
+    bounds = {"min": low, "max": high, "min_open": low_open, "max_open": high_open}
+    if kind is int:
+        return click.IntRange(**bounds)
+    return _FiniteFloatRange(**bounds)
+
+
+class _FiniteFloatRange(click.FloatRange):
+    """FloatRange that also refuses nan and inf (which compare false with every bound)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        import math
+
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+def config_type(dotted: str, kind: type) -> click.ParamType:
+    """The Click type of a train flag, from the range its configuration field declares."""
+    from spkverif.config import option_range
+
+    return ranged(kind, option_range(dotted))
+
 
 logger = logging.getLogger("spkverif")
 
@@ -43,6 +77,17 @@ def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
         return command(*args, **kwargs)
 
     return wrapper
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush cannot fail again (Python's advice)."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 class RegistryOption(click.Option):
@@ -75,12 +120,22 @@ class SpkverifGroup(click.Group):
         try:
             return super().invoke(ctx)
         except SpkverifError as error:
-            stage = f" {ctx.invoked_subcommand}" if ctx.invoked_subcommand else ""
-            click.echo(f"spkverif{stage}: error: {error}", err=True)
-            ctx.exit(1)
+            self._fail(ctx, str(error))
+        except click.BadParameter as error:
+            # a value out of its range (or not a number): one line and status 1, like every user error
+            self._fail(ctx, error.format_message().rstrip("."))
+        except BrokenPipeError:
+            _silence_stdout()
+            self._fail(ctx, "the reader of standard output closed it early (broken pipe)")
         except KeyboardInterrupt:
             click.echo("spkverif: interrupted", err=True)
             ctx.exit(130)
+
+    @staticmethod
+    def _fail(ctx: click.Context, message: str) -> None:
+        stage = f" {ctx.invoked_subcommand}" if ctx.invoked_subcommand else ""
+        click.echo(f"spkverif{stage}: error: {message}", err=True)
+        ctx.exit(1)
 
 
 @click.group(cls=SpkverifGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -102,11 +157,18 @@ def prepare() -> None:
     """Make Kaldi data directories (wav.scp, utt2spk, spk2utt, utt2dur[, trials])."""
 
 
+jobs_option = click.option(
+    "--jobs", default=4, type=ranged(int, AT_LEAST_ONE), show_default=True, help="Threads reading audio headers."
+)
+
+
 def trial_sample_options(minimum: int, help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """`--trials N` (as `num_trials`, at least `minimum`) and `--seed`, for the preparers that write trials."""
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
-        command = click.option("--seed", default=0, show_default=True, help="Seed of the --trials sample.")(command)
+        command = click.option(
+            "--seed", default=0, type=ranged(int, NOT_NEGATIVE), show_default=True, help="Seed of the --trials sample."
+        )(command)
         return click.option("--trials", "num_trials", type=click.IntRange(min=minimum), default=None, help=help_text)(
             command
         )
@@ -118,14 +180,41 @@ def trial_sample_options(minimum: int, help_text: str) -> Callable[[Callable[...
 @click.option(
     "--out", required=True, type=click.Path(file_okay=False), help="Output directory: OUT/{train,test,audio}."
 )
-@click.option("--num-speakers", default=160, show_default=True, help="Speakers in all, training and test.")
-@click.option("--num-test-speakers", default=40, show_default=True, help="Held-out speakers for the test set.")
-@click.option("--utts-per-speaker", default=12, show_default=True, help="Utterances per speaker.")
-@click.option("--min-seconds", default=2.0, show_default=True, help="Shortest utterance.")
-@click.option("--max-seconds", default=6.0, show_default=True, help="Longest utterance.")
-@click.option("--num-trials", default=3000, show_default=True, help="Test trials, half target and half nontarget.")
-@click.option("--seed", default=0, show_default=True, help="The same seed gives the same bytes.")
-@click.option("--jobs", default=None, type=int, help="Parallel synthesis processes [default: cores, at most 4].")
+@click.option(
+    "--num-speakers",
+    default=160,
+    type=ranged(int, at_least(2)),
+    show_default=True,
+    help="Speakers in all, training and test.",
+)
+@click.option(
+    "--num-test-speakers",
+    default=40,
+    type=ranged(int, at_least(2)),
+    show_default=True,
+    help="Held-out speakers for the test set.",
+)
+@click.option(
+    "--utts-per-speaker", default=12, type=ranged(int, at_least(2)), show_default=True, help="Utterances per speaker."
+)
+@click.option("--min-seconds", default=2.0, type=ranged(float, POSITIVE), show_default=True, help="Shortest utterance.")
+@click.option("--max-seconds", default=6.0, type=ranged(float, POSITIVE), show_default=True, help="Longest utterance.")
+@click.option(
+    "--num-trials",
+    default=3000,
+    type=ranged(int, at_least(2)),
+    show_default=True,
+    help="Test trials, half target and half nontarget.",
+)
+@click.option(
+    "--seed", default=0, type=ranged(int, NOT_NEGATIVE), show_default=True, help="The same seed gives the same bytes."
+)
+@click.option(
+    "--jobs",
+    default=None,
+    type=ranged(int, AT_LEAST_ONE),
+    help="Parallel synthesis processes [default: cores, at most 4].",
+)
 @common_options
 def prepare_mini_command(out: str, jobs: int | None, **options: Any) -> None:
     """Synthesise a multi-speaker corpus with eSpeak NG: no download needed."""
@@ -137,7 +226,7 @@ def prepare_mini_command(out: str, jobs: int | None, **options: Any) -> None:
 @prepare.command("dir")
 @click.argument("root", type=click.Path())
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output data directory.")
-@click.option("--jobs", default=4, show_default=True, help="Threads reading audio headers.")
+@jobs_option
 @trial_sample_options(
     0, "Also write OUT/trials: 0 for every pair, N for N pairs, half target, cross-folder targets first."
 )
@@ -165,7 +254,7 @@ def prepare_dir_command(root: str, out: str, jobs: int, num_trials: int | None, 
     type=click.Path(dir_okay=False),
     help="vox1_meta.csv: dev/test split and genders (spk2gender) [default: ROOT/vox1_meta.csv if there].",
 )
-@click.option("--jobs", default=4, show_default=True, help="Threads reading audio headers.")
+@jobs_option
 @common_options
 def prepare_voxceleb1_command(
     root: str,
@@ -198,7 +287,7 @@ def prepare_voxceleb1_command(
     help="m4a: wav.scp decodes through an ffmpeg pipe; wav/flac: files already converted.",
 )
 @click.option("--ffmpeg", default="ffmpeg", show_default=True, help="The ffmpeg command wav.scp pipes through.")
-@click.option("--jobs", default=4, show_default=True, help="Threads reading audio headers.")
+@jobs_option
 @common_options
 def prepare_voxceleb2_command(root: str, out: str, subset: str, audio_ext: str, ffmpeg: str, jobs: int) -> None:
     """VoxCeleb2 (ROOT/dev/aac/idXXXXX/<video>/NNNNN.m4a) as a Kaldi data directory."""
@@ -220,7 +309,7 @@ def prepare_voxceleb2_command(root: str, out: str, subset: str, audio_ext: str, 
 @trial_sample_options(
     2, "Trials per dev/test subset: N pairs, half target, cross-chapter targets first [default: every pair]."
 )
-@click.option("--jobs", default=4, show_default=True, help="Threads reading audio headers.")
+@jobs_option
 @common_options
 def prepare_librispeech_command(
     root: str, out: str, subsets: tuple[str, ...], num_trials: int | None, seed: int, jobs: int
@@ -240,7 +329,7 @@ def prepare_librispeech_command(
     type=click.Path(file_okay=False),
     help="Output: OUT/{musan_noise,musan_music,musan_speech,musan}.",
 )
-@click.option("--jobs", default=4, show_default=True, help="Threads reading audio headers.")
+@jobs_option
 @common_options
 def prepare_musan_command(root: str, out: str, jobs: int) -> None:
     """MUSAN (ROOT/{noise,music,speech}/<source>/*.wav), one data directory per subset and one for all."""
@@ -252,7 +341,7 @@ def prepare_musan_command(root: str, out: str, jobs: int) -> None:
 @prepare.command("rirs")
 @click.argument("root", type=click.Path())
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output: OUT/rirs, OUT/rirs_* sets.")
-@click.option("--jobs", default=4, show_default=True, help="Threads reading audio headers.")
+@jobs_option
 @common_options
 def prepare_rirs_command(root: str, out: str, jobs: int) -> None:
     """RIRS_NOISES (simulated and real room impulse responses, isotropic and point-source noises)."""
@@ -289,10 +378,10 @@ def data_combine_command(out: str, sources: tuple[str, ...]) -> None:
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--utt-list", type=click.Path(dir_okay=False), help="Keep the utterances listed (first field per line).")
 @click.option("--spk-list", type=click.Path(dir_okay=False), help="Keep every utterance of the speakers listed.")
-@click.option("--first", type=int, help="Keep the first N utterances (C order).")
-@click.option("--per-spk", type=int, help="Keep the first K utterances of each speaker.")
-@click.option("--random", type=int, help="Keep N utterances drawn at random (with --seed).")
-@click.option("--seed", default=0, show_default=True, help="Seed of --random.")
+@click.option("--first", type=ranged(int, AT_LEAST_ONE), help="Keep the first N utterances (C order).")
+@click.option("--per-spk", type=ranged(int, AT_LEAST_ONE), help="Keep the first K utterances of each speaker.")
+@click.option("--random", type=ranged(int, AT_LEAST_ONE), help="Keep N utterances drawn at random (with --seed).")
+@click.option("--seed", default=0, type=ranged(int, NOT_NEGATIVE), show_default=True, help="Seed of --random.")
 @common_options
 def data_subset_command(source: str, out: str, **ways: Any) -> None:
     """OUT := part of SOURCE (utils/subset_data_dir.sh); give exactly one way to choose."""
@@ -363,24 +452,48 @@ def validate_command(data_dir: str, trials: str | None, no_audio_check: bool) ->
     registries=("margin-schedulers",),
     help="Margin schedule for aam, am, subcenter_aam (options by --set margin_scheduler.KEY=VALUE):",
 )
-@click.option("--epochs", type=int, help="Number of epochs.")
-@click.option("--batches-per-epoch", type=int, help="Batches in an epoch (an epoch is a number of batches).")
-@click.option("--speakers-per-batch", type=int, help="P: distinct speakers in a batch.")
-@click.option("--utts-per-speaker", type=int, help="K: chunks per speaker in a batch.")
-@click.option("--chunk-seconds", type=float, help="Length of the random training chunks.")
-@click.option("--lr", type=float, help="Learning rate.")
-@click.option("--seed", type=int, help="Seed for every random choice.")
+@click.option("--epochs", type=config_type("training.epochs", int), help="Number of epochs.")
+@click.option(
+    "--batches-per-epoch",
+    type=config_type("training.batches_per_epoch", int),
+    help="Batches in an epoch (an epoch is a number of batches).",
+)
+@click.option(
+    "--speakers-per-batch",
+    type=config_type("training.speakers_per_batch", int),
+    help="P: distinct speakers in a batch.",
+)
+@click.option(
+    "--utts-per-speaker", type=config_type("training.utts_per_speaker", int), help="K: chunks per speaker in a batch."
+)
+@click.option(
+    "--chunk-seconds", type=config_type("data.chunk_seconds", float), help="Length of the random training chunks."
+)
+@click.option("--lr", type=config_type("optimizer.lr", float), help="Learning rate.")
+@click.option("--seed", type=config_type("seed", int), help="Seed for every random choice.")
 @click.option("--device", help="cpu, cuda, cuda:N or auto.")
-@click.option("--num-workers", type=int, help="Data-loader worker processes.")
+@click.option("--num-workers", type=config_type("data.num_workers", int), help="Data-loader worker processes.")
 @click.option("--resample", is_flag=True, default=None, help="Resample audio not at the model's rate.")
 @click.option("--noise", type=click.Path(), help="Noise data dir, or a MUSAN dir with musan_{noise,music,speech}.")
 @click.option("--rir", type=click.Path(), help="Room impulse responses data dir, for reverberation.")
 @click.option("--speed-perturb", is_flag=True, default=None, help="Speeds 0.9/1.0/1.1, each speed a new speaker.")
 @click.option("--spec-augment", is_flag=True, default=None, help="Frequency and time masking of features.")
 @click.option("--amp", type=click.Choice(["none", "bf16", "fp16"]), help="Mixed precision (fp16 uses a grad scaler).")
-@click.option("--grad-accum", type=int, help="Micro-batches a step; N here equals N torchrun processes.")
-@click.option("--checkpoint-every", type=int, help="Also checkpoint every N steps within an epoch.")
-@click.option("--average", type=int, help="Final model = mean of the last N epoch checkpoints.")
+@click.option(
+    "--grad-accum",
+    type=config_type("training.grad_accum", int),
+    help="Micro-batches a step; N here equals N torchrun processes.",
+)
+@click.option(
+    "--checkpoint-every",
+    type=config_type("training.checkpoint_every", int),
+    help="Also checkpoint every N steps within an epoch.",
+)
+@click.option(
+    "--average",
+    type=config_type("training.average_last", int),
+    help="Final model = mean of the last N epoch checkpoints.",
+)
 @click.option(
     "--skip-nonfinite", is_flag=True, default=None, help="Skip steps with a NaN/inf loss instead of stopping."
 )
@@ -448,17 +561,31 @@ def train_command(
 @click.argument("wspecifier")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option(
-    "--batch-size", default=16, show_default=True, help="Utterances of equal length, or windows, per forward pass."
+    "--batch-size",
+    default=16,
+    type=ranged(int, AT_LEAST_ONE),
+    show_default=True,
+    help="Utterances of equal length, or windows, per forward pass.",
 )
 @click.option("--segments", type=click.Path(), help="Kaldi segments file applied to an scp: input.")
 @click.option("--resample", is_flag=True, help="Resample audio not at the model's rate instead of failing.")
 @click.option(
     "--window",
-    type=float,
+    type=ranged(float, POSITIVE),
     metavar="SEC",
     help="Average the embeddings of SEC-long windows instead of embedding whole utterances (the paper: 3).",
 )
-@click.option("--step", type=float, metavar="SEC", help="Distance between window starts [default: 0.1 with --window].")
+@click.option(
+    "--step",
+    type=ranged(float, POSITIVE),
+    metavar="SEC",
+    help="Distance between window starts [default: 0.1 with --window].",
+)
+@click.option(
+    "--channel",
+    type=ranged(int, NOT_NEGATIVE),
+    help="Channel of multi-channel audio to embed (0 first) [default: 0, with a warning naming the file].",
+)
 @common_options
 def extract_command(
     model_path: str,
@@ -470,6 +597,7 @@ def extract_command(
     resample: bool,
     window: float | None,
     step: float | None,
+    channel: int | None,
 ) -> None:
     """Whole-utterance embeddings, or the mean over sliding windows (--window).
 
@@ -488,6 +616,7 @@ def extract_command(
         allow_resample=resample,
         window=window,
         step=step,
+        channel=channel,
     )
 
 
@@ -530,12 +659,14 @@ def export_command(model_path: str, output: str) -> None:
 @click.option(
     "--cohort-utt2spk", type=click.Path(), help="snorm/asnorm: average the cohort per speaker of this utt2spk."
 )
-@click.option("--top-n", type=int, help="asnorm: closest cohort entries per side [default: 300].")
+@click.option("--top-n", type=ranged(int, AT_LEAST_ONE), help="asnorm: closest cohort entries per side [default: 300].")
 @click.option("--plda-model", type=click.Path(), help="plda: model file to read, or to write with --train-plda.")
 @click.option("--train-plda", help="plda: train on these embeddings first (an rspecifier), then score.")
 @click.option("--utt2spk", type=click.Path(), help="plda: speakers of the --train-plda embeddings.")
-@click.option("--lda-dim", type=int, help="plda: reduce dimension by LDA before PLDA [default: no LDA].")
-@click.option("--plda-iters", type=int, help="plda: EM iterations [default: 10].")
+@click.option(
+    "--lda-dim", type=ranged(int, AT_LEAST_ONE), help="plda: reduce dimension by LDA before PLDA [default: no LDA]."
+)
+@click.option("--plda-iters", type=ranged(int, AT_LEAST_ONE), help="plda: EM iterations [default: 10].")
 @click.argument("archives", nargs=-1, required=True)
 @common_options
 def score_command(trials: str, method: str, allow_missing: bool, archives: tuple[str, ...], **backend: Any) -> None:
@@ -571,7 +702,7 @@ def score_command(trials: str, method: str, allow_missing: bool, archives: tuple
     "--p-target",
     "p_targets",
     multiple=True,
-    type=float,
+    type=ranged(float, OPEN_PROBABILITY),
     default=(0.01, 0.001, 0.05),
     show_default=True,
     help="Priors for minDCF and actDCF.",
@@ -581,10 +712,11 @@ def score_command(trials: str, method: str, allow_missing: bool, archives: tuple
     "--bootstrap",
     "replicates",
     default=1000,
+    type=ranged(int, NOT_NEGATIVE),
     show_default=True,
     help="Bootstrap replicates for the 95% confidence intervals; 0 for none.",
 )
-@click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap.")
+@click.option("--seed", default=0, type=ranged(int, NOT_NEGATIVE), show_default=True, help="Seed of the bootstrap.")
 @click.option(
     "--utt2spk",
     type=click.Path(),

@@ -7,6 +7,7 @@ repeated from `exp/NAME/config.yaml` alone.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -15,29 +16,30 @@ import yaml
 
 from spkverif.errors import SpkverifError
 from spkverif.io.atomic import atomic_write
+from spkverif.ranges import AT_LEAST_ONE, NOT_NEGATIVE, POSITIVE, PROBABILITY, Range, check, range_of, ranged
 
 
 @dataclass
 class DataOptions:
-    chunk_seconds: float = 2.0
-    sample_rate: int = 16000
-    num_workers: int = 0
+    chunk_seconds: float = ranged(2.0, POSITIVE)
+    sample_rate: int = ranged(16000, AT_LEAST_ONE)
+    num_workers: int = ranged(0, NOT_NEGATIVE)
     resample: bool = False
 
 
 @dataclass
 class TrainingOptions:
-    epochs: int = 10
-    batches_per_epoch: int = 100
-    speakers_per_batch: int = 128
-    utts_per_speaker: int = 1
+    epochs: int = ranged(10, AT_LEAST_ONE)
+    batches_per_epoch: int = ranged(100, AT_LEAST_ONE)
+    speakers_per_batch: int = ranged(128, AT_LEAST_ONE)
+    utts_per_speaker: int = ranged(1, AT_LEAST_ONE)
     device: str = "auto"
-    log_every: int = 10
-    max_grad_norm: float = 0.0
-    grad_accum: int = 1
+    log_every: int = ranged(10, AT_LEAST_ONE)
+    max_grad_norm: float = ranged(0.0, NOT_NEGATIVE)
+    grad_accum: int = ranged(1, AT_LEAST_ONE)
     amp: str = "none"
-    checkpoint_every: int = 0
-    average_last: int = 1
+    checkpoint_every: int = ranged(0, NOT_NEGATIVE)
+    average_last: int = ranged(1, AT_LEAST_ONE)
     skip_nonfinite: bool = False
     valid_data: str = ""
     valid_trials: str = ""
@@ -46,17 +48,17 @@ class TrainingOptions:
 @dataclass
 class AugmentOptions:
     noise: str = ""
-    noise_prob: float = 0.6
+    noise_prob: float = ranged(0.6, PROBABILITY)
     noise_snr: list = field(default_factory=lambda: [10.0, 20.0])
     music_snr: list = field(default_factory=lambda: [5.0, 15.0])
     babble_snr: list = field(default_factory=lambda: [13.0, 20.0])
     babble_speakers: list = field(default_factory=lambda: [3, 7])
     rir: str = ""
-    rir_prob: float = 0.2
+    rir_prob: float = ranged(0.2, PROBABILITY)
     speed_perturb: bool = False
     spec_augment: bool = False
-    cache_size: int = 256
-    channel_prob: float = 0.0
+    cache_size: int = ranged(256, NOT_NEGATIVE)
+    channel_prob: float = ranged(0.0, PROBABILITY)
     channels: list = field(default_factory=lambda: ["bandlimit", "telephone", "gain", "room"])
 
 
@@ -98,13 +100,45 @@ class TrainConfig:
 
 _COMPONENTS = ("model", "loss", "optimizer", "scheduler", "margin_scheduler")
 _SECTIONS = {"data": DataOptions, "training": TrainingOptions, "augment": AugmentOptions}
+SEED_RANGE = NOT_NEGATIVE
+LEARNING_RATE_RANGE = POSITIVE
+
+
+def option_range(dotted: str) -> Range | None:
+    """The valid range of a setting by its dotted name (`training.epochs`, `seed`, `optimizer.lr`)."""
+    if dotted == "seed":
+        return SEED_RANGE
+    if dotted == "optimizer.lr":
+        return LEARNING_RATE_RANGE
+    section, _, key = dotted.partition(".")
+    return range_of(_SECTIONS[section], key)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, but a key given twice in one mapping is an error, not the last one winning."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice (first on line {seen[key]})", key_node.start_mark
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise SpkverifError("no such config file", path)
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = path.read_bytes()[: error.start].count(b"\n") + 1
+        raise SpkverifError(f"not UTF-8 text (byte 0x{error.object[error.start]:02x})", path, line) from None
+    try:
+        loaded = yaml.load(text, Loader=_StrictLoader) or {}  # a SafeLoader subclass: no arbitrary objects
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         raise SpkverifError(
@@ -163,7 +197,7 @@ def load_train_config(
 
 def _from_dict(raw: dict[str, Any], source: Path | None) -> TrainConfig:
     config = TrainConfig()
-    config.seed = _coerce(raw["seed"], int, "seed", source)
+    config.seed = check(SEED_RANGE, _coerce(raw["seed"], int, "seed", source), "seed", source)
     for section, kind in _SECTIONS.items():
         known = {f.name: f for f in fields(kind)}
         values = {}
@@ -171,14 +205,38 @@ def _from_dict(raw: dict[str, Any], source: Path | None) -> TrainConfig:
             if key not in known:
                 raise SpkverifError(f"unknown option {section}.{key}; options are: {', '.join(known)}", source)
             values[key] = _coerce(value, type(getattr(kind(), key)), f"{section}.{key}", source)
+            valid = known[key].metadata.get("range")
+            if valid is not None:
+                check(valid, values[key], f"{section}.{key}", source)
+            if isinstance(values[key], list):
+                _check_interval(values[key], f"{section}.{key}", source)
         setattr(config, section, kind(**values))
+    learning_rate = raw["optimizer"].get("lr")
+    if isinstance(learning_rate, (int, float)) and not isinstance(learning_rate, bool):
+        check(LEARNING_RATE_RANGE, learning_rate, "optimizer.lr", source)
     for name in _COMPONENTS:
         section = copy.deepcopy(raw[name])
         if not isinstance(section, dict) or not section.get("name"):
             raise SpkverifError(f"section {name!r} needs a name", source)
         component_name = section.pop("name")
+        for key, value in section.items():
+            _require_finite(value, f"{name}.{key}", source)
         setattr(config, name, Component(str(component_name), section))
     return config
+
+
+def _check_interval(value: list, name: str, source: Path | None) -> None:
+    """A [low, high] option (SNRs in dB, babble speakers): two finite numbers, low <= high."""
+    _require_finite(value, name, source)
+    if len(value) != 2 or not all(isinstance(v, int | float) for v in value) or value[0] > value[1]:
+        raise SpkverifError(f"{name} must be [low, high] with low <= high, not {value!r}", source)
+
+
+def _require_finite(value: Any, name: str, source: Path | None) -> None:
+    """NaN and inf are no value of any option (a component's own builder checks its ranges)."""
+    values = value if isinstance(value, list | tuple) else [value]
+    if any(isinstance(item, float) and not math.isfinite(item) for item in values):
+        raise SpkverifError(f"{name} must be a finite number, not {value!r}", source)
 
 
 def _coerce(value: Any, kind: type, name: str, source: Path | None) -> Any:

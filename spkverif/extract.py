@@ -22,13 +22,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import kaldiio
 import numpy as np
 import torch
 
 from spkverif.errors import SpkverifError
-from spkverif.io.audio import AudioReader, resample
-from spkverif.io.datadir import Segment, load_data_dir
+from spkverif.io.audio import NAMED_WARNINGS, AudioReader, read_wav_ark, resample, select_channel
+from spkverif.io.datadir import load_data_dir, read_segments
 from spkverif.io.specifiers import ArchiveWriter, parse_specifier
 from spkverif.io.tables import read_rest_of_line
 from spkverif.models import SpeakerEmbeddingModel
@@ -55,60 +54,45 @@ def _read_all(keys: list[str], reader: AudioReader) -> Iterator[tuple[str, np.nd
         yield key, reader.read(key)
 
 
-def _read_segments(path: str) -> dict[str, Segment]:
-    table = {}
-    for key, (line, value) in read_rest_of_line(path).items():
-        fields = value.split()
-        if len(fields) != 3:
-            raise SpkverifError("expected `segment recording start end`", path, line)
-        try:
-            start, end = float(fields[1]), float(fields[2])
-        except ValueError:
-            raise SpkverifError("start and end must be numbers", path, line) from None
-        table[key] = Segment(fields[0], start, None if end == -1 else end)
-    return table
-
-
-def open_audio(source: str, sample_rate: int, allow_resample: bool, segments: str | None = None) -> AudioSource:
+def open_audio(
+    source: str, sample_rate: int, allow_resample: bool, segments: str | None = None, channel: int | None = None
+) -> AudioSource:
     """A data directory, `scp:wav.scp` (with optional segments) or `ark:` of Kaldi wav arks."""
     if Path(source).is_dir():
         data = load_data_dir(source)
-        reader = AudioReader.from_data_dir(data, sample_rate, allow_resample)
+        reader = AudioReader.from_data_dir(data, sample_rate, allow_resample, channel)
         return AudioSource(_read_all(data.utterances, reader), len(data.utterances))
     spec = parse_specifier(source, writing=False)
     if spec.scp is not None:
         table = {key: value for key, (_, value) in read_rest_of_line(spec.scp).items()}
-        segment_table = _read_segments(segments) if segments is not None else None
+        segment_table = read_segments(segments) if segments is not None else None
         keys = list(segment_table) if segment_table is not None else list(table)
-        reader = AudioReader(table, segment_table, sample_rate, allow_resample, Path(spec.scp))
+        reader = AudioReader(table, segment_table, sample_rate, allow_resample, Path(spec.scp), channel)
         return AudioSource(_read_all(keys, reader), len(keys))
     if segments is not None:
         raise SpkverifError("--segments works with an scp: input or a data directory, not an ark")
-    return AudioSource(_read_wav_ark(source, sample_rate, allow_resample), None)
+    return AudioSource(_read_wav_ark(source, sample_rate, allow_resample, channel), None)
 
 
-def _read_wav_ark(source: str, sample_rate: int, allow_resample: bool) -> Iterator[tuple[str, np.ndarray]]:
+def _read_wav_ark(
+    source: str, sample_rate: int, allow_resample: bool, channel: int | None = None
+) -> Iterator[tuple[str, np.ndarray]]:
     """Stream a Kaldi wav ark (what `wav-copy` writes) once, in order."""
-    try:
-        with kaldiio.ReadHelper(source) as reader:
-            for key, value in reader:
-                if not isinstance(value, tuple):
-                    raise SpkverifError(f"entry {key!r} is a matrix, not audio", source)
-                rate, samples = value
-                samples = np.asarray(samples)
-                if samples.ndim > 1:
-                    samples = samples[:, 0]
-                scale = 32768.0 if np.issubdtype(samples.dtype, np.integer) else 1.0
-                audio = samples.astype(np.float32) / scale
-                if rate != sample_rate:
-                    if not allow_resample:
-                        raise SpkverifError(
-                            f"{key!r} is sampled at {rate} Hz, not {sample_rate} Hz (pass --resample)", source
-                        )
-                    audio = resample(audio, rate, sample_rate)
-                yield key, audio
-    except (OSError, ValueError) as error:
-        raise SpkverifError(f"cannot read audio archive: {error}", source) from None
+    path = parse_specifier(source, writing=False).ark
+    assert path is not None
+    warned: set[str] = set()
+    for key, samples, rate in read_wav_ark(path):
+        if samples.shape[0] == 0:
+            raise SpkverifError(f"recording {key!r} has no samples", path)
+        try:
+            audio = np.ascontiguousarray(select_channel(samples, key, channel, warned), dtype=np.float32)
+        except SpkverifError as error:
+            raise SpkverifError(error.message, path) from None
+        if rate != sample_rate:
+            if not allow_resample:
+                raise SpkverifError(f"{key!r} is sampled at {rate} Hz, not {sample_rate} Hz (pass --resample)", path)
+            audio = resample(audio, rate, sample_rate)
+        yield key, audio
 
 
 def _blocks(
@@ -239,27 +223,36 @@ def extract(
     window: float | None = None,
     step: float | None = None,
     max_block_seconds: float = 1800.0,
+    channel: int | None = None,
 ) -> dict[str, float]:
-    """Run the extract stage; returns counts and the real-time factor."""
+    """Run the extract stage; returns counts and the real-time factor.
+
+    `channel`: which channel of multi-channel audio to embed (None: channel 0, with a
+    warning naming the recording, as Kaldi's `--channel -1`). Raises `SpkverifError` for
+    unreadable or empty audio, segments outside their recordings, and a reader of
+    `ark:-` that closes early.
+    """
     if batch_size < 1:
         raise SpkverifError(f"--batch-size must be positive, not {batch_size}")
+    if channel is not None and channel < 0:
+        raise SpkverifError(f"--channel must be 0 or more, not {channel}")
     model = load_model(model_path)
     windowing = make_windowing(model, window, step)
     target = resolve_device(device)
     model.to(target)
-    source = open_audio(rspecifier, model.sample_rate, allow_resample, segments)
+    source = open_audio(rspecifier, model.sample_rate, allow_resample, segments, channel)
     max_block_samples = round(max_block_seconds * model.sample_rate)
-    padded = 0
+    padded: list[str] = []
     audio_seconds = 0.0
     count = 0
     started = time.monotonic()
     with ArchiveWriter(wspecifier) as writer, ProgressBar(source.total, "extract", unit="utt") as bar:
         for block in _blocks(source.items, block_size, max_block_samples):
             audio = []
-            for _, samples in block:
+            for key, samples in block:
                 audio_seconds += len(samples) / model.sample_rate
                 if len(samples) < model.min_samples:
-                    padded += 1
+                    padded.append(key)
                     samples = fit_length(samples, model.min_samples)
                 audio.append(samples)
             if windowing is None:
@@ -275,8 +268,10 @@ def extract(
     elapsed = time.monotonic() - started
     if padded:
         logger.warning(
-            "%d utterances were shorter than %d samples and were repeated to that length", padded, model.min_samples
-        )
+            "%d utterance(s) were shorter than %d samples and were repeated to that length: %s%s",
+            len(padded), model.min_samples, ", ".join(padded[:NAMED_WARNINGS]),
+            "" if len(padded) <= NAMED_WARNINGS else ", ...",
+        )  # fmt: skip
     logger.info(
         "extracted %d embeddings from %.1f s of audio in %.1f s (%.1f s of audio per second)",
         count,

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from spkverif.errors import SpkverifError
 from spkverif.io.atomic import atomic_write
-from spkverif.io.tables import iter_lines
+from spkverif.io.tables import iter_lines, parse_number
 from spkverif.io.trials import Trials, read_trials
 from spkverif.metrics import (
     bootstrap,
@@ -56,16 +56,30 @@ class ReportSettings:
 
 
 def read_scores(path: str | Path) -> dict[tuple[str, str], float]:
-    """A Kaldi score file `enroll test score`, each line checked."""
+    """A Kaldi score file `enroll test score`, each line checked.
+
+    Raises `SpkverifError` at the line for a wrong number of fields, a score that is not
+    a finite number (NaN and inf are refused here, so they are never taken for missing
+    scores), and a trial scored twice with different scores (a repeated line, as
+    `score` writes for a trial listed twice, is the same score and is kept).
+    """
     table: dict[tuple[str, str], float] = {}
+    lines: dict[tuple[str, str], int] = {}
     for number, fields in iter_lines(path):
         if len(fields) != 3:
-            raise SpkverifError("expected `enroll test score`", path, number)
-        try:
-            value = float(fields[2])
-        except ValueError:
-            raise SpkverifError(f"score {fields[2]!r} is not a number", path, number) from None
-        table[(fields[0], fields[1])] = value
+            raise SpkverifError(f"expected `enroll test score`, found {len(fields)} fields", path, number)
+        value = parse_number(fields[2], "score", path, number)
+        pair = (fields[0], fields[1])
+        if pair in table and table[pair] != value:
+            raise SpkverifError(
+                f"trial {fields[0]} {fields[1]} is scored twice, differently (first on line {lines[pair]})",
+                path,
+                number,
+            )
+        if pair in table:
+            continue
+        table[pair] = value
+        lines[pair] = number
     if not table:
         raise SpkverifError("the score file is empty", path)
     return table

@@ -35,6 +35,10 @@ def _count_lines(path: str | Path) -> int:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
 
 
+def _example(enroll: np.ndarray, test: np.ndarray) -> str:
+    return str(enroll[0]) if len(enroll) else str(test[0])
+
+
 class MissingTrials:
     """Counts trials naming missing embeddings and remembers the first few."""
 
@@ -93,6 +97,13 @@ def score(
             )
             scored += int(present.sum())
             bar.advance(len(block))
+        if missing.count == total:
+            raise SpkverifError(
+                f"none of the {total} trials names ids of the embeddings: the ids do not match "
+                f"(the trials name e.g. {_example(block.enroll, block.test)!r}, the embeddings hold e.g. "
+                f"{enroll_keys[0]!r}); make both sides use the same ids",
+                trials_path,
+            )
         if missing.count and not allow_missing:
             raise SpkverifError(
                 f"{missing.count} of {total} trials name embeddings that are missing "

@@ -116,7 +116,7 @@ def test_window_options_are_checked(run_cli, model_file: Path, tmp_path: Path) -
     for options, message in (
         (["--step", "0.5"], "--step needs --window"),
         (["--window", "0.1"], "shorter than the model's shortest input"),
-        (["--window", "2", "--step", "0"], "must be positive"),
+        (["--window", "2", "--step", "0"], "'--step': 0.0 is not in the range x>0"),
     ):
         result = run_cli(*arguments, *options)
         assert result.exit_code == 1 and message in result.stderr and "Traceback" not in result.stderr

@@ -53,30 +53,47 @@ def _assert_identical(first: dict[str, torch.Tensor], second: dict[str, torch.Te
         assert torch.equal(first[key], second[key]), key
 
 
+TORCHRUN_GUARD_SECONDS = 900  # a hang guard, not a speed check: the run takes well under a minute
+
+
+def _logs(directory: Path) -> str:
+    """Every file under a torchrun --log-dir, whole, each under its path (rank/stdout.log, rank/stderr.log)."""
+    parts = []
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        parts.append(f"===== {path.relative_to(directory)} =====\n{path.read_text(errors='replace')}")
+    return "\n".join(parts) or "(no rank logs were written)"
+
+
+def run_torchrun(args: list[str], log_dir: Path, processes: int = 2) -> None:
+    """`torchrun --standalone` of `spkverif ARGS` with gloo, each rank's stdout and stderr kept whole
+    in LOG_DIR (--log-dir, --redirects 3) and shown in full, with the launcher's output, if it fails."""
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
+        "--log-dir", str(log_dir), "--redirects", "3", "-m", "spkverif", *args,
+    ]  # fmt: skip
+    try:
+        result = subprocess.run(
+            command, env=_environment(), capture_output=True, text=True, timeout=TORCHRUN_GUARD_SECONDS
+        )
+    except subprocess.TimeoutExpired as error:
+        raise AssertionError(f"torchrun hung for {TORCHRUN_GUARD_SECONDS} s\n{_logs(log_dir)}") from error
+    assert result.returncode == 0, (
+        f"torchrun exited {result.returncode}\n===== launcher stdout =====\n{result.stdout}\n"
+        f"===== launcher stderr =====\n{result.stderr}\n{_logs(log_dir)}"
+    )
+
+
 def train_two_ways(common: list[str], tmp_path: Path) -> None:
     """Train under torchrun with two gloo processes into tmp_path/ddp, and in one process
     accumulating two micro-batches into tmp_path/one."""
-    torchrun = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "spkverif",
-    ]
-    distributed = subprocess.run(
-        [*torchrun, *common, "--exp", str(tmp_path / "ddp")], env=_environment(), capture_output=True, text=True
-    )
-    assert distributed.returncode == 0, distributed.stderr[-2000:]
+    run_torchrun([*common, "--exp", str(tmp_path / "ddp")], tmp_path / "torchrun_logs")
     single = subprocess.run(
         _spkverif(*common, "--exp", str(tmp_path / "one"), "--grad-accum", "2"),
         env=_environment(),
         capture_output=True,
         text=True,
     )
-    assert single.returncode == 0, single.stderr[-2000:]
+    assert single.returncode == 0, single.stderr
 
 
 def test_torchrun_two_processes_equal_one_process_accumulating_two(tiny_corpus: Path, tmp_path: Path) -> None:

@@ -34,6 +34,8 @@ __recipe_options="stage stop_stage data exp config name num_speakers num_test_sp
 
 . ./path.sh
 . ../../bin/parse_options.sh
+require_dir_name "$name" --name
+for each in $losses $models; do require_dir_name "$each" "--losses/--models entry"; done
 
 # Stages 5 and 6: for each NAME after $1, train a model from conf/$1/NAME.yaml into
 # $exp/$1/NAME, embed the test set and score its trials by cosine; then one table
@@ -69,7 +71,7 @@ fi
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   echo "stage 1: train $name ($config)"
-  rm -rf "$exp/$name"
+  rm -rf "${exp:?}/$name"
   # shellcheck disable=SC2086  # train_opts holds several options
   spkverif train --config "$config" --data "$data/train" --exp "$exp/$name" --seed "$seed" $train_opts
 fi

@@ -47,6 +47,7 @@ __recipe_options="stage stop_stage voxceleb1 voxceleb2 musan rirs trials_dir aud
 . ../../bin/parse_options.sh
 
 for name in $experiments; do
+  require_dir_name "$name" "--experiments entry"
   [ -f "$conf/$name.yaml" ] || { echo "$0: no $conf/$name.yaml (see $conf/ for the experiments)" >&2; exit 1; }
 done
 
@@ -60,7 +61,11 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   for name in $experiments; do
     echo "stage 2: train $name on $train_set ($gpus GPU(s) x $num_nodes node(s)); log in $exp/$name/log/train.log"
     resume_flag=""
-    if $resume; then resume_flag="--resume"; else rm -rf "${exp:?}/$name"; fi
+    case "$resume" in
+      true) resume_flag="--resume" ;;
+      false) rm -rf "${exp:?}/$name" ;;
+      *) echo "$0: --resume takes true or false, not '$resume'" >&2; exit 1 ;;
+    esac
     # shellcheck disable=SC2086  # train_extra holds several options
     train_cmd --gpus "$gpus" --nodes "$num_nodes" --node-rank "$node_rank" --master-addr "$master_addr" \
       "$exp/$name/log/train.log" spkverif train -q --config "$conf/$name.yaml" --data "$data/$train_set" \

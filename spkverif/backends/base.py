@@ -34,7 +34,12 @@ def score_pairs(
 
 
 def length_normalise(matrix: np.ndarray, norm: float = 1.0) -> np.ndarray:
+    """Rows of (N, D) scaled to length `norm`; rows whose float32 length overflows (values near 1e38)
+    are measured in float64 instead of becoming zeros."""
     lengths = np.linalg.norm(matrix, axis=1, keepdims=True)
+    if not np.isfinite(lengths).all():
+        wide = np.linalg.norm(matrix.astype(np.float64), axis=1, keepdims=True)
+        return (matrix.astype(np.float64) * (norm / wide)).astype(matrix.dtype)
     return matrix * (norm / np.maximum(lengths, 1e-12))
 
 

@@ -13,6 +13,7 @@ so scoring needs nothing else.
 from __future__ import annotations
 
 import logging
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def train_two_covariance(
     centred = vectors - means[labels]
     within = _floored(centred.T @ centred / total)
     mu = means.mean(axis=0)
-    between = _floored(np.cov(means, rowvar=False, bias=True))
+    between = _floored(np.atleast_2d(np.cov(means, rowvar=False, bias=True)))
     scatter = vectors.T @ vectors
     for _ in range(iterations):
         between_precision = np.linalg.inv(between)
@@ -97,6 +98,23 @@ def train_two_covariance(
     return mu, between, within
 
 
+def _require_full_within_rank(centred: np.ndarray, labels: np.ndarray, speakers: int, lda_dim: int | None) -> None:
+    """The within-class scatter must be invertible in the input dimension (LDA and PLDA both invert it):
+    its rank is at most N - S, and less when embeddings repeat or lie in a subspace."""
+    count, dim = centred.shape
+    sums, counts = _class_sums(centred, labels)
+    within = centred - (sums / counts[:, None])[labels]
+    rank = np.linalg.matrix_rank(within)
+    if rank < dim:
+        needed = dim + speakers
+        hint = "" if lda_dim is not None else f"; or reduce the dimension first with --lda-dim (at most {speakers - 1})"
+        raise SpkverifError(
+            f"the within-class scatter of the PLDA training embeddings is singular: rank {rank} in dimension {dim} "
+            f"({count} embeddings of {speakers} speakers); PLDA in {dim} dimensions needs at least {needed} "
+            f"embeddings (dimension + speakers) spanning every dimension{hint}"
+        )
+
+
 @dataclass
 class PldaModel:
     """The scoring chain: centre by `mean`, project by `lda`, scale to norm sqrt(dim), then PLDA."""
@@ -118,32 +136,60 @@ class PldaModel:
 
     @classmethod
     def load(cls, path: str | Path) -> PldaModel:
+        """Read a model file; `SpkverifError` for a missing, truncated, foreign or inconsistent one."""
         if not Path(path).is_file():
             raise SpkverifError("no such PLDA model (train one with --train-plda)", path)
         try:
             with np.load(path, allow_pickle=False) as data:
                 if "format" not in data or str(data["format"]) != FORMAT:
                     raise SpkverifError(f"not a {FORMAT} model file", path)
-                return cls(**{key: data[key] for key in cls.__dataclass_fields__})
-        except (OSError, ValueError, KeyError) as error:
-            raise SpkverifError(f"cannot read the PLDA model: {error}", path) from None
+                model = cls(**{key: data[key] for key in cls.__dataclass_fields__})
+        except SpkverifError:
+            raise
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+            raise SpkverifError(f"cannot read the PLDA model (truncated?): {error}", path) from None
+        model.check(path)
+        return model
+
+    def check(self, path: str | Path) -> None:
+        """Shapes that fit together and finite numbers, or `SpkverifError`."""
+        dim, reduced = len(self.mean), self.lda.shape[-1]
+        shapes = {
+            "mean": (self.mean.shape, (dim,)),
+            "lda": (self.lda.shape, (dim, reduced)),
+            "plda_mean": (self.plda_mean.shape, (reduced,)),
+            "between": (self.between.shape, (reduced, reduced)),
+            "within": (self.within.shape, (reduced, reduced)),
+        }
+        for name, (found, expected) in shapes.items():
+            if found != expected:
+                raise SpkverifError(f"PLDA model: {name} has shape {found}, expected {expected}", path)
+            if not np.isfinite(getattr(self, name)).all():
+                raise SpkverifError(f"PLDA model: {name} holds NaN or inf", path)
 
     @classmethod
     def train(cls, embeddings: np.ndarray, labels: np.ndarray, lda_dim: int | None, iterations: int) -> PldaModel:
+        """Train the chain on (N, D) embeddings with speaker labels (N,) in 0..S-1.
+
+        Raises `SpkverifError` when the data cannot support the model: fewer than two
+        speakers, or a within-class scatter that is singular in the dimension used
+        (it needs at least D + S embeddings spanning D dimensions; LDA to at most S - 1).
+        """
         speakers, dim = int(labels.max()) + 1, embeddings.shape[1]
         if speakers < 2 or len(embeddings) <= speakers:
             raise SpkverifError(
                 f"PLDA needs at least two speakers and more embeddings than speakers; got {speakers} speakers "
                 f"and {len(embeddings)} embeddings"
             )
+        if lda_dim is not None and not 1 <= lda_dim <= min(dim, speakers - 1):
+            raise SpkverifError(
+                f"--lda-dim {lda_dim} must be between 1 and min(dimension {dim}, speakers - 1 = {speakers - 1})"
+            )
         mean = embeddings.astype(np.float64).mean(axis=0)
         centred = embeddings - mean
+        _require_full_within_rank(centred, labels, speakers, lda_dim)
         lda = np.eye(dim)
         if lda_dim is not None:
-            if not 1 <= lda_dim <= min(dim, speakers - 1):
-                raise SpkverifError(
-                    f"--lda-dim {lda_dim} must be between 1 and min(dimension {dim}, speakers - 1 = {speakers - 1})"
-                )
             lda = train_lda(centred, labels, lda_dim)
         model = cls(mean, lda, np.zeros(lda.shape[1]), np.eye(lda.shape[1]), np.eye(lda.shape[1]))
         model.plda_mean, model.between, model.within = train_two_covariance(

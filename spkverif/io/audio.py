@@ -2,22 +2,37 @@
 
 Everything comes back as mono float32 in [-1, 1] at the sample rate asked for; a
 different rate is an error unless resampling was asked for (`--resample`).
+
+As Kaldi's feature extractors (`--channel`, default -1): a recording with several
+channels is read from the channel asked for; with none asked for, from channel 0
+with a warning naming the recording. A recording with no samples, or a segment that
+starts past its recording's end (or ends more than `SEGMENT_OVERSHOOT` past it), is
+an error naming the utterance and its line.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import struct
 import subprocess
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import kaldiio
+import kaldiio.utils
 import numpy as np
 import soundfile
 
 from spkverif.errors import SpkverifError
-from spkverif.io.datadir import DataDir
+from spkverif.io.datadir import DataDir, Segment
+from spkverif.io.tables import locate_key
+
+logger = logging.getLogger(__name__)
+
+NAMED_WARNINGS = 3
 
 
 def is_pipe(spec: str) -> bool:
@@ -27,17 +42,6 @@ def is_pipe(spec: str) -> bool:
 def _is_ark_offset(spec: str) -> bool:
     head, _, tail = spec.rpartition(":")
     return bool(head) and tail.isdigit()
-
-
-def _locate(wav_scp: Path | None, key: str) -> int | None:
-    """The line of `key` in wav.scp, looked up only when an error needs it."""
-    if wav_scp is None or not wav_scp.is_file():
-        return None
-    with open(wav_scp, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.split(maxsplit=1)[:1] == [key]:
-                return number
-    return None
 
 
 def _decode_wav_bytes(data: bytes) -> tuple[np.ndarray, int]:
@@ -69,6 +73,48 @@ def _decode_streamed_wav(data: bytes) -> tuple[np.ndarray, int]:
     raise ValueError("no data chunk in the WAV stream")
 
 
+def _read_key(handle: BinaryIO) -> str | None:
+    """The next `key ` of an archive (leading white space skipped); None at the end."""
+    key = bytearray()
+    while True:
+        byte = handle.read(1)
+        if not byte:
+            if key:
+                raise ValueError(f"the archive ends inside the key {key.decode(errors='replace')!r}")
+            return None
+        if byte == b" " and key:
+            return key.decode("utf-8", errors="replace")
+        if not byte.isspace():
+            key += byte
+
+
+def read_wav_ark(path: str) -> Iterator[tuple[str, np.ndarray, int]]:
+    """Entries of a Kaldi wav archive (what `wav-copy` writes): (key, samples (T, C) float32 in [-1, 1], rate).
+
+    `path` is a file, `-` (standard input) or `cmd |`. Each entry's RIFF size is
+    checked, so a truncated archive is a `SpkverifError` naming the entry rather than a
+    shorter recording; an entry that is not a WAV (a feature matrix) is one too.
+    """
+    try:
+        with kaldiio.utils.open_like_kaldi(path, "rb") as handle:
+            while (key := _read_key(handle)) is not None:
+                head = handle.read(8)
+                if len(head) < 8 or head[:4] != b"RIFF":
+                    raise SpkverifError(f"entry {key!r} is not a WAV (features, or a truncated archive?)", path)
+                size = struct.unpack("<I", head[4:8])[0]
+                body = handle.read(size)
+                if len(body) < size:
+                    raise SpkverifError(
+                        f"entry {key!r} is cut short: {len(body) + 8} of {size + 8} bytes (a truncated archive?)", path
+                    )
+                samples, rate = _decode_wav_bytes(head + body)
+                yield key, samples, rate
+    except SpkverifError:
+        raise
+    except (OSError, ValueError, soundfile.LibsndfileError, RuntimeError) as error:
+        raise SpkverifError(f"cannot read the wav archive: {error or type(error).__name__}", path) from None
+
+
 def resample(samples: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
     import torch
     import torchaudio.functional
@@ -77,59 +123,93 @@ def resample(samples: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
     return torchaudio.functional.resample(tensor, rate, target_rate).numpy()
 
 
+def select_channel(samples: np.ndarray, recording: str, channel: int | None, warned: set[str]) -> np.ndarray:
+    """Channel `channel` of (T, C) samples; with None, channel 0 and a warning the first few times
+    (`warned` holds the recordings already named). Raises `SpkverifError` for a channel the audio lacks."""
+    channels = samples.shape[1]
+    if channel is not None:
+        if channel >= channels:
+            raise SpkverifError(f"--channel {channel}, but {recording!r} has {channels} channel(s)")
+        return samples[:, channel]
+    if channels > 1 and recording not in warned:
+        warned.add(recording)
+        if len(warned) <= NAMED_WARNINGS:
+            logger.warning(
+                "%r has %d channels; reading channel 0 (choose one with --channel, as Kaldi's --channel)",
+                recording, channels,
+            )  # fmt: skip
+    return samples[:, 0]
+
+
 @dataclass
 class AudioReader:
     """Read utterances of a data directory (or a bare wav.scp) as mono float32."""
 
     wav_scp: dict[str, str]
-    segments: dict | None = None
+    segments: dict[str, Segment] | None = None
     sample_rate: int = 16000
     allow_resample: bool = False
     wav_scp_path: Path | None = None
+    channel: int | None = None
+    warned: set[str] = field(default_factory=set)
 
     @classmethod
-    def from_data_dir(cls, data: DataDir, sample_rate: int = 16000, allow_resample: bool = False) -> AudioReader:
+    def from_data_dir(
+        cls, data: DataDir, sample_rate: int = 16000, allow_resample: bool = False, channel: int | None = None
+    ) -> AudioReader:
         path = data.path / "wav.scp" if data.path is not None else None
-        return cls(data.wav_scp, data.segments, sample_rate, allow_resample, path)
+        return cls(data.wav_scp, data.segments, sample_rate, allow_resample, path, channel)
 
     def _fail(self, key: str, message: str) -> SpkverifError:
-        return SpkverifError(message, self.wav_scp_path or "wav.scp", _locate(self.wav_scp_path, key))
+        return SpkverifError(message, self.wav_scp_path or "wav.scp", locate_key(self.wav_scp_path, key))
 
-    def _bounds(self, utt: str) -> tuple[str, str, float, float | None]:
+    def _empty(self, utt: str, recording: str) -> SpkverifError:
+        what = f"utterance {utt!r}" if utt != recording else f"recording {recording!r}"
+        return self._fail(recording, f"{what} has no samples")
+
+    def _bounds(self, utt: str) -> tuple[str, str, Segment | None]:
+        segment = None
         if self.segments is not None:
             if utt not in self.segments:
                 raise SpkverifError(f"utterance {utt!r} has no segment")
             segment = self.segments[utt]
-            recording, start, end = segment.recording, segment.start, segment.end
+            recording = segment.recording
         else:
-            recording, start, end = utt, 0.0, None
+            recording = utt
         if recording not in self.wav_scp:
             raise self._fail(recording, f"{recording!r} is not in wav.scp")
-        return recording, self.wav_scp[recording], start, end
+        return recording, self.wav_scp[recording], segment
+
+    def _span(self, segment: Segment | None, frames: int, rate: int) -> tuple[int, int]:
+        """First and last frame of a segment (the whole recording without one), checked against its length."""
+        if segment is None:
+            return 0, frames
+        start, end = segment.clip(frames / rate)
+        return round(start * rate), min(frames, round(end * rate))
 
     def read(self, utt: str, offset: int = 0, num_samples: int | None = None) -> np.ndarray:
-        """Samples [offset, offset + num_samples) of an utterance at `sample_rate`."""
-        recording, spec, start, end = self._bounds(utt)
+        """Samples [offset, offset + num_samples) of an utterance at `sample_rate`, shape (T,).
+
+        Raises `SpkverifError` for unreadable audio, no samples, a segment outside its
+        recording, a channel the recording lacks, or a rate other than `sample_rate`
+        without `allow_resample`.
+        """
+        recording, spec, segment = self._bounds(utt)
         try:
             if is_pipe(spec) or _is_ark_offset(spec):
                 samples, rate = self._decode_whole(spec)
-                first = round(start * rate)
-                last = None if end is None else round(end * rate)
-                samples = samples[first:last]
-                return self._finish(recording, samples, rate, offset, num_samples, cropped=False)
+                first, last = self._span(segment, samples.shape[0], rate)
+                return self._finish(utt, recording, samples[first:last], rate, offset, num_samples, cropped=False)
             info = soundfile.info(spec)
             rate = info.samplerate
+            first, last = self._span(segment, info.frames, rate)
             if rate != self.sample_rate:
-                samples, _ = soundfile.read(spec, dtype="float32", always_2d=True)
-                first = round(start * rate)
-                last = None if end is None else round(end * rate)
-                return self._finish(recording, samples[first:last], rate, offset, num_samples, cropped=False)
-            first = round(start * rate) + offset
-            stop = None if end is None else round(end * rate)
-            if num_samples is not None:
-                stop = first + num_samples if stop is None else min(stop, first + num_samples)
+                samples, _ = soundfile.read(spec, start=first, stop=last, dtype="float32", always_2d=True)
+                return self._finish(utt, recording, samples, rate, offset, num_samples, cropped=False)
+            first += offset
+            stop = last if num_samples is None else min(last, first + num_samples)
             samples, _ = soundfile.read(spec, start=first, stop=stop, dtype="float32", always_2d=True)
-            return self._finish(recording, samples, rate, 0, None, cropped=True)
+            return self._finish(utt, recording, samples, rate, 0, None, cropped=True)
         except SpkverifError:
             raise
         except (soundfile.LibsndfileError, RuntimeError, ValueError, OSError) as error:
@@ -151,10 +231,25 @@ class AudioReader:
             samples = samples.astype(np.float32) / 32768.0
         return samples.astype(np.float32), rate
 
+    def _mono(self, recording: str, samples: np.ndarray) -> np.ndarray:
+        try:
+            return select_channel(samples, recording, self.channel, self.warned)
+        except SpkverifError as error:
+            raise self._fail(recording, error.message) from None
+
     def _finish(
-        self, recording: str, samples: np.ndarray, rate: int, offset: int, num_samples: int | None, cropped: bool
+        self,
+        utt: str,
+        recording: str,
+        samples: np.ndarray,
+        rate: int,
+        offset: int,
+        num_samples: int | None,
+        cropped: bool,
     ) -> np.ndarray:
-        mono = np.ascontiguousarray(samples[:, 0], dtype=np.float32)
+        if samples.shape[0] == 0 and offset == 0:
+            raise self._empty(utt, recording)
+        mono = np.ascontiguousarray(self._mono(recording, samples), dtype=np.float32)
         if rate != self.sample_rate:
             if not self.allow_resample:
                 raise self._fail(
@@ -168,10 +263,11 @@ class AudioReader:
         return mono
 
     def num_samples(self, utt: str) -> int:
-        """Length at `sample_rate`; files are measured from their headers, pipes are decoded."""
-        recording, spec, start, end = self._bounds(utt)
-        if end is not None:
-            return round((end - start) * self.sample_rate)
+        """Length at `sample_rate`; files are measured from their headers, pipes are decoded
+        (a segment of a pipe with an end is taken at its word, and checked when read)."""
+        recording, spec, segment = self._bounds(utt)
+        if segment is not None and segment.end is not None and is_pipe(spec):
+            return round((segment.end - segment.start) * self.sample_rate)  # checked when read, not decoded twice
         try:
             if is_pipe(spec) or _is_ark_offset(spec):
                 samples, rate = self._decode_whole(spec)
@@ -186,5 +282,7 @@ class AudioReader:
                 recording,
                 f"{recording!r} is sampled at {rate} Hz, not {self.sample_rate} Hz (pass --resample to convert)",
             )
-        total = frames * self.sample_rate / rate
-        return round(total - start * self.sample_rate)
+        first, last = self._span(segment, frames, rate)
+        if last <= first:
+            raise self._empty(utt, recording)
+        return round((last - first) * self.sample_rate / rate)

@@ -1,4 +1,4 @@
-"""Kaldi data directories: wav.scp, [segments], utt2spk, spk2utt, [utt2dur].
+"""Kaldi data directories: wav.scp, [segments], utt2spk, spk2utt, [utt2dur], [spk2gender].
 
 `validate_data_dir` plays the part of Kaldi's `utils/validate_data_dir.sh`:
 it collects every problem with its file and line instead of stopping at the first.
@@ -7,21 +7,75 @@ it collects every problem with its file and line instead of stopping at the firs
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from spkverif.errors import SpkverifError
-from spkverif.io.tables import kaldi_sort_key, read_rest_of_line, write_table
+from spkverif.io.tables import kaldi_sort_key, parse_number, read_rest_of_line, read_text_lines, write_table
+
+SEGMENT_OVERSHOOT = 0.5
+"""Seconds a segment may end past its recording and be clipped to the end; further is an error.
+
+Kaldi's `extract-segments --max-overshoot` default (0.5 s); a start at or past the end is always an error."""
+
+
+UTT2DUR_TOLERANCE = 0.01
+"""Seconds utt2dur may differ from the audio it describes (it is written to 4 decimals)."""
 
 
 @dataclass(frozen=True)
 class Segment:
-    """A stretch of a recording, in seconds; `end` None means to the end of the file."""
+    """A stretch of a recording, in seconds; `end` None means to the end of the file.
+
+    `source` and `line` locate the segments line, for errors found when the audio is read.
+    """
 
     recording: str
     start: float
     end: float | None
+    source: str | None = field(default=None, compare=False)
+    line: int | None = field(default=None, compare=False)
+
+    def clip(self, duration: float) -> tuple[float, float]:
+        """(start, end) in seconds within a recording of `duration` seconds.
+
+        Raises `SpkverifError` at the segments line when the segment starts at or past the
+        end, or ends more than `SEGMENT_OVERSHOOT` seconds past it (Kaldi's extract-segments).
+        """
+        problem = self.problem(duration)
+        if problem is not None:
+            raise SpkverifError(problem, self.source, self.line)
+        end = duration if self.end is None else min(self.end, duration)
+        return self.start, end
+
+    def problem(self, duration: float) -> str | None:
+        """Why this segment does not fit a recording of `duration` seconds, or None."""
+        if self.start >= duration:
+            return f"segment starts at {self.start:g} s, at or past the end of {self.recording!r} ({duration:g} s long)"
+        if self.end is not None and self.end > duration + SEGMENT_OVERSHOOT:
+            return (
+                f"segment ends at {self.end:g} s, more than {SEGMENT_OVERSHOOT:g} s past the end of "
+                f"{self.recording!r} ({duration:g} s long)"
+            )
+        return None
+
+
+def parse_segment(fields: list[str], path: str | Path, line: int) -> Segment:
+    """One `segment recording start end` line (fields after the key); end -1 means to the end."""
+    if len(fields) != 3:
+        raise SpkverifError(f"expected `segment recording start end`, found {len(fields) + 1} fields", path, line)
+    start = parse_number(fields[1], "start", path, line, minimum=0.0)
+    end = parse_number(fields[2], "end", path, line)
+    if end != -1 and end <= start:
+        raise SpkverifError(f"end {fields[2]} is not after start {fields[1]}", path, line)
+    return Segment(fields[0], start, None if end == -1 else end, str(path), line)
+
+
+def read_segments(path: str | Path) -> dict[str, Segment]:
+    """The one segments reader: segment id -> Segment, each line checked (Kaldi's format)."""
+    return {key: parse_segment(value.split(), path, line) for key, (line, value) in read_rest_of_line(path).items()}
 
 
 @dataclass
@@ -105,8 +159,16 @@ def _check_sorted(path: Path, keys_by_line: Iterable[tuple[int, str]]) -> list[S
 
 
 def _read_lines(path: Path) -> list[tuple[int, list[str]]]:
-    with open(path, encoding="utf-8") as handle:
-        return [(n, line.split()) for n, line in enumerate(handle, start=1) if line.strip()]
+    return [(n, line.split()) for n, line in read_text_lines(path) if line.strip()]
+
+
+def _problems_of(check: Callable[..., object], *args: Any, **kwargs: Any) -> list[SpkverifError]:
+    """Run a check that raises at its first problem; its problem as a list."""
+    try:
+        check(*args, **kwargs)
+    except SpkverifError as error:
+        return [error]
+    return []
 
 
 def validate_data_dir(path: str | Path, check_audio_files: bool = False) -> list[SpkverifError]:
@@ -122,9 +184,18 @@ def validate_data_dir(path: str | Path, check_audio_files: bool = False) -> list
         return problems
 
     tables: dict[str, list[tuple[int, list[str]]]] = {}
-    for name in ("wav.scp", "utt2spk", "spk2utt", "segments", "utt2dur"):
+    for name in ("wav.scp", "utt2spk", "spk2utt", "segments", "utt2dur", "spk2gender"):
         if (path / name).is_file():
-            tables[name] = _read_lines(path / name)
+            try:
+                tables[name] = _read_lines(path / name)
+            except SpkverifError as error:
+                problems.append(error)
+                continue
+            if not tables[name]:
+                problems.append(SpkverifError("the file is empty (fill it, or remove it where it is optional)",
+                                              path / name))  # fmt: skip
+    if problems:
+        return problems
 
     for name, rows in tables.items():
         file = path / name
@@ -178,23 +249,20 @@ def validate_data_dir(path: str | Path, check_audio_files: bool = False) -> list
             continue
         wav_entries.setdefault(fields[0], (number, " ".join(fields[1:])))
 
+    segments: dict[str, Segment] = {}
     if "segments" in tables:
         segmented: set[str] = set()
         for number, fields in tables["segments"]:
             file = path / "segments"
-            if len(fields) != 4:
-                problems.append(SpkverifError("expected `segment recording start end`", file, number))
-                continue
             segmented.add(fields[0])
-            if fields[1] not in wav_entries:
-                problems.append(SpkverifError(f"recording {fields[1]!r} is not in wav.scp", file, number))
             try:
-                start, end = float(fields[2]), float(fields[3])
-            except ValueError:
-                problems.append(SpkverifError("start and end must be numbers", file, number))
+                segment = parse_segment(fields[1:], file, number)
+            except SpkverifError as error:
+                problems.append(error)
                 continue
-            if start < 0 or (end != -1 and end <= start):
-                problems.append(SpkverifError(f"bad segment times {start} {end}", file, number))
+            if segment.recording not in wav_entries:
+                problems.append(SpkverifError(f"recording {segment.recording!r} is not in wav.scp", file, number))
+            segments.setdefault(fields[0], segment)
         for utt, number in utt_line.items():
             if utt not in segmented:
                 problems.append(SpkverifError(f"utterance {utt!r} has no segment (no audio)", path / "utt2spk", number))
@@ -206,24 +274,82 @@ def validate_data_dir(path: str | Path, check_audio_files: bool = False) -> list
             if rec not in utt2spk:
                 problems.append(SpkverifError(f"{rec!r} is not in utt2spk", path / "wav.scp", number))
 
+    durations_listed: dict[str, tuple[float, int]] = {}
     if "utt2dur" in tables:
         for number, fields in tables["utt2dur"]:
             file = path / "utt2dur"
-            try:
-                ok = len(fields) == 2 and float(fields[1]) > 0
-            except ValueError:
-                ok = False
-            if not ok:
-                problems.append(SpkverifError("expected `utt seconds` with seconds > 0", file, number))
-            elif fields[0] not in utt2spk:
+            if len(fields) != 2:
+                problems.append(SpkverifError(f"expected `utt seconds`, found {len(fields)} fields", file, number))
+                continue
+            found = _problems_of(parse_number, fields[1], "duration", file, number, positive=True)
+            problems += found
+            if not found:
+                durations_listed[fields[0]] = (float(fields[1]), number)
+            if fields[0] not in utt2spk:
                 problems.append(SpkverifError(f"utterance {fields[0]!r} is not in utt2spk", file, number))
 
+    if "spk2gender" in tables:
+        problems += _check_spk2gender(path / "spk2gender", tables["spk2gender"], set(utt2spk.values()))
+
     if check_audio_files:
-        for rec, (number, spec) in wav_entries.items():
-            if not spec.endswith("|") and not _is_ark_entry(spec) and not os.path.exists(spec):
-                problems.append(
-                    SpkverifError(f"audio file {spec!r} of {rec!r} does not exist", path / "wav.scp", number)
-                )
+        problems += _check_audio(path, wav_entries, segments, durations_listed)
+    return problems
+
+
+def _check_spk2gender(file: Path, rows: list[tuple[int, list[str]]], speakers: set[str]) -> list[SpkverifError]:
+    """Kaldi's rule: `speaker m|f`, one line per speaker of utt2spk."""
+    problems = []
+    for number, fields in rows:
+        if len(fields) != 2 or fields[1] not in ("m", "f"):
+            problems.append(SpkverifError(f"expected `speaker m|f`, found {' '.join(fields)!r}", file, number))
+        elif fields[0] not in speakers:
+            problems.append(SpkverifError(f"speaker {fields[0]!r} is not in utt2spk", file, number))
+    return problems
+
+
+def _check_audio(
+    path: Path,
+    wav_entries: dict[str, tuple[int, str]],
+    segments: dict[str, Segment],
+    utt2dur: dict[str, tuple[float, int]],
+) -> list[SpkverifError]:
+    """Audio files exist and hold samples; segments lie within their recordings; utt2dur agrees with the
+    audio within `UTT2DUR_TOLERANCE` (files only: pipes and arks are checked when a stage reads them)."""
+    import soundfile
+
+    problems: list[SpkverifError] = []
+    durations: dict[str, float] = {}
+    for rec, (number, spec) in wav_entries.items():
+        if spec.endswith("|") or _is_ark_entry(spec):
+            continue
+        if not os.path.exists(spec):
+            problems.append(SpkverifError(f"audio file {spec!r} of {rec!r} does not exist", path / "wav.scp", number))
+            continue
+        try:
+            info = soundfile.info(spec)
+        except (soundfile.LibsndfileError, RuntimeError, OSError) as error:
+            problems.append(SpkverifError(f"cannot read audio of {rec!r}: {error}", path / "wav.scp", number))
+            continue
+        if info.frames <= 0:
+            problems.append(SpkverifError(f"recording {rec!r} has no samples", path / "wav.scp", number))
+            continue
+        durations[rec] = info.frames / info.samplerate
+    actual: dict[str, float] = {}
+    for utt, segment in segments.items():
+        if segment.recording in durations:
+            problem = segment.problem(durations[segment.recording])
+            if problem is not None:
+                problems.append(SpkverifError(problem, segment.source, segment.line))
+            else:
+                start, end = segment.clip(durations[segment.recording])
+                actual[utt] = end - start
+    if not segments:
+        actual = durations
+    for utt, (listed, number) in utt2dur.items():
+        if utt in actual and abs(listed - actual[utt]) > UTT2DUR_TOLERANCE:
+            problems.append(
+                SpkverifError(f"utt2dur says {listed:g} s; {utt!r} is {actual[utt]:.4f} s", path / "utt2dur", number)
+            )
     return problems
 
 
@@ -239,13 +365,7 @@ def load_data_dir(path: str | Path, check_audio_files: bool = False) -> DataDir:
         raise problems[0]
     wav_scp = {key: value for key, (_, value) in read_rest_of_line(path / "wav.scp").items()}
     utt2spk = {key: value for key, (_, value) in read_rest_of_line(path / "utt2spk").items()}
-    segments = None
-    if (path / "segments").is_file():
-        segments = {}
-        for key, (_, value) in read_rest_of_line(path / "segments").items():
-            recording, start, end = value.split()
-            end_seconds = float(end)
-            segments[key] = Segment(recording, float(start), None if end_seconds == -1 else end_seconds)
+    segments = read_segments(path / "segments") if (path / "segments").is_file() else None
     utt2dur = None
     if (path / "utt2dur").is_file():
         utt2dur = {key: float(value) for key, (_, value) in read_rest_of_line(path / "utt2dur").items()}
@@ -257,4 +377,14 @@ def require_valid(problems: list[SpkverifError]) -> None:
         raise problems[0]
 
 
-__all__ = ["DataDir", "Segment", "load_data_dir", "require_valid", "spk2utt_from_utt2spk", "validate_data_dir"]
+__all__ = [
+    "SEGMENT_OVERSHOOT",
+    "DataDir",
+    "Segment",
+    "load_data_dir",
+    "parse_segment",
+    "read_segments",
+    "require_valid",
+    "spk2utt_from_utt2spk",
+    "validate_data_dir",
+]

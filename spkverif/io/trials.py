@@ -5,6 +5,7 @@ A list without labels (`enroll test`) is accepted for scoring; evaluation needs 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,8 @@ import numpy as np
 from spkverif.errors import SpkverifError
 from spkverif.io.atomic import atomic_write
 from spkverif.io.tables import iter_lines
+
+logger = logging.getLogger(__name__)
 
 _KALDI_LABELS = {"target": True, "nontarget": False}
 _VOXCELEB_LABELS = {"1": True, "0": False}
@@ -42,8 +45,32 @@ class Trials:
 
 
 def read_trials(path: str | Path) -> Trials:
-    """Read either form, detected per file from its first line; mixed forms are errors."""
+    """Read either form, detected per file from its first line; mixed forms are errors.
+
+    The whole list is held, so repeats are seen: a trial listed twice with opposite
+    labels is an error at its second line; listed twice with the same label, it is kept
+    and counted as listed (as Kaldi's compute-eer and the VoxCeleb scoring scripts
+    count every line), with a warning naming the first repeat and the count.
+    """
     blocks = list(iter_trials(path))
+    first: dict[tuple[str, str], tuple[int, bool | None]] = {}
+    repeats: list[str] = []
+    for block in blocks:
+        labels = block.labels if block.labels is not None else [None] * len(block)
+        for enroll, test, label, line in zip(block.enroll, block.test, labels, block.lines, strict=True):
+            previous = first.setdefault((enroll, test), (int(line), label))
+            if previous[0] == line:
+                continue
+            if previous[1] != label:
+                raise SpkverifError(
+                    f"trial {enroll} {test} is listed twice with opposite labels (first on line {previous[0]})",
+                    path,
+                    int(line),
+                )
+            repeats.append(f"line {line} repeats line {previous[0]}")
+    if repeats:
+        logger.warning("%s: %d trial(s) listed more than once, each counted as listed (%s)", path, len(repeats),
+                       repeats[0])  # fmt: skip
     if len(blocks) == 1:
         return blocks[0]
     labels = [block.labels for block in blocks]

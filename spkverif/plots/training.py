@@ -8,6 +8,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from spkverif.errors import SpkverifError
+from spkverif.io.tables import read_text_lines
 from spkverif.plots import save_figure
 
 _PANELS = (
@@ -25,13 +26,12 @@ def read_log(path: Path) -> list[dict]:
     if not path.is_file():
         raise SpkverifError("no training log (train_log.jsonl) here", path.parent)
     records = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:
-                    raise SpkverifError("not a JSON record", path, number) from None
+    for number, line in read_text_lines(path):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise SpkverifError("not a JSON record", path, number) from None
     return records
 
 

@@ -126,7 +126,8 @@ def measure_durations(
                 else:
                     durations[entry.utt] = seconds
             bar.advance(len(batch))
-    warn_about(unreadable, f"of {len(entries)} files could not be read and were left out", "unreadable")
+    summary = f"of {len(entries)} files could not be read or hold no samples, and were left out"
+    warn_about(unreadable, summary, "left out, unreadable or empty")
     return Measured(durations, unreadable)
 
 

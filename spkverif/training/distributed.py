@@ -7,6 +7,7 @@ so no data is sent between processes, only gradients and BatchNorm statistics.
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass, field
 
@@ -49,8 +50,19 @@ class DistributedContext:
         return bool(value.item() > 0.5)
 
     def close(self) -> None:
-        if self.enabled and dist.is_initialized():
-            dist.destroy_process_group()
+        shutdown_distributed()
+
+
+def shutdown_distributed() -> None:
+    """Destroy the process group, if any, once nothing else holds it.
+
+    Objects holding the group (a DDP wrapper's reducer, pending gloo work) are
+    collected first: a gloo group torn down by the interpreter at exit, while its
+    worker threads still hold tensors, aborts the process (SIGABRT).
+    """
+    if dist.is_available() and dist.is_initialized():
+        gc.collect()
+        dist.destroy_process_group()
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:

@@ -55,7 +55,7 @@ from spkverif.training.checkpoint import (
     save_atomic,
 )
 from spkverif.training.dataset import Batch, ChunkBatches, single_threaded_worker
-from spkverif.training.distributed import DistributedContext, resolve_device, setup_distributed
+from spkverif.training.distributed import DistributedContext, resolve_device, setup_distributed, shutdown_distributed
 from spkverif.training.margin import MARGIN_SCHEDULERS, build_margin_schedule
 from spkverif.training.optim import OPTIMIZERS, SCHEDULERS
 from spkverif.training.sampler import SpeakerChunkSampler, SpeakerIndex
@@ -607,8 +607,9 @@ def train(
 ) -> dict[str, Any]:
     """Run the train stage; with `dry_run`, only build everything and describe it."""
     exp_dir = Path(exp_dir)
-    trainer = Trainer(config, data_dir, exp_dir)
+    trainer: Trainer | None = None
     try:
+        trainer = Trainer(config, data_dir, exp_dir)
         description = trainer.describe()
         if dry_run:
             return description
@@ -629,4 +630,7 @@ def train(
         description["final_model"] = str(final)
         return description
     finally:
-        trainer.context.close()
+        if trainer is not None:
+            trainer.ddp = trainer.network  # DDP's reducer holds the process group: release it before the group
+        del trainer
+        shutdown_distributed()
