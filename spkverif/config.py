@@ -204,11 +204,12 @@ def _from_dict(raw: dict[str, Any], source: Path | None) -> TrainConfig:
         for key, value in raw[section].items():
             if key not in known:
                 raise SpkverifError(f"unknown option {section}.{key}; options are: {', '.join(known)}", source)
-            values[key] = _coerce(value, type(getattr(kind(), key)), f"{section}.{key}", source)
+            default = getattr(kind(), key)
+            values[key] = _coerce(value, type(default), f"{section}.{key}", source)
             valid = known[key].metadata.get("range")
             if valid is not None:
                 check(valid, values[key], f"{section}.{key}", source)
-            if isinstance(values[key], list):
+            if isinstance(values[key], list) and _is_interval(default):
                 _check_interval(values[key], f"{section}.{key}", source)
         setattr(config, section, kind(**values))
     learning_rate = raw["optimizer"].get("lr")
@@ -223,6 +224,11 @@ def _from_dict(raw: dict[str, Any], source: Path | None) -> TrainConfig:
             _require_finite(value, f"{name}.{key}", source)
         setattr(config, name, Component(str(component_name), section))
     return config
+
+
+def _is_interval(default: list) -> bool:
+    """Whether a list option is a [low, high] pair (its default holds numbers), not a list of names."""
+    return all(isinstance(v, int | float) and not isinstance(v, bool) for v in default)
 
 
 def _check_interval(value: list, name: str, source: Path | None) -> None:

@@ -80,7 +80,7 @@ def test_bad_input_is_listed_skipped_and_counted(tmp_path: Path, run_cli) -> Non
     assert result.exit_code == 0, result.stderr
     assert "no SPEAKERS.TXT" in result.stderr and "spk2gender is not written" in result.stderr
     assert f"misnamed: {moved}" in result.stderr
-    assert f"unreadable: {corrupt}" in result.stderr
+    assert f"unreadable or empty: {corrupt}" in result.stderr
     data = load_data_dir(tmp_path / "data" / "train_clean_100")
     assert len(data.utterances) == len(files) - 2
     assert not (tmp_path / "data" / "train_clean_100" / "spk2gender").exists()
