@@ -302,7 +302,11 @@ def train_command(
 
 @cli.command("extract")
 @click.option(
-    "--model", "model_path", required=True, type=click.Path(), help="Model file (models/final.pt) or checkpoint."
+    "--model",
+    "model_path",
+    required=True,
+    type=click.Path(),
+    help="Model file (models/final.pt), checkpoint, or a TorchScript or ONNX file from `spkverif export`.",
 )
 @click.argument("rspecifier")
 @click.argument("wspecifier")
@@ -358,17 +362,31 @@ def extract_command(
 @click.option(
     "--model", "model_path", required=True, type=click.Path(), help="Model file (models/final.pt) or checkpoint."
 )
+@click.option(
+    "--format",
+    "fmt",
+    metavar="FORMAT",
+    help="torchscript or onnx (spkverif.export.EXPORTERS) [default: onnx for an OUTPUT ending in .onnx, "
+    "else torchscript].",
+)
 @click.argument("output", type=click.Path(dir_okay=False))
 @common_options
-def export_command(model_path: str, output: str) -> None:
-    """Write the model (front end included) as TorchScript: waveforms (B, T) in, embeddings (B, D) out.
+def export_command(model_path: str, fmt: str | None, output: str) -> None:
+    """Write the model (front end included) as TorchScript or ONNX: waveforms (B, T) in, embeddings (B, D) out.
 
-    Load it with torch.jit.load (Python) or torch::jit::load (C++); it needs torch, not spkverif.
+    TorchScript loads with torch.jit.load (Python) or torch::jit::load (C++); ONNX runs in onnxruntime,
+    and `spkverif extract --model model.onnx` runs it without torch. Neither needs spkverif's training code.
     """
     from spkverif.export import export_model
 
-    result = export_model(model_path, output)
-    logger.info("exported %s to %s (max deviation %.2g)", result["model"]["name"], output, result["max_deviation"])
+    result = export_model(model_path, output, fmt)
+    logger.info(
+        "exported %s to %s as %s (max deviation %.2g)",
+        result["model"]["name"],
+        output,
+        result["format"],
+        result["max_deviation"],
+    )
 
 
 # score -----------------------------------------------------------------------

@@ -13,12 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from spkverif.errors import SpkverifError
 from spkverif.io.atomic import atomic_write
-from spkverif.models import SpeakerEmbeddingModel, build_model
-
-MODEL_FORMAT = "spkverif-model"
-STATE_FORMAT = "spkverif-train-state"
+from spkverif.models import SpeakerEmbeddingModel
+from spkverif.models.files import MODEL_FORMAT, STATE_FORMAT, load_model, read_checkpoint
 
 
 def save_atomic(payload: dict[str, Any], path: str | Path) -> None:
@@ -55,29 +52,6 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise SpkverifError("no such model file", path)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # torch raises many types for a corrupt or foreign file
-        raise SpkverifError(f"not a readable checkpoint: {error}", path) from None
-    if not isinstance(payload, dict) or payload.get("format") not in (MODEL_FORMAT, STATE_FORMAT):
-        raise SpkverifError("not a spkverif model or training checkpoint", path)
-    return payload
-
-
-def load_model(path: str | Path) -> SpeakerEmbeddingModel:
-    """Rebuild a model from a model file or a training checkpoint, in eval mode."""
-    payload = read_checkpoint(path)
-    spec = payload["model"]
-    model = build_model(spec["name"], spec.get("options", {}))
-    state = payload["state_dict"] if payload["format"] == MODEL_FORMAT else payload["model_state"]
-    model.load_state_dict(state)
-    return model.eval()
-
-
 def checkpoint_position(path: Path, steps_per_epoch: int) -> int:
     """Global step a checkpoint file stands for, from its name (epoch_N.pt or step_N.pt)."""
     kind, _, number = path.stem.partition("_")
@@ -101,3 +75,6 @@ def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Ten
         else:
             averaged[key] = value.clone()
     return averaged
+
+
+__all__ = ["MODEL_FORMAT", "STATE_FORMAT", "load_model", "read_checkpoint"]
