@@ -389,6 +389,47 @@ def export_command(model_path: str, fmt: str | None, output: str) -> None:
     )
 
 
+# verify ----------------------------------------------------------------------
+
+
+@cli.command("verify")
+@click.option("--model", "model_path", required=True, type=click.Path(), help="Model file, TorchScript or ONNX export.")
+@click.option("--calibration", type=click.Path(), help="Calibration from `report --save-calibration` (LLR, decision).")
+@click.option(
+    "--p-target", type=float, help="Prior of a target trial for the decision (Bayes threshold) [default: 0.01]."
+)
+@click.option("--fa-rate", type=float, help="Decide at this false-accept rate (on the calibration's trials) instead.")
+@click.option("--pairs", type=click.Path(), help="File of `ENROLL... TEST` lines, instead of FILES.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the results here [default: stdout].")
+@click.option("--resample", is_flag=True, help="Resample audio not at the model's rate instead of failing.")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.argument("files", nargs=-1)
+@common_options
+def verify_command(
+    model_path: str,
+    calibration: str | None,
+    p_target: float | None,
+    fa_rate: float | None,
+    pairs: str | None,
+    out: str | None,
+    resample: bool,
+    device: str,
+    files: tuple[str, ...],
+) -> None:
+    """Same speaker? FILES is ENROLL... TEST: the enrolment recordings (averaged) and the test recording.
+
+    Prints `ENROLL TEST score`, and with --calibration the LLR and accept/reject.
+    """
+    from spkverif.verify import Pair, read_pairs, verify
+
+    if (pairs is None) == (len(files) == 0):
+        raise click.UsageError("give ENROLL... TEST files or --pairs FILE (not both)")
+    if pairs is None and len(files) < 2:
+        raise click.UsageError("give at least one enrolment file and one test file")
+    todo = read_pairs(pairs) if pairs is not None else [Pair(tuple(files[:-1]), files[-1])]
+    verify(model_path, todo, calibration, p_target, fa_rate, resample, device, out)
+
+
 # score -----------------------------------------------------------------------
 
 
@@ -475,6 +516,27 @@ def score_command(trials: str, method: str, allow_missing: bool, archives: tuple
     type=click.Path(),
     help="Labelled trials of the --calibrate score files: one, or one per score file.",
 )
+@click.option(
+    "--calibration-method",
+    default="linear",
+    show_default=True,
+    help="linear (score only) or qmf (score plus durations and embedding norms; needs --durations, --embeddings).",
+)
+@click.option(
+    "--durations", multiple=True, type=click.Path(), help="qmf: utt2dur file(s) covering both sides of all trials."
+)
+@click.option("--embeddings", multiple=True, help="qmf: rspecifier(s) of the trials' embeddings (for their norms).")
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(),
+    help="The model that made the scores (any kind extract takes); its fingerprint goes into --save-calibration.",
+)
+@click.option(
+    "--save-calibration",
+    type=click.Path(dir_okay=False),
+    help="Write the fitted calibration (JSON) for `spkverif verify --calibration`.",
+)
 @click.option("--det", "det_path", type=click.Path(), help="Where the DET plot goes [default: OUT_DIR/det.png].")
 @click.option("--no-det", is_flag=True, help="Do not draw the DET plot.")
 @click.option(
@@ -503,6 +565,11 @@ def report_command(
     utt2spk: str | None,
     calibration_scores: tuple[str, ...],
     calibration_trials: tuple[str, ...],
+    calibration_method: str,
+    durations: tuple[str, ...],
+    embeddings: tuple[str, ...],
+    model_path: str | None,
+    save_calibration: str | None,
     det_path: str | None,
     no_det: bool,
     training: tuple[str, ...],
@@ -525,9 +592,12 @@ def report_command(
     if scores:
         if not trials:
             raise click.UsageError("score files need --trials")
-        from spkverif.report import ReportSettings, report
+        from spkverif.report import ReportSettings, load_calibration_options, report
 
         settings = ReportSettings(tuple(p_targets), allow_missing, replicates, seed, utt2spk)
+        options = load_calibration_options(
+            calibration_method, list(durations), list(embeddings), model_path, save_calibration
+        )
         report(
             list(trials),
             list(scores),
@@ -538,6 +608,7 @@ def report_command(
             calibration_trials=list(calibration_trials),
             det_path=det_path,
             plot=not no_det,
+            calibration_options=options,
         )
 
 
