@@ -389,6 +389,34 @@ def export_command(model_path: str, fmt: str | None, output: str) -> None:
     )
 
 
+# import ----------------------------------------------------------------------
+
+
+@cli.command("import")
+@click.argument("source", metavar="SOURCE")
+@click.argument("checkpoint", type=click.Path())
+@click.option(
+    "--config",
+    "--hparams",
+    "config",
+    required=True,
+    type=click.Path(),
+    help="The checkpoint's configuration: WeSpeaker's config.yaml, SpeechBrain's hyperparams.yaml.",
+)
+@click.argument("output", type=click.Path(dir_okay=False))
+@common_options
+def import_command(source: str, checkpoint: str, config: str, output: str) -> None:
+    """Turn another toolkit's checkpoint into a spkverif model file (SOURCE: speechbrain).
+
+    The model keeps the front end it was trained with; extract, export and verify take the file.
+    Local files only: nothing is downloaded.
+    """
+    from spkverif.importers import import_checkpoint
+
+    result = import_checkpoint(source, checkpoint, config, output)
+    logger.info("imported %s as %s (fingerprint %s)", checkpoint, result["model"]["name"], result["fingerprint"])
+
+
 # verify ----------------------------------------------------------------------
 
 

@@ -6,6 +6,10 @@ convolution into 1536 channels (the paper's width for C = 512 and C = 1024
 alike), attentive statistics pooling with global context, BatchNorm, and a
 linear layer whose output is the 192-d embedding. Every convolution is followed
 by ReLU then BatchNorm, the order of the paper's reference implementation.
+
+Options reproduce SpeechBrain's variant exactly, for imported checkpoints
+(`spkverif import speechbrain`): `frontend: speechbrain_fbank`, reflect padding,
+BatchNorm after the aggregation and inside the attention, pooling epsilon 1e-12.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import torch
 from torch import nn
 
 from spkverif.errors import SpkverifError
-from spkverif.frontends.fbank import KaldiFbank
+from spkverif.frontends import FILTERBANKS
 from spkverif.models.base import SpeakerEmbeddingModel
 from spkverif.models.pooling import AttentiveStatisticsPooling
 from spkverif.models.registry import MODELS
@@ -23,12 +27,16 @@ from spkverif.models.registry import MODELS
 class ConvReluNorm(nn.Sequential):
     """Conv1d (padded to keep the length) -> ReLU -> BatchNorm."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, dilation: int = 1):
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int = 1, dilation: int = 1, padding_mode: str = "zeros"
+    ):
+        padding = dilation * (kernel_size // 2)
         super().__init__(
-            nn.Conv1d(in_channels, out_channels, kernel_size, dilation=dilation, padding=dilation * (kernel_size // 2)),
+            nn.Conv1d(in_channels, out_channels, kernel_size, dilation=dilation, padding=padding,
+                      padding_mode=padding_mode),
             nn.ReLU(),
             nn.BatchNorm1d(out_channels),
-        )
+        )  # fmt: skip
 
 
 class Res2Convolution(nn.Module):
@@ -36,13 +44,13 @@ class Res2Convolution(nn.Module):
     first passes through, each later group is convolved after adding the previous
     group's output, so receptive fields grow group by group."""
 
-    def __init__(self, channels: int, kernel_size: int, dilation: int, scale: int):
+    def __init__(self, channels: int, kernel_size: int, dilation: int, scale: int, padding_mode: str = "zeros"):
         super().__init__()
         if channels % scale:
             raise SpkverifError(f"ecapa_tdnn channels ({channels}) must be a multiple of scale ({scale})")
         self.width = channels // scale
         self.convolutions = nn.ModuleList(
-            ConvReluNorm(self.width, self.width, kernel_size, dilation) for _ in range(scale - 1)
+            ConvReluNorm(self.width, self.width, kernel_size, dilation, padding_mode) for _ in range(scale - 1)
         )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -72,11 +80,19 @@ class SqueezeExcitation(nn.Module):
 class SERes2Block(nn.Module):
     """1x1 conv, Res2 dilated conv, 1x1 conv, squeeze-excitation, plus the input."""
 
-    def __init__(self, channels: int, kernel_size: int, dilation: int, scale: int = 8, se_bottleneck: int = 128):
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: int,
+        dilation: int,
+        scale: int = 8,
+        se_bottleneck: int = 128,
+        padding_mode: str = "zeros",
+    ):
         super().__init__()
         self.body = nn.Sequential(
             ConvReluNorm(channels, channels),
-            Res2Convolution(channels, kernel_size, dilation, scale),
+            Res2Convolution(channels, kernel_size, dilation, scale, padding_mode),
             ConvReluNorm(channels, channels),
             SqueezeExcitation(channels, se_bottleneck),
         )
@@ -103,12 +119,21 @@ class EcapaTDNN(nn.Module):
         attention_bottleneck: int = 128,
         global_context: bool = True,
         aggregate_channels: int = 1536,
+        padding_mode: str = "zeros",
+        aggregate_norm: bool = False,
+        attention_norm: bool = False,
+        pooling_eps: float = 1e-5,
     ):
         super().__init__()
-        self.stem = ConvReluNorm(input_dim, channels, kernel_size=5)
-        self.blocks = nn.ModuleList(SERes2Block(channels, 3, dilation, scale, se_bottleneck) for dilation in (2, 3, 4))
-        self.aggregate = nn.Sequential(nn.Conv1d(3 * channels, aggregate_channels, kernel_size=1), nn.ReLU())
-        self.pooling = AttentiveStatisticsPooling(aggregate_channels, attention_bottleneck, global_context)
+        self.stem = ConvReluNorm(input_dim, channels, 5, 1, padding_mode)
+        self.blocks = nn.ModuleList(
+            SERes2Block(channels, 3, dilation, scale, se_bottleneck, padding_mode) for dilation in (2, 3, 4)
+        )
+        aggregate = [nn.Conv1d(3 * channels, aggregate_channels, kernel_size=1), nn.ReLU()]
+        self.aggregate = nn.Sequential(*aggregate, *([nn.BatchNorm1d(aggregate_channels)] if aggregate_norm else []))
+        self.pooling = AttentiveStatisticsPooling(
+            aggregate_channels, attention_bottleneck, global_context, pooling_eps, attention_norm
+        )
         self.pooling_norm = nn.BatchNorm1d(self.pooling.output_dim)
         self.embedding = nn.Linear(self.pooling.output_dim, embedding_dim)
 
@@ -134,9 +159,19 @@ def build_ecapa_tdnn(
     num_mel_bins: int = 80,
     dither: float = 1.0,
     sample_rate: int = 16000,
+    frontend: str = "kaldi_fbank",
+    padding_mode: str = "zeros",
+    aggregate_norm: bool = False,
+    attention_norm: bool = False,
+    pooling_eps: float = 1e-5,
 ) -> SpeakerEmbeddingModel:
-    """ECAPA-TDNN, channels 512 (6.19M parameters) or 1024 (14.66M), 192-d embedding."""
-    frontend = KaldiFbank(num_mel_bins=num_mel_bins, sample_rate=sample_rate, dither=dither)
+    """ECAPA-TDNN, channels 512 (6.19M parameters) or 1024 (14.66M), 192-d embedding.
+
+    `frontend` names a filterbank of `spkverif.frontends.FILTERBANKS`; the last four
+    options give SpeechBrain's layout (`reflect`, true, true, 1e-12), whose reflect
+    padding needs at least 5 frames.
+    """
+    filterbank = FILTERBANKS.get(frontend)(num_mel_bins, sample_rate, dither)
     encoder = EcapaTDNN(
         num_mel_bins,
         channels,
@@ -146,5 +181,10 @@ def build_ecapa_tdnn(
         attention_bottleneck,
         global_context,
         aggregate_channels,
+        padding_mode,
+        aggregate_norm,
+        attention_norm,
+        pooling_eps,
     )
-    return SpeakerEmbeddingModel(frontend, encoder, embedding_dim, min_frames=1, sample_rate=sample_rate)
+    min_frames = 5 if padding_mode == "reflect" else 1
+    return SpeakerEmbeddingModel(filterbank, encoder, embedding_dim, min_frames=min_frames, sample_rate=sample_rate)

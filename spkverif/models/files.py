@@ -19,10 +19,30 @@ import numpy as np
 import torch
 
 from spkverif.errors import SpkverifError
+from spkverif.io.atomic import atomic_write
 from spkverif.models import SpeakerEmbeddingModel, build_model
 
 MODEL_FORMAT = "spkverif-model"
 STATE_FORMAT = "spkverif-train-state"
+
+
+def save_atomic(payload: dict[str, Any], path: str | Path) -> None:
+    """`torch.save` to a temporary file, then rename: readers never see half a file."""
+    with atomic_write(path, "wb") as handle:
+        torch.save(payload, handle)
+
+
+def model_payload(model: SpeakerEmbeddingModel, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A model file's contents: format, the model's name and options, its weights, and `extra` entries."""
+    return {
+        "format": MODEL_FORMAT,
+        "version": 1,
+        "model": model.spec,
+        "state_dict": {key: value.detach().cpu() for key, value in model.state_dict().items()},
+        "embedding_dim": model.embedding_dim,
+        "sample_rate": model.sample_rate,
+        **(extra or {}),
+    }
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

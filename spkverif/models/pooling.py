@@ -55,14 +55,24 @@ class AttentiveStatisticsPooling(nn.Module):
     torch.Size([2, 128])
     """
 
-    def __init__(self, channels: int, bottleneck: int = 128, global_context: bool = True, eps: float = 1e-5):
+    def __init__(
+        self,
+        channels: int,
+        bottleneck: int = 128,
+        global_context: bool = True,
+        eps: float = 1e-5,
+        bottleneck_norm: bool = False,
+    ):
         super().__init__()
         self.channels = channels
         self.global_context = global_context
         self.eps = eps
         attention_input = 3 * channels if global_context else channels
+        # bottleneck_norm: ReLU and BatchNorm before the tanh, as SpeechBrain's ECAPA-TDNN has them.
+        norm = [nn.ReLU(), nn.BatchNorm1d(bottleneck)] if bottleneck_norm else []
         self.attention = nn.Sequential(
             nn.Conv1d(attention_input, bottleneck, kernel_size=1),
+            *norm,
             nn.Tanh(),
             nn.Conv1d(bottleneck, channels, kernel_size=1),
         )

@@ -13,26 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from spkverif.io.atomic import atomic_write
-from spkverif.models import SpeakerEmbeddingModel
-from spkverif.models.files import MODEL_FORMAT, STATE_FORMAT, load_model, read_checkpoint
-
-
-def save_atomic(payload: dict[str, Any], path: str | Path) -> None:
-    with atomic_write(path, "wb") as handle:
-        torch.save(payload, handle)
-
-
-def model_payload(model: SpeakerEmbeddingModel, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {
-        "format": MODEL_FORMAT,
-        "version": 1,
-        "model": model.spec,
-        "state_dict": {key: value.detach().cpu() for key, value in model.state_dict().items()},
-        "embedding_dim": model.embedding_dim,
-        "sample_rate": model.sample_rate,
-        **(extra or {}),
-    }
+from spkverif.models.files import MODEL_FORMAT, STATE_FORMAT, load_model, model_payload, read_checkpoint, save_atomic
 
 
 def rng_state() -> dict[str, Any]:
@@ -77,4 +58,4 @@ def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Ten
     return averaged
 
 
-__all__ = ["MODEL_FORMAT", "STATE_FORMAT", "load_model", "read_checkpoint"]
+__all__ = ["MODEL_FORMAT", "STATE_FORMAT", "load_model", "model_payload", "read_checkpoint", "save_atomic"]
