@@ -135,3 +135,51 @@ def test_imported_speechbrain_model_exports_to_onnx(run_cli, speechbrain_files, 
     got = runtime(waveforms.numpy())
     unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
     np.testing.assert_allclose(unit(got), unit(expected), rtol=0, atol=1e-4)
+
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+@pytest.mark.parametrize(("name", "ours", "width"), [("resnet34", "resnet34", ("base_channels", 4)),
+                                                       ("ecapa", "ecapa_tdnn", ("channels", 16))])  # fmt: skip
+def test_wespeaker_checkpoints_give_wespeakers_embeddings(
+    run_cli, tmp_path: Path, name: str, ours: str, width: tuple[str, int]
+) -> None:
+    """Against embeddings WeSpeaker's own code computed (tests/data/README.md says how)."""
+    out = tmp_path / "imported.pt"
+    result = run_cli("import", "-q", "wespeaker", DATA / f"wespeaker_{name}.pt", "--config",
+                     DATA / f"wespeaker_{name}.yaml", out)  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    model = load_model(out)
+    assert model.spec["name"] == ours and model.spec["options"][width[0]] == width[1]
+    assert model.spec["options"]["frontend"] == "wespeaker_fbank"
+    inputs = np.load(DATA / "wespeaker_inputs.npz")
+    expected = np.load(DATA / f"wespeaker_{name}_embeddings.npy")
+    for index in range(len(expected)):
+        waveform = torch.from_numpy(inputs[f"arr_{index}"].astype(np.float32) / 32768.0)[None]
+        with torch.no_grad():
+            got = model(waveform)[0].numpy()
+        np.testing.assert_allclose(got, expected[index], rtol=0, atol=1e-5)
+
+
+def test_wespeaker_mismatches_are_one_line(run_cli, tmp_path: Path) -> None:
+    state = torch.load(DATA / "wespeaker_resnet34.pt")
+    config = (DATA / "wespeaker_resnet34.yaml").read_text()
+    truncated = {key: value for key, value in state.items() if key != "layer3.0.shortcut.1.running_var"}
+    torch.save(truncated, tmp_path / "truncated.pt")
+    (tmp_path / "resnet18.yaml").write_text(config.replace("ResNet34", "ResNet18"))
+    (tmp_path / "ecapa.yaml").write_text(config.replace("ResNet34", "ECAPA_TDNN_c512"))
+    (tmp_path / "campplus.yaml").write_text(config.replace("ResNet34", "CAMPPlus"))
+    (tmp_path / "rate.yaml").write_text(config.replace("num_mel_bins: 80", "num_mel_bins: 40"))
+    for checkpoint, yaml_file, message in (
+        (tmp_path / "truncated.pt", DATA / "wespeaker_resnet34.yaml", "missing key for 'encoder.stages.2.0.shortcut"),
+        (DATA / "wespeaker_resnet34.pt", tmp_path / "resnet18.yaml", "unexpected key 'layer1.2.conv1.weight'"),
+        (DATA / "wespeaker_resnet34.pt", tmp_path / "ecapa.yaml", "pooling_func: 'TSTP' is not supported (only ASTP)"),
+        (DATA / "wespeaker_resnet34.pt", DATA / "wespeaker_ecapa.yaml", "missing key 'layer1.conv.weight'"),
+        (DATA / "wespeaker_ecapa.pt", DATA / "wespeaker_resnet34.yaml", "missing key 'conv1.weight'"),
+        (DATA / "wespeaker_resnet34.pt", tmp_path / "campplus.yaml", "model: 'CAMPPlus' is not one we import"),
+        (DATA / "wespeaker_resnet34.pt", tmp_path / "rate.yaml", "num_mel_bins 40 is not model_args.feat_dim 80"),
+    ):
+        result = run_cli("import", "-q", "wespeaker", checkpoint, "--config", yaml_file, tmp_path / "out.pt")
+        assert result.exit_code == 1 and message in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1

@@ -21,6 +21,12 @@ def kaldi_fbank(num_mel_bins: int, sample_rate: int, dither: float) -> nn.Module
     return KaldiFbank(num_mel_bins=num_mel_bins, sample_rate=sample_rate, dither=dither)
 
 
+@FILTERBANKS.register("wespeaker_fbank")
+def wespeaker_fbank(num_mel_bins: int, sample_rate: int, dither: float) -> nn.Module:
+    """Kaldi fbank with a Hamming window, as WeSpeaker computes it, with mean normalisation (`KaldiFbank`)."""
+    return KaldiFbank(num_mel_bins=num_mel_bins, sample_rate=sample_rate, dither=dither, window_type="hamming")
+
+
 @FILTERBANKS.register("speechbrain_fbank")
 def speechbrain_fbank(num_mel_bins: int, sample_rate: int, dither: float) -> nn.Module:
     """SpeechBrain's Fbank and sentence mean normalisation (`SpeechBrainFbank`); no dither."""

@@ -7,9 +7,11 @@ alike), attentive statistics pooling with global context, BatchNorm, and a
 linear layer whose output is the 192-d embedding. Every convolution is followed
 by ReLU then BatchNorm, the order of the paper's reference implementation.
 
-Options reproduce SpeechBrain's variant exactly, for imported checkpoints
-(`spkverif import speechbrain`): `frontend: speechbrain_fbank`, reflect padding,
-BatchNorm after the aggregation and inside the attention, pooling epsilon 1e-12.
+Options reproduce SpeechBrain's and WeSpeaker's variants exactly, for imported
+checkpoints (`spkverif import speechbrain|wespeaker`): SpeechBrain's filterbank,
+reflect padding, BatchNorm after the aggregation and inside the attention, pooling
+epsilon 1e-12; WeSpeaker's Hamming-window fbank, the Res2Net group that passes
+through taken last, and statistics from raw moments.
 """
 
 from __future__ import annotations
@@ -42,10 +44,20 @@ class ConvReluNorm(nn.Sequential):
 class Res2Convolution(nn.Module):
     """Res2Net's hierarchical convolution: channels split into `scale` groups; the
     first passes through, each later group is convolved after adding the previous
-    group's output, so receptive fields grow group by group."""
+    group's output, so receptive fields grow group by group. `passthrough_last`
+    convolves the first `scale - 1` groups and passes the last through (WeSpeaker's order)."""
 
-    def __init__(self, channels: int, kernel_size: int, dilation: int, scale: int, padding_mode: str = "zeros"):
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: int,
+        dilation: int,
+        scale: int,
+        padding_mode: str = "zeros",
+        passthrough_last: bool = False,
+    ):
         super().__init__()
+        self.passthrough_last = passthrough_last
         if channels % scale:
             raise SpkverifError(f"ecapa_tdnn channels ({channels}) must be a multiple of scale ({scale})")
         self.width = channels // scale
@@ -55,12 +67,13 @@ class Res2Convolution(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         groups = torch.split(features, self.width, dim=1)
-        outputs = [groups[0]]
-        previous = groups[0]
-        for index, convolution in enumerate(self.convolutions):
-            group = groups[index + 1]
+        passthrough, convolved = (groups[-1], groups[:-1]) if self.passthrough_last else (groups[0], groups[1:])
+        outputs = []
+        previous = passthrough
+        for index, (convolution, group) in enumerate(zip(self.convolutions, convolved, strict=True)):
             previous = convolution(group if index == 0 else group + previous)
             outputs.append(previous)
+        outputs = [*outputs, passthrough] if self.passthrough_last else [passthrough, *outputs]
         return torch.cat(outputs, dim=1)
 
 
@@ -88,11 +101,12 @@ class SERes2Block(nn.Module):
         scale: int = 8,
         se_bottleneck: int = 128,
         padding_mode: str = "zeros",
+        passthrough_last: bool = False,
     ):
         super().__init__()
         self.body = nn.Sequential(
             ConvReluNorm(channels, channels),
-            Res2Convolution(channels, kernel_size, dilation, scale, padding_mode),
+            Res2Convolution(channels, kernel_size, dilation, scale, padding_mode, passthrough_last),
             ConvReluNorm(channels, channels),
             SqueezeExcitation(channels, se_bottleneck),
         )
@@ -123,16 +137,21 @@ class EcapaTDNN(nn.Module):
         aggregate_norm: bool = False,
         attention_norm: bool = False,
         pooling_eps: float = 1e-5,
+        res2_passthrough: str = "first",
+        pooling_moments: str = "centred",
     ):
         super().__init__()
+        if res2_passthrough not in ("first", "last"):
+            raise SpkverifError(f"ecapa_tdnn res2_passthrough must be first or last, not {res2_passthrough!r}")
+        last = res2_passthrough == "last"
         self.stem = ConvReluNorm(input_dim, channels, 5, 1, padding_mode)
         self.blocks = nn.ModuleList(
-            SERes2Block(channels, 3, dilation, scale, se_bottleneck, padding_mode) for dilation in (2, 3, 4)
+            SERes2Block(channels, 3, dilation, scale, se_bottleneck, padding_mode, last) for dilation in (2, 3, 4)
         )
         aggregate = [nn.Conv1d(3 * channels, aggregate_channels, kernel_size=1), nn.ReLU()]
         self.aggregate = nn.Sequential(*aggregate, *([nn.BatchNorm1d(aggregate_channels)] if aggregate_norm else []))
         self.pooling = AttentiveStatisticsPooling(
-            aggregate_channels, attention_bottleneck, global_context, pooling_eps, attention_norm
+            aggregate_channels, attention_bottleneck, global_context, pooling_eps, attention_norm, pooling_moments
         )
         self.pooling_norm = nn.BatchNorm1d(self.pooling.output_dim)
         self.embedding = nn.Linear(self.pooling.output_dim, embedding_dim)
@@ -164,12 +183,15 @@ def build_ecapa_tdnn(
     aggregate_norm: bool = False,
     attention_norm: bool = False,
     pooling_eps: float = 1e-5,
+    res2_passthrough: str = "first",
+    pooling_moments: str = "centred",
 ) -> SpeakerEmbeddingModel:
     """ECAPA-TDNN, channels 512 (6.19M parameters) or 1024 (14.66M), 192-d embedding.
 
-    `frontend` names a filterbank of `spkverif.frontends.FILTERBANKS`; the last four
-    options give SpeechBrain's layout (`reflect`, true, true, 1e-12), whose reflect
-    padding needs at least 5 frames.
+    `frontend` names a filterbank of `spkverif.frontends.FILTERBANKS`; `padding_mode`,
+    `aggregate_norm`, `attention_norm`, `pooling_eps` give SpeechBrain's layout
+    (`reflect`, true, true, 1e-12; reflect padding needs at least 5 frames);
+    `res2_passthrough: last`, `pooling_moments: raw`, `pooling_eps: 1e-7` give WeSpeaker's.
     """
     filterbank = FILTERBANKS.get(frontend)(num_mel_bins, sample_rate, dither)
     encoder = EcapaTDNN(
@@ -185,6 +207,8 @@ def build_ecapa_tdnn(
         aggregate_norm,
         attention_norm,
         pooling_eps,
+        res2_passthrough,
+        pooling_moments,
     )
     min_frames = 5 if padding_mode == "reflect" else 1
     return SpeakerEmbeddingModel(filterbank, encoder, embedding_dim, min_frames=min_frames, sample_rate=sample_rate)
