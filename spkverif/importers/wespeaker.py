@@ -61,18 +61,28 @@ def _fbank_options(config: dict[str, Any], path: Path, feat_dim: int) -> tuple[i
     return mels, int(dataset.get("resample_rate", 16000))
 
 
+def _checked(
+    config: dict[str, Any], state: dict[str, torch.Tensor], path: Path, pooling: str, flag: str, keys: tuple[str, ...]
+) -> tuple[dict[str, Any], int, int]:
+    """model_args (with the pooling and without `flag` we support), mel bins and rate; the keys we read widths from."""
+    args = config.get("model_args") or {}
+    if args.get("pooling_func", pooling) != pooling:
+        raise SpkverifError(
+            f"model_args.pooling_func: {args['pooling_func']!r} is not supported (only {pooling})", path
+        )
+    if args.get(flag, False):
+        raise SpkverifError(f"model_args.{flag}: True is not supported", path)
+    for key in keys:
+        if key not in state:
+            raise SpkverifError(f"missing key {key!r}: not a WeSpeaker {config.get('model')} checkpoint", path)
+    mels, rate = _fbank_options(config, path, int(args.get("feat_dim", 80)))
+    return args, mels, rate
+
+
 def resnet_options(config: dict[str, Any], state: dict[str, torch.Tensor], path: Path) -> dict[str, Any]:
     """Our `resnet34` options for a WeSpeaker ResNet configuration; one-line errors for what does not fit."""
     name = str(config.get("model"))
-    args = config.get("model_args") or {}
-    if args.get("pooling_func", "TSTP") != "TSTP":
-        raise SpkverifError(f"model_args.pooling_func: {args['pooling_func']!r} is not supported (only TSTP)", path)
-    if args.get("two_emb_layer", False):
-        raise SpkverifError("model_args.two_emb_layer: True is not supported", path)
-    feat_dim = int(args.get("feat_dim", 40))
-    mels, rate = _fbank_options(config, path, feat_dim)
-    if "conv1.weight" not in state:
-        raise SpkverifError("missing key 'conv1.weight': not a WeSpeaker ResNet checkpoint", path)
+    args, mels, rate = _checked(config, state, path, "TSTP", "two_emb_layer", ("conv1.weight",))
     return {
         "base_channels": int(state["conv1.weight"].shape[0]),
         "embedding_dim": int(args.get("embed_dim", 128)),
@@ -110,16 +120,8 @@ def ecapa_rules() -> list[tuple[str, str]]:
 def ecapa_options(config: dict[str, Any], state: dict[str, torch.Tensor], path: Path) -> dict[str, Any]:
     """Our `ecapa_tdnn` options for a WeSpeaker ECAPA-TDNN configuration; one-line errors for what does not fit."""
     name = str(config.get("model"))
-    args = config.get("model_args") or {}
-    if args.get("pooling_func", "ASTP") != "ASTP":
-        raise SpkverifError(f"model_args.pooling_func: {args['pooling_func']!r} is not supported (only ASTP)", path)
-    if args.get("emb_bn", False):
-        raise SpkverifError("model_args.emb_bn: True is not supported", path)
-    feat_dim = int(args.get("feat_dim", 80))
-    mels, rate = _fbank_options(config, path, feat_dim)
-    for key in ("layer1.conv.weight", "conv.weight", "pool.linear1.weight"):
-        if key not in state:
-            raise SpkverifError(f"missing key {key!r}: not a WeSpeaker ECAPA-TDNN checkpoint", path)
+    keys = ("layer1.conv.weight", "conv.weight", "pool.linear1.weight")
+    args, mels, rate = _checked(config, state, path, "ASTP", "emb_bn", keys)
     return {
         "channels": int(state["layer1.conv.weight"].shape[0]),
         "aggregate_channels": int(state["conv.weight"].shape[0]),
