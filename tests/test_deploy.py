@@ -109,3 +109,28 @@ def test_export_format_by_flag_or_suffix(run_cli, exported, tmp_path: Path) -> N
     assert (tmp_path / "m.bin").read_bytes()[:1] == b"\x08"
     result = run_cli("export", "-q", "--format", "tflite", "--model", exported["pytorch"], tmp_path / "m.x")
     assert result.exit_code == 1 and "unknown export format 'tflite'; choose one of: onnx, torchscript" in result.stderr
+
+
+def test_verify_with_an_onnx_model_accepts_the_model_files_calibration(run_cli, exported, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.random(200) < 0.5
+    scores = np.where(labels, 0.6, 0.1) + 0.15 * rng.normal(size=200)
+    (tmp_path / "trials").write_text(
+        "".join(f"e{i} t{i} {'target' if x else 'nontarget'}\n" for i, x in enumerate(labels))
+    )
+    (tmp_path / "scores").write_text("".join(f"e{i} t{i} {s:.6f}\n" for i, s in enumerate(scores)))
+    result = run_cli(
+        "report", "-q", "--trials", tmp_path / "trials", "--calibrate", tmp_path / "scores", "--calibrate-trials",
+        tmp_path / "trials", "--bootstrap", "0", "--no-det", "--out-dir", tmp_path, "--model", exported["pytorch"],
+        "--save-calibration", tmp_path / "cal.json", tmp_path / "scores",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    a, b = write_wav(tmp_path / "a.wav", 1.1, seed=1), write_wav(tmp_path / "b.wav", 2.3, seed=2)
+    lines = {}
+    for kind in ("pytorch", "onnx", "torchscript"):
+        result = run_cli("verify", "-q", "--model", exported[kind], "--calibration", tmp_path / "cal.json", a, b)
+        assert result.exit_code == 0, result.stderr
+        lines[kind] = result.output.split()
+    for kind in ("onnx", "torchscript"):
+        assert float(lines[kind][2]) == pytest.approx(float(lines["pytorch"][2]), abs=1e-5)
+        assert lines[kind][4] == lines["pytorch"][4]
