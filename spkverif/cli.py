@@ -406,7 +406,7 @@ def export_command(model_path: str, fmt: str | None, output: str) -> None:
 @click.argument("output", type=click.Path(dir_okay=False))
 @common_options
 def import_command(source: str, checkpoint: str, config: str, output: str) -> None:
-    """Turn another toolkit's checkpoint into a spkverif model file (SOURCE: speechbrain).
+    """Turn another toolkit's checkpoint into a spkverif model file (SOURCE: wespeaker or speechbrain).
 
     The model keeps the front end it was trained with; extract, export and verify take the file.
     Local files only: nothing is downloaded.
