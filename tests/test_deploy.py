@@ -90,7 +90,9 @@ def test_foreign_onnx_and_bad_files_are_one_line_errors(run_cli, wav_scp: Path, 
         [helper.make_tensor_value_info("waveforms", TensorProto.FLOAT, ["B", "T"])],
         [helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, ["B", "T"])],
     )
-    onnx.save(helper.make_model(graph), tmp_path / "foreign.onnx")
+    # IR version 10, opset 18: what onnxruntime 1.31 reads (onnx 1.23 writes IR 14 by default).
+    model = helper.make_model(graph, ir_version=10, opset_imports=[helper.make_opsetid("", 18)])
+    onnx.save(model, tmp_path / "foreign.onnx")
     (tmp_path / "junk.onnx").write_bytes(b"\x08\x07not really a model")
     for path, message in (
         (tmp_path / "foreign.onnx", "no spkverif.json metadata"),

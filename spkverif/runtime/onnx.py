@@ -19,6 +19,12 @@ INPUT_NAME = "waveforms"
 OUTPUT_NAME = "embeddings"
 
 
+def _reason(error: Exception) -> str:
+    """onnxruntime's message without its C++ source location and signature (they follow the last ') ')."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text.rsplit(") ", 1)[-1] if ") " in text else text
+
+
 class OnnxEmbedder(Embedder):
     """An onnxruntime session over an exported model; see `Embedder` for shapes and metadata."""
 
@@ -43,8 +49,7 @@ class OnnxEmbedder(Embedder):
         try:
             session = onnxruntime.InferenceSession(str(path), options, providers=providers)
         except Exception as error:  # onnxruntime raises its own exception types for a bad file
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise SpkverifError(f"not an ONNX model onnxruntime can run: {first_line}", path) from None
+            raise SpkverifError(f"not an ONNX model onnxruntime can run: {_reason(error)}", path) from None
         metadata = parse_metadata(session.get_modelmeta().custom_metadata_map.get(METADATA_NAME), path)
         inputs = [node.name for node in session.get_inputs()]
         outputs = [node.name for node in session.get_outputs()]
