@@ -191,3 +191,6 @@ def test_qmf_calibration_lowers_cllr_and_act_dcf_on_held_out_trials(run_cli, tmp
         test["scores"],
     )  # fmt: skip
     assert result.exit_code == 1 and "qmf needs --durations" in result.stderr
+    result = run_cli("report", "-q", "--trials", test["trials"], "--calibrate", train["scores"], "--calibrate-trials",
+                     train["trials"], "--calibration-method", "bosaris", test["scores"])  # fmt: skip
+    assert result.exit_code == 1 and "unknown calibration method 'bosaris'; choose one of: linear, qmf" in result.stderr
