@@ -6,6 +6,7 @@ Nothing here does the work; each subcommand calls one function of its stage modu
 from __future__ import annotations
 
 import logging
+import shutil
 import signal
 import sys
 from collections.abc import Callable
@@ -18,6 +19,7 @@ import click
 from spkverif import __version__
 from spkverif.errors import SpkverifError
 from spkverif.progress import set_quiet
+from spkverif.registry import CATALOGUE, choices_help, render_listing
 
 logger = logging.getLogger("spkverif")
 
@@ -41,6 +43,29 @@ def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
         return command(*args, **kwargs)
 
     return wrapper
+
+
+class RegistryOption(click.Option):
+    """An option whose help ends with the names its registries accept, each with its one-line description.
+
+    The registries (keys of spkverif.registry.CATALOGUE) are imported only when help is
+    shown, so a plain `spkverif ...` does not import every model for its help text.
+    """
+
+    def __init__(self, *args: Any, registries: tuple[str, ...], **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.lead = self.help or ""
+        self.registries = registries
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        # Click's help column starts about 34 columns in and ends at the narrower of the
+        # terminal and max_content_width; the choices are wrapped to fit between.
+        columns = min(ctx.terminal_width or shutil.get_terminal_size().columns, ctx.max_content_width or 80)
+        self.help = f"{self.lead}\n\n{choices_help(*self.registries, width=max(40, columns - 36))}"
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.help = self.lead
 
 
 class SpkverifGroup(click.Group):
@@ -215,16 +240,24 @@ def validate_command(data_dir: str, trials: str | None, no_audio_check: bool) ->
 @click.option("--data", "data_dir", required=True, type=click.Path(), help="Training data directory.")
 @click.option("--exp", "exp_dir", required=True, type=click.Path(), help="Experiment directory to write.")
 @click.option("--config", "config_path", type=click.Path(), help="YAML config; flags override it.")
-@click.option("--loss", help="Loss by name (e.g. aam); replaces the config's loss and its options.")
-@click.option("--model", help="Model by name (e.g. xvector); replaces the config's model and its options.")
 @click.option(
-    "--mining",
-    help="Triplet mining, loss triplet only: batch-all (every valid triplet), batch-hard (the hardest per anchor) "
-    "or semi-hard.",
+    "--loss",
+    cls=RegistryOption,
+    registries=("losses",),
+    help="Loss by name; replaces the config's loss and its options (spkverif list losses):",
 )
 @click.option(
+    "--model",
+    cls=RegistryOption,
+    registries=("models",),
+    help="Model by name; replaces the config's model and its options (spkverif list models):",
+)
+@click.option("--mining", cls=RegistryOption, registries=("minings",), help="Triplet mining, loss triplet only:")
+@click.option(
     "--margin-scheduler",
-    help="Margin schedule for aam, am, subcenter_aam: constant, linear or exponential (options by --set).",
+    cls=RegistryOption,
+    registries=("margin-schedulers",),
+    help="Margin schedule for aam, am, subcenter_aam (options by --set margin_scheduler.KEY=VALUE):",
 )
 @click.option("--epochs", type=int, help="Number of epochs.")
 @click.option("--batches-per-epoch", type=int, help="Batches in an epoch (an epoch is a number of batches).")
@@ -254,7 +287,10 @@ def validate_command(data_dir: str, trials: str | None, no_audio_check: bool) ->
     "settings",
     multiple=True,
     metavar="SECTION.KEY=VALUE",
-    help="Set any config value, e.g. --set loss.margin=0.2.",
+    cls=RegistryOption,
+    registries=("optimizers", "schedulers", "distances", "filterbanks"),
+    help="Set any config value, e.g. --set loss.margin=0.2; a component's options are listed by "
+    "spkverif list. Names reached only this way:",
 )
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in --exp.")
 @click.option("--dry-run", is_flag=True, help="Build the model and loss, print their sizes, train nothing.")
@@ -306,7 +342,10 @@ def train_command(
     "model_path",
     required=True,
     type=click.Path(),
-    help="Model file (models/final.pt), checkpoint, or a TorchScript or ONNX file from `spkverif export`.",
+    cls=RegistryOption,
+    registries=("model-files",),
+    help="Model file (models/final.pt), checkpoint, or a TorchScript or ONNX file from `spkverif export`; "
+    "told apart by content:",
 )
 @click.argument("rspecifier")
 @click.argument("wspecifier")
@@ -366,8 +405,9 @@ def extract_command(
     "--format",
     "fmt",
     metavar="FORMAT",
-    help="torchscript or onnx (spkverif.export.EXPORTERS) [default: onnx for an OUTPUT ending in .onnx, "
-    "else torchscript].",
+    cls=RegistryOption,
+    registries=("formats",),
+    help="[default: onnx for an OUTPUT ending in .onnx, else torchscript]:",
 )
 @click.argument("output", type=click.Path(dir_okay=False))
 @common_options
@@ -392,7 +432,25 @@ def export_command(model_path: str, fmt: str | None, output: str) -> None:
 # import ----------------------------------------------------------------------
 
 
-@cli.command("import")
+class RegistryArgumentCommand(click.Command):
+    """A command whose help lists, under "Arguments", the names a positional argument takes from a registry."""
+
+    def __init__(self, *args: Any, argument_registries: dict[str, tuple[str, str]], **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.argument_registries = argument_registries
+
+    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_help_text(ctx, formatter)
+        with formatter.section("Arguments"):
+            rows = [(name, f"{lead}\n\n{choices_help(key)}") for name, (lead, key) in self.argument_registries.items()]
+            formatter.write_dl(rows)
+
+
+@cli.command(
+    "import",
+    cls=RegistryArgumentCommand,
+    argument_registries={"SOURCE": ("The toolkit that wrote CHECKPOINT:", "importers")},
+)
 @click.argument("source", metavar="SOURCE")
 @click.argument("checkpoint", type=click.Path())
 @click.option(
@@ -406,7 +464,7 @@ def export_command(model_path: str, fmt: str | None, output: str) -> None:
 @click.argument("output", type=click.Path(dir_okay=False))
 @common_options
 def import_command(source: str, checkpoint: str, config: str, output: str) -> None:
-    """Turn another toolkit's checkpoint into a spkverif model file (SOURCE: wespeaker or speechbrain).
+    """Turn another toolkit's checkpoint into a spkverif model file.
 
     The model keeps the front end it was trained with; extract, export and verify take the file.
     Local files only: nothing is downloaded.
@@ -463,7 +521,14 @@ def verify_command(
 
 @cli.command("score")
 @click.option("--trials", required=True, type=click.Path(), help="Trial list (Kaldi or VoxCeleb form).")
-@click.option("--method", default="cosine", show_default=True, help="Back end: cosine, snorm, asnorm or plda.")
+@click.option(
+    "--method",
+    default="cosine",
+    show_default=True,
+    cls=RegistryOption,
+    registries=("backends",),
+    help="Scoring back end (spkverif list backends):",
+)
 @click.option("--allow-missing", is_flag=True, help="Skip trials whose embeddings are missing, and count them.")
 @click.option("--mean", help="cosine/snorm/asnorm: subtract the mean of these vectors first (e.g. scp:train.scp).")
 @click.option("--cohort", help="snorm/asnorm: cohort embeddings, an rspecifier.")
@@ -548,7 +613,9 @@ def score_command(trials: str, method: str, allow_missing: bool, archives: tuple
     "--calibration-method",
     default="linear",
     show_default=True,
-    help="linear (score only) or qmf (score plus durations and embedding norms; needs --durations, --embeddings).",
+    cls=RegistryOption,
+    registries=("calibrations",),
+    help="With --calibrate (qmf needs --durations and --embeddings):",
 )
 @click.option(
     "--durations", multiple=True, type=click.Path(), help="qmf: utt2dur file(s) covering both sides of all trials."
@@ -638,6 +705,20 @@ def report_command(
             plot=not no_det,
             calibration_options=options,
         )
+
+
+# list ------------------------------------------------------------------------
+
+
+@cli.command(
+    "list",
+    help=f"Print the registered choices with their options, defaults and valid values. "
+    f"KIND: {', '.join(CATALOGUE)} [default: all].",
+)
+@click.argument("kinds", nargs=-1, metavar="[KIND]...")
+@common_options
+def list_command(kinds: tuple[str, ...]) -> None:
+    click.echo(render_listing(kinds, width=shutil.get_terminal_size((100, 24)).columns), nl=False)
 
 
 def install_signal_handlers() -> None:

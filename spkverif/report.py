@@ -17,7 +17,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from spkverif.backends.calibration import METHODS, TrialQuality, fit_calibration_file
+from spkverif.backends.calibration import CALIBRATIONS, TrialQuality, fit_calibration_file
 from spkverif.errors import SpkverifError
 from spkverif.io.atomic import atomic_write
 from spkverif.io.tables import iter_lines
@@ -257,10 +257,7 @@ class CalibrationOptions:
     save_to: str | Path | None = None
 
     def check(self, calibrating: bool, rows: int) -> None:
-        if self.method not in METHODS:
-            raise SpkverifError(
-                f"unknown calibration method {self.method!r}; choose one of: {', '.join(sorted(METHODS))}"
-            )
+        CALIBRATIONS.get(self.method)
         if (self.method != "linear" or self.save_to is not None) and not calibrating:
             raise SpkverifError("--calibration-method and --save-calibration need --calibrate HELD_OUT_SCORES")
         if self.save_to is not None and rows != 1:

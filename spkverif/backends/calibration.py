@@ -50,7 +50,15 @@ class TrialQuality:
 
 
 Measure = Callable[[TrialQuality], np.ndarray]
-QUALITY_MEASURES: Registry[Measure] = Registry("quality measure")
+QUALITY_MEASURES: dict[str, Measure] = {}
+
+
+def _measure(name: str) -> Callable[[Measure], Measure]:
+    def register(function: Measure) -> Measure:
+        QUALITY_MEASURES[name] = function
+        return function
+
+    return register
 
 
 def _sides(values: np.ndarray | None, what: str) -> np.ndarray:
@@ -59,40 +67,55 @@ def _sides(values: np.ndarray | None, what: str) -> np.ndarray:
     return np.asarray(values, dtype=np.float64)
 
 
-@QUALITY_MEASURES.register("log_duration_min")
+@_measure("log_duration_min")
 def log_duration_min(quality: TrialQuality) -> np.ndarray:
     """Log of the shorter side's duration in seconds."""
     return np.log(np.maximum(_sides(quality.durations, "durations").min(axis=1), 1e-3))
 
 
-@QUALITY_MEASURES.register("log_duration_max")
+@_measure("log_duration_max")
 def log_duration_max(quality: TrialQuality) -> np.ndarray:
     """Log of the longer side's duration in seconds."""
     return np.log(np.maximum(_sides(quality.durations, "durations").max(axis=1), 1e-3))
 
 
-@QUALITY_MEASURES.register("norm_min")
+@_measure("norm_min")
 def norm_min(quality: TrialQuality) -> np.ndarray:
     """The smaller of the two embeddings' norms."""
     return _sides(quality.norms, "embedding norms").min(axis=1)
 
 
-@QUALITY_MEASURES.register("norm_max")
+@_measure("norm_max")
 def norm_max(quality: TrialQuality) -> np.ndarray:
     """The larger of the two embeddings' norms."""
     return _sides(quality.norms, "embedding norms").max(axis=1)
 
 
-METHODS: dict[str, tuple[str, ...]] = {
-    "linear": (),
-    "qmf": ("log_duration_min", "log_duration_max", "norm_min", "norm_max"),
-}
+CALIBRATIONS: Registry[Callable[[], tuple[str, ...]]] = Registry("calibration method")
+
+
+@CALIBRATIONS.register("linear")
+def linear() -> tuple[str, ...]:
+    """LLR = a * score + b (logistic regression on the score alone)."""
+    return ()
+
+
+@CALIBRATIONS.register("qmf")
+def qmf() -> tuple[str, ...]:
+    """Quality measures beside the score: log durations and embedding norms (min and max of the two sides)."""
+    return ("log_duration_min", "log_duration_max", "norm_min", "norm_max")
+
+
+def _quality_measure(name: str) -> Measure:
+    if name not in QUALITY_MEASURES:
+        raise SpkverifError(f"unknown quality measure {name!r}; choose one of: {', '.join(sorted(QUALITY_MEASURES))}")
+    return QUALITY_MEASURES[name]
 
 
 def feature_matrix(quality: TrialQuality, measures: tuple[str, ...] | list[str]) -> np.ndarray:
     """(N, 1 + len(measures)): the score, then each quality measure by name."""
     columns = [np.asarray(quality.scores, dtype=np.float64)]
-    columns += [QUALITY_MEASURES.get(name)(quality) for name in measures]
+    columns += [_quality_measure(name)(quality) for name in measures]
     return np.stack(columns, axis=1)
 
 
@@ -164,7 +187,7 @@ class Calibration:
         if len(calibration.weights) != 1 + len(calibration.measures):
             raise SpkverifError("malformed calibration file: one weight per feature expected", path)
         for name in calibration.measures:
-            QUALITY_MEASURES.get(name)
+            _quality_measure(name)
         if fingerprint is not None and calibration.fingerprint != fingerprint:
             raise SpkverifError(
                 f"calibrated for model {calibration.fingerprint}, not for this model ({fingerprint}); "
@@ -193,9 +216,7 @@ def fit_calibration_file(
     quality: TrialQuality, labels: np.ndarray, method: str, fingerprint: str, source: dict[str, Any] | None = None
 ) -> Calibration:
     """Fit `method` (`linear` or `qmf`) on labelled held-out trials; labels (N,) bool, True for target."""
-    if method not in METHODS:
-        raise SpkverifError(f"unknown calibration method {method!r}; choose one of: {', '.join(sorted(METHODS))}")
-    measures = list(METHODS[method])
+    measures = list(CALIBRATIONS.get(method)())
     labels = np.asarray(labels, dtype=bool)
     weights, offset = fit_logistic_regression(feature_matrix(quality, measures), labels, 0.5)
     calibration = Calibration(

@@ -17,7 +17,7 @@ FILTERBANKS: Registry = Registry("front end")
 
 @FILTERBANKS.register("kaldi_fbank")
 def kaldi_fbank(num_mel_bins: int, sample_rate: int, dither: float) -> nn.Module:
-    """Kaldi's compute-fbank-feats, with per-utterance mean normalisation (`KaldiFbank`)."""
+    """Kaldi fbank with Povey's window, as Kaldi computes it, with mean normalisation (`KaldiFbank`)."""
     return KaldiFbank(num_mel_bins=num_mel_bins, sample_rate=sample_rate, dither=dither)
 
 

@@ -22,6 +22,7 @@ IMPORTERS: Registry[Importer] = Registry("checkpoint source")
 
 def import_checkpoint(source: str, checkpoint: str | Path, config: str | Path, out: str | Path) -> dict[str, Any]:
     """Run the import stage for `source` (`speechbrain`, `wespeaker`); returns name, options, fingerprint, path."""
-    from spkverif.importers import speechbrain, wespeaker  # noqa: F401  (register their importers)
-
     return IMPORTERS.get(source)(Path(checkpoint), Path(config), Path(out))
+
+
+from spkverif.importers import speechbrain, wespeaker  # noqa: E402, F401  (register their importers)

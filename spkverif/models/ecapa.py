@@ -16,6 +16,8 @@ through taken last, and statistics from raw moments.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 from torch import nn
 
@@ -24,6 +26,7 @@ from spkverif.frontends import FILTERBANKS
 from spkverif.models.base import SpeakerEmbeddingModel
 from spkverif.models.pooling import AttentiveStatisticsPooling
 from spkverif.models.registry import MODELS
+from spkverif.registry import Count, NonNegative, OneOf, Positive
 
 
 class ConvReluNorm(nn.Sequential):
@@ -168,23 +171,23 @@ class EcapaTDNN(nn.Module):
 
 @MODELS.register("ecapa_tdnn")
 def build_ecapa_tdnn(
-    channels: int = 512,
-    embedding_dim: int = 192,
-    scale: int = 8,
-    se_bottleneck: int = 128,
-    attention_bottleneck: int = 128,
+    channels: Count = 512,
+    embedding_dim: Count = 192,
+    scale: Count = 8,
+    se_bottleneck: Count = 128,
+    attention_bottleneck: Count = 128,
     global_context: bool = True,
-    aggregate_channels: int = 1536,
-    num_mel_bins: int = 80,
-    dither: float = 1.0,
-    sample_rate: int = 16000,
-    frontend: str = "kaldi_fbank",
-    padding_mode: str = "zeros",
+    aggregate_channels: Count = 1536,
+    num_mel_bins: Count = 80,
+    dither: NonNegative = 1.0,
+    sample_rate: Count = 16000,
+    frontend: Annotated[str, OneOf(FILTERBANKS)] = "kaldi_fbank",
+    padding_mode: Annotated[str, OneOf(("zeros", "reflect"), "padding mode")] = "zeros",
     aggregate_norm: bool = False,
     attention_norm: bool = False,
-    pooling_eps: float = 1e-5,
-    res2_passthrough: str = "first",
-    pooling_moments: str = "centred",
+    pooling_eps: Positive = 1e-5,
+    res2_passthrough: Annotated[str, OneOf(("first", "last"), "Res2Net passthrough")] = "first",
+    pooling_moments: Annotated[str, OneOf(("centred", "raw"), "pooling moments")] = "centred",
 ) -> SpeakerEmbeddingModel:
     """ECAPA-TDNN, channels 512 (6.19M parameters) or 1024 (14.66M), 192-d embedding.
 

@@ -8,6 +8,8 @@ every (channel, frequency) row, and a linear layer giving the 256-d embedding.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 from torch import nn
 
@@ -15,6 +17,7 @@ from spkverif.frontends import FILTERBANKS
 from spkverif.models.base import SpeakerEmbeddingModel
 from spkverif.models.pooling import StatisticsPooling
 from spkverif.models.registry import MODELS
+from spkverif.registry import Count, NonNegative, OneOf
 
 
 def _conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
@@ -87,13 +90,13 @@ class ResNet(nn.Module):
 
 @MODELS.register("resnet34")
 def build_resnet34(
-    base_channels: int = 32,
-    embedding_dim: int = 256,
+    base_channels: Count = 32,
+    embedding_dim: Count = 256,
     blocks: list[int] | tuple[int, ...] = (3, 4, 6, 3),
-    num_mel_bins: int = 80,
-    dither: float = 1.0,
-    sample_rate: int = 16000,
-    frontend: str = "kaldi_fbank",
+    num_mel_bins: Count = 80,
+    dither: NonNegative = 1.0,
+    sample_rate: Count = 16000,
+    frontend: Annotated[str, OneOf(FILTERBANKS)] = "kaldi_fbank",
     unbiased_std: bool = False,
 ) -> SpeakerEmbeddingModel:
     """Thin ResNet34, 32 base channels, temporal statistics pooling, 256-d: 6.63M parameters.
