@@ -1,13 +1,17 @@
 """Extraction real-time factor of every network at full size: seconds of audio per second of compute.
 
 Each network is built at its published size with random weights (speed does not
-depend on the weights), saved as a model file, and run through the extract stage
+depend on the weights), saved as a model file, exported to TorchScript and ONNX
+(`spkverif.export`), and each file is run through the extract stage
 (`spkverif.extract.extract`: reading the audio, the forward pass, writing the ark)
-on one recording of --seconds; the best of --repeats runs counts. The machine's
-load average is printed beside the figures, since a shared machine slows them.
+on one recording of --seconds; the best of --repeats runs counts. `pytorch` is the
+model file run by PyTorch, `torchscript` the traced file run by libtorch, `onnx`
+the ONNX file run by onnxruntime (CPU provider). The machine's load average is
+printed beside the figures, since a shared machine slows them.
 
     python bench/extract_rtf.py                       # 60 s, whole-utterance embeddings, CPU
     python bench/extract_rtf.py --window 3 --step 0.1 # the paper's sliding windows
+    python bench/extract_rtf.py --runtimes pytorch onnx --models xvector
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import numpy as np
 import soundfile
 import torch
 
+from spkverif.export import export_model
 from spkverif.extract import extract
 from spkverif.models import build_model, count_parameters
 from spkverif.progress import set_quiet
@@ -35,6 +40,9 @@ NETWORKS = [
     ("ecapa_tdnn", {"channels": 1024}),
     ("resnet34", {}),
 ]
+
+
+RUNTIME_FILES = {"pytorch": "model.pt", "torchscript": "model.ts", "onnx": "model.onnx"}
 
 
 def _label(name: str, options: dict) -> str:
@@ -50,6 +58,13 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda.")
     parser.add_argument("--threads", type=int, help="torch intra-op threads [default: torch's choice].")
     parser.add_argument("--models", nargs="*", help="Only these model names.")
+    parser.add_argument(
+        "--runtimes",
+        nargs="*",
+        default=list(RUNTIME_FILES),
+        choices=list(RUNTIME_FILES),
+        help="Which model files to run [default: all].",
+    )
     args = parser.parse_args()
 
     set_quiet(True)
@@ -61,8 +76,8 @@ def main() -> None:
         f"# {args.seconds:g} s of audio, {mode}, device {args.device}, {torch.get_num_threads()} threads, "
         f"{os.cpu_count()} CPUs, load average before {os.getloadavg()[0]:.2f}"
     )
-    print(f"| {'network':<28} | parameters | best (s) | real-time factor |")
-    print(f"|{'-' * 30}|-----------:|---------:|-----------------:|")
+    print(f"| {'network':<28} | parameters | runtime     | best (s) | real-time factor | vs pytorch |")
+    print(f"|{'-' * 30}|-----------:|:------------|---------:|-----------------:|-----------:|")
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         audio = np.random.default_rng(0).uniform(-0.3, 0.3, round(args.seconds * 16000)).astype(np.float32)
@@ -74,20 +89,29 @@ def main() -> None:
             torch.manual_seed(0)
             model = build_model(name, options)
             save_atomic(model_payload(model), root / "model.pt")
-            best = float("inf")
-            for _ in range(args.repeats):
-                started = time.perf_counter()
-                extract(
-                    root / "model.pt",
-                    f"scp:{root / 'wav.scp'}",
-                    f"ark:{root / 'emb.ark'}",
-                    device=args.device,
-                    window=args.window,
-                    step=args.step,
-                )
-                best = min(best, time.perf_counter() - started)
             size = count_parameters(model) / 1e6
-            print(f"| {_label(name, options):<28} | {size:9.2f}M | {best:8.2f} | {args.seconds / best:16.1f} |")
+            reference = None
+            for runtime in args.runtimes:
+                path = root / RUNTIME_FILES[runtime]
+                if runtime != "pytorch":
+                    export_model(root / "model.pt", path, runtime)
+                best = float("inf")
+                for _ in range(args.repeats):
+                    started = time.perf_counter()
+                    extract(
+                        path,
+                        f"scp:{root / 'wav.scp'}",
+                        f"ark:{root / 'emb.ark'}",
+                        device=args.device,
+                        window=args.window,
+                        step=args.step,
+                    )
+                    best = min(best, time.perf_counter() - started)
+                rtf = args.seconds / best
+                reference = rtf if runtime == "pytorch" else reference
+                ratio = f"{rtf / reference:9.2f}x" if reference else f"{'-':>10}"
+                label = _label(name, options)
+                print(f"| {label:<28} | {size:9.2f}M | {runtime:<11} | {best:8.2f} | {rtf:16.1f} | {ratio} |")
     print(f"# load average after {os.getloadavg()[0]:.2f}")
 
 

@@ -505,7 +505,7 @@ def validate_command(data_dir: str, trials: str | None, no_audio_check: bool) ->
     multiple=True,
     metavar="SECTION.KEY=VALUE",
     cls=RegistryOption,
-    registries=("optimizers", "schedulers", "distances", "channels"),
+    registries=("optimizers", "schedulers", "distances", "channels", "filterbanks"),
     help="Set any config value, e.g. --set loss.margin=0.2; a component's options are listed by "
     "spkverif list. Names reached only this way:",
 )
@@ -555,7 +555,14 @@ def train_command(
 
 @cli.command("extract")
 @click.option(
-    "--model", "model_path", required=True, type=click.Path(), help="Model file (models/final.pt) or checkpoint."
+    "--model",
+    "model_path",
+    required=True,
+    type=click.Path(),
+    cls=RegistryOption,
+    registries=("model-files",),
+    help="Model file (models/final.pt), checkpoint, or a TorchScript or ONNX file from `spkverif export`; "
+    "told apart by content:",
 )
 @click.argument("rspecifier")
 @click.argument("wspecifier")
@@ -627,17 +634,119 @@ def extract_command(
 @click.option(
     "--model", "model_path", required=True, type=click.Path(), help="Model file (models/final.pt) or checkpoint."
 )
+@click.option(
+    "--format",
+    "fmt",
+    metavar="FORMAT",
+    cls=RegistryOption,
+    registries=("formats",),
+    help="[default: onnx for an OUTPUT ending in .onnx, else torchscript]:",
+)
 @click.argument("output", type=click.Path(dir_okay=False))
 @common_options
-def export_command(model_path: str, output: str) -> None:
-    """Write the model (front end included) as TorchScript: waveforms (B, T) in, embeddings (B, D) out.
+def export_command(model_path: str, fmt: str | None, output: str) -> None:
+    """Write the model (front end included) as TorchScript or ONNX: waveforms (B, T) in, embeddings (B, D) out.
 
-    Load it with torch.jit.load (Python) or torch::jit::load (C++); it needs torch, not spkverif.
+    TorchScript loads with torch.jit.load (Python) or torch::jit::load (C++); ONNX runs in onnxruntime,
+    and `spkverif extract --model model.onnx` runs it without torch. Neither needs spkverif's training code.
     """
     from spkverif.export import export_model
 
-    result = export_model(model_path, output)
-    logger.info("exported %s to %s (max deviation %.2g)", result["model"]["name"], output, result["max_deviation"])
+    result = export_model(model_path, output, fmt)
+    logger.info(
+        "exported %s to %s as %s (max deviation %.2g)",
+        result["model"]["name"],
+        output,
+        result["format"],
+        result["max_deviation"],
+    )
+
+
+# import ----------------------------------------------------------------------
+
+
+class RegistryArgumentCommand(click.Command):
+    """A command whose help lists, under "Arguments", the names a positional argument takes from a registry."""
+
+    def __init__(self, *args: Any, argument_registries: dict[str, tuple[str, str]], **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.argument_registries = argument_registries
+
+    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_help_text(ctx, formatter)
+        with formatter.section("Arguments"):
+            rows = [(name, f"{lead}\n\n{choices_help(key)}") for name, (lead, key) in self.argument_registries.items()]
+            formatter.write_dl(rows)
+
+
+@cli.command(
+    "import",
+    cls=RegistryArgumentCommand,
+    argument_registries={"SOURCE": ("The toolkit that wrote CHECKPOINT:", "importers")},
+)
+@click.argument("source", metavar="SOURCE")
+@click.argument("checkpoint", type=click.Path())
+@click.option(
+    "--config",
+    "--hparams",
+    "config",
+    required=True,
+    type=click.Path(),
+    help="The checkpoint's configuration: WeSpeaker's config.yaml, SpeechBrain's hyperparams.yaml.",
+)
+@click.argument("output", type=click.Path(dir_okay=False))
+@common_options
+def import_command(source: str, checkpoint: str, config: str, output: str) -> None:
+    """Turn another toolkit's checkpoint into a spkverif model file.
+
+    The model keeps the front end it was trained with; extract, export and verify take the file.
+    Local files only: nothing is downloaded.
+    """
+    from spkverif.importers import import_checkpoint
+
+    result = import_checkpoint(source, checkpoint, config, output)
+    logger.info("imported %s as %s (fingerprint %s)", checkpoint, result["model"]["name"], result["fingerprint"])
+
+
+# verify ----------------------------------------------------------------------
+
+
+@cli.command("verify")
+@click.option("--model", "model_path", required=True, type=click.Path(), help="Model file, TorchScript or ONNX export.")
+@click.option("--calibration", type=click.Path(), help="Calibration from `report --save-calibration` (LLR, decision).")
+@click.option(
+    "--p-target", type=float, help="Prior of a target trial for the decision (Bayes threshold) [default: 0.01]."
+)
+@click.option("--fa-rate", type=float, help="Decide at this false-accept rate (on the calibration's trials) instead.")
+@click.option("--pairs", type=click.Path(), help="File of `ENROLL... TEST` lines, instead of FILES.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the results here [default: stdout].")
+@click.option("--resample", is_flag=True, help="Resample audio not at the model's rate instead of failing.")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.argument("files", nargs=-1)
+@common_options
+def verify_command(
+    model_path: str,
+    calibration: str | None,
+    p_target: float | None,
+    fa_rate: float | None,
+    pairs: str | None,
+    out: str | None,
+    resample: bool,
+    device: str,
+    files: tuple[str, ...],
+) -> None:
+    """Same speaker? FILES is ENROLL... TEST: the enrolment recordings (averaged) and the test recording.
+
+    Prints `ENROLL TEST score`, and with --calibration the LLR and accept/reject.
+    """
+    from spkverif.verify import Pair, read_pairs, verify
+
+    if (pairs is None) == (len(files) == 0):
+        raise click.UsageError("give ENROLL... TEST files or --pairs FILE (not both)")
+    if pairs is None and len(files) < 2:
+        raise click.UsageError("give at least one enrolment file and one test file")
+    todo = read_pairs(pairs) if pairs is not None else [Pair(tuple(files[:-1]), files[-1])]
+    verify(model_path, todo, calibration, p_target, fa_rate, resample, device, out)
 
 
 # score -----------------------------------------------------------------------
@@ -736,6 +845,29 @@ def score_command(trials: str, method: str, allow_missing: bool, archives: tuple
     type=click.Path(),
     help="Labelled trials of the --calibrate score files: one, or one per score file.",
 )
+@click.option(
+    "--calibration-method",
+    default="linear",
+    show_default=True,
+    cls=RegistryOption,
+    registries=("calibrations",),
+    help="With --calibrate (qmf needs --durations and --embeddings):",
+)
+@click.option(
+    "--durations", multiple=True, type=click.Path(), help="qmf: utt2dur file(s) covering both sides of all trials."
+)
+@click.option("--embeddings", multiple=True, help="qmf: rspecifier(s) of the trials' embeddings (for their norms).")
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(),
+    help="The model that made the scores (any kind extract takes); its fingerprint goes into --save-calibration.",
+)
+@click.option(
+    "--save-calibration",
+    type=click.Path(dir_okay=False),
+    help="Write the fitted calibration (JSON) for `spkverif verify --calibration`.",
+)
 @click.option("--det", "det_path", type=click.Path(), help="Where the DET plot goes [default: OUT_DIR/det.png].")
 @click.option("--no-det", is_flag=True, help="Do not draw the DET plot.")
 @click.option(
@@ -764,6 +896,11 @@ def report_command(
     utt2spk: str | None,
     calibration_scores: tuple[str, ...],
     calibration_trials: tuple[str, ...],
+    calibration_method: str,
+    durations: tuple[str, ...],
+    embeddings: tuple[str, ...],
+    model_path: str | None,
+    save_calibration: str | None,
     det_path: str | None,
     no_det: bool,
     training: tuple[str, ...],
@@ -786,9 +923,12 @@ def report_command(
     if scores:
         if not trials:
             raise click.UsageError("score files need --trials")
-        from spkverif.report import ReportSettings, report
+        from spkverif.report import ReportSettings, load_calibration_options, report
 
         settings = ReportSettings(tuple(p_targets), allow_missing, replicates, seed, utt2spk)
+        options = load_calibration_options(
+            calibration_method, list(durations), list(embeddings), model_path, save_calibration
+        )
         report(
             list(trials),
             list(scores),
@@ -799,6 +939,7 @@ def report_command(
             calibration_trials=list(calibration_trials),
             det_path=det_path,
             plot=not no_det,
+            calibration_options=options,
         )
 
 

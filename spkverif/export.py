@@ -1,39 +1,65 @@
-"""The `export` stage: a trained model -> a TorchScript file that runs without spkverif.
+"""The `export` stage: a trained model -> a file that runs without spkverif's training code.
 
 The file holds the whole network, front end included: waveforms (B, T) at the
-model's sample rate, float32 in [-1, 1], in; embeddings (B, D) out. It loads
-with `torch.jit.load` in Python or `torch::jit::load` in C++ (libtorch), and
-carries `spkverif.json` (model name, options, sample rate, embedding size,
-shortest input) as an extra file.
+model's sample rate, float32 in [-1, 1], in; embeddings (B, D) out; both the
+batch and the length axes are free (any length from `min_samples` up). Each
+format is one exporter in `EXPORTERS`:
 
-The network is traced in eval mode; tracing records operations, not shapes, so
-the file accepts any batch size and any length from `min_samples` up. Before
-writing, the traced network is run on a batch of another size and length and
-must give the same embeddings as the model.
+- `torchscript` (`torch.jit.trace` in eval mode): loads with `torch.jit.load` in
+  Python or `torch::jit::load` in C++ (libtorch); the metadata is the archive's
+  extra file `spkverif.json`.
+- `onnx` (`torch.onnx.export` with the torch.export-based exporter, opset 18,
+  so the filterbank's FFT becomes ONNX's `DFT`): runs in onnxruntime or any ONNX
+  runtime; the metadata is the model's metadata property `spkverif.json`.
+
+The metadata is the same for both: model name and options, sample rate,
+embedding size, shortest input, and the model's fingerprint
+(`spkverif.models.files.model_fingerprint`). Before writing, the exported
+network is run on a batch of another size and length and must give the model's
+embeddings within 1e-4 (relative to their largest magnitude).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from spkverif.errors import SpkverifError
 from spkverif.io.atomic import atomic_write
 from spkverif.models import SpeakerEmbeddingModel
-from spkverif.training.checkpoint import load_model
+from spkverif.models.files import load_model
+from spkverif.registry import Registry
+from spkverif.runtime.base import METADATA_NAME
+from spkverif.runtime.pytorch import model_metadata
 
-METADATA_NAME = "spkverif.json"
+ONNX_OPSET = 18
 _TOLERANCE = 1e-4
+
+Exporter = Callable[[SpeakerEmbeddingModel, dict[str, Any], Path], float]
+EXPORTERS: Registry[Exporter] = Registry("export format")
 
 
 def _probe(model: SpeakerEmbeddingModel, batch: int, seconds: float, seed: int) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     samples = max(model.min_samples, round(seconds * model.sample_rate))
     return 0.1 * torch.randn(batch, samples, generator=generator)
+
+
+def _deviation(model: SpeakerEmbeddingModel, run: Callable[[torch.Tensor], np.ndarray]) -> float:
+    """Largest difference between `run` and the model on a batch of 3 x 3.3 s, relative to the largest value."""
+    check = _probe(model, 3, 3.3, 1)
+    with torch.no_grad():
+        expected = model(check).numpy()
+    return float(np.abs(run(check) - expected).max() / max(np.abs(expected).max(), 1e-12))
 
 
 def trace_model(model: SpeakerEmbeddingModel) -> tuple[torch.jit.ScriptModule, float]:
@@ -43,41 +69,111 @@ def trace_model(model: SpeakerEmbeddingModel) -> tuple[torch.jit.ScriptModule, f
         # The tracer warns about shape checks inside BatchNorm and InstanceNorm that hold for every input.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         traced = torch.jit.trace(model, _probe(model, 2, 2.0, 0), check_trace=False)
-        check = _probe(model, 3, 3.3, 1)
-        expected = model(check)
-        deviation = ((traced(check) - expected).abs().max() / expected.abs().max().clamp_min(1e-12)).item()
-    if deviation > _TOLERANCE:
-        raise RuntimeError(f"the traced model differs from the model by {deviation:g} (relative) on a new shape")
+        deviation = _deviation(model, lambda batch: traced(batch).numpy())
     return traced, deviation
 
 
-def metadata(model: SpeakerEmbeddingModel) -> dict[str, Any]:
-    return {
-        "model": model.spec,
-        "sample_rate": model.sample_rate,
-        "embedding_dim": model.embedding_dim,
-        "min_samples": model.min_samples,
-    }
-
-
-def export_model(model_path: str | Path, out_path: str | Path) -> dict[str, Any]:
-    """Run the export stage: trace the model file, check it, write it atomically."""
-    model = load_model(model_path)
+@EXPORTERS.register("torchscript")
+def export_torchscript(model: SpeakerEmbeddingModel, info: dict[str, Any], path: Path) -> float:
+    """TorchScript (torch.jit.trace): torch.jit.load in Python, torch::jit::load in C++."""
     traced, deviation = trace_model(model)
-    info = metadata(model)
-    with atomic_write(out_path, "wb") as handle:
+    _check(deviation, "torchscript")
+    with atomic_write(path, "wb") as handle:
         torch.jit.save(traced, handle, _extra_files={METADATA_NAME: json.dumps(info)})
-    return {**info, "max_deviation": deviation, "path": str(out_path)}
+    return deviation
+
+
+@contextlib.contextmanager
+def _quiet_onnx_export() -> Iterator[None]:
+    """The exporter logs optional-package notes and prints its steps; a stage keeps stdout clean."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def onnx_bytes(model: SpeakerEmbeddingModel, info: dict[str, Any]) -> bytes:
+    """The serialised ONNX model (opset `ONNX_OPSET`) with `info` as metadata property `spkverif.json`."""
+    import onnx
+
+    from spkverif.runtime.onnx import INPUT_NAME, OUTPUT_NAME
+
+    model = model.eval()
+    dynamic = {INPUT_NAME: {0: torch.export.Dim.DYNAMIC, 1: torch.export.Dim.DYNAMIC}}
+    with _quiet_onnx_export(), torch.no_grad():
+        program = torch.onnx.export(
+            model,
+            (_probe(model, 2, 2.0, 0),),
+            dynamo=True,
+            dynamic_shapes=dynamic,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            opset_version=ONNX_OPSET,
+            optimize=True,
+            verbose=False,
+        )
+    proto = program.model_proto
+    proto.metadata_props.add(key=METADATA_NAME, value=json.dumps(info))
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()
+
+
+@EXPORTERS.register("onnx")
+def export_onnx(model: SpeakerEmbeddingModel, info: dict[str, Any], path: Path) -> float:
+    """ONNX (opset 18, dynamic batch and length): onnxruntime, or `spkverif extract --model model.onnx`."""
+    import onnxruntime
+
+    from spkverif.runtime.onnx import INPUT_NAME
+
+    data = onnx_bytes(model, info)
+    session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+    deviation = _deviation(model, lambda batch: session.run(None, {INPUT_NAME: batch.numpy()})[0])
+    _check(deviation, "onnx")
+    with atomic_write(path, "wb") as handle:
+        handle.write(data)
+    return deviation
+
+
+def _check(deviation: float, fmt: str) -> None:
+    if not deviation <= _TOLERANCE:
+        raise RuntimeError(f"the {fmt} export differs from the model by {deviation:g} (relative) on a new shape")
+
+
+def format_for(path: str | Path, fmt: str | None) -> str:
+    """The chosen format, or from the output's suffix: `.onnx` is ONNX, anything else TorchScript."""
+    if fmt is not None:
+        EXPORTERS.get(fmt)
+        return fmt
+    return "onnx" if Path(path).suffix.lower() == ".onnx" else "torchscript"
+
+
+def export_model(model_path: str | Path, out_path: str | Path, fmt: str | None = None) -> dict[str, Any]:
+    """Run the export stage: load the model file, export it in `fmt`, check it, write it atomically.
+
+    Returns the metadata, the format, the largest relative deviation and the path.
+    Raises `SpkverifError` for an unreadable model file or an unknown format.
+    """
+    fmt = format_for(out_path, fmt)
+    model = load_model(model_path)
+    info = model_metadata(model)
+    if Path(out_path).is_dir():
+        raise SpkverifError("is a directory; give the exported file's path", out_path)
+    deviation = EXPORTERS.get(fmt)(model, info, Path(out_path))
+    return {**info, "format": fmt, "max_deviation": deviation, "path": str(out_path)}
 
 
 def load_exported(path: str | Path) -> tuple[torch.jit.ScriptModule, dict[str, Any]]:
-    """An exported model and its metadata (what a deployment would do, here for tests and checks)."""
-    path = Path(path)
-    if not path.is_file():
+    """A TorchScript export and its metadata (what a deployment would do, here for tests and checks)."""
+    from spkverif.runtime.pytorch import TorchScriptEmbedder
+
+    if not Path(path).is_file():
         raise SpkverifError("no such exported model", path)
-    extra = {METADATA_NAME: ""}
-    try:
-        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-    except RuntimeError as error:
-        raise SpkverifError(f"not a TorchScript file: {error}", path) from None
-    return module, json.loads(extra[METADATA_NAME] or "{}")
+    embedder = TorchScriptEmbedder.from_file(path, "cpu")
+    return embedder.module, embedder.metadata

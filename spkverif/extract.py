@@ -23,18 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from spkverif.errors import SpkverifError
 from spkverif.io.audio import NAMED_WARNINGS, AudioReader, read_wav_ark, resample, select_channel
 from spkverif.io.datadir import load_data_dir, read_segments
 from spkverif.io.specifiers import ArchiveWriter, parse_specifier
 from spkverif.io.tables import read_rest_of_line
-from spkverif.models import SpeakerEmbeddingModel
 from spkverif.progress import ProgressBar
-from spkverif.training.checkpoint import load_model
-from spkverif.training.dataset import fit_length
-from spkverif.training.distributed import resolve_device
+from spkverif.runtime import Embedder, fit_length, open_model
 
 logger = logging.getLogger(__name__)
 
@@ -114,11 +110,8 @@ def _blocks(
         yield block
 
 
-@torch.inference_mode()
-def embed_block(
-    model: SpeakerEmbeddingModel, audio: list[np.ndarray], device: torch.device, batch_size: int
-) -> list[np.ndarray]:
-    """Embeddings of whole utterances; equal lengths share a batch."""
+def embed_block(embedder: Embedder, audio: list[np.ndarray], batch_size: int) -> list[np.ndarray]:
+    """Embeddings (D,) of whole utterances (T,); equal lengths share a batch of at most `batch_size`."""
     results: list[np.ndarray | None] = [None] * len(audio)
     by_length: dict[int, list[int]] = {}
     for position, samples in enumerate(audio):
@@ -126,8 +119,7 @@ def embed_block(
     for positions in by_length.values():
         for start in range(0, len(positions), batch_size):
             chosen = positions[start : start + batch_size]
-            batch = torch.from_numpy(np.stack([audio[i] for i in chosen])).to(device)
-            embeddings = model(batch).float().cpu().numpy()
+            embeddings = embedder(np.stack([audio[i] for i in chosen]))
             for i, embedding in zip(chosen, embeddings, strict=False):
                 results[i] = embedding
     return results  # type: ignore[return-value]
@@ -168,31 +160,26 @@ def _window_batches(
         yield owners, np.stack(windows)
 
 
-@torch.inference_mode()
 def embed_block_windowed(
-    model: SpeakerEmbeddingModel,
-    audio: list[np.ndarray],
-    windowing: Windowing,
-    device: torch.device,
-    batch_size: int,
+    embedder: Embedder, audio: list[np.ndarray], windowing: Windowing, batch_size: int
 ) -> list[np.ndarray]:
-    """Mean window embedding per utterance; utterances no longer than a window are embedded whole."""
-    sums = [np.zeros(model.embedding_dim) for _ in audio]
+    """Mean window embedding (D,) per utterance (T,); utterances no longer than a window are embedded whole."""
+    sums = [np.zeros(embedder.embedding_dim) for _ in audio]
     counts = [0] * len(audio)
     for owners, windows in _window_batches(audio, windowing, batch_size):
-        embeddings = model(torch.from_numpy(windows).to(device)).double().cpu().numpy()
+        embeddings = embedder(windows).astype(np.float64)
         for owner, embedding in zip(owners, embeddings, strict=True):
             sums[owner] += embedding
             counts[owner] += 1
     short = [position for position, count in enumerate(counts) if count == 0]
     results = [total / max(count, 1) for total, count in zip(sums, counts, strict=True)]
-    whole = embed_block(model, [audio[i] for i in short], device, batch_size)
+    whole = embed_block(embedder, [audio[i] for i in short], batch_size)
     for position, embedding in zip(short, whole, strict=True):
         results[position] = embedding
     return results
 
 
-def make_windowing(model: SpeakerEmbeddingModel, window: float | None, step: float | None) -> Windowing | None:
+def make_windowing(model: Embedder, window: float | None, step: float | None) -> Windowing | None:
     """Check --window/--step against the model and turn them into samples."""
     if window is None:
         if step is not None:
@@ -225,21 +212,20 @@ def extract(
     max_block_seconds: float = 1800.0,
     channel: int | None = None,
 ) -> dict[str, float]:
-    """Run the extract stage; returns counts and the real-time factor.
+    """Run the extract stage with a model file of any kind (PyTorch, TorchScript or ONNX: `spkverif.runtime`).
 
     `channel`: which channel of multi-channel audio to embed (None: channel 0, with a
-    warning naming the recording, as Kaldi's `--channel -1`). Raises `SpkverifError` for
-    unreadable or empty audio, segments outside their recordings, and a reader of
-    `ark:-` that closes early.
+    warning naming the recording, as Kaldi's `--channel -1`). Returns the number of
+    utterances, the seconds of audio and the seconds taken. Raises `SpkverifError` for a
+    bad model file, bad options, unreadable or empty audio, segments outside their
+    recordings, and a reader of `ark:-` that closes early.
     """
     if batch_size < 1:
         raise SpkverifError(f"--batch-size must be positive, not {batch_size}")
     if channel is not None and channel < 0:
         raise SpkverifError(f"--channel must be 0 or more, not {channel}")
-    model = load_model(model_path)
+    model = open_model(model_path, device)
     windowing = make_windowing(model, window, step)
-    target = resolve_device(device)
-    model.to(target)
     source = open_audio(rspecifier, model.sample_rate, allow_resample, segments, channel)
     max_block_samples = round(max_block_seconds * model.sample_rate)
     padded: list[str] = []
@@ -256,9 +242,9 @@ def extract(
                     samples = fit_length(samples, model.min_samples)
                 audio.append(samples)
             if windowing is None:
-                embeddings = embed_block(model, audio, target, batch_size)
+                embeddings = embed_block(model, audio, batch_size)
             else:
-                embeddings = embed_block_windowed(model, audio, windowing, target, batch_size)
+                embeddings = embed_block_windowed(model, audio, windowing, batch_size)
             for (key, _), embedding in zip(block, embeddings, strict=True):
                 writer.write(key, embedding.astype(np.float32))
             count += len(block)

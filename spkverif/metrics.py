@@ -226,23 +226,48 @@ def fit_calibration(scores: np.ndarray, labels: np.ndarray, p_target: float = 0.
     (as BOSARIS does), so the fitted offset carries no trace of the list's own
     target proportion; p_target = 0.5 minimises Cllr on the held-out list.
     """
+    scores, labels = _checked(scores, labels)
+    weights, offset = fit_logistic_regression(scores[:, None], labels, p_target)
+    return float(weights[0]), offset
+
+
+def fit_logistic_regression(
+    features: np.ndarray, labels: np.ndarray, p_target: float = 0.5
+) -> tuple[np.ndarray, float]:
+    """(weights (F,), offset) so that features @ weights + offset are LLRs; features (N, F), labels (N,) bool.
+
+    Prior-weighted linear logistic regression (Brümmer's BOSARIS/FoCal calibration
+    and fusion): classes weighted p_target and 1 - p_target whatever their counts.
+    With F = 1 and the score as the feature it is `fit_calibration`; with quality
+    measures beside the score it is quality-measure calibration (QMF). Columns are
+    standardised for the optimiser and the weights mapped back. Raises
+    `SpkverifError` when either class is empty.
+    """
     from scipy.optimize import minimize
     from scipy.special import expit
 
-    scores, labels = _checked(scores, labels)
+    features = np.asarray(features, dtype=np.float64)
+    labels = np.asarray(labels, dtype=bool)
+    if features.ndim != 2 or len(features) != len(labels):
+        raise ValueError(f"features must be (N, F) beside N labels, not {features.shape} and {labels.shape}")
+    if labels.all() or not labels.any():
+        raise SpkverifError("calibration needs both target and nontarget trials")
     prior_logit = np.log(p_target / (1 - p_target))
-    weights = np.where(labels, p_target / labels.sum(), (1 - p_target) / (~labels).sum())
+    sample_weights = np.where(labels, p_target / labels.sum(), (1 - p_target) / (~labels).sum())
     signs = np.where(labels, 1.0, -1.0)
-    centre, spread = scores.mean(), max(scores.std(), 1e-12)
-    standard = (scores - centre) / spread
+    centre, spread = features.mean(axis=0), np.maximum(features.std(axis=0), 1e-12)
+    standard = (features - centre) / spread
+    count = features.shape[1]
 
     def objective(parameters: np.ndarray) -> tuple[float, np.ndarray]:
-        logits = parameters[0] * standard + parameters[1] + prior_logit
+        logits = standard @ parameters[:count] + parameters[count] + prior_logit
         margins = signs * logits
-        loss = np.sum(weights * np.logaddexp(0.0, -margins))
-        slope = -weights * signs * expit(-margins)
-        return float(loss), np.array([np.sum(slope * standard), np.sum(slope)])
+        loss = np.sum(sample_weights * np.logaddexp(0.0, -margins))
+        slope = -sample_weights * signs * expit(-margins)
+        return float(loss), np.append(standard.T @ slope, np.sum(slope))
 
-    result = minimize(objective, np.array([1.0, 0.0]), jac=True, method="BFGS", options={"gtol": 1e-10})
-    scale = result.x[0] / spread
-    return float(scale), float(result.x[1] - scale * centre)
+    start = np.zeros(count + 1)
+    start[0] = 1.0
+    result = minimize(objective, start, jac=True, method="BFGS", options={"gtol": 1e-10})
+    weights = result.x[:count] / spread
+    return weights, float(result.x[count] - weights @ centre)

@@ -265,6 +265,11 @@ CATALOGUE: dict[str, Entry] = {
     "margin-schedulers": Entry("spkverif.training.margin:MARGIN_SCHEDULERS", "train --margin-scheduler"),
     "backends": Entry("spkverif.backends:BACKENDS", "score --method"),
     "channels": Entry("spkverif.training.channel:CHANNELS", "train --set augment.channels"),
+    "filterbanks": Entry("spkverif.frontends:FILTERBANKS", "train --set model.frontend"),
+    "formats": Entry("spkverif.export:EXPORTERS", "export --format"),
+    "model-files": Entry("spkverif.runtime:RUNTIMES", "extract --model"),
+    "importers": Entry("spkverif.importers:IMPORTERS", "import SOURCE"),
+    "calibrations": Entry("spkverif.backends.calibration:CALIBRATIONS", "report --calibration-method"),
 }
 
 

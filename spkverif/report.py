@@ -17,6 +17,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from spkverif.backends.calibration import CALIBRATIONS, TrialQuality, fit_calibration_file
 from spkverif.errors import SpkverifError
 from spkverif.io.atomic import atomic_write
 from spkverif.io.tables import iter_lines, parse_number
@@ -27,7 +28,6 @@ from spkverif.metrics import (
     compute_cllr,
     det_curve,
     eer_of,
-    fit_calibration,
     min_dcf_of,
     operating_points,
 )
@@ -41,6 +41,7 @@ class ScoredTrials:
     labels: np.ndarray
     missing: int
     enroll: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))
+    test: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))
 
 
 @dataclass
@@ -99,7 +100,7 @@ def match_scores(
             "pass --allow-missing to evaluate the rest",
             trials.path,
         )
-    return ScoredTrials(values[present], labels[present], missing, trials.enroll[present])
+    return ScoredTrials(values[present], labels[present], missing, trials.enroll[present], trials.test[present])
 
 
 def _speaker_clusters(enroll: np.ndarray, utt2spk_path: str) -> np.ndarray:
@@ -176,8 +177,15 @@ def report(
     det_path: str | Path | None = None,
     plot: bool = True,
     console: Console | None = None,
+    calibration_options: CalibrationOptions | None = None,
 ) -> list[dict[str, Any]]:
-    """Evaluate each score file against its trials; print a table; write report.{json,md} and det.png."""
+    """Evaluate each score file against its trials; print a table; write report.{json,md} and det.png.
+
+    With `calibration_scores` (held-out score files) and their labelled trials, each
+    row is calibrated (`spkverif.backends.calibration`: linear or QMF, as
+    `calibration_options` says) before actDCF and Cllr; `calibration_options.save_to`
+    writes the fitted calibration for `verify` (one score file only).
+    """
     settings = settings or ReportSettings()
     if not score_paths:
         raise SpkverifError("no score files given")
@@ -190,6 +198,8 @@ def report(
     calibration_lists = _per_row(calibration_trials, len(score_paths), "--calibrate-trials lists")
     if calibration and not calibration_lists:
         raise SpkverifError("--calibrate needs --calibrate-trials: the labelled trials of the held-out scores")
+    options = calibration_options or CalibrationOptions()
+    options.check(bool(calibration), len(score_paths))
     trial_cache: dict[str, Trials] = {}
 
     def trials_of(path: str) -> Trials:
@@ -207,9 +217,21 @@ def report(
             held_out = match_scores(
                 trials_of(calibration_lists[position]), read_scores(calibration[position]), calibration[position], False
             )
-            scale, offset = fit_calibration(held_out.scores, held_out.labels)
-            llrs = scale * scored.scores + offset
-            row["calibration"] = {"scale": scale, "offset": offset, "scores": calibration[position]}
+            source = {"scores": calibration[position], "trials": calibration_lists[position]}
+            fitted = fit_calibration_file(
+                options.quality(held_out), held_out.labels, options.method, options.fingerprint, source
+            )
+            llrs = fitted.llrs(options.quality(scored))
+            row["calibration"] = {
+                "method": fitted.method,
+                "scale": fitted.weights[0],
+                "weights": dict(zip(["score", *fitted.measures], fitted.weights, strict=True)),
+                "offset": fitted.offset,
+                "scores": calibration[position],
+            }
+            if options.save_to is not None:
+                fitted.save(options.save_to)
+                row["calibration"]["file"] = str(options.save_to)
         row["calibrated"] = llrs is not None
         row.update(evaluate(scored, settings, llrs))
         rows.append(row)
@@ -230,6 +252,89 @@ def report(
         handle.write(markdown_table(rows, settings.p_targets))
     (console or _console()).print(rich_table(rows, settings.p_targets))
     return rows
+
+
+@dataclass
+class CalibrationOptions:
+    """How `report --calibrate` calibrates: `linear` or `qmf`, and where the fitted calibration goes.
+
+    QMF needs every trial side's duration (`durations`, seconds by utterance, as
+    Kaldi's utt2dur) and embedding norm (`norms`, by utterance); `fingerprint` is the
+    model's (`spkverif.models.files.model_fingerprint`), stored so `verify` can
+    refuse a calibration made for another model.
+    """
+
+    method: str = "linear"
+    durations: dict[str, float] | None = None
+    norms: dict[str, float] | None = None
+    fingerprint: str = ""
+    save_to: str | Path | None = None
+
+    def check(self, calibrating: bool, rows: int) -> None:
+        CALIBRATIONS.get(self.method)
+        if (self.method != "linear" or self.save_to is not None) and not calibrating:
+            raise SpkverifError("--calibration-method and --save-calibration need --calibrate HELD_OUT_SCORES")
+        if self.save_to is not None and rows != 1:
+            raise SpkverifError(f"--save-calibration writes one calibration: give one score file, not {rows}")
+        if self.save_to is not None and not self.fingerprint:
+            raise SpkverifError("--save-calibration needs --model: the calibration is tied to the model that scored")
+
+    def quality(self, scored: ScoredTrials) -> TrialQuality:
+        """Scores and, for QMF, the durations and norms of each trial's two sides."""
+        if self.method == "linear":
+            return TrialQuality(scored.scores)
+        return TrialQuality(scored.scores, self._sides(self.durations, scored, "--durations"),
+                            self._sides(self.norms, scored, "--embeddings"))  # fmt: skip
+
+    @staticmethod
+    def _sides(table: dict[str, float] | None, scored: ScoredTrials, option: str) -> np.ndarray:
+        if table is None:
+            raise SpkverifError(f"--calibration-method qmf needs {option}")
+        sides = []
+        for keys in (scored.enroll, scored.test):
+            unknown = [key for key in keys if key not in table]
+            if unknown:
+                raise SpkverifError(f"{len(unknown)} trial utterances are not in {option} (e.g. {unknown[0]!r})")
+            sides.append([table[key] for key in keys])
+        return np.array(sides, dtype=np.float64).T
+
+
+def read_durations(path: str | Path) -> dict[str, float]:
+    """A Kaldi utt2dur (`utt seconds`), each value checked."""
+    table: dict[str, float] = {}
+    for number, fields in iter_lines(path):
+        try:
+            if len(fields) != 2:
+                raise ValueError
+            table[fields[0]] = float(fields[1])
+        except ValueError:
+            raise SpkverifError("expected `utterance seconds`", path, number) from None
+    return table
+
+
+def load_calibration_options(
+    method: str,
+    durations: list[str],
+    embeddings: list[str],
+    model_path: str | None,
+    save_to: str | None,
+) -> CalibrationOptions:
+    """Read what `report --calibrate` needs: utt2dur files, embedding rspecifiers (norms), the model's fingerprint."""
+    from spkverif.io.specifiers import load_vectors
+
+    options = CalibrationOptions(method=method, save_to=save_to)
+    if durations:
+        options.durations = {key: value for path in durations for key, value in read_durations(path).items()}
+    if embeddings:
+        options.norms = {}
+        for rspecifier in embeddings:
+            keys, vectors = load_vectors(rspecifier)
+            options.norms.update(zip(keys, np.linalg.norm(vectors.astype(np.float64), axis=1).tolist(), strict=True))
+    if model_path is not None:
+        from spkverif.runtime import open_model
+
+        options.fingerprint = open_model(model_path, "cpu").fingerprint
+    return options
 
 
 def _console() -> Console:

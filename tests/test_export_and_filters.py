@@ -9,6 +9,7 @@ import torch
 
 from spkverif.export import load_exported
 from spkverif.models import build_model, count_parameters
+from spkverif.models.files import model_fingerprint
 from spkverif.training.checkpoint import load_model, model_payload, save_atomic
 
 SMALL_SINC = {"channels": 16, "stats_channels": 32, "embedding_dim": 8, "num_filters": 16, "sinc_channels": [6, 6]}
@@ -34,6 +35,7 @@ def test_export_command_writes_a_model_that_runs_without_spkverif(run_cli, tmp_p
         "sample_rate": 16000,
         "embedding_dim": 8,
         "min_samples": load_model(model_file).min_samples,
+        "fingerprint": model_fingerprint(load_model(model_file)),
     }
     plain = torch.jit.load(str(tmp_path / "deploy" / "model.ts"))
     waveforms = 0.1 * torch.randn(2, 24000)

@@ -13,6 +13,7 @@ import torch
 from spkverif.extract import Windowing, embed_block_windowed
 from spkverif.io.specifiers import load_vectors
 from spkverif.models import build_model
+from spkverif.runtime import open_model
 from spkverif.training.checkpoint import load_model, model_payload, save_atomic
 from tests.conftest import write_wav
 
@@ -20,18 +21,17 @@ TINY = {"channels": 16, "stats_channels": 32, "embedding_dim": 8}
 RATE = 16000
 
 
-class BatchSpy(torch.nn.Module):
-    """A model that records the shape of every batch it is given."""
+class BatchSpy:
+    """An embedder that records the shape of every batch it is given."""
 
-    def __init__(self, model: torch.nn.Module):
-        super().__init__()
-        self.model = model
-        self.embedding_dim = model.embedding_dim
+    def __init__(self, model_file: Path):
+        self.embedder = open_model(model_file, "cpu")
+        self.embedding_dim = self.embedder.embedding_dim
         self.shapes: list[tuple[int, ...]] = []
 
-    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+    def __call__(self, waveforms: np.ndarray) -> np.ndarray:
         self.shapes.append(tuple(waveforms.shape))
-        return self.model(waveforms)
+        return self.embedder(waveforms)
 
 
 @pytest.fixture(scope="module")
@@ -81,22 +81,22 @@ def test_extract_with_window_is_the_mean_of_window_embeddings(run_cli, model_fil
 
 
 def test_windows_of_equal_length_batch_across_utterances(model_file: Path) -> None:
-    spy = BatchSpy(load_model(model_file))
+    spy = BatchSpy(model_file)
     rng = np.random.default_rng(0)
     audio = [rng.uniform(-0.3, 0.3, seconds * RATE).astype(np.float32) for seconds in (4, 4, 2, 4)]
-    embeddings = embed_block_windowed(spy, audio, Windowing(3 * RATE, RATE), torch.device("cpu"), batch_size=4)
+    embeddings = embed_block_windowed(spy, audio, Windowing(3 * RATE, RATE), batch_size=4)
     assert spy.shapes == [(4, 3 * RATE), (2, 3 * RATE), (1, 2 * RATE)]
     assert len(embeddings) == 4 and all(e.shape == (8,) for e in embeddings)
 
 
 def test_ten_minute_recording_is_processed_in_bounded_batches(model_file: Path) -> None:
-    spy = BatchSpy(load_model(model_file))
+    spy = BatchSpy(model_file)
     recording = np.random.default_rng(1).uniform(-0.3, 0.3, 600 * RATE).astype(np.float32)
     windowing = Windowing(RATE, 2 * RATE)
     batch_size = 16
     tracemalloc.start()
     try:
-        (embedding,) = embed_block_windowed(spy, [recording], windowing, torch.device("cpu"), batch_size)
+        (embedding,) = embed_block_windowed(spy, [recording], windowing, batch_size)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

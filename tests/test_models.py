@@ -1,6 +1,7 @@
 """Every registered network: sizes against layer-by-layer counts and the published figures,
-training on batches from 1 s to 20 s, repeatable embeddings, and a TorchScript export that
-gives the same embeddings. Behaviour is tested at small widths; sizes at the real ones."""
+training on batches from 1 s to 20 s, repeatable embeddings, and TorchScript and ONNX exports
+that give the same embeddings (ONNX through onnxruntime, within 1e-4 on unit-normalised
+embeddings). Behaviour is tested at small widths; sizes at the real ones."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from spkverif.errors import SpkverifError
 from spkverif.export import export_model, load_exported
 from spkverif.models import MODELS, build_model, count_parameters
 from spkverif.models.pooling import AttentiveStatisticsPooling, StatisticsPooling
+from spkverif.runtime import open_model
 from spkverif.training.checkpoint import model_payload, save_atomic
 
 SMALL = {
@@ -107,7 +109,7 @@ def _waveforms(batch: int, seconds: float, seed: int) -> torch.Tensor:
 
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_train_repeat_and_export(name: str, tmp_path: Path) -> None:
-    assert name in MODELS
+    assert sorted(SMALL) == MODELS.names(), "every registered network needs a small configuration here"
     torch.manual_seed(0)
     model = build_model(name, SMALL[name])
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
@@ -140,6 +142,25 @@ def test_train_repeat_and_export(name: str, tmp_path: Path) -> None:
     with torch.no_grad(), torch.jit.optimized_execution(False):
         for waveforms in (_waveforms(3, 1.0, 4), _waveforms(1, 20.0, 5), _waveforms(2, model.min_samples / 16000, 6)):
             assert torch.equal(module(waveforms), model(waveforms))
+
+    onnx_file = tmp_path / "model.onnx"
+    onnx_info = export_model(model_file, onnx_file)
+    assert onnx_info["format"] == "onnx" and onnx_info["max_deviation"] <= 1e-4
+    runtime = open_model(onnx_file)
+    assert runtime.kind == "onnx" and runtime.metadata == metadata
+    for waveforms in (
+        _waveforms(1, 0.5, 7),
+        _waveforms(3, 1.0, 4),
+        _waveforms(2, 7.3, 8),
+        _waveforms(2, 20.0, 5),
+        _waveforms(1, model.min_samples / 16000, 6),
+    ):
+        with torch.no_grad():
+            expected = torch.nn.functional.normalize(model(waveforms), dim=1).numpy()
+        got = runtime(waveforms.numpy())
+        got = got / np.linalg.norm(got, axis=1, keepdims=True)
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
 
 
 def test_attentive_pooling_is_weighted_statistics() -> None:

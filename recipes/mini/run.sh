@@ -11,6 +11,7 @@
 #   ./run.sh --stop-stage 0                 # only the corpus
 #   ./run.sh --stage 5 --stop-stage 5       # the loss comparison, after stages 0-4
 #   ./run.sh --stage 6 --stop-stage 6       # compare embedding networks (fbank vs SincNet)
+#   ./run.sh --stage 7 --stop-stage 7       # calibration with and without QMF, after stages 0-3
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -122,5 +123,35 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
     case "$model" in
       sinc_*) spkverif report -q --filters "$exp/models/$model/models/final.pt" ;;
     esac
+  done
+fi
+
+if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
+  # Calibration with and without quality measures (QMF), by two-fold cross-validation:
+  # the test trials split by the enrolment utterance's speaker (alternate speakers in
+  # sorted order); calibrate on one half, evaluate actDCF and Cllr on the other, and
+  # the other way round. Each fold also writes the calibration file `verify` reads.
+  echo "stage 7: cosine scores calibrated with and without QMF, two folds by enrolment speaker"
+  dir="$exp/$name/calibration"
+  mkdir -p "$dir"
+  cut -d' ' -f2 "$data/test/utt2spk" | sort -u | awk '{print $1, NR % 2}' > "$dir/spk2fold"
+  for file in trials scores; do
+    source_file="$data/test/trials"
+    [ "$file" = scores ] && source_file="$exp/$name/scores/test.cosine"
+    awk -v out="$dir/$file" 'FILENAME == ARGV[1] {fold[$1] = $2; next}
+      FILENAME == ARGV[2] {utt_fold[$1] = fold[$2]; next}
+      {print > (out "." utt_fold[$1])}' "$dir/spk2fold" "$data/test/utt2spk" "$source_file"
+  done
+  for fold in 0 1; do
+    other=$(( 1 - fold ))
+    common=(--trials "$dir/trials.$fold" --bootstrap 0 --no-det)
+    spkverif report -q "${common[@]}" --out-dir "$dir/none.$fold" --name "fold $fold uncalibrated" "$dir/scores.$fold"
+    for method in linear qmf; do
+      spkverif report "${common[@]}" --out-dir "$dir/$method.$fold" --name "fold $fold $method" \
+        --calibrate "$dir/scores.$other" --calibrate-trials "$dir/trials.$other" --calibration-method "$method" \
+        --durations "$data/test/utt2dur" --embeddings "scp:$exp/$name/embeddings/test.scp" \
+        --model "$exp/$name/models/final.pt" --save-calibration "$dir/$method.$fold/calibration.json" \
+        "$dir/scores.$fold"
+    done
   done
 fi

@@ -15,7 +15,14 @@ import torch
 import torchaudio.compliance.kaldi as kaldi
 from torch import nn
 
+from spkverif.errors import SpkverifError
+
 _INT16_SCALE = 32768.0
+# Kaldi's window types (feature-window.cc), as torchaudio.compliance.kaldi builds them; WeSpeaker trains with hamming.
+_WINDOWS = {
+    "povey": lambda size: torch.hann_window(size, periodic=False, dtype=torch.float64).pow(0.85),
+    "hamming": lambda size: torch.hamming_window(size, periodic=False, alpha=0.54, beta=0.46, dtype=torch.float64),
+}
 
 
 class KaldiFbank(nn.Module):
@@ -37,6 +44,7 @@ class KaldiFbank(nn.Module):
         dither: float = 1.0,
         preemphasis: float = 0.97,
         mean_norm: bool = True,
+        window_type: str = "povey",
     ):
         super().__init__()
         self.num_mel_bins = num_mel_bins
@@ -47,7 +55,9 @@ class KaldiFbank(nn.Module):
         self.dither = dither
         self.preemphasis = preemphasis
         self.mean_norm = mean_norm
-        window = torch.hann_window(self.window_size, periodic=False, dtype=torch.float64).pow(0.85)
+        if window_type not in _WINDOWS:
+            raise SpkverifError(f"unknown fbank window {window_type!r}; choose one of: {', '.join(sorted(_WINDOWS))}")
+        window = _WINDOWS[window_type](self.window_size)
         banks, _ = kaldi.get_mel_banks(
             num_mel_bins, self.fft_size, float(sample_rate), low_freq, high_freq, 100.0, -500.0, 1.0
         )

@@ -6,54 +6,77 @@ convolution into 1536 channels (the paper's width for C = 512 and C = 1024
 alike), attentive statistics pooling with global context, BatchNorm, and a
 linear layer whose output is the 192-d embedding. Every convolution is followed
 by ReLU then BatchNorm, the order of the paper's reference implementation.
+
+Options reproduce SpeechBrain's and WeSpeaker's variants exactly, for imported
+checkpoints (`spkverif import speechbrain|wespeaker`): SpeechBrain's filterbank,
+reflect padding, BatchNorm after the aggregation and inside the attention, pooling
+epsilon 1e-12; WeSpeaker's Hamming-window fbank, the Res2Net group that passes
+through taken last, and statistics from raw moments.
 """
 
 from __future__ import annotations
+
+from typing import Annotated
 
 import torch
 from torch import nn
 
 from spkverif.errors import SpkverifError
-from spkverif.frontends.fbank import KaldiFbank
+from spkverif.frontends import FILTERBANKS
 from spkverif.models.base import SpeakerEmbeddingModel
 from spkverif.models.pooling import AttentiveStatisticsPooling
 from spkverif.models.registry import MODELS
-from spkverif.registry import Count, NonNegative
+from spkverif.registry import Count, NonNegative, OneOf, Positive
 
 
 class ConvReluNorm(nn.Sequential):
     """Conv1d (padded to keep the length) -> ReLU -> BatchNorm."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, dilation: int = 1):
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int = 1, dilation: int = 1, padding_mode: str = "zeros"
+    ):
+        padding = dilation * (kernel_size // 2)
         super().__init__(
-            nn.Conv1d(in_channels, out_channels, kernel_size, dilation=dilation, padding=dilation * (kernel_size // 2)),
+            nn.Conv1d(in_channels, out_channels, kernel_size, dilation=dilation, padding=padding,
+                      padding_mode=padding_mode),
             nn.ReLU(),
             nn.BatchNorm1d(out_channels),
-        )
+        )  # fmt: skip
 
 
 class Res2Convolution(nn.Module):
     """Res2Net's hierarchical convolution: channels split into `scale` groups; the
     first passes through, each later group is convolved after adding the previous
-    group's output, so receptive fields grow group by group."""
+    group's output, so receptive fields grow group by group. `passthrough_last`
+    convolves the first `scale - 1` groups and passes the last through (WeSpeaker's order)."""
 
-    def __init__(self, channels: int, kernel_size: int, dilation: int, scale: int):
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: int,
+        dilation: int,
+        scale: int,
+        padding_mode: str = "zeros",
+        passthrough_last: bool = False,
+    ):
         super().__init__()
+        self.passthrough_last = passthrough_last
         if channels % scale:
             raise SpkverifError(f"ecapa_tdnn channels ({channels}) must be a multiple of scale ({scale})")
         self.width = channels // scale
         self.convolutions = nn.ModuleList(
-            ConvReluNorm(self.width, self.width, kernel_size, dilation) for _ in range(scale - 1)
+            ConvReluNorm(self.width, self.width, kernel_size, dilation, padding_mode) for _ in range(scale - 1)
         )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         groups = torch.split(features, self.width, dim=1)
-        outputs = [groups[0]]
-        previous = groups[0]
-        for index, convolution in enumerate(self.convolutions):
-            group = groups[index + 1]
+        passthrough, convolved = (groups[-1], groups[:-1]) if self.passthrough_last else (groups[0], groups[1:])
+        outputs = []
+        previous = passthrough
+        for index, (convolution, group) in enumerate(zip(self.convolutions, convolved, strict=True)):
             previous = convolution(group if index == 0 else group + previous)
             outputs.append(previous)
+        outputs = [*outputs, passthrough] if self.passthrough_last else [passthrough, *outputs]
         return torch.cat(outputs, dim=1)
 
 
@@ -73,11 +96,20 @@ class SqueezeExcitation(nn.Module):
 class SERes2Block(nn.Module):
     """1x1 conv, Res2 dilated conv, 1x1 conv, squeeze-excitation, plus the input."""
 
-    def __init__(self, channels: int, kernel_size: int, dilation: int, scale: int = 8, se_bottleneck: int = 128):
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: int,
+        dilation: int,
+        scale: int = 8,
+        se_bottleneck: int = 128,
+        padding_mode: str = "zeros",
+        passthrough_last: bool = False,
+    ):
         super().__init__()
         self.body = nn.Sequential(
             ConvReluNorm(channels, channels),
-            Res2Convolution(channels, kernel_size, dilation, scale),
+            Res2Convolution(channels, kernel_size, dilation, scale, padding_mode, passthrough_last),
             ConvReluNorm(channels, channels),
             SqueezeExcitation(channels, se_bottleneck),
         )
@@ -104,12 +136,26 @@ class EcapaTDNN(nn.Module):
         attention_bottleneck: int = 128,
         global_context: bool = True,
         aggregate_channels: int = 1536,
+        padding_mode: str = "zeros",
+        aggregate_norm: bool = False,
+        attention_norm: bool = False,
+        pooling_eps: float = 1e-5,
+        res2_passthrough: str = "first",
+        pooling_moments: str = "centred",
     ):
         super().__init__()
-        self.stem = ConvReluNorm(input_dim, channels, kernel_size=5)
-        self.blocks = nn.ModuleList(SERes2Block(channels, 3, dilation, scale, se_bottleneck) for dilation in (2, 3, 4))
-        self.aggregate = nn.Sequential(nn.Conv1d(3 * channels, aggregate_channels, kernel_size=1), nn.ReLU())
-        self.pooling = AttentiveStatisticsPooling(aggregate_channels, attention_bottleneck, global_context)
+        if res2_passthrough not in ("first", "last"):
+            raise SpkverifError(f"ecapa_tdnn res2_passthrough must be first or last, not {res2_passthrough!r}")
+        last = res2_passthrough == "last"
+        self.stem = ConvReluNorm(input_dim, channels, 5, 1, padding_mode)
+        self.blocks = nn.ModuleList(
+            SERes2Block(channels, 3, dilation, scale, se_bottleneck, padding_mode, last) for dilation in (2, 3, 4)
+        )
+        aggregate = [nn.Conv1d(3 * channels, aggregate_channels, kernel_size=1), nn.ReLU()]
+        self.aggregate = nn.Sequential(*aggregate, *([nn.BatchNorm1d(aggregate_channels)] if aggregate_norm else []))
+        self.pooling = AttentiveStatisticsPooling(
+            aggregate_channels, attention_bottleneck, global_context, pooling_eps, attention_norm, pooling_moments
+        )
         self.pooling_norm = nn.BatchNorm1d(self.pooling.output_dim)
         self.embedding = nn.Linear(self.pooling.output_dim, embedding_dim)
 
@@ -135,9 +181,22 @@ def build_ecapa_tdnn(
     num_mel_bins: Count = 80,
     dither: NonNegative = 1.0,
     sample_rate: Count = 16000,
+    frontend: Annotated[str, OneOf(FILTERBANKS)] = "kaldi_fbank",
+    padding_mode: Annotated[str, OneOf(("zeros", "reflect"), "padding mode")] = "zeros",
+    aggregate_norm: bool = False,
+    attention_norm: bool = False,
+    pooling_eps: Positive = 1e-5,
+    res2_passthrough: Annotated[str, OneOf(("first", "last"), "Res2Net passthrough")] = "first",
+    pooling_moments: Annotated[str, OneOf(("centred", "raw"), "pooling moments")] = "centred",
 ) -> SpeakerEmbeddingModel:
-    """ECAPA-TDNN, channels 512 (6.19M parameters) or 1024 (14.66M), 192-d embedding."""
-    frontend = KaldiFbank(num_mel_bins=num_mel_bins, sample_rate=sample_rate, dither=dither)
+    """ECAPA-TDNN, channels 512 (6.19M parameters) or 1024 (14.66M), 192-d embedding.
+
+    `frontend` names a filterbank of `spkverif.frontends.FILTERBANKS`; `padding_mode`,
+    `aggregate_norm`, `attention_norm`, `pooling_eps` give SpeechBrain's layout
+    (`reflect`, true, true, 1e-12; reflect padding needs at least 5 frames);
+    `res2_passthrough: last`, `pooling_moments: raw`, `pooling_eps: 1e-7` give WeSpeaker's.
+    """
+    filterbank = FILTERBANKS.get(frontend)(num_mel_bins, sample_rate, dither)
     encoder = EcapaTDNN(
         num_mel_bins,
         channels,
@@ -147,5 +206,12 @@ def build_ecapa_tdnn(
         attention_bottleneck,
         global_context,
         aggregate_channels,
+        padding_mode,
+        aggregate_norm,
+        attention_norm,
+        pooling_eps,
+        res2_passthrough,
+        pooling_moments,
     )
-    return SpeakerEmbeddingModel(frontend, encoder, embedding_dim, min_frames=1, sample_rate=sample_rate)
+    min_frames = 5 if padding_mode == "reflect" else 1
+    return SpeakerEmbeddingModel(filterbank, encoder, embedding_dim, min_frames=min_frames, sample_rate=sample_rate)

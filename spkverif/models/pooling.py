@@ -22,23 +22,35 @@ def mean_and_std(frames: torch.Tensor, weights: torch.Tensor | None = None, eps:
     return torch.cat([mean, variance.clamp_min(eps).sqrt()], dim=-1)
 
 
+def mean_and_unbiased_std(frames: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """(B, C, T) -> (B, 2C): mean and sqrt(unbiased variance + eps), WeSpeaker's TSTP formula."""
+    return torch.cat([frames.mean(dim=-1), torch.sqrt(torch.var(frames, dim=-1) + eps)], dim=-1)
+
+
 class StatisticsPooling(nn.Module):
     """Mean and standard deviation over time (Snyder et al. 2018).
+
+    `unbiased`: the standard deviation is sqrt(var + eps) with the unbiased
+    (T - 1) variance, as WeSpeaker's TSTP computes it (for imported models);
+    otherwise sqrt(max(var, eps)) with the mean squared deviation.
 
     >>> StatisticsPooling(1500)(torch.randn(2, 1500, 30)).shape
     torch.Size([2, 3000])
     """
 
-    def __init__(self, channels: int, eps: float = 1e-5):
+    def __init__(self, channels: int, eps: float = 1e-5, unbiased: bool = False):
         super().__init__()
         self.channels = channels
         self.eps = eps
+        self.unbiased = unbiased
 
     @property
     def output_dim(self) -> int:
         return 2 * self.channels
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        if self.unbiased:
+            return mean_and_unbiased_std(frames.float(), self.eps)
         return mean_and_std(frames.float(), eps=self.eps)
 
 
@@ -55,14 +67,29 @@ class AttentiveStatisticsPooling(nn.Module):
     torch.Size([2, 128])
     """
 
-    def __init__(self, channels: int, bottleneck: int = 128, global_context: bool = True, eps: float = 1e-5):
+    def __init__(
+        self,
+        channels: int,
+        bottleneck: int = 128,
+        global_context: bool = True,
+        eps: float = 1e-5,
+        bottleneck_norm: bool = False,
+        moments: str = "centred",
+    ):
         super().__init__()
+        if moments not in ("centred", "raw"):
+            raise ValueError(f"moments must be centred or raw, not {moments!r}")
+        self.moments = moments
         self.channels = channels
         self.global_context = global_context
         self.eps = eps
         attention_input = 3 * channels if global_context else channels
+        # bottleneck_norm: ReLU and BatchNorm before the tanh, as SpeechBrain's ECAPA-TDNN has them;
+        # moments "raw": WeSpeaker's formulas for the statistics (see forward).
+        norm = [nn.ReLU(), nn.BatchNorm1d(bottleneck)] if bottleneck_norm else []
         self.attention = nn.Sequential(
             nn.Conv1d(attention_input, bottleneck, kernel_size=1),
+            *norm,
             nn.Tanh(),
             nn.Conv1d(bottleneck, channels, kernel_size=1),
         )
@@ -75,7 +102,18 @@ class AttentiveStatisticsPooling(nn.Module):
         frames = frames.float()
         context = frames
         if self.global_context:
-            statistics = mean_and_std(frames, eps=self.eps).unsqueeze(-1).expand(-1, -1, frames.shape[-1])
+            statistics = self._context(frames).unsqueeze(-1).expand(-1, -1, frames.shape[-1])
             context = torch.cat([frames, statistics], dim=1)
         weights = torch.softmax(self.attention(context), dim=-1)
+        if self.moments == "raw":
+            # WeSpeaker's ASTP: var = E_w[x^2] - mean^2, floored at eps.
+            mean = (weights * frames).sum(dim=-1)
+            variance = (weights * frames.pow(2)).sum(dim=-1) - mean.pow(2)
+            return torch.cat([mean, variance.clamp(min=self.eps).sqrt()], dim=-1)
         return mean_and_std(frames, weights, self.eps)
+
+    def _context(self, frames: torch.Tensor) -> torch.Tensor:
+        if self.moments == "raw":
+            # WeSpeaker's global context: the unbiased variance plus eps.
+            return mean_and_unbiased_std(frames, self.eps)
+        return mean_and_std(frames, eps=self.eps)

@@ -8,14 +8,16 @@ every (channel, frequency) row, and a linear layer giving the 256-d embedding.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 from torch import nn
 
-from spkverif.frontends.fbank import KaldiFbank
+from spkverif.frontends import FILTERBANKS
 from spkverif.models.base import SpeakerEmbeddingModel
 from spkverif.models.pooling import StatisticsPooling
 from spkverif.models.registry import MODELS
-from spkverif.registry import Count, NonNegative
+from spkverif.registry import Count, NonNegative, OneOf
 
 
 def _conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
@@ -59,6 +61,7 @@ class ResNet(nn.Module):
         base_channels: int = 32,
         blocks: tuple[int, ...] | list[int] = (3, 4, 6, 3),
         embedding_dim: int = 256,
+        unbiased_std: bool = False,
     ):
         super().__init__()
         self.stem = nn.Sequential(_conv3x3(1, base_channels), nn.BatchNorm2d(base_channels), nn.ReLU())
@@ -74,7 +77,8 @@ class ResNet(nn.Module):
             in_channels = out_channels
             frequencies = (frequencies - 1) // stride + 1
         self.stages = nn.Sequential(*stages)
-        self.pooling = StatisticsPooling(in_channels * frequencies)
+        pooling_eps = 1e-7 if unbiased_std else 1e-5
+        self.pooling = StatisticsPooling(in_channels * frequencies, pooling_eps, unbiased_std)
         self.embedding = nn.Linear(self.pooling.output_dim, embedding_dim)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -92,8 +96,15 @@ def build_resnet34(
     num_mel_bins: Count = 80,
     dither: NonNegative = 1.0,
     sample_rate: Count = 16000,
+    frontend: Annotated[str, OneOf(FILTERBANKS)] = "kaldi_fbank",
+    unbiased_std: bool = False,
 ) -> SpeakerEmbeddingModel:
-    """Thin ResNet34, 32 base channels, temporal statistics pooling, 256-d: 6.63M parameters."""
-    frontend = KaldiFbank(num_mel_bins=num_mel_bins, sample_rate=sample_rate, dither=dither)
-    encoder = ResNet(num_mel_bins, base_channels, tuple(blocks), embedding_dim)
-    return SpeakerEmbeddingModel(frontend, encoder, embedding_dim, min_frames=1, sample_rate=sample_rate)
+    """Thin ResNet34, 32 base channels, temporal statistics pooling, 256-d: 6.63M parameters.
+
+    `frontend` names a filterbank of `spkverif.frontends.FILTERBANKS`; `frontend:
+    wespeaker_fbank` and `unbiased_std: true` are WeSpeaker's fbank (Hamming window)
+    and TSTP standard deviation (sqrt of the unbiased variance + 1e-7), for imported models.
+    """
+    filterbank = FILTERBANKS.get(frontend)(num_mel_bins, sample_rate, dither)
+    encoder = ResNet(num_mel_bins, base_channels, tuple(blocks), embedding_dim, unbiased_std)
+    return SpeakerEmbeddingModel(filterbank, encoder, embedding_dim, min_frames=1, sample_rate=sample_rate)

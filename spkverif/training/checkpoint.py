@@ -13,29 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from spkverif.errors import SpkverifError
-from spkverif.io.atomic import atomic_write
-from spkverif.models import SpeakerEmbeddingModel, build_model
-
-MODEL_FORMAT = "spkverif-model"
-STATE_FORMAT = "spkverif-train-state"
-
-
-def save_atomic(payload: dict[str, Any], path: str | Path) -> None:
-    with atomic_write(path, "wb") as handle:
-        torch.save(payload, handle)
-
-
-def model_payload(model: SpeakerEmbeddingModel, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {
-        "format": MODEL_FORMAT,
-        "version": 1,
-        "model": model.spec,
-        "state_dict": {key: value.detach().cpu() for key, value in model.state_dict().items()},
-        "embedding_dim": model.embedding_dim,
-        "sample_rate": model.sample_rate,
-        **(extra or {}),
-    }
+from spkverif.models.files import MODEL_FORMAT, STATE_FORMAT, load_model, model_payload, read_checkpoint, save_atomic
 
 
 def rng_state() -> dict[str, Any]:
@@ -53,29 +31,6 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if state.get("cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise SpkverifError("no such model file", path)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # torch raises many types for a corrupt or foreign file
-        raise SpkverifError(f"not a readable checkpoint: {error}", path) from None
-    if not isinstance(payload, dict) or payload.get("format") not in (MODEL_FORMAT, STATE_FORMAT):
-        raise SpkverifError("not a spkverif model or training checkpoint", path)
-    return payload
-
-
-def load_model(path: str | Path) -> SpeakerEmbeddingModel:
-    """Rebuild a model from a model file or a training checkpoint, in eval mode."""
-    payload = read_checkpoint(path)
-    spec = payload["model"]
-    model = build_model(spec["name"], spec.get("options", {}))
-    state = payload["state_dict"] if payload["format"] == MODEL_FORMAT else payload["model_state"]
-    model.load_state_dict(state)
-    return model.eval()
 
 
 def checkpoint_position(path: Path, steps_per_epoch: int) -> int:
@@ -101,3 +56,6 @@ def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Ten
         else:
             averaged[key] = value.clone()
     return averaged
+
+
+__all__ = ["MODEL_FORMAT", "STATE_FORMAT", "load_model", "model_payload", "read_checkpoint", "save_atomic"]

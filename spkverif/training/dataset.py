@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from spkverif.io.audio import AudioReader
+from spkverif.runtime.base import fit_length
 from spkverif.training.augment import ChunkAugmenter, speed_perturb
 from spkverif.training.sampler import ChunkRequest, SpeakerChunkSampler
 
@@ -30,16 +31,6 @@ class Batch:
     part: int
     waveforms: torch.Tensor
     labels: torch.Tensor
-
-
-def fit_length(samples: np.ndarray, length: int) -> np.ndarray:
-    """Crop, or repeat a short utterance until it fills `length` samples."""
-    if len(samples) >= length:
-        return samples[:length]
-    if len(samples) == 0:
-        return np.zeros(length, dtype=np.float32)
-    repeats = -(-length // len(samples))
-    return np.tile(samples, repeats)[:length]
 
 
 class ChunkBatches(IterableDataset):

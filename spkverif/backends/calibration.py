@@ -1,0 +1,232 @@
+"""Score calibration to log-likelihood ratios, saved to a file that `verify` reads.
+
+Two methods, both prior-weighted linear logistic regression fitted on labelled
+held-out trials (`spkverif.metrics.fit_logistic_regression`; Brümmer's FoCal/BOSARIS):
+
+- `linear`: LLR = a * score + b.
+- `qmf` (quality-measure functions): LLR = a * score + sum_i c_i * q_i + b, where
+  the q_i describe how reliable a trial is: the log durations of the shorter and
+  the longer side, and the norms (before length normalisation) of the smaller and
+  the larger embedding. A short or atypical recording makes scores shrink toward
+  the middle; the quality terms let the calibration stretch them back. The idea and
+  the choice of measures follow WeSpeaker's QMF score calibration and the
+  quality-aware calibration of the VoxSRC systems (e.g. Thienpondt et al. 2021).
+
+A calibration file is JSON: format, method, the feature names in order, weights,
+offset, the fingerprint of the model whose scores it was fitted on, how many
+trials, and LLR thresholds for a range of false-accept rates measured on the
+held-out nontarget trials.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spkverif.errors import SpkverifError
+from spkverif.io.atomic import atomic_write
+from spkverif.metrics import bayes_threshold, fit_logistic_regression
+from spkverif.registry import Registry
+
+CALIBRATION_FORMAT = "spkverif-calibration"
+
+
+@dataclass
+class TrialQuality:
+    """What calibration sees of N trials: scores (N,), and for QMF per-side durations and embedding norms.
+
+    `durations` (N, 2) are seconds of audio of the enrolment and test sides; `norms`
+    (N, 2) the Euclidean norms of their embeddings before any normalisation.
+    """
+
+    scores: np.ndarray
+    durations: np.ndarray | None = None
+    norms: np.ndarray | None = None
+
+
+Measure = Callable[[TrialQuality], np.ndarray]
+QUALITY_MEASURES: dict[str, Measure] = {}
+
+
+def _measure(name: str) -> Callable[[Measure], Measure]:
+    def register(function: Measure) -> Measure:
+        QUALITY_MEASURES[name] = function
+        return function
+
+    return register
+
+
+def _sides(values: np.ndarray | None, what: str) -> np.ndarray:
+    if values is None:
+        raise SpkverifError(f"quality-measure calibration needs the {what} of every trial's two sides")
+    return np.asarray(values, dtype=np.float64)
+
+
+@_measure("log_duration_min")
+def log_duration_min(quality: TrialQuality) -> np.ndarray:
+    """Log of the shorter side's duration in seconds."""
+    return np.log(np.maximum(_sides(quality.durations, "durations").min(axis=1), 1e-3))
+
+
+@_measure("log_duration_max")
+def log_duration_max(quality: TrialQuality) -> np.ndarray:
+    """Log of the longer side's duration in seconds."""
+    return np.log(np.maximum(_sides(quality.durations, "durations").max(axis=1), 1e-3))
+
+
+@_measure("norm_min")
+def norm_min(quality: TrialQuality) -> np.ndarray:
+    """The smaller of the two embeddings' norms."""
+    return _sides(quality.norms, "embedding norms").min(axis=1)
+
+
+@_measure("norm_max")
+def norm_max(quality: TrialQuality) -> np.ndarray:
+    """The larger of the two embeddings' norms."""
+    return _sides(quality.norms, "embedding norms").max(axis=1)
+
+
+CALIBRATIONS: Registry[Callable[[], tuple[str, ...]]] = Registry("calibration method")
+
+
+@CALIBRATIONS.register("linear")
+def linear() -> tuple[str, ...]:
+    """LLR = a * score + b (logistic regression on the score alone)."""
+    return ()
+
+
+@CALIBRATIONS.register("qmf")
+def qmf() -> tuple[str, ...]:
+    """Quality measures beside the score: log durations and embedding norms (min and max of the two sides)."""
+    return ("log_duration_min", "log_duration_max", "norm_min", "norm_max")
+
+
+def _quality_measure(name: str) -> Measure:
+    if name not in QUALITY_MEASURES:
+        raise SpkverifError(f"unknown quality measure {name!r}; choose one of: {', '.join(sorted(QUALITY_MEASURES))}")
+    return QUALITY_MEASURES[name]
+
+
+def feature_matrix(quality: TrialQuality, measures: tuple[str, ...] | list[str]) -> np.ndarray:
+    """(N, 1 + len(measures)): the score, then each quality measure by name."""
+    columns = [np.asarray(quality.scores, dtype=np.float64)]
+    columns += [_quality_measure(name)(quality) for name in measures]
+    return np.stack(columns, axis=1)
+
+
+@dataclass
+class Calibration:
+    """LLR = features @ weights + offset, features = [score, *measures]."""
+
+    method: str
+    measures: list[str]
+    weights: list[float]
+    offset: float
+    fingerprint: str
+    trials: dict[str, int] = field(default_factory=dict)
+    fa_thresholds: list[list[float]] = field(default_factory=list)
+    source: dict[str, Any] = field(default_factory=dict)
+
+    def llrs(self, quality: TrialQuality) -> np.ndarray:
+        """Calibrated LLRs (N,) in nats."""
+        return feature_matrix(quality, self.measures) @ np.asarray(self.weights) + self.offset
+
+    def threshold(self, p_target: float | None = None, fa_rate: float | None = None) -> tuple[float, str]:
+        """The LLR threshold for a decision, and a sentence saying where it comes from.
+
+        At a prior `p_target` it is the Bayes threshold log((1 - p) / p) (costs 1 and 1);
+        at a false-accept rate it is the lowest threshold whose rate on the held-out
+        nontarget trials does not exceed it (the largest tabulated rate at or below the
+        one asked for). Raises `SpkverifError` for a rate the held-out trials cannot resolve.
+        """
+        if fa_rate is None:
+            prior = 0.01 if p_target is None else p_target
+            if not 0 < prior < 1:
+                raise SpkverifError(f"--p-target must be in (0, 1), not {prior:g}")
+            return bayes_threshold(prior), f"Bayes threshold at p_target={prior:g}"
+        usable = [(rate, value) for rate, value in self.fa_thresholds if rate <= fa_rate]
+        if not usable:
+            lowest = min(rate for rate, _ in self.fa_thresholds)
+            raise SpkverifError(
+                f"--fa-rate {fa_rate:g} is below what the calibration's {self.trials.get('nontarget', 0)} nontarget "
+                f"trials resolve ({lowest:.2g})"
+            )
+        rate, value = max(usable)
+        return value, f"false-accept rate {rate:.3g} on the calibration's nontarget trials"
+
+    def save(self, path: str | Path) -> None:
+        """Write the calibration as JSON, atomically."""
+        with atomic_write(path) as handle:
+            json.dump({"format": CALIBRATION_FORMAT, "version": 1, **asdict(self)}, handle, indent=2)
+            handle.write("\n")
+
+    @classmethod
+    def load(cls, path: str | Path, fingerprint: str | None = None) -> Calibration:
+        """Read a calibration; with `fingerprint`, refuse one fitted on another model's scores.
+
+        Raises `SpkverifError` for a missing, malformed or foreign file, or a fingerprint mismatch.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise SpkverifError("no such calibration file", path)
+        try:
+            payload = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise SpkverifError(f"not a calibration file: {error}", path) from None
+        if not isinstance(payload, dict) or payload.get("format") != CALIBRATION_FORMAT:
+            raise SpkverifError("not a calibration file written by `spkverif report --save-calibration`", path)
+        try:
+            calibration = cls(**{key: value for key, value in payload.items() if key not in ("format", "version")})
+        except TypeError as error:
+            raise SpkverifError(f"malformed calibration file: {error}", path) from None
+        if len(calibration.weights) != 1 + len(calibration.measures):
+            raise SpkverifError("malformed calibration file: one weight per feature expected", path)
+        for name in calibration.measures:
+            _quality_measure(name)
+        if fingerprint is not None and calibration.fingerprint != fingerprint:
+            raise SpkverifError(
+                f"calibrated for model {calibration.fingerprint}, not for this model ({fingerprint}); "
+                "calibrate on this model's scores",
+                path,
+            )
+        return calibration
+
+
+def false_accept_thresholds(nontarget_llrs: np.ndarray, points: int = 60) -> list[list[float]]:
+    """[rate, threshold] pairs: accepting LLR >= threshold accepts at most `rate` of these nontarget trials.
+
+    Rates are spaced geometrically from 1/N to 0.5 (N nontarget trials).
+    """
+    ordered = np.sort(np.asarray(nontarget_llrs, dtype=np.float64))[::-1]
+    count = len(ordered)
+    table = []
+    for rate in np.geomspace(1.0 / count, 0.5, points):
+        allowed = int(np.floor(rate * count + 1e-9))
+        threshold = float(np.nextafter(ordered[allowed], np.inf)) if allowed < count else float(ordered[-1])
+        table.append([float(rate), threshold])
+    return table
+
+
+def fit_calibration_file(
+    quality: TrialQuality, labels: np.ndarray, method: str, fingerprint: str, source: dict[str, Any] | None = None
+) -> Calibration:
+    """Fit `method` (`linear` or `qmf`) on labelled held-out trials; labels (N,) bool, True for target."""
+    measures = list(CALIBRATIONS.get(method)())
+    labels = np.asarray(labels, dtype=bool)
+    weights, offset = fit_logistic_regression(feature_matrix(quality, measures), labels, 0.5)
+    calibration = Calibration(
+        method,
+        measures,
+        [float(w) for w in weights],
+        offset,
+        fingerprint,
+        {"target": int(labels.sum()), "nontarget": int((~labels).sum())},
+        source=source or {},
+    )
+    calibration.fa_thresholds = false_accept_thresholds(calibration.llrs(quality)[~labels])
+    return calibration

@@ -1,0 +1,196 @@
+"""`verify` with a calibration from `report --save-calibration`, and quality-measure calibration (QMF)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import kaldiio
+import numpy as np
+import pytest
+import torch
+
+from spkverif.backends.calibration import Calibration
+from spkverif.io.specifiers import load_vectors
+from spkverif.metrics import bayes_threshold, compute_cllr, fit_calibration
+from spkverif.models import build_model
+from spkverif.training.checkpoint import model_payload, save_atomic
+from tests.conftest import write_wav
+
+TINY = {"channels": 16, "stats_channels": 32, "embedding_dim": 8}
+
+
+def _model(path: Path, seed: int) -> Path:
+    torch.manual_seed(seed)
+    save_atomic(model_payload(build_model("xvector", TINY)), path)
+    return path
+
+
+def _held_out(directory: Path, n: int = 600, seed: int = 0) -> tuple[Path, Path, np.ndarray, np.ndarray]:
+    """Labelled trials and cosine-like scores: targets around 0.6, nontargets around 0.1."""
+    rng = np.random.default_rng(seed)
+    labels = rng.random(n) < 0.5
+    scores = np.where(labels, 0.6, 0.1) + 0.15 * rng.normal(size=n)
+    trials, score_file = directory / f"held{seed}.trials", directory / f"held{seed}.scores"
+    trials.write_text("".join(f"e{i} t{i} {'target' if lab else 'nontarget'}\n" for i, lab in enumerate(labels)))
+    score_file.write_text("".join(f"e{i} t{i} {s:.6f}\n" for i, s in enumerate(scores)))
+    return trials, score_file, scores, labels
+
+
+@pytest.fixture
+def setup(run_cli, tmp_path: Path) -> dict[str, Path]:
+    model = _model(tmp_path / "final.pt", 0)
+    trials, scores, _, _ = _held_out(tmp_path)
+    calibration = tmp_path / "cal.json"
+    result = run_cli(
+        "report", "-q", "--trials", trials, "--calibrate", scores, "--calibrate-trials", trials, "--no-det",
+        "--bootstrap", "0", "--out-dir", tmp_path / "report", "--model", model, "--save-calibration", calibration,
+        scores,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    files = {"model": model, "calibration": calibration}
+    for name, seconds, seed in (("a1", 1.2, 1), ("a2", 2.0, 2), ("b", 1.5, 3), ("short", 0.05, 4)):
+        files[name] = write_wav(tmp_path / f"{name}.wav", seconds, seed=seed)
+    files["a8k"] = write_wav(tmp_path / "a8k.wav", 1.0, rate=8000, seed=5)
+    return files
+
+
+def _embeddings(run_cli, model: Path, wavs: list[Path], tmp_path: Path) -> dict[str, np.ndarray]:
+    (tmp_path / "wav.scp").write_text("".join(f"{w.stem} {w}\n" for w in wavs))
+    result = run_cli("extract", "-q", "--model", model, f"scp:{tmp_path / 'wav.scp'}", f"ark:{tmp_path / 'x.ark'}")
+    assert result.exit_code == 0, result.stderr
+    keys, vectors = load_vectors(f"ark:{tmp_path / 'x.ark'}")
+    return dict(zip(keys, vectors.astype(np.float64), strict=True))
+
+
+def _cosine(left: np.ndarray, right: np.ndarray) -> float:
+    return float(left @ right / np.linalg.norm(left) / np.linalg.norm(right))
+
+
+def test_verify_prints_score_llr_and_decision(run_cli, setup, tmp_path: Path) -> None:
+    calibration = json.loads(setup["calibration"].read_text())
+    assert calibration["format"] == "spkverif-calibration" and calibration["method"] == "linear"
+    _, _, values, labels = _held_out(tmp_path, seed=0)
+    scale, offset = fit_calibration(values, labels)
+    assert calibration["weights"] == [pytest.approx(scale, rel=1e-6)]
+    assert calibration["offset"] == pytest.approx(offset, rel=1e-6, abs=1e-9)
+
+    vectors = _embeddings(run_cli, setup["model"], [setup["a1"], setup["a2"], setup["b"]], tmp_path)
+    result = run_cli("verify", "-q", "--model", setup["model"], "--calibration", setup["calibration"], setup["a1"],
+                     setup["b"])  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    enroll, test, score, llr, decision = result.output.split()
+    assert (enroll, test) == (str(setup["a1"]), str(setup["b"]))
+    assert float(score) == pytest.approx(_cosine(vectors["a1"], vectors["b"]), abs=2e-6)
+    assert float(llr) == pytest.approx(scale * float(score) + offset, abs=1e-3)
+    assert decision == ("accept" if float(llr) >= bayes_threshold(0.01) else "reject")
+
+    for options, threshold in ((["--p-target", "0.5"], 0.0), (["--p-target", "0.001"], bayes_threshold(0.001))):
+        result = run_cli("verify", "-q", "--model", setup["model"], "--calibration", setup["calibration"], *options,
+                         setup["a1"], setup["b"])  # fmt: skip
+        assert result.output.split()[4] == ("accept" if float(llr) >= threshold else "reject")
+
+
+def test_enrolment_averages_embeddings_and_pairs_file(run_cli, setup, tmp_path: Path) -> None:
+    vectors = _embeddings(run_cli, setup["model"], [setup["a1"], setup["a2"], setup["b"]], tmp_path)
+    pairs = tmp_path / "pairs"
+    pairs.write_text(f"{setup['a1']} {setup['a2']} {setup['b']}\n{setup['b']} {setup['a1']}\n")
+    out = tmp_path / "out" / "verdicts"
+    result = run_cli("verify", "-q", "--model", setup["model"], "--pairs", pairs, "--out", out)
+    assert result.exit_code == 0 and result.output == "", result.stderr
+    lines = [line.split() for line in out.read_text().splitlines()]
+    assert lines[0][:2] == [f"{setup['a1']},{setup['a2']}", str(setup["b"])] and len(lines[0]) == 3
+    mean = (vectors["a1"] + vectors["a2"]) / 2
+    assert float(lines[0][2]) == pytest.approx(_cosine(mean, vectors["b"]), abs=2e-6)
+    assert float(lines[1][2]) == pytest.approx(_cosine(vectors["b"], vectors["a1"]), abs=2e-6)
+
+
+def test_verify_refuses_what_does_not_fit(run_cli, setup, tmp_path: Path) -> None:
+    other = _model(tmp_path / "other.pt", 1)
+    cal, a, b = setup["calibration"], setup["a1"], setup["b"]
+    (tmp_path / "bad.json").write_text('{"format": "something-else"}')
+    for arguments, message in (
+        (["--model", other, "--calibration", cal, a, b], "calibrated for model"),
+        (["--model", setup["model"], a, setup["short"]], "0.050 s of audio is shorter than the model accepts"),
+        (["--model", setup["model"], a, setup["a8k"]], "sampled at 8000 Hz, not 16000 Hz (pass --resample"),
+        (["--model", setup["model"], "--p-target", "0.01", a, b], "need --calibration"),
+        (["--model", setup["model"], "--calibration", tmp_path / "bad.json", a, b], "not a calibration file"),
+        (["--model", setup["model"], "--calibration", cal, "--fa-rate", "1e-6", a, b], "below what the calibration"),
+    ):
+        result = run_cli("verify", "-q", *arguments)
+        assert result.exit_code == 1 and message in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    resampled = run_cli("verify", "-q", "--model", setup["model"], "--resample", a, setup["a8k"])
+    assert resampled.exit_code == 0 and len(resampled.output.split()) == 3
+
+
+def test_fa_rate_threshold_holds_on_the_calibration_trials(setup, tmp_path: Path) -> None:
+    _, _, scores, labels = _held_out(tmp_path, seed=0)
+    calibration = Calibration.load(setup["calibration"])
+    llrs = calibration.weights[0] * scores + calibration.offset
+    for rate in (0.01, 0.05, 0.2):
+        threshold, _ = calibration.threshold(fa_rate=rate)
+        achieved = np.mean(llrs[~labels] >= threshold)
+        assert achieved <= rate and achieved > rate / 3
+
+
+def _quality_set(directory: Path, name: str, seed: int, n: int = 2000) -> dict[str, Path]:
+    """Trials whose cosine scores rise by 0.25 per unit of log shorter duration, for targets and nontargets alike
+    (short recordings look alike): a shift the score alone cannot undo and durations can."""
+    rng = np.random.default_rng(seed)
+    labels = rng.random(n) < 0.5
+    durations = np.exp(rng.uniform(np.log(0.5), np.log(20.0), size=(n, 2)))
+    norms = rng.uniform(5, 15, size=(n, 2))
+    scores = np.where(labels, 0.5, 0.1) - 0.25 * np.log(durations.min(axis=1)) + 0.1 * rng.normal(size=n)
+    keys = [(f"{name}e{i}", f"{name}t{i}") for i in range(n)]
+    paths = {key: directory / f"{name}.{key}" for key in ("trials", "scores", "utt2dur", "ark")}
+    paths["trials"].write_text(
+        "".join(f"{e} {t} {'target' if lab else 'nontarget'}\n" for (e, t), lab in zip(keys, labels, strict=True))
+    )
+    paths["scores"].write_text("".join(f"{e} {t} {s:.6f}\n" for (e, t), s in zip(keys, scores, strict=True)))
+    paths["utt2dur"].write_text(
+        "".join(f"{e} {d[0]:.4f}\n{t} {d[1]:.4f}\n" for (e, t), d in zip(keys, durations, strict=True))
+    )
+    with kaldiio.WriteHelper(f"ark:{paths['ark']}") as writer:
+        for (e, t), (ne, nt) in zip(keys, norms, strict=True):
+            for key, norm in ((e, ne), (t, nt)):
+                vector = rng.normal(size=8)
+                writer(key, (norm * vector / np.linalg.norm(vector)).astype(np.float32))
+    return paths
+
+
+def test_qmf_calibration_lowers_cllr_and_act_dcf_on_held_out_trials(run_cli, tmp_path: Path) -> None:
+    train, test = _quality_set(tmp_path, "a", 0), _quality_set(tmp_path, "b", 1)
+    model = _model(tmp_path / "final.pt", 0)
+    rows = {}
+    for method in ("linear", "qmf"):
+        result = run_cli(
+            "report", "-q", "--trials", test["trials"], "--calibrate", train["scores"], "--calibrate-trials",
+            train["trials"], "--calibration-method", method, "--durations", train["utt2dur"], "--durations",
+            test["utt2dur"], "--embeddings", f"ark:{train['ark']}", "--embeddings", f"ark:{test['ark']}",
+            "--bootstrap", "0", "--no-det", "--out-dir", tmp_path / method, "--model", model,
+            "--save-calibration", tmp_path / f"{method}.json", test["scores"],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.stderr
+        rows[method] = json.loads((tmp_path / method / "report.json").read_text())[0]
+    assert rows["qmf"]["calibration"]["method"] == "qmf"
+    assert rows["qmf"]["cllr"] < 0.8 * rows["linear"]["cllr"]
+    assert rows["qmf"]["act_dcf_0.01"] < rows["linear"]["act_dcf_0.01"]
+    weights = rows["qmf"]["calibration"]["weights"]
+    assert weights["log_duration_min"] / weights["score"] == pytest.approx(0.25, rel=0.15)
+    assert abs(weights["norm_min"]) < 0.05 * abs(weights["score"])
+
+    saved = Calibration.load(tmp_path / "qmf.json")
+    scores = np.array([float(line.split()[2]) for line in test["scores"].read_text().splitlines()])
+    labels = np.array([line.split()[2] == "target" for line in test["trials"].read_text().splitlines()])
+    assert compute_cllr(scores * saved.weights[0] + saved.offset, labels) > rows["qmf"]["cllr"]
+
+    result = run_cli(
+        "report", "-q", "--trials", test["trials"], "--calibrate", train["scores"], "--calibrate-trials",
+        train["trials"], "--calibration-method", "qmf", "--bootstrap", "0", "--no-det", "--out-dir", tmp_path / "x",
+        test["scores"],
+    )  # fmt: skip
+    assert result.exit_code == 1 and "qmf needs --durations" in result.stderr
+    result = run_cli("report", "-q", "--trials", test["trials"], "--calibrate", train["scores"], "--calibrate-trials",
+                     train["trials"], "--calibration-method", "bosaris", test["scores"])  # fmt: skip
+    assert result.exit_code == 1 and "unknown calibration method 'bosaris'; choose one of: linear, qmf" in result.stderr
