@@ -715,9 +715,15 @@ def import_command(source: str, checkpoint: str, config: str, output: str) -> No
 @click.option("--model", "model_path", required=True, type=click.Path(), help="Model file, TorchScript or ONNX export.")
 @click.option("--calibration", type=click.Path(), help="Calibration from `report --save-calibration` (LLR, decision).")
 @click.option(
-    "--p-target", type=float, help="Prior of a target trial for the decision (Bayes threshold) [default: 0.01]."
+    "--p-target",
+    type=ranged(float, OPEN_PROBABILITY),
+    help="Prior of a target trial for the decision (Bayes threshold) [default: 0.01].",
 )
-@click.option("--fa-rate", type=float, help="Decide at this false-accept rate (on the calibration's trials) instead.")
+@click.option(
+    "--fa-rate",
+    type=ranged(float, OPEN_PROBABILITY),
+    help="Decide at this false-accept rate (on the calibration's trials) instead.",
+)
 @click.option("--pairs", type=click.Path(), help="File of `ENROLL... TEST` lines, instead of FILES.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the results here [default: stdout].")
 @click.option("--resample", is_flag=True, help="Resample audio not at the model's rate instead of failing.")
