@@ -144,6 +144,30 @@ def prepare_voxceleb1_command(
     prepare_voxceleb1(root, out, trials_dir=trials_dir, trial_lists=lists, meta=meta, jobs=jobs)
 
 
+def decode_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--format, --decoder and --part, shared by `data decode` and `prepare voxceleb2 --decode-to`."""
+    from spkverif.io.decoders import DECODERS
+
+    command = click.option(
+        "--part", metavar="J/N", help="Decode only every N-th recording from the J-th (one of N cluster jobs)."
+    )(command)
+    command = click.option(
+        "--decoder",
+        type=click.Choice(DECODERS.names()),
+        default="pyav",
+        show_default=True,
+        help="pyav: FFmpeg's libraries in-process (measured fastest); ffmpeg: one ffmpeg process a file.",
+    )(command)
+    return click.option(
+        "--format",
+        "audio_format",
+        type=click.Choice(["wav", "flac"]),
+        default="wav",
+        show_default=True,
+        help="Decoded files: wav reads fastest, flac takes about half the space.",
+    )(command)
+
+
 @prepare.command("voxceleb2")
 @click.argument("root", type=click.Path())
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output: OUT/vox2_SUBSET.")
@@ -158,13 +182,28 @@ def prepare_voxceleb1_command(
     help="m4a: wav.scp decodes through an ffmpeg pipe; wav/flac: files already converted.",
 )
 @click.option("--ffmpeg", default="ffmpeg", show_default=True, help="The ffmpeg command wav.scp pipes through.")
-@click.option("--jobs", default=4, show_default=True, help="Threads reading audio headers.")
+@click.option(
+    "--decode-to",
+    type=click.Path(file_okay=False),
+    help="Decode every file once into DIR (16 kHz mono) and name the decoded files in wav.scp, not pipes.",
+)
+@decode_options
+@click.option("--jobs", default=4, show_default=True, help="Threads reading audio headers; decoding processes.")
 @common_options
-def prepare_voxceleb2_command(root: str, out: str, subset: str, audio_ext: str, ffmpeg: str, jobs: int) -> None:
+def prepare_voxceleb2_command(
+    root: str, out: str, subset: str, audio_ext: str, ffmpeg: str, decode_to: str | None, jobs: int, **decoding: Any
+) -> None:
     """VoxCeleb2 (ROOT/dev/aac/idXXXXX/<video>/NNNNN.m4a) as a Kaldi data directory."""
+    from spkverif.decode import DecodeOptions, parse_part
     from spkverif.prepare.voxceleb import prepare_voxceleb2
 
-    prepare_voxceleb2(root, out, subset=subset, audio_ext=audio_ext, ffmpeg=ffmpeg, jobs=jobs)
+    part = parse_part(decoding.pop("part"))
+    decode = DecodeOptions(jobs=jobs, part=part, **decoding) if decode_to is not None else None
+    if part is not None and decode is None:
+        raise click.UsageError("--part needs --decode-to")
+    prepare_voxceleb2(
+        root, out, subset=subset, audio_ext=audio_ext, ffmpeg=ffmpeg, jobs=jobs, decode_to=decode_to, decode=decode
+    )
 
 
 @prepare.command("musan")
@@ -194,6 +233,30 @@ def prepare_rirs_command(root: str, out: str, jobs: int) -> None:
     from spkverif.prepare.rirs import prepare_rirs
 
     prepare_rirs(root, out, jobs=jobs)
+
+
+# data ------------------------------------------------------------------------
+
+
+@cli.group("data")
+def data_group() -> None:
+    """Data directory utilities (Kaldi's utils/*_data_dir.sh)."""
+
+
+@data_group.command("decode")
+@click.argument("data_dir", type=click.Path())
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--audio-dir", required=True, type=click.Path(file_okay=False), help="Where the decoded files go.")
+@decode_options
+@click.option("--jobs", default=4, show_default=True, help="Decoding processes.")
+@common_options
+def data_decode_command(data_dir: str, out: str, audio_dir: str, jobs: int, **decoding: Any) -> None:
+    """Decode every recording of DATA_DIR (files, `cmd |` pipes, arks) once into AUDIO_DIR as
+    16 kHz mono files; OUT is DATA_DIR naming them, with utt2dur of the decoded lengths."""
+    from spkverif.decode import DecodeOptions, decode, parse_part
+
+    part = parse_part(decoding.pop("part"))
+    decode(data_dir, out, audio_dir, DecodeOptions(jobs=jobs, part=part, **decoding))
 
 
 @cli.command("validate")
