@@ -23,46 +23,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np
-import soundfile
-
+from bench.samples import MEAN_SECONDS, VOX2_FILES, make_m4a_tree
 from spkverif.decode import DecodeOptions
 from spkverif.io.decoders import DECODERS
 from spkverif.prepare.voxceleb import prepare_voxceleb2
 from spkverif.progress import set_quiet
-from tests.fake_corpora import write_m4a
-
-VOX2_FILES = 1_092_009
-VOX2_HOURS = 2360.2
-MEAN_SECONDS = VOX2_HOURS * 3600 / VOX2_FILES
-LIBRISPEECH = Path(
-    os.environ.get("SPKVERIF_LIBRISPEECH", Path(__file__).resolve().parents[2] / "shared/data/librispeech")
-)
-
-
-def speech_sources(count: int, seed: int = 0) -> list[np.ndarray]:
-    """`count` excerpts of MEAN_SECONDS from LibriSpeech FLAC files, or noise without them."""
-    length = round(MEAN_SECONDS * 16000)
-    files = sorted(LIBRISPEECH.glob("LibriSpeech/*/*/*/*.flac"))
-    rng = np.random.default_rng(seed)
-    if not files:
-        print(f"note: {LIBRISPEECH} not found: the sample is synthetic noise, not speech")
-        return [(0.1 * rng.standard_normal(length)).astype(np.float32) for _ in range(count)]
-    sources = []
-    for index in range(count):
-        samples = soundfile.read(files[index % len(files)], dtype="float32")[0]
-        start = int(rng.integers(0, max(1, len(samples) - length)))
-        sources.append(np.resize(samples[start:], length))
-    return sources
-
-
-def make_tree(root: Path, count: int) -> list[Path]:
-    """ROOT/dev/aac/idNNNNN/<video>/NNNNN.m4a, ten files a speaker."""
-    paths = []
-    for index, samples in enumerate(speech_sources(count)):
-        path = root / "dev" / "aac" / f"id{index // 10:05d}" / "video00001" / f"{index % 10 + 1:05d}.m4a"
-        paths.append(write_m4a(path, samples, "aac"))
-    return paths
 
 
 def time_decoder(name: str, paths: list[Path]) -> float:
@@ -93,7 +58,7 @@ def main() -> None:
     print(f"CPU cores: {os.cpu_count()}; sample: {args.files} AAC files of {MEAN_SECONDS:.2f} s")
     with tempfile.TemporaryDirectory() as directory:
         work = Path(directory)
-        paths = make_tree(work / "vox2", args.files)
+        paths = make_m4a_tree(work / "vox2", args.files)
         rows = []
         for name in args.decoders:
             if name == "ffmpeg" and shutil.which("ffmpeg") is None:
