@@ -259,6 +259,22 @@ def data_decode_command(data_dir: str, out: str, audio_dir: str, jobs: int, **de
     decode(data_dir, out, audio_dir, DecodeOptions(jobs=jobs, part=part, **decoding))
 
 
+@cli.command("shard")
+@click.argument("data_dir", type=click.Path())
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--shard-dir", required=True, type=click.Path(file_okay=False), help="Where the .tar shards go.")
+@click.option("--shard-size", default="1G", show_default=True, help="Bytes a shard (about): 1G, 500M, ...")
+@click.option("--seed", default=0, show_default=True, help="Seed of the shuffle before packing.")
+@click.option("--resample", is_flag=True, help="Resample audio not at 16 kHz instead of failing.")
+@common_options
+def shard_command(data_dir: str, out: str, shard_dir: str, shard_size: str, seed: int, resample: bool) -> None:
+    """Pack DATA_DIR's utterances into tar shards (WebDataset layout) for streaming training;
+    OUT is the data directory with shards.list (`spkverif train --data OUT` reads the shards)."""
+    from spkverif.shard import parse_size, shard
+
+    shard(data_dir, out, shard_dir, parse_size(shard_size), seed, resample)
+
+
 @cli.command("validate")
 @click.argument("data_dir", type=click.Path())
 @click.option("--trials", type=click.Path(), help="Also check that a trial list names only utterances of DATA_DIR.")

@@ -23,6 +23,7 @@ class DataOptions:
     sample_rate: int = 16000
     num_workers: int = 0
     resample: bool = False
+    shuffle_buffer: int = 1000  # chunks a reader stream shuffles when training from shards
 
 
 @dataclass
