@@ -97,7 +97,7 @@ def make_sources(work: Path, count: int) -> dict[str, Path]:
     except ImportError:
         print("note: spkverif.shard is not here: shards are not measured")
     else:
-        shard(made["decoded copy"], work / "sharded", work / "shards", shard_bytes=64 << 20)
+        shard(made["decoded copy"], work / "sharded", work / "shards", shard_bytes=8 << 20)
         made["shards"] = work / "sharded"
     return made
 
@@ -129,12 +129,16 @@ def make_augmenter(work: Path) -> ChunkAugmenter:
 def dataset_for(source: Path, augmenter: ChunkAugmenter | None) -> torch.utils.data.IterableDataset:
     data = load_data_dir(source)
     speeds = SPEEDS if augmenter is not None else (1.0,)
-    if (source / "shards.list").is_file():
-        from spkverif.training.shards import ShardChunks
-
-        return ShardChunks.from_data_dir(source, CHUNK, BATCH[0] * BATCH[1], seed=0, speeds=speeds, augmenter=augmenter)
     lengths = {utt: round(data.utt2dur[utt] * RATE) for utt in data.utterances}
     index = SpeakerIndex.build(data.utt2spk, lengths)
+    if (source / "shards.list").is_file():
+        from spkverif.io.shards import read_shard_list
+        from spkverif.training.shards import ShardChunks
+
+        labels = dict(zip(index.utterances, index.labels.tolist(), strict=True))
+        shards = read_shard_list(source / "shards.list")
+        batch = BATCH[0] * BATCH[1]
+        return ShardChunks(shards, labels, len(index.speakers), CHUNK, batch, 0, speeds=speeds, augmenter=augmenter)
     sampler = SpeakerChunkSampler(index, BATCH[0], BATCH[1], CHUNK, seed=0, speeds=speeds)
     return ChunkBatches(sampler, AudioReader.from_data_dir(data), 1, 1_000_000, augmenter=augmenter)
 

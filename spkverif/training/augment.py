@@ -60,13 +60,17 @@ class LazyAudioPool:
         return self.get(int(rng.integers(len(self.keys))))
 
     def _file_length(self, key: str) -> int | None:
-        """Samples of a plain file at the pool's rate, from its header; None for anything else."""
+        """Samples of a plain mono-or-more file at the pool's rate, from its header; None for anything else."""
         if key not in self._lengths:
             spec = self.reader.wav_scp.get(key) if self.reader.segments is None else None
             length = None
             if spec is not None and not is_pipe(spec) and os.path.isfile(spec):
-                info = soundfile.info(spec)
-                length = info.frames if info.samplerate == self.reader.sample_rate else None
+                try:
+                    info = soundfile.info(spec)
+                except (soundfile.LibsndfileError, RuntimeError):
+                    info = None  # the whole-file read will say what is wrong
+                if info is not None and info.samplerate == self.reader.sample_rate:
+                    length = info.frames
             self._lengths[key] = length
         return self._lengths[key]
 
@@ -79,7 +83,10 @@ class LazyAudioPool:
         if total is None or total < length:
             return random_excerpt(self.get(index), length, rng)
         start = int(rng.integers(0, total - length + 1))
-        return self.reader.read(key, start, length)
+        samples, _ = soundfile.read(
+            self.reader.wav_scp[key], start=start, stop=start + length, dtype="float32", always_2d=True
+        )
+        return np.ascontiguousarray(samples[:, 0])
 
 
 def signal_power(samples: np.ndarray) -> float:
