@@ -4,10 +4,8 @@ streams, a truncated shard named in one line, and training from shards."""
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import tarfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -139,22 +137,13 @@ def test_a_truncated_shard_is_named_in_one_line(sharded, run_cli) -> None:
 def test_training_from_shards_resumes_to_the_same_weights(tiny_corpus: Path, tmp_path: Path, run_cli) -> None:
     """Train 2 epochs from shards with two loader workers; a run killed after its first
     checkpoint and resumed ends with the same weights and epoch losses, bit for bit."""
-    from tests.test_training_scale import TINY, _assert_identical, _environment, _spkverif, _weights
+    from tests.test_training_scale import TINY, _assert_identical, _environment, _spkverif, _weights, kill_and_resume
 
     shard(tiny_corpus / "train", tmp_path / "sharded", tmp_path / "shards", shard_bytes=30_000)
     args = ["train", "-q", "--data", str(tmp_path / "sharded"), "--epochs", "2", "--batches-per-epoch", "6",
             "--checkpoint-every", "2", "--lr", "0.05", "--num-workers", "2", *TINY]  # fmt: skip
     assert subprocess.run(_spkverif(*args, "--exp", str(tmp_path / "full")), env=_environment()).returncode == 0
-    victim = subprocess.Popen(_spkverif(*args, "--exp", str(tmp_path / "killed")), env=_environment())
-    models = tmp_path / "killed" / "models"
-    deadline = time.monotonic() + 120
-    while not list(models.glob("step_*.pt")) and victim.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
-    assert victim.returncode == -signal.SIGKILL, "the run ended before it could be killed"
-    resumed = subprocess.run(_spkverif(*args, "--exp", str(tmp_path / "killed"), "--resume"), env=_environment())
-    assert resumed.returncode == 0
+    kill_and_resume(args, tmp_path / "killed", "step_*.pt")
     _assert_identical(_weights(tmp_path / "full"), _weights(tmp_path / "killed"))
 
     def epochs(exp: str) -> list[tuple]:
