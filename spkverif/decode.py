@@ -187,10 +187,10 @@ def _decode_one(task: _Task) -> _Outcome:
 
 
 def _worker_init() -> None:
-    """A terminated worker unwinds, so atomic_write removes its temporary file."""
+    """A terminated worker unwinds (quietly: SystemExit), so atomic_write removes its temporary file."""
 
     def terminate(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+        raise SystemExit(1)
 
     signal.signal(signal.SIGTERM, terminate)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -209,7 +209,7 @@ def _run(tasks: list[_Task], jobs: int) -> list[_Outcome]:
             for outcome in results:
                 if outcome.full_disk is not None:
                     raise SpkverifError(
-                        f"the disk is full ({outcome.full_disk}); free space and run again: finished files are kept"
+                        f"out of space ({outcome.full_disk}); free space and run again: finished files are kept"
                     )
                 outcomes.append(outcome)
                 bar.advance(1)
