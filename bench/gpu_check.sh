@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check: one prepared script that fits in about 8 minutes on one GPU.
+# The GPU check: one prepared script sized to fit in 8 minutes on one GPU (not yet timed on one).
 #
 #   bench/gpu_check.sh [OUT]           # on a GPU machine; figures go to OUT (default gpu_check)
 #   bench/gpu_check.sh --tiny [OUT]    # the same steps at a tiny size on the CPU (what the tests run)
