@@ -2,6 +2,7 @@
 
     python bench/train_throughput.py                          # xvector and sinc_tdnn, 128 x 2 s, 20 steps
     python bench/train_throughput.py --models xvector --workers 0 2 --amp none bf16
+    python bench/train_throughput.py --models ecapa_tdnn:channels=1024 resnet34 --amp bf16 fp16
 
 Each configuration trains a fresh model for `--steps` steps (after `--warmup` steps that
 are not timed) on a synthetic corpus of 130 speakers made on the fly, through the same
@@ -28,8 +29,15 @@ from spkverif.progress import set_quiet
 from spkverif.training.trainer import train
 
 
+def model_settings(spec: str) -> tuple[str, list[str]]:
+    """`ecapa_tdnn:channels=1024` -> ("ecapa_tdnn", ["model.channels=1024"]); a bare name has no options."""
+    name, _, options = spec.partition(":")
+    return name, [f"model.{option}" for option in options.split(",") if option]
+
+
 def measure(data: Path, work: Path, model: str, workers: int, amp: str, args: argparse.Namespace) -> dict:
     steps = args.warmup + args.steps
+    model, model_options = model_settings(model)
     config = load_train_config(
         None,
         [
@@ -45,10 +53,14 @@ def measure(data: Path, work: Path, model: str, workers: int, amp: str, args: ar
                 f"data.num_workers={workers}",
                 f"training.amp={amp}",
                 f"training.device={args.device}",
+                *model_options,
             )
         ],
     )
-    exp = work / f"{model}-{workers}-{amp}"
+    exp = work / f"{model}-{len(model_options)}-{workers}-{amp}"
+    cuda = torch.cuda.is_available() and args.device != "cpu"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     started = time.monotonic()
     train(config, data, exp)
     records = [json.loads(line) for line in (exp / "train_log.jsonl").read_text().splitlines()]
@@ -57,7 +69,8 @@ def measure(data: Path, work: Path, model: str, workers: int, amp: str, args: ar
         raise SystemExit("no timed window: make --steps divide --warmup + --steps")
     window = timed[-1]
     return {
-        "model": model,
+        "model": ",".join([model, *(option.removeprefix("model.") for option in model_options)]),
+        "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan"),
         "workers": workers,
         "amp": amp,
         "samples_per_s": window["samples_per_s"],
@@ -68,7 +81,9 @@ def measure(data: Path, work: Path, model: str, workers: int, amp: str, args: ar
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["xvector", "sinc_tdnn"])
+    parser.add_argument(
+        "--models", nargs="+", default=["xvector", "sinc_tdnn"], help="names, or NAME:key=value,... (model options)"
+    )
     parser.add_argument("--workers", nargs="+", type=int, default=[0, 2])
     parser.add_argument("--amp", nargs="+", default=["none"])
     parser.add_argument("--batch", type=int, default=128, help="chunks a step (distinct speakers)")
@@ -86,14 +101,16 @@ def main() -> None:
             MiniOptions(num_speakers=args.batch + 4, num_test_speakers=2, utts_per_speaker=2, min_seconds=2.5,
                         max_seconds=4.0, num_trials=2, jobs=2),
         )  # fmt: skip
-        print(f"{'model':<10} {'workers':>7} {'amp':>5} {'samples/s':>10} {'data wait':>10} {'wall s':>7}")
+        print(
+            f"{'model':<22} {'workers':>7} {'amp':>5} {'samples/s':>10} {'data wait':>10} {'peak GiB':>9} {'wall s':>7}"
+        )
         for model in args.models:
             for workers in args.workers:
                 for amp in args.amp:
                     row = measure(work / "corpus" / "train", work, model, workers, amp, args)
                     print(
-                        f"{row['model']:<10} {row['workers']:>7} {row['amp']:>5} {row['samples_per_s']:>10.1f} "
-                        f"{100 * row['data_wait_fraction']:>9.1f}% {row['seconds']:>7.1f}",
+                        f"{row['model']:<22} {row['workers']:>7} {row['amp']:>5} {row['samples_per_s']:>10.1f} "
+                        f"{100 * row['data_wait_fraction']:>9.1f}% {row['peak_gib']:>9.2f} {row['seconds']:>7.1f}",
                         flush=True,
                     )
 

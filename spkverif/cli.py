@@ -273,6 +273,32 @@ def prepare_voxceleb1_command(
     prepare_voxceleb1(root, out, trials_dir=trials_dir, trial_lists=lists, meta=meta, jobs=jobs)
 
 
+def decode_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--format, --decoder and --part, shared by `data decode` and `prepare voxceleb2 --decode-to`."""
+    from spkverif.io.decoders import DECODERS
+
+    command = click.option(
+        "--part", metavar="J/N", help="Decode only every N-th recording from the J-th (one of N cluster jobs)."
+    )(command)
+    command = click.option(
+        "--decoder",
+        cls=RegistryOption,
+        registries=("decoders",),
+        type=click.Choice(DECODERS.names()),
+        default="pyav",
+        show_default=True,
+        help="Decoder of files (pyav measured fastest):",
+    )(command)
+    return click.option(
+        "--format",
+        "audio_format",
+        type=click.Choice(["wav", "flac"]),
+        default="wav",
+        show_default=True,
+        help="Decoded files: wav reads fastest, flac takes about half the space.",
+    )(command)
+
+
 @prepare.command("voxceleb2")
 @click.argument("root", type=click.Path())
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output: OUT/vox2_SUBSET.")
@@ -287,13 +313,34 @@ def prepare_voxceleb1_command(
     help="m4a: wav.scp decodes through an ffmpeg pipe; wav/flac: files already converted.",
 )
 @click.option("--ffmpeg", default="ffmpeg", show_default=True, help="The ffmpeg command wav.scp pipes through.")
-@jobs_option
+@click.option(
+    "--decode-to",
+    type=click.Path(file_okay=False),
+    help="Decode every file once into DIR (16 kHz mono) and name the decoded files in wav.scp, not pipes.",
+)
+@decode_options
+@click.option(
+    "--jobs",
+    default=4,
+    type=ranged(int, AT_LEAST_ONE),
+    show_default=True,
+    help="Threads reading audio headers; decoding processes.",
+)
 @common_options
-def prepare_voxceleb2_command(root: str, out: str, subset: str, audio_ext: str, ffmpeg: str, jobs: int) -> None:
+def prepare_voxceleb2_command(
+    root: str, out: str, subset: str, audio_ext: str, ffmpeg: str, decode_to: str | None, jobs: int, **decoding: Any
+) -> None:
     """VoxCeleb2 (ROOT/dev/aac/idXXXXX/<video>/NNNNN.m4a) as a Kaldi data directory."""
+    from spkverif.decode import DecodeOptions, parse_part
     from spkverif.prepare.voxceleb import prepare_voxceleb2
 
-    prepare_voxceleb2(root, out, subset=subset, audio_ext=audio_ext, ffmpeg=ffmpeg, jobs=jobs)
+    part = parse_part(decoding.pop("part"))
+    decode = DecodeOptions(jobs=jobs, part=part, **decoding) if decode_to is not None else None
+    if part is not None and decode is None:
+        raise click.UsageError("--part needs --decode-to")
+    prepare_voxceleb2(
+        root, out, subset=subset, audio_ext=audio_ext, ffmpeg=ffmpeg, jobs=jobs, decode_to=decode_to, decode=decode
+    )
 
 
 @prepare.command("librispeech")
@@ -355,7 +402,7 @@ def prepare_rirs_command(root: str, out: str, jobs: int) -> None:
 
 @cli.group("data")
 def data_group() -> None:
-    """Kaldi's data-directory utilities (utils/*_data*.sh): combine, subset, fix, copy.
+    """Kaldi's data-directory utilities (utils/*_data*.sh): combine, subset, fix, copy, decode.
 
     Each writes a whole, valid, C-sorted data directory or nothing. Add a
     subcommand with `@data_group.command(NAME)`.
@@ -412,6 +459,40 @@ def data_copy_command(source: str, out: str, spk_prefix: str, utt_prefix: str) -
     from spkverif.io.datautils import copy_data_dir
 
     copy_data_dir(source, out, spk_prefix=spk_prefix, utt_prefix=utt_prefix)
+
+
+@data_group.command("decode")
+@click.argument("data_dir", type=click.Path())
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--audio-dir", required=True, type=click.Path(file_okay=False), help="Where the decoded files go.")
+@decode_options
+@click.option("--jobs", default=4, type=ranged(int, AT_LEAST_ONE), show_default=True, help="Decoding processes.")
+@common_options
+def data_decode_command(data_dir: str, out: str, audio_dir: str, jobs: int, **decoding: Any) -> None:
+    """Decode every recording of DATA_DIR (files, `cmd |` pipes, arks) once into AUDIO_DIR as
+    16 kHz mono files; OUT is DATA_DIR naming them, with utt2dur of the decoded lengths."""
+    from spkverif.decode import DecodeOptions, decode, parse_part
+
+    part = parse_part(decoding.pop("part"))
+    decode(data_dir, out, audio_dir, DecodeOptions(jobs=jobs, part=part, **decoding))
+
+
+@cli.command("shard")
+@click.argument("data_dir", type=click.Path())
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--shard-dir", required=True, type=click.Path(file_okay=False), help="Where the .tar shards go.")
+@click.option("--shard-size", default="1G", show_default=True, help="Bytes a shard (about): 1G, 500M, ...")
+@click.option(
+    "--seed", default=0, type=ranged(int, NOT_NEGATIVE), show_default=True, help="Seed of the shuffle before packing."
+)
+@click.option("--resample", is_flag=True, help="Resample audio not at 16 kHz instead of failing.")
+@common_options
+def shard_command(data_dir: str, out: str, shard_dir: str, shard_size: str, seed: int, resample: bool) -> None:
+    """Pack DATA_DIR's utterances into tar shards (WebDataset layout) for streaming training;
+    OUT is the data directory with shards.list (`spkverif train --data OUT` reads the shards)."""
+    from spkverif.shard import parse_size, shard
+
+    shard(data_dir, out, shard_dir, parse_size(shard_size), seed, resample)
 
 
 @cli.command("validate")

@@ -25,6 +25,7 @@ class DataOptions:
     sample_rate: int = ranged(16000, AT_LEAST_ONE)
     num_workers: int = ranged(0, NOT_NEGATIVE)
     resample: bool = False
+    shuffle_buffer: int = 1000  # chunks a reader stream shuffles when training from shards
 
 
 @dataclass

@@ -270,6 +270,7 @@ CATALOGUE: dict[str, Entry] = {
     "model-files": Entry("spkverif.runtime:RUNTIMES", "extract --model"),
     "importers": Entry("spkverif.importers:IMPORTERS", "import SOURCE"),
     "calibrations": Entry("spkverif.backends.calibration:CALIBRATIONS", "report --calibration-method"),
+    "decoders": Entry("spkverif.io.decoders:DECODERS", "data decode --decoder"),
 }
 
 

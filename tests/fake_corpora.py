@@ -10,8 +10,6 @@ it. Speakers differ in pitch and timbre, so an end-to-end test can train on them
 from __future__ import annotations
 
 import itertools
-import shutil
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,6 +62,22 @@ def speaker_audio(rng: np.random.Generator, speaker_index: int, seconds: float) 
         signal += gain * np.sin(harmonic * phase) / harmonic
     signal += 0.05 * rng.standard_normal(length)
     return (0.5 * signal / (np.max(np.abs(signal)) + 1e-9)).astype(np.float32)
+
+
+def write_m4a(path: Path, samples: np.ndarray, codec: str = "aac", rate: int = RATE) -> Path:
+    """Encode mono float samples (T,) as an M4A file (aac, or lossless alac) with PyAV, no ffmpeg needed."""
+    import av
+
+    pcm = np.clip(np.rint(samples * 32768), -32768, 32767).astype(np.int16)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w", format="ipod") as container:
+        stream = container.add_stream(codec, rate=rate, layout="mono")
+        for start in range(0, len(pcm), 1024):
+            frame = av.AudioFrame.from_ndarray(pcm[None, start : start + 1024], format="s16", layout="mono")
+            frame.sample_rate, frame.pts = rate, start
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
 
 
 def write_audio(path: Path, samples: np.ndarray, rate: int = RATE) -> Path:
@@ -146,12 +160,10 @@ def make_fake_voxceleb2(
     codec: str = "aac",
     seed: int = 0,
 ) -> tuple[FakeVoxCeleb, dict[str, np.ndarray]]:
-    """ROOT/<subset>/aac/idXXXXX/<video>/NNNNN.m4a (ffmpeg needed) or ROOT/<subset>/wav/.../NNNNN.wav.
+    """ROOT/<subset>/aac/idXXXXX/<video>/NNNNN.m4a (encoded with PyAV) or ROOT/<subset>/wav/.../NNNNN.wav.
 
     Returns the tree and the source samples of each utterance (what decoding should give back).
     """
-    if audio_ext == "m4a" and shutil.which("ffmpeg") is None:
-        raise RuntimeError("m4a files need ffmpeg")
     rng = np.random.default_rng(seed)
     fake = FakeVoxCeleb(root=Path(root))
     sources: dict[str, np.ndarray] = {}
@@ -166,10 +178,7 @@ def make_fake_voxceleb2(
                 wav = write_audio(path.with_suffix(".source.wav") if audio_ext == "m4a" else path, samples)
                 sources[utt] = soundfile.read(wav, dtype="float32")[0]
                 if audio_ext == "m4a":
-                    subprocess.run(
-                        ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(wav), "-c:a", codec, str(path)],
-                        check=True,
-                    )
+                    write_m4a(path, sources[utt], codec)
                     wav.unlink()
                 fake.files[utt] = path
                 fake.speakers[utt] = speaker

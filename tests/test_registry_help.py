@@ -33,9 +33,12 @@ def _import_every_module() -> None:
 
 
 def _option_help(run_cli, option: str) -> str:
-    """The lines of `COMMAND --help` that belong to one option: "train --loss" -> the --loss entry."""
-    command, flag = option.split()[:2]
-    output = run_cli(command, "--help").output
+    """The lines of `COMMAND --help` that belong to one option: "train --loss" -> the --loss entry
+    ("data decode --decoder": a subcommand of a group)."""
+    words = option.split()
+    at = next(i for i, word in enumerate(words) if word.startswith("-"))
+    flag = words[at]
+    output = run_cli(*words[:at], "--help").output
     lines = output.splitlines()
     start = next(i for i, line in enumerate(lines) if re.match(rf"\s+{re.escape(flag)}\b", line))
     end = next(

@@ -107,22 +107,28 @@ def test_torchrun_two_processes_equal_one_process_accumulating_two(tiny_corpus: 
     assert start["world_size"] == 2 and start["chunks_per_step"] == 8
 
 
-def test_killed_run_resumes_to_the_same_weights(tiny_corpus: Path, tmp_path: Path) -> None:
-    args = ["train", "-q", "--data", str(tiny_corpus / "train"), "--epochs", "2", "--batches-per-epoch", "12",
-            "--checkpoint-every", "3", "--lr", "0.05", *TINY]  # fmt: skip
-    reference = subprocess.run(_spkverif(*args, "--exp", str(tmp_path / "full")), env=_environment())
-    assert reference.returncode == 0
-    victim = subprocess.Popen(_spkverif(*args, "--exp", str(tmp_path / "killed")), env=_environment())
-    models = tmp_path / "killed" / "models"
+def kill_and_resume(args: list[str], exp: Path, checkpoint: str) -> None:
+    """Run `spkverif ARGS --exp EXP`, SIGKILL it once a checkpoint matching `checkpoint`
+    is written (before the end), then run it again with --resume to the end."""
+    victim = subprocess.Popen(_spkverif(*args, "--exp", str(exp)), env=_environment())
+    models = exp / "models"
     deadline = time.monotonic() + 120
-    while not list(models.glob("step_000000[1-2]*.pt")) and victim.poll() is None and time.monotonic() < deadline:
+    while not list(models.glob(checkpoint)) and victim.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     assert victim.returncode == -signal.SIGKILL, "the run ended before it could be killed mid-epoch"
     assert not (models / "final.pt").exists()
-    resumed = subprocess.run(_spkverif(*args, "--exp", str(tmp_path / "killed"), "--resume"), env=_environment())
+    resumed = subprocess.run(_spkverif(*args, "--exp", str(exp), "--resume"), env=_environment())
     assert resumed.returncode == 0
+
+
+def test_killed_run_resumes_to_the_same_weights(tiny_corpus: Path, tmp_path: Path) -> None:
+    args = ["train", "-q", "--data", str(tiny_corpus / "train"), "--epochs", "2", "--batches-per-epoch", "12",
+            "--checkpoint-every", "3", "--lr", "0.05", *TINY]  # fmt: skip
+    reference = subprocess.run(_spkverif(*args, "--exp", str(tmp_path / "full")), env=_environment())
+    assert reference.returncode == 0
+    kill_and_resume(args, tmp_path / "killed", "step_000000[1-2]*.pt")
     _assert_identical(_weights(tmp_path / "full"), _weights(tmp_path / "killed"))
 
     def epochs(exp: str) -> list[tuple]:

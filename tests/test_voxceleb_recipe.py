@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import soundfile
 
 from spkverif.config import load_train_config
 from spkverif.losses import build_loss
@@ -141,6 +142,13 @@ def test_local_run_prints_every_stage_and_reports_every_list(local_run) -> None:
     vox1_utts = (work / "data" / "vox1" / "utt2spk").read_text().split()[::2]
     assert (embeddings / "vox1.scp").read_text().split()[::2] == vox1_utts
     assert len(list((work / "exp" / "tiny" / "log").glob("extract_vox1.*.log"))) == 2
+    decoded = work / "data" / "vox2_audio"
+    wav_scp = (work / "data" / "vox2_dev" / "wav.scp").read_text().splitlines()
+    assert len(wav_scp) == 24 and all(line.split()[1].startswith(str(decoded.resolve())) for line in wav_scp)
+    assert sorted(p.name for p in (work / "data" / "log").glob("decode_vox2.*.log")) == [
+        "decode_vox2.1.log",
+        "decode_vox2.2.log",
+    ]
 
 
 def _install_stubs(directory: Path) -> Path:
@@ -196,11 +204,26 @@ def test_m4a_voxceleb2_decodes_through_ffmpeg_pipes(corpora: dict[str, Path], tm
             "--voxceleb2", str(vox2.root)]  # fmt: skip
     for name in ("voxceleb1", "musan", "rirs"):
         args += [f"--{name}", str(corpora[name])]
-    _run(args, _environment())
+    _run([*args, "--pipes", "true"], _environment())
     assert all(
         line.rstrip().endswith("|") for line in (tmp_path / "data" / "vox2_dev" / "wav.scp").read_text().splitlines()
     )
     assert (tmp_path / "exp" / "tiny" / "models" / "final.pt").is_file()
+
+
+def test_m4a_voxceleb2_is_decoded_once_by_default(corpora: dict[str, Path], tmp_path: Path) -> None:
+    """Stage 1 decodes the m4a files in --nj jobs (PyAV: no ffmpeg needed); wav.scp names the files."""
+    vox2, sources = make_fake_voxceleb2(tmp_path / "VoxCeleb2", speakers=3, videos=1, utts=2, codec="alac")
+    args = ["--data", str(tmp_path / "data"), "--nj", "2", "--cohort-utts", "1", "--stop-stage", "1",
+            "--voxceleb2", str(vox2.root), "--decode-to", str(tmp_path / "decoded")]  # fmt: skip
+    for name in ("voxceleb1", "musan", "rirs"):
+        args += [f"--{name}", str(corpora[name])]
+    _run(args, _environment())
+    wav_scp = dict(line.split() for line in (tmp_path / "data" / "vox2_dev" / "wav.scp").read_text().splitlines())
+    assert sorted(wav_scp) == sorted(sources)
+    for utt, path in wav_scp.items():
+        assert path == str((tmp_path / "decoded").resolve() / utt[:7] / f"{utt}.wav")
+        assert soundfile.read(path, dtype="float32")[0].tolist() == sources[utt].tolist()
 
 
 @pytest.mark.parametrize("conf", sorted((REPO / "recipes" / "voxceleb" / "conf").glob("*.yaml")), ids=lambda p: p.stem)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # VoxCeleb recipe: train on VoxCeleb2 dev, test on VoxCeleb1-O/E/H (cleaned lists).
 #
-#   1. prepare VoxCeleb1 (+ trial lists), VoxCeleb2, MUSAN, RIRs; the AS-norm cohort
+#   1. prepare VoxCeleb1 (+ trial lists), VoxCeleb2 (decoded once to 16 kHz WAV by $nj jobs,
+#      or ffmpeg pipes with --pipes true), MUSAN, RIRs; the AS-norm cohort
 #   2. train every experiment in $experiments ($conf/NAME.yaml) with torchrun on the GPUs given
 #   3. extract VoxCeleb1 and cohort embeddings, $nj jobs over the data and the GPUs
 #   4. score VoxCeleb1-O/E/H with cosine and adaptive s-norm
@@ -23,6 +24,9 @@ musan=/corpora/musan
 rirs=/corpora/RIRS_NOISES
 trials_dir=""
 audio_ext=m4a
+pipes=false
+decode_to=""
+decode_format=wav
 data=data
 exp=exp
 experiments="sinc_tdnn_aam"
@@ -39,7 +43,7 @@ lists="O E H"
 train_extra=""
 extract_extra=""
 resume=false
-__recipe_options="stage stop_stage voxceleb1 voxceleb2 musan rirs trials_dir audio_ext data exp experiments conf
+__recipe_options="stage stop_stage voxceleb1 voxceleb2 musan rirs trials_dir audio_ext pipes decode_to decode_format data exp experiments conf
   train_set gpus num_nodes node_rank master_addr nj cohort_utts top_n lists train_extra extract_extra resume"
 
 . ./path.sh
@@ -53,7 +57,10 @@ done
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   echo "stage 1: prepare VoxCeleb1, VoxCeleb2, MUSAN and RIRs into $data"
+  # VoxCeleb2 decoded once into $decode_to (default $data/vox2_audio), or read through ffmpeg pipes (--pipes true)
+  if $pipes; then decode_to=""; else decode_to="${decode_to:-$data/vox2_audio}"; fi
   local/prepare_data.sh --nj "$nj" --trials-dir "$trials_dir" --audio-ext "$audio_ext" \
+    --decode-to "$decode_to" --decode-format "$decode_format" \
     --train-set "$train_set" --cohort-utts "$cohort_utts" "$voxceleb1" "$voxceleb2" "$musan" "$rirs" "$data"
 fi
 

@@ -23,6 +23,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from spkverif.decode import DecodeOptions, decode_data_dir, save_decoded
 from spkverif.errors import SpkverifError
 from spkverif.io.datadir import DataDir
 from spkverif.io.mp4 import mp4_audio_duration
@@ -333,8 +334,16 @@ def prepare_voxceleb2(
     audio_ext: str = "m4a",
     ffmpeg: str = "ffmpeg",
     jobs: int = 4,
+    decode_to: str | Path | None = None,
+    decode: DecodeOptions | None = None,
 ) -> VoxCelebResult:
-    """OUT/vox2_<subset> from `<subset>/aac/<speaker>/<video>/<clip>.m4a` (or converted wav files)."""
+    """OUT/vox2_<subset> from `<subset>/aac/<speaker>/<video>/<clip>.m4a` (or converted wav files).
+
+    wav.scp decodes each m4a file through an `ffmpeg ... |` pipe, or, with `decode_to`,
+    names files decoded once into that directory (spkverif.decode: 16 kHz mono WAV or
+    FLAC, resumable, failures listed and left out); `decode.part` decodes one share only
+    and writes no data directory.
+    """
     root, out = Path(root), Path(out)
     if subset not in VOX2_REFERENCE:
         raise SpkverifError(f"unknown VoxCeleb2 subset {subset!r} (dev or test)")
@@ -350,6 +359,10 @@ def prepare_voxceleb2(
     if not entries:
         raise SpkverifError(f"no {extension} files under <speaker>/<video>/ (wrong --audio-ext?)", root)
     warn_about(duplicates, "files left out because another file has the same id", "duplicate")
+    name = f"vox2_{subset}"
+    if decode_to is not None:
+        options = decode or DecodeOptions(jobs=jobs)
+        return _decode_voxceleb2(entries, duplicates, Path(decode_to), options, (root, subset, out / name))
     is_mp4 = extension in (".m4a", ".mp4")
     if is_mp4 and shutil.which(ffmpeg) is None:
         logger.warning("%s is not on PATH here: wav.scp is written, but reading it will need ffmpeg", ffmpeg)
@@ -358,10 +371,35 @@ def prepare_voxceleb2(
     data = data_dir_from(entries, measured.durations, (lambda p: ffmpeg_command(p, ffmpeg)) if is_mp4 else None)
     if not data.utterances:
         raise SpkverifError("none of the audio files could be read", root)
-    name = f"vox2_{subset}"
     save_fresh(data, out / name)
-    left_out = len(measured.unreadable) + len(duplicates)
+    _print_vox2_table(root, subset, data, len(measured.unreadable) + len(duplicates))
+    return VoxCelebResult({name: data}, {}, measured.unreadable, duplicates)
+
+
+def _print_vox2_table(root: Path, subset: str, data: DataDir, left_out: int) -> None:
+    name = f"vox2_{subset}"
     print_tables(
         sets_table(f"VoxCeleb2 {subset} in {root}", [SetCounts.of(name, data, left_out, VOX2_REFERENCE[subset])])
     )
-    return VoxCelebResult({name: data}, {}, measured.unreadable, duplicates)
+
+
+def _decode_voxceleb2(
+    entries: list[AudioEntry],
+    duplicates: list[str],
+    audio_dir: Path,
+    options: DecodeOptions,
+    where: tuple[Path, str, Path],
+) -> VoxCelebResult:
+    """Decode the files into AUDIO_DIR/<speaker>/<utt>.<format>; `where` is (ROOT, subset, OUT),
+    and OUT is written naming the decoded files (not with --part)."""
+    source = DataDir(
+        wav_scp={entry.utt: str(entry.path.resolve()) for entry in entries},
+        utt2spk={entry.utt: entry.speaker for entry in entries},
+    )
+    result = decode_data_dir(source, audio_dir, options)
+    if result.data is None:
+        return VoxCelebResult({}, {}, result.failures, duplicates)
+    root, subset, out = where
+    save_decoded(result, out)
+    _print_vox2_table(root, subset, result.data, len(result.failures) + len(duplicates))
+    return VoxCelebResult({out.name: result.data}, {}, result.failures, duplicates)

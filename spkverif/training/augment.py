@@ -12,22 +12,26 @@ augmented batch is a pure function of (seed, epoch, step, part), like the batch 
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import scipy.signal
+import scipy.fft
+import soundfile
 
 from spkverif.errors import SpkverifError
-from spkverif.io.audio import AudioReader
+from spkverif.io.audio import AudioReader, is_pipe
 from spkverif.io.datadir import load_data_dir
 
 SPEEDS = (1.0, 0.9, 1.1)
 
 
 class LazyAudioPool:
-    """Utterances of a data directory, loaded on first use and kept in an LRU cache."""
+    """Utterances of a data directory, loaded on first use and kept in an LRU cache;
+    `excerpt` reads only the stretch it needs from a file (MUSAN music runs for minutes)."""
 
     def __init__(self, path: str | Path, sample_rate: int, cache_size: int = 256):
         self.path = Path(path)
@@ -36,6 +40,7 @@ class LazyAudioPool:
         self.reader = AudioReader.from_data_dir(data, sample_rate, allow_resample=True)
         self.cache_size = cache_size
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lengths: dict[str, int | None] = {}
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -54,19 +59,52 @@ class LazyAudioPool:
     def random(self, rng: np.random.Generator) -> np.ndarray:
         return self.get(int(rng.integers(len(self.keys))))
 
+    def _file_length(self, key: str) -> int | None:
+        """Samples of a plain mono-or-more file at the pool's rate, from its header; None for anything else."""
+        if key not in self._lengths:
+            spec = self.reader.wav_scp.get(key) if self.reader.segments is None else None
+            length = None
+            if spec is not None and not is_pipe(spec) and os.path.isfile(spec):
+                try:
+                    info = soundfile.info(spec)
+                except (soundfile.LibsndfileError, RuntimeError):
+                    info = None  # the whole-file read will say what is wrong
+                if info is not None and info.samplerate == self.reader.sample_rate:
+                    length = info.frames
+            self._lengths[key] = length
+        return self._lengths[key]
+
+    def excerpt(self, rng: np.random.Generator, length: int) -> np.ndarray:
+        """`random_excerpt(self.random(rng), length, rng)`, the same draws and samples, but a
+        long file that is not cached has only the excerpt read (a seek), not the whole file."""
+        index = int(rng.integers(len(self.keys)))
+        key = self.keys[index]
+        total = None if key in self._cache else self._file_length(key)
+        if total is None or total < length:
+            return random_excerpt(self.get(index), length, rng)
+        start = int(rng.integers(0, total - length + 1))
+        samples, _ = soundfile.read(
+            self.reader.wav_scp[key], start=start, stop=start + length, dtype="float32", always_2d=True
+        )
+        return np.ascontiguousarray(samples[:, 0])
+
 
 def signal_power(samples: np.ndarray) -> float:
-    return float(np.mean(np.square(samples, dtype=np.float64)))
+    """Mean square of (T,) samples, accumulated in float64."""
+    wide = samples.astype(np.float64)
+    return float(np.dot(wide, wide)) / max(len(samples), 1)
 
 
 def mix_at_snr(signal: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
-    """signal + noise scaled so that 10 log10(P_signal / P_noise) equals `snr_db`."""
+    """signal + noise scaled so that 10 log10(P_signal / P_noise) equals `snr_db`; (T,) float32."""
     noise_power = signal_power(noise)
     speech_power = signal_power(signal)
     if noise_power == 0.0 or speech_power == 0.0:
         return signal
-    gain = np.sqrt(speech_power / (noise_power * 10 ** (snr_db / 10)))
-    return (signal + gain * noise).astype(np.float32)
+    gain = np.float32(np.sqrt(speech_power / (noise_power * 10 ** (snr_db / 10))))
+    mixed = noise * gain
+    mixed += signal
+    return mixed
 
 
 def random_excerpt(samples: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
@@ -79,28 +117,60 @@ def random_excerpt(samples: np.ndarray, length: int, rng: np.random.Generator) -
     return samples[start : start + length]
 
 
+class RoomResponse:
+    """An energy-normalised RIR, its direct-path delay (its peak), and its spectrum for each
+    FFT size used, so a chunk's reverberation costs one forward and one inverse real FFT."""
+
+    def __init__(self, rir: np.ndarray):
+        energy = np.sqrt(np.sum(np.square(rir, dtype=np.float64)))
+        self.silent = energy == 0.0
+        self.rir = (rir / energy).astype(np.float32) if not self.silent else rir.astype(np.float32)
+        self.delay = int(np.argmax(np.abs(self.rir)))
+        self._spectra: dict[int, np.ndarray] = {}
+
+    def spectrum(self, size: int) -> np.ndarray:
+        if size not in self._spectra:
+            self._spectra[size] = scipy.fft.rfft(self.rir, size)
+        return self._spectra[size]
+
+    def apply(self, samples: np.ndarray) -> np.ndarray:
+        """(T,) float32 convolved with the RIR, aligned on its direct path; (T,) float32."""
+        if self.silent:
+            return samples
+        size = scipy.fft.next_fast_len(len(samples) + len(self.rir) - 1, real=True)
+        wet = scipy.fft.irfft(scipy.fft.rfft(samples, size) * self.spectrum(size), size)
+        return wet[self.delay : self.delay + len(samples)].astype(np.float32, copy=False)
+
+
 def reverberate(samples: np.ndarray, rir: np.ndarray) -> np.ndarray:
     """Convolve with an energy-normalised RIR, aligned on its direct path (its peak),
-    so a delta RIR returns the signal unchanged and speech keeps its timing."""
-    energy = np.sqrt(np.sum(np.square(rir, dtype=np.float64)))
-    if energy == 0.0:
-        return samples
-    rir = (rir / energy).astype(np.float64)
-    delay = int(np.argmax(np.abs(rir)))
-    wet = scipy.signal.fftconvolve(samples.astype(np.float64), rir, mode="full")
-    return wet[delay : delay + len(samples)].astype(np.float32)
+    so a delta RIR returns the signal unchanged and speech keeps its timing.
+
+    (T,) float32 in and out; float32 FFT convolution (scipy.fft). Training caches each
+    RIR's spectrum through `RoomResponse` instead of calling this."""
+    return RoomResponse(rir).apply(samples)
+
+
+@lru_cache(maxsize=16)
+def _resampler(source_rate: int, sample_rate: int) -> object:
+    import torchaudio.transforms
+
+    return torchaudio.transforms.Resample(source_rate, sample_rate)
 
 
 def speed_perturb(samples: np.ndarray, speed: float, sample_rate: int) -> np.ndarray:
-    """Play `speed` times faster (pitch moves too, as sox `speed`): duration / speed."""
+    """Play `speed` times faster (pitch moves too, as sox `speed`): duration / speed.
+
+    (T,) float32 -> (about T / speed,) float32, by torchaudio's windowed-sinc resampling
+    from `sample_rate * speed` Hz, its kernel computed once per speed and cached."""
     if speed == 1.0:
         return samples
     import torch
-    import torchaudio.functional
 
-    source_rate = round(sample_rate * speed)
+    resampler = _resampler(round(sample_rate * speed), sample_rate)
     tensor = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
-    return torchaudio.functional.resample(tensor, source_rate, sample_rate).numpy()
+    with torch.no_grad():
+        return resampler(tensor).numpy()  # type: ignore[operator]
 
 
 @dataclass
@@ -116,10 +186,10 @@ class NoiseKind:
         number = int(rng.integers(self.count[0], self.count[1] + 1))
         noise = np.zeros(length, dtype=np.float32)
         for _ in range(number):
-            excerpt = random_excerpt(self.pool.random(rng), length, rng)
+            excerpt = self.pool.excerpt(rng, length)
             power = signal_power(excerpt)
             if power > 0:
-                noise += excerpt / np.sqrt(power)
+                noise += excerpt * np.float32(1 / np.sqrt(power))
         return noise, float(rng.uniform(*self.snr))
 
 
@@ -175,6 +245,20 @@ class ChunkAugmenter:
         self.rirs = rirs
         self.noise_prob = noise_prob if noises else 0.0
         self.rir_prob = rir_prob if rirs is not None else 0.0
+        self._rooms: OrderedDict[str, RoomResponse] = OrderedDict()
+
+    def room(self, index: int) -> RoomResponse:
+        """The RIR `index` of the pool, normalised, with its spectra: the last `cache_size` used are
+        kept (about 0.25 MB each for 2 s chunks)."""
+        assert self.rirs is not None
+        key = self.rirs.keys[index]
+        if key in self._rooms:
+            self._rooms.move_to_end(key)
+            return self._rooms[key]
+        room = self._rooms[key] = RoomResponse(self.rirs.get(index))
+        if len(self._rooms) > self.rirs.cache_size:
+            self._rooms.popitem(last=False)
+        return room
 
     @property
     def active(self) -> bool:
@@ -182,7 +266,7 @@ class ChunkAugmenter:
 
     def __call__(self, samples: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if self.rirs is not None and rng.random() < self.rir_prob:
-            samples = reverberate(samples, self.rirs.random(rng))
+            samples = self.room(int(rng.integers(len(self.rirs)))).apply(samples)
         if self.noises and rng.random() < self.noise_prob:
             kind = self.noises[int(rng.integers(len(self.noises)))]
             noise, snr = kind.sample(len(samples), rng)

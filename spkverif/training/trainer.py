@@ -38,6 +38,7 @@ from spkverif.config import TrainConfig
 from spkverif.errors import SpkverifError
 from spkverif.io.audio import AudioReader
 from spkverif.io.datadir import DataDir, load_data_dir
+from spkverif.io.shards import SHARD_LIST, read_shard_list
 from spkverif.io.tables import write_table
 from spkverif.losses import LossHead, build_loss
 from spkverif.models import MODELS, SpeakerEmbeddingModel, build_model, count_parameters
@@ -59,6 +60,7 @@ from spkverif.training.distributed import DistributedContext, resolve_device, se
 from spkverif.training.margin import MARGIN_SCHEDULERS, build_margin_schedule
 from spkverif.training.optim import OPTIMIZERS, SCHEDULERS
 from spkverif.training.sampler import SpeakerChunkSampler, SpeakerIndex
+from spkverif.training.shards import ShardChunks, check_streams
 from spkverif.training.validation import Validator
 
 logger = logging.getLogger(__name__)
@@ -182,6 +184,8 @@ class Trainer:
         torch.manual_seed(config.seed)
 
         self.data = load_data_dir(data_dir)
+        shard_list = Path(data_dir) / SHARD_LIST
+        self.shards = read_shard_list(shard_list) if shard_list.is_file() else None
         sample_rate = config.data.sample_rate
         self.reader = AudioReader.from_data_dir(self.data, sample_rate, config.data.resample)
         _model_rate_from_data(config)
@@ -389,17 +393,21 @@ class Trainer:
             self.config.seed,
             self.speeds,
         )
-        dataset = ChunkBatches(
-            sampler,
-            self.reader,
-            self.config.training.epochs,
-            self.steps_per_epoch,
-            self.epoch,
-            self.step,
-            self.parts,
-            self.augmenter,
-        )
         workers = self.config.data.num_workers
+        dataset: ChunkBatches | ShardChunks
+        if self.shards is not None:
+            dataset = self._shard_dataset(index, sampler.batch_size, workers)
+        else:
+            dataset = ChunkBatches(
+                sampler,
+                self.reader,
+                self.config.training.epochs,
+                self.steps_per_epoch,
+                self.epoch,
+                self.step,
+                self.parts,
+                self.augmenter,
+            )
         return DataLoader(
             dataset,
             batch_size=None,
@@ -407,6 +415,31 @@ class Trainer:
             pin_memory=self.device.type == "cuda",
             prefetch_factor=4 if workers > 0 else None,
             worker_init_fn=single_threaded_worker if workers > 0 else None,
+        )
+
+    def _shard_dataset(self, index: SpeakerIndex, batch_size: int, workers: int) -> ShardChunks:
+        """Batches streamed from the shards of shards.list (see training/shards.py for what changes)."""
+        assert self.shards is not None
+        if self.head.min_utts_per_speaker > 1:
+            raise SpkverifError(
+                f"loss {self.config.loss.name!r} needs P x K batches, which shards cannot give: "
+                "train from a data directory without shards.list"
+            )
+        check_streams(self.shards, self.context.world_size * max(1, workers))
+        return ShardChunks(
+            self.shards,
+            dict(zip(index.utterances, index.labels.tolist(), strict=True)),
+            len(index.speakers),
+            self.chunk_samples,
+            batch_size,
+            self.config.seed,
+            (self.config.training.epochs, self.steps_per_epoch, self.epoch, self.step),
+            self.parts,
+            self.speeds,
+            self.augmenter,
+            self.config.data.shuffle_buffer,
+            (self.context.rank, self.context.world_size),
+            self.config.data.sample_rate,
         )
 
     def run(self) -> Path:
