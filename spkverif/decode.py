@@ -27,7 +27,7 @@ import os
 import signal
 import zlib
 from dataclasses import dataclass, field
-from multiprocessing import Pool
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -203,7 +203,9 @@ def _run(tasks: list[_Task], jobs: int) -> list[_Outcome]:
             results = map(_decode_one, tasks)
             pool = None
         else:
-            pool = Pool(jobs, initializer=_worker_init)
+            # spawn, not fork: a forked child of a process whose torch (OpenMP) threads ran can
+            # deadlock in its first torch call (resampling), as seen under pytest.
+            pool = get_context("spawn").Pool(jobs, initializer=_worker_init)
             results = pool.imap_unordered(_decode_one, tasks, chunksize=8)
         try:
             for outcome in results:

@@ -34,9 +34,9 @@ def _import_every_module() -> None:
 
 def _option_help(run_cli, option: str) -> str:
     """The lines of `COMMAND --help` that belong to one option: "train --loss" -> the --loss entry
-    ("data decode --decoder": a subcommand of a group)."""
+    ("data decode --decoder": a subcommand of a group; "import SOURCE": a positional argument)."""
     words = option.split()
-    at = next(i for i, word in enumerate(words) if word.startswith("-"))
+    at = next(i for i, word in enumerate(words) if word.startswith("-") or word.isupper())
     flag = words[at]
     output = run_cli(*words[:at], "--help").output
     lines = output.splitlines()
