@@ -179,7 +179,7 @@ def test_calibration_matches_sklearn_logistic_regression() -> None:
 @pytest.mark.parametrize("decimals", [None, 1])
 def test_operating_points_match_the_grouped_counts(decimals: int | None) -> None:
     """The sort-and-merge path of operating_points gives exactly the points the bootstrap's grouping gives."""
-    from spkverif.metrics import GroupedScores
+    from spkverif.metrics import GroupedScores, operating_points
 
     rng = np.random.default_rng(3)
     labels = rng.random(5000) < 0.2
