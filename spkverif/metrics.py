@@ -75,7 +75,8 @@ def _points_from_cumulative(
     total_targets, total_nontargets = misses[-1], rejected_nontargets[-1]
     if total_targets <= 0 or total_nontargets <= 0:
         raise SpkverifError("evaluation needs both target and nontarget trials")
-    return OperatingPoints(thresholds, misses / total_targets, (total_nontargets - rejected_nontargets) / total_nontargets)
+    false_alarms = total_nontargets - rejected_nontargets
+    return OperatingPoints(thresholds, misses / total_targets, false_alarms / total_nontargets)
 
 
 def operating_points(scores: np.ndarray, labels: np.ndarray) -> OperatingPoints:

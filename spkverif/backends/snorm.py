@@ -15,6 +15,7 @@ a (block x cohort) score matrix, never (embeddings x cohort).
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +40,11 @@ SELECTION_THREADS = max(1, min(os.cpu_count() or 1, 8))
 def _selection_pool() -> ThreadPoolExecutor:
     """Threads for the row selections: numpy releases the GIL there, so each core takes a share of the rows."""
     return ThreadPoolExecutor(max_workers=SELECTION_THREADS)
+
+
+def parts(rows: int) -> int:
+    """Into how many thread shares a block of `rows` is split: one per core, at least 256 rows each."""
+    return min(SELECTION_THREADS, max(1, rows // 256))
 
 
 def top_statistics(scores: np.ndarray, top_n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -82,12 +88,9 @@ class CohortStatistics:
         for start in range(0, len(wanted), self.block):
             rows = wanted[start : start + self.block]
             scores = np.matmul(self.embeddings[rows], self.cohort_transposed, out=buffer[: len(rows)])
-            bounds = np.linspace(0, len(rows), min(SELECTION_THREADS, max(1, len(rows) // 256)) + 1).astype(int)
-            shares = [(low, high) for low, high in zip(bounds[:-1], bounds[1:], strict=True)]
-            for (low, high), (mean, std) in zip(
-                shares, pool.map(lambda share: top_statistics(scores[share[0] : share[1]], self.top_n), shares),
-                strict=True,
-            ):
+            shares = list(itertools.pairwise(np.linspace(0, len(rows), parts(len(rows)) + 1).astype(int)))
+            statistics = pool.map(lambda share, block=scores: top_statistics(block[slice(*share)], self.top_n), shares)
+            for (low, high), (mean, std) in zip(shares, statistics, strict=True):
                 self.mean[rows[low:high]] = mean
                 self.std[rows[low:high]] = np.maximum(std, STD_FLOOR)
 
