@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> Path:
         if loading is not None:
             sections.append(loading)
     load_after = ", ".join(f"{value:.2f}" for value in os.getloadavg())
-    command = "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])
+    arguments = shlex.join(argv if argv is not None else sys.argv[1:])
+    command = os.environ.get("SPKVERIF_BENCH_COMMAND", "python -m bench") + " " + arguments
     text = "\n".join(
         [
             "# spkverif beside its peers",
