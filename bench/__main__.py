@@ -43,7 +43,7 @@ def figures(tiny: bool) -> dict[str, Callable[[], Section]]:
     if tiny:
         return {
             "training": lambda: peer_train.run(
-                peer_train.TrainSize(batch=4, seconds=0.5, classes=10, rounds=2, tiny=True)
+                peer_train.TrainSize(batch=4, seconds=0.5, classes=10, rounds=2, tiny=True, memory_models=("xvector",))
             ),
             "features": lambda: peer_features.run(peer_features.FeatureSize(utterances=3, seconds=1.0, rounds=2)),
             "extraction": lambda: peer_extract.run(

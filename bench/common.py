@@ -11,12 +11,9 @@ import math
 import os
 import platform
 import statistics
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
-PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 @dataclass
@@ -65,47 +62,6 @@ def interleaved(contestants: dict[str, Callable[[], object]], rounds: int, warmu
             function()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(values) for name, values in times.items()}
-
-
-def resident_bytes() -> int:
-    """The process's resident set size now, from /proc (0 where there is no /proc)."""
-    try:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * PAGE
-    except OSError:
-        return 0
-
-
-class PeakMemory:
-    """Peak resident memory above the level at entry, sampled every `interval` seconds by a thread.
-
-    `with PeakMemory() as peak: work()` then `peak.bytes`. The sampler reads
-    /proc/self/statm, so it sees what torch and numpy allocate as well as Python
-    objects; a peak shorter than the interval can be missed.
-    """
-
-    def __init__(self, interval: float = 0.002):
-        self.interval = interval
-        self.bytes = 0
-        self._stop = threading.Event()
-
-    def __enter__(self) -> PeakMemory:
-        self._base = resident_bytes()
-        self._peak = self._base
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self._peak = max(self._peak, resident_bytes())
-            time.sleep(self.interval)
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._peak = max(self._peak, resident_bytes())
-        self.bytes = self._peak - self._base
 
 
 def cpu_model() -> str:

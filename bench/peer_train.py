@@ -6,19 +6,28 @@ features inside the step (ours: `KaldiFbank` in the model; SpeechBrain's:
 network, then the same additive-angular-margin head (spkverif's `aam`, m = 0.2,
 s = 30) over the same number of classes, backward and an SGD step. Samples/s is
 the batch size over the median step time; peak memory is the resident memory
-the step adds above the process at rest.
+two steps add to a fresh process that has built the model (its
+high-water mark, ru_maxrss), measured after the timed rounds.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import resource
+import subprocess
+import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
-from bench.common import PeakMemory, Row, Section, interleaved
+from bench.common import Row, Section, interleaved
 from spkverif.losses import build_loss
 from spkverif.models import build_model, count_parameters
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -30,6 +39,8 @@ class TrainSize:
     models: tuple[str, ...] = ("xvector", "ecapa_tdnn", "resnet34")
     # Options shrinking our networks and SpeechBrain's alike (the smoke test's tiny size); empty at full size.
     tiny: bool = False
+    # The models whose peak memory is measured (a fresh process each); None: all of them.
+    memory_models: tuple[str, ...] | None = None
 
 
 def _our_model(name: str, tiny: bool) -> torch.nn.Module:
@@ -121,6 +132,45 @@ def training_step(model: torch.nn.Module, dim: int, size: TrainSize, seed: int) 
     return step
 
 
+def _build(name: str, side: str, size: TrainSize) -> tuple[torch.nn.Module, int]:
+    if side == "ours":
+        model = _our_model(name, size.tiny)
+        return model, model.embedding_dim
+    return speechbrain_model(name, size.tiny)
+
+
+def peak_step_memory(name: str, side: str, size: TrainSize) -> float:
+    """MiB of resident memory two training steps add to a fresh process that has built the model (ru_maxrss).
+
+    A process of its own, so neither the other contestant's allocations nor
+    the allocator's reuse of freed memory between rounds hides a step's peak.
+    """
+    arguments = {"name": name, "side": side, "threads": torch.get_num_threads(), **asdict(size)}
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.peer_train", json.dumps(arguments)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))},
+    )
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def _measure_memory(arguments: dict) -> None:
+    name, side = arguments.pop("name"), arguments.pop("side")
+    torch.set_num_threads(arguments.pop("threads"))
+    arguments["models"] = tuple(arguments["models"])
+    arguments["memory_models"] = None
+    size = TrainSize(**arguments)
+    torch.manual_seed(0)
+    model, dim = _build(name, side, size)
+    step = training_step(model, dim, size, 0)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    step()
+    step()
+    print(max((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024, 1e-3))
+
+
 def run(size: TrainSize) -> Section:
     section = Section("training step")
     section.lines.append(
@@ -146,34 +196,31 @@ def run(size: TrainSize) -> Section:
             contestants["speechbrain"] = training_step(peer, peer_dim, size, 0)
         seconds = interleaved(contestants, size.rounds)
         memory = {}
-        for key, step in contestants.items():
-            with PeakMemory() as peak:
-                step()
-            memory[key] = peak.bytes / 2**20
+        if size.memory_models is None or name in size.memory_models:
+            memory = {key: peak_step_memory(name, key, size) for key in contestants}
         label = name + (" c512" if name == "ecapa_tdnn" else "")
-        peer_name = f"SpeechBrain {type(peer.network).__name__}" if peer_parameters is not None else ""
+        peer_name = f"SpeechBrain {type(peer.network).__name__}" if with_peer else ""
         section.rows.append(
             Row(
                 f"{label} samples/s",
                 "samples/s",
                 size.batch / seconds["ours"],
                 peer_name,
-                size.batch / seconds["speechbrain"] if peer_parameters is not None else None,
+                size.batch / seconds["speechbrain"] if with_peer else None,
                 higher_is_better=True,
             )
         )
-        section.rows.append(
-            Row(
-                f"{label} peak step memory",
-                "MiB",
-                max(memory["ours"], 1e-3),
-                peer_name,
-                max(memory["speechbrain"], 1e-3) if peer_parameters is not None else None,
+        if memory:
+            section.rows.append(
+                Row(f"{label} peak step memory", "MiB", memory["ours"], peer_name, memory.get("speechbrain"))
             )
-        )
         section.lines.append(
             f"{label}: {count_parameters(ours) / 1e6:.2f}M parameters (spkverif)"
-            + (f", {peer_parameters / 1e6:.2f}M ({peer_name})" if peer_parameters is not None else "")
+            + (f", {peer_parameters / 1e6:.2f}M ({peer_name})" if with_peer else "")
         )
-        print(f"training {label}: {section.rows[-2]}", flush=True)
+        print(f"training {label}: {[row for row in section.rows if row.figure.startswith(label)]}", flush=True)
     return section
+
+
+if __name__ == "__main__":
+    _measure_memory(json.loads(sys.argv[1]))

@@ -6,8 +6,6 @@
 # On a shared machine, take its CPU lock around this script so other jobs do not share the cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Freed blocks above 64 KiB go back to the system at once, so the sampled peak memory of a step is its own.
-export MALLOC_MMAP_THRESHOLD_=65536
 export SPKVERIF_BENCH_COMMAND="bench/run.sh"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 exec python -m bench "$@"
