@@ -6,6 +6,7 @@ Nothing here does the work; each subcommand calls one function of its stage modu
 from __future__ import annotations
 
 import logging
+import shutil
 import signal
 import sys
 from collections.abc import Callable
@@ -18,6 +19,7 @@ import click
 from spkverif import __version__
 from spkverif.errors import SpkverifError
 from spkverif.progress import set_quiet
+from spkverif.registry import CATALOGUE, choices_help, render_listing
 
 logger = logging.getLogger("spkverif")
 
@@ -41,6 +43,29 @@ def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
         return command(*args, **kwargs)
 
     return wrapper
+
+
+class RegistryOption(click.Option):
+    """An option whose help ends with the names its registries accept, each with its one-line description.
+
+    The registries (keys of spkverif.registry.CATALOGUE) are imported only when help is
+    shown, so a plain `spkverif ...` does not import every model for its help text.
+    """
+
+    def __init__(self, *args: Any, registries: tuple[str, ...], **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.lead = self.help or ""
+        self.registries = registries
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        # Click's help column starts about 34 columns in and ends at the narrower of the
+        # terminal and max_content_width; the choices are wrapped to fit between.
+        columns = min(ctx.terminal_width or shutil.get_terminal_size().columns, ctx.max_content_width or 80)
+        self.help = f"{self.lead}\n\n{choices_help(*self.registries, width=max(40, columns - 36))}"
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.help = self.lead
 
 
 class SpkverifGroup(click.Group):
@@ -215,16 +240,24 @@ def validate_command(data_dir: str, trials: str | None, no_audio_check: bool) ->
 @click.option("--data", "data_dir", required=True, type=click.Path(), help="Training data directory.")
 @click.option("--exp", "exp_dir", required=True, type=click.Path(), help="Experiment directory to write.")
 @click.option("--config", "config_path", type=click.Path(), help="YAML config; flags override it.")
-@click.option("--loss", help="Loss by name (e.g. aam); replaces the config's loss and its options.")
-@click.option("--model", help="Model by name (e.g. xvector); replaces the config's model and its options.")
 @click.option(
-    "--mining",
-    help="Triplet mining, loss triplet only: batch-all (every valid triplet), batch-hard (the hardest per anchor) "
-    "or semi-hard.",
+    "--loss",
+    cls=RegistryOption,
+    registries=("losses",),
+    help="Loss by name; replaces the config's loss and its options (spkverif list losses):",
 )
 @click.option(
+    "--model",
+    cls=RegistryOption,
+    registries=("models",),
+    help="Model by name; replaces the config's model and its options (spkverif list models):",
+)
+@click.option("--mining", cls=RegistryOption, registries=("minings",), help="Triplet mining, loss triplet only:")
+@click.option(
     "--margin-scheduler",
-    help="Margin schedule for aam, am, subcenter_aam: constant, linear or exponential (options by --set).",
+    cls=RegistryOption,
+    registries=("margin-schedulers",),
+    help="Margin schedule for aam, am, subcenter_aam (options by --set margin_scheduler.KEY=VALUE):",
 )
 @click.option("--epochs", type=int, help="Number of epochs.")
 @click.option("--batches-per-epoch", type=int, help="Batches in an epoch (an epoch is a number of batches).")
@@ -254,7 +287,10 @@ def validate_command(data_dir: str, trials: str | None, no_audio_check: bool) ->
     "settings",
     multiple=True,
     metavar="SECTION.KEY=VALUE",
-    help="Set any config value, e.g. --set loss.margin=0.2.",
+    cls=RegistryOption,
+    registries=("optimizers", "schedulers", "distances"),
+    help="Set any config value, e.g. --set loss.margin=0.2; a component's options are listed by "
+    "spkverif list. Names reached only this way:",
 )
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in --exp.")
 @click.option("--dry-run", is_flag=True, help="Build the model and loss, print their sizes, train nothing.")
@@ -376,7 +412,14 @@ def export_command(model_path: str, output: str) -> None:
 
 @cli.command("score")
 @click.option("--trials", required=True, type=click.Path(), help="Trial list (Kaldi or VoxCeleb form).")
-@click.option("--method", default="cosine", show_default=True, help="Back end: cosine, snorm, asnorm or plda.")
+@click.option(
+    "--method",
+    default="cosine",
+    show_default=True,
+    cls=RegistryOption,
+    registries=("backends",),
+    help="Scoring back end (spkverif list backends):",
+)
 @click.option("--allow-missing", is_flag=True, help="Skip trials whose embeddings are missing, and count them.")
 @click.option("--mean", help="cosine/snorm/asnorm: subtract the mean of these vectors first (e.g. scp:train.scp).")
 @click.option("--cohort", help="snorm/asnorm: cohort embeddings, an rspecifier.")
@@ -521,6 +564,20 @@ def report_command(
             det_path=det_path,
             plot=not no_det,
         )
+
+
+# list ------------------------------------------------------------------------
+
+
+@cli.command(
+    "list",
+    help=f"Print the registered choices with their options, defaults and valid values. "
+    f"KIND: {', '.join(CATALOGUE)} [default: all].",
+)
+@click.argument("kinds", nargs=-1, metavar="[KIND]...")
+@common_options
+def list_command(kinds: tuple[str, ...]) -> None:
+    click.echo(render_listing(kinds, width=shutil.get_terminal_size((100, 24)).columns), nl=False)
 
 
 def install_signal_handlers() -> None:

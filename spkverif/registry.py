@@ -1,13 +1,38 @@
-"""Registries by name: models, losses, back ends and corpora are looked up here.
+"""Registries by name: models, losses, back ends and the training schedules are looked up here.
 
 Adding a component means writing one module that decorates its builder with
-`REGISTRY.register("name")`; nothing else changes.
+`REGISTRY.register("name")`; nothing else changes: `--help`, `spkverif list` and the
+option checks all read the registry and the builder.
+
+A builder describes itself:
+- the first line (paragraph) of its docstring is the one-line description `--help` shows;
+- its parameters with defaults are its options (those without are supplied by the
+  caller, e.g. a loss's embedding_dim and num_classes);
+- an option's valid values are declared in its annotation, checked by
+  `Registry.build` and shown by `spkverif list`:
+  `margin: Annotated[float, Range(gt=0)] = 0.2`, `mining: Annotated[str, OneOf(MINERS)]`.
+
+A new registry goes into `CATALOGUE` with the option that takes its names (e.g.
+`"formats": Entry("spkverif.export:FORMATS", "export --format")`); the CLI then
+passes `choices_help("formats")` to that option and `spkverif list formats` shows it.
+The test suite fails for a registry left out of the catalogue.
+
+Nothing here imports Click: help texts are built as plain strings.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import inspect
-from collections.abc import Callable
+import io
+import math
+import operator
+import textwrap
+import types
+import typing
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from spkverif.errors import SpkverifError
@@ -16,13 +41,22 @@ T = TypeVar("T", bound=Callable[..., Any])
 
 
 class Registry(Generic[T]):
-    """A name -> builder map whose misses are user errors listing the choices."""
+    """A name -> builder map whose misses are user errors listing the choices.
+
+    Every registry made is remembered in `Registry.instances`, so a test can check
+    that each one is in `CATALOGUE` (and therefore in `--help` and `spkverif list`).
+    """
+
+    instances: typing.ClassVar[list[Registry]] = []
 
     def __init__(self, kind: str):
         self.kind = kind
         self._builders: dict[str, T] = {}
+        Registry.instances.append(self)
 
     def register(self, name: str) -> Callable[[T], T]:
+        """Decorator: register `builder` under `name`; ValueError (a bug) if the name is taken."""
+
         def decorate(builder: T) -> T:
             if name in self._builders:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
@@ -38,20 +72,149 @@ class Registry(Generic[T]):
         return name in self._builders
 
     def get(self, name: str) -> T:
+        """The builder of `name`; SpkverifError naming the valid names if there is none."""
         try:
             return self._builders[name]
         except KeyError:
             raise SpkverifError(f"unknown {self.kind} {name!r}; choose one of: {', '.join(self.names())}") from None
 
+    def describe(self, name: str) -> str:
+        """One line about `name`: the first line (paragraph) of its builder's docstring ('' if it has none)."""
+        return summary(self.get(name))
+
     def build(self, name: str, *args: Any, **params: Any) -> Any:
-        """Call the builder, turning unknown or missing options into user errors."""
+        """Call the builder, turning unknown options and values out of range into user errors."""
         builder = self.get(name)
         check_options(builder, params, f"{self.kind} {name!r}")
         return builder(*args, **params)
 
 
+def summary(builder: Callable[..., Any]) -> str:
+    """The first paragraph of a docstring on one line (usually its first line), or ''."""
+    doc = (inspect.getdoc(builder) or "").strip()
+    return " ".join(doc.split("\n\n")[0].split())
+
+
+# valid values -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Range:
+    """Numeric bounds of an option, for `Annotated[float, Range(gt=0)]`; None means unbounded."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def problem(self, value: Any) -> str | None:
+        """Why `value` is out of range, or None if it is in range (None itself always passes)."""
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"a number {self}"
+        inside = (
+            (self.ge is None or value >= self.ge)
+            and (self.gt is None or value > self.gt)
+            and (self.le is None or value <= self.le)
+            and (self.lt is None or value < self.lt)
+            and not math.isnan(value)
+        )
+        return None if inside else str(self)
+
+    def __str__(self) -> str:
+        bounds = [(">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt)]
+        return ", ".join(f"{sign} {_number(bound)}" for sign, bound in bounds if bound is not None)
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """A string option whose value is one of a fixed set or a registry's names.
+
+    `kind` names the choice in the error ("unknown aam preset 'huge'; choose one of:
+    ..."); a registry's own kind is used when it is not given.
+    """
+
+    choices: Registry | Sequence[str]
+    kind: str = ""
+
+    def names(self) -> list[str]:
+        return self.choices.names() if isinstance(self.choices, Registry) else list(self.choices)
+
+    def problem(self, value: Any) -> str | None:
+        """The whole error message for `value`, or None if it is one of the choices."""
+        if value is None or value in self.names():
+            return None
+        kind = self.kind or (self.choices.kind if isinstance(self.choices, Registry) else "value")
+        return f"unknown {kind} {value!r}; choose one of: {', '.join(self.names())}"
+
+    def __str__(self) -> str:
+        return ", ".join(self.names())
+
+
+Constraint = Range | OneOf
+
+Count = typing.Annotated[int, Range(ge=1)]
+"""An option counting something (channels, dimensions, iterations): an int >= 1."""
+NonNegative = typing.Annotated[float, Range(ge=0)]
+"""A float >= 0 (a margin, a weight, a dither)."""
+Positive = typing.Annotated[float, Range(gt=0)]
+"""A float > 0 (a scale, a learning rate)."""
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+@dataclass(frozen=True)
+class BuilderOption:
+    """One option of a builder: its name, type as text, default and valid values (None: any)."""
+
+    name: str
+    type: str
+    default: Any
+    valid: Constraint | None
+
+
+def builder_options(builder: Callable[..., Any]) -> list[BuilderOption]:
+    """The options of a builder, from its signature: the parameters that have defaults.
+
+    Type annotations are resolved (`typing.get_type_hints`), so the constraints
+    inside `Annotated[...]` are found even under `from __future__ import annotations`;
+    a NameError there is a bug in the builder's module.
+    """
+    hints = typing.get_type_hints(builder, include_extras=True)
+    options = []
+    for name, parameter in inspect.signature(builder).parameters.items():
+        if parameter.default is inspect.Parameter.empty or parameter.kind is inspect.Parameter.VAR_KEYWORD:
+            continue
+        hint, valid = _constraint(hints.get(name))
+        options.append(BuilderOption(name, _type_text(hint), parameter.default, valid))
+    return options
+
+
+def _constraint(hint: Any) -> tuple[Any, Constraint | None]:
+    """`Annotated[float, Range(gt=0)] | None` -> (float | None, Range(gt=0))."""
+    if typing.get_origin(hint) is typing.Annotated:
+        base, *extras = typing.get_args(hint)
+        return base, next((extra for extra in extras if isinstance(extra, (Range, OneOf))), None)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        parts = [_constraint(arg) for arg in typing.get_args(hint)]
+        valid = next((part[1] for part in parts if part[1] is not None), None)
+        return functools.reduce(operator.or_, [part[0] for part in parts]), valid
+    return hint, None
+
+
+def _type_text(hint: Any) -> str:
+    if hint is None:
+        return ""
+    if isinstance(hint, type) and not typing.get_args(hint):
+        return hint.__name__
+    return str(hint).replace("typing.", "").replace("NoneType", "None")
+
+
 def check_options(builder: Callable[..., Any], params: dict[str, Any], what: str) -> None:
-    """Reject options a builder does not take, naming the ones it does."""
+    """Reject options a builder does not take, naming the ones it does, and values out of their range."""
     signature = inspect.signature(builder)
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()):
         return
@@ -65,3 +228,106 @@ def check_options(builder: Callable[..., Any], params: dict[str, Any], what: str
         raise SpkverifError(
             f"{what} has no option {', '.join(map(repr, unknown))}; its options are: {', '.join(accepted) or '(none)'}"
         )
+    for option in builder_options(builder):
+        if option.name in params and option.valid is not None:
+            problem = option.valid.problem(params[option.name])
+            if problem is not None and isinstance(option.valid, OneOf):
+                raise SpkverifError(problem)
+            if problem is not None:
+                raise SpkverifError(f"{what} needs {option.name} {problem}, not {params[option.name]!r}")
+
+
+# the catalogue: every registry, and the option that takes its names --------------
+
+
+@dataclass(frozen=True)
+class Entry:
+    """Where a registry lives ("module:ATTRIBUTE", imported only when asked for) and what chooses from it.
+
+    `option` is "COMMAND --OPTION" or "COMMAND --set KEY" for a name reached through `--set`.
+    """
+
+    path: str
+    option: str
+
+    def registry(self) -> Registry:
+        module, attribute = self.path.split(":")
+        return getattr(importlib.import_module(module), attribute)
+
+
+CATALOGUE: dict[str, Entry] = {
+    "models": Entry("spkverif.models:MODELS", "train --model"),
+    "losses": Entry("spkverif.losses:LOSSES", "train --loss"),
+    "minings": Entry("spkverif.losses.triplet:MINERS", "train --mining"),
+    "distances": Entry("spkverif.losses.pairs:DISTANCES", "train --set loss.distance"),
+    "optimizers": Entry("spkverif.training.optim:OPTIMIZERS", "train --set optimizer.name"),
+    "schedulers": Entry("spkverif.training.optim:SCHEDULERS", "train --set scheduler.name"),
+    "margin-schedulers": Entry("spkverif.training.margin:MARGIN_SCHEDULERS", "train --margin-scheduler"),
+    "backends": Entry("spkverif.backends:BACKENDS", "score --method"),
+}
+
+
+def catalogue_entry(key: str) -> Entry:
+    """The catalogue's entry for `key`; SpkverifError listing the keys if there is none."""
+    try:
+        return CATALOGUE[key]
+    except KeyError:
+        raise SpkverifError(f"unknown registry {key!r}; choose one of: {', '.join(CATALOGUE)}") from None
+
+
+def choices_help(*keys: str, width: int = 66) -> str:
+    """Plain text for an option's help: each registered name with its one-line description.
+
+    One key gives "name  description" lines, wrapped to `width` columns under the
+    description; several (the `--set` option) give each registry's lines under a
+    heading naming the key they set. Each block starts with Click's no-rewrap marker
+    (a line holding only "\\b") so the CLI keeps the lines as they are.
+    """
+    blocks = []
+    for key in keys:
+        entry = catalogue_entry(key)
+        registry = entry.registry()
+        column = 4 + max(map(len, registry.names()), default=0)
+        lines = [
+            textwrap.fill(
+                registry.describe(name) or "-",
+                width,
+                initial_indent=f"  {name}".ljust(column),
+                subsequent_indent=" " * column,
+            )
+            for name in registry.names()
+        ]
+        heading = f"{entry.option.split(' --set ')[-1]} (spkverif list {key}):" if " --set " in entry.option else ""
+        blocks.append("\b\n" + "\n".join(([heading] if heading else []) + lines))
+    return "\n\n".join(blocks)
+
+
+def render_listing(keys: Iterable[str] = (), width: int = 100) -> str:
+    """`spkverif list`: a table per registry (all if `keys` is empty) of each name, its
+    description and its options with type, default and valid values, as plain text."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    chosen = list(keys) or list(CATALOGUE)
+    out = io.StringIO()
+    console = Console(file=out, width=width, color_system=None, highlight=False, soft_wrap=False)
+    for key in chosen:
+        entry = catalogue_entry(key)
+        registry = entry.registry()
+        table = Table(title=f"{key} ({entry.option})", title_justify="left", show_lines=True, expand=False)
+        table.add_column("name", no_wrap=True)
+        table.add_column("description", ratio=1)
+        table.add_column("options: type = default  [valid values]", ratio=1)
+        for name in registry.names():
+            options = builder_options(registry.get(name))
+            described = "\n".join(map(_option_text, options)) or "(none)"
+            table.add_row(Text(name), Text(registry.describe(name)), Text(described))
+        console.print(table)
+    return "".join(line.rstrip() + "\n" for line in out.getvalue().splitlines())
+
+
+def _option_text(option: BuilderOption) -> str:
+    typed = f": {option.type}" if option.type else ""
+    valid = f"  [{option.valid}]" if option.valid is not None else ""
+    return f"{option.name}{typed} = {option.default!r}{valid}"

@@ -29,5 +29,8 @@ class CosineScorer:
 
 @BACKENDS.register("cosine")
 def build_cosine(mean: str | None = None) -> CosineScorer:
-    """`mean`: an rspecifier whose vectors' mean is subtracted first (e.g. the training set's embeddings)."""
+    """Cosine similarity, no cohort, no training.
+
+    `mean`: an rspecifier whose vectors' mean is subtracted first (e.g. the training set's embeddings).
+    """
     return CosineScorer(mean_vector(mean) if mean else None)

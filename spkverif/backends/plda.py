@@ -25,6 +25,7 @@ from spkverif.backends.registry import BACKENDS
 from spkverif.errors import SpkverifError
 from spkverif.io.atomic import atomic_write
 from spkverif.io.specifiers import load_vectors
+from spkverif.registry import Count
 
 logger = logging.getLogger(__name__)
 
@@ -188,8 +189,8 @@ def build_plda(
     plda_model: str | None = None,
     train_plda: str | None = None,
     utt2spk: str | None = None,
-    lda_dim: int | None = None,
-    plda_iters: int = 10,
+    lda_dim: Count | None = None,
+    plda_iters: Count = 10,
 ) -> PldaScorer:
     """Load `plda_model`, or train it first on `train_plda` (an rspecifier) with speakers from `utt2spk`."""
     if plda_model is None:

@@ -27,6 +27,7 @@ from spkverif.backends.cosine import CosineScorer
 from spkverif.backends.registry import BACKENDS
 from spkverif.errors import SpkverifError
 from spkverif.io.specifiers import load_vectors
+from spkverif.registry import Count
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ def build_snorm(
 
 @BACKENDS.register("asnorm")
 def build_asnorm(
-    cohort: str | None = None, cohort_utt2spk: str | None = None, mean: str | None = None, top_n: int = 300
+    cohort: str | None = None, cohort_utt2spk: str | None = None, mean: str | None = None, top_n: Count = 300
 ) -> CohortNormScorer:
     """AS-norm over each side's `top_n` closest cohort entries (300 as WeSpeaker; the paper used 400)."""
     return _build(cohort, cohort_utt2spk, mean, top_n)

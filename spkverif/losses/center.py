@@ -20,13 +20,14 @@ and weight decay.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Annotated
 
 import torch
 
-from spkverif.errors import SpkverifError
 from spkverif.losses.base import LossHead, LossOutput
 from spkverif.losses.registry import LOSSES
 from spkverif.losses.softmax import SoftmaxHead
+from spkverif.registry import NonNegative, Range
 
 
 class CenterLossHead(SoftmaxHead):
@@ -70,8 +71,11 @@ class CenterLossHead(SoftmaxHead):
 
 
 @LOSSES.register("center")
-def build_center(embedding_dim: int, num_classes: int, weight: float = 0.01, center_lr: float = 0.5) -> LossHead:
+def build_center(
+    embedding_dim: int,
+    num_classes: int,
+    weight: NonNegative = 0.01,
+    center_lr: Annotated[float, Range(ge=0, le=1)] = 0.5,
+) -> LossHead:
     """Softmax plus center loss; `weight` is the paper's lambda, `center_lr` its alpha."""
-    if weight < 0 or not 0 <= center_lr <= 1:
-        raise SpkverifError(f"center loss needs weight >= 0 and 0 <= center_lr <= 1 (got {weight}, {center_lr})")
     return CenterLossHead(embedding_dim, num_classes, weight, center_lr)

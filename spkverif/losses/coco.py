@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from spkverif.errors import SpkverifError
 from spkverif.losses.base import CosineClassifier, LossHead, LossOutput
 from spkverif.losses.registry import LOSSES
+from spkverif.registry import Positive
 
 
 class CongenerousCosine(CosineClassifier):
@@ -23,8 +23,6 @@ class CongenerousCosine(CosineClassifier):
 
 
 @LOSSES.register("coco")
-def build_coco(embedding_dim: int, num_classes: int, scale: float = 10.0) -> LossHead:
+def build_coco(embedding_dim: int, num_classes: int, scale: Positive = 10.0) -> LossHead:
     """Congenerous cosine; scale 10 by default, AAM's paper scale, so the two differ only by the margin."""
-    if scale <= 0:
-        raise SpkverifError(f"coco needs scale > 0, not {scale}")
     return CongenerousCosine(embedding_dim, num_classes, scale)

@@ -9,12 +9,14 @@ a P x K batch do not drown the P K (K - 1) / 2 positives.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 
-from spkverif.errors import SpkverifError
 from spkverif.losses.base import LossHead, LossOutput
-from spkverif.losses.pairs import PairLoss, mean_or_zero, same_speaker
+from spkverif.losses.pairs import DISTANCES, PairLoss, mean_or_zero, same_speaker
 from spkverif.losses.registry import LOSSES
+from spkverif.registry import OneOf, Positive
 
 
 class ContrastiveHead(PairLoss):
@@ -33,9 +35,11 @@ class ContrastiveHead(PairLoss):
 
 @LOSSES.register("contrastive")
 def build_contrastive(
-    embedding_dim: int, num_classes: int, distance: str = "cosine", margin: float = 0.5, squared: bool = True
+    embedding_dim: int,
+    num_classes: int,
+    distance: Annotated[str, OneOf(DISTANCES)] = "cosine",
+    margin: Positive = 0.5,
+    squared: bool = True,
 ) -> LossHead:
     """Contrastive loss on `distance` (cosine or euclidean) with negatives pushed past `margin`."""
-    if margin <= 0:
-        raise SpkverifError(f"contrastive needs margin > 0, not {margin}")
     return ContrastiveHead(distance, margin, squared)

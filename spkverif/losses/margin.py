@@ -14,6 +14,7 @@ through `set_margin`; `final_margin` is the value it rises to.
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 from spkverif.errors import SpkverifError
 from spkverif.losses.base import CosineClassifier, LossHead, LossOutput
 from spkverif.losses.registry import LOSSES
+from spkverif.registry import Count, NonNegative, OneOf, Positive
 
 
 class MarginClassifier(CosineClassifier):
@@ -92,9 +94,9 @@ AAM_PRESETS: dict[str, tuple[float, float]] = {"paper": (0.05, 10.0), "modern": 
 def build_aam(
     embedding_dim: int,
     num_classes: int,
-    margin: float | None = None,
-    scale: float | None = None,
-    preset: str = "paper",
+    margin: NonNegative | None = None,
+    scale: Positive | None = None,
+    preset: Annotated[str, OneOf(AAM_PRESETS, "aam preset")] = "paper",
 ) -> LossHead:
     """Additive angular margin (ArcFace).
 
@@ -102,8 +104,6 @@ def build_aam(
     al. 2020) or "modern" (m = 0.2, s = 32, as WeSpeaker and most VoxCeleb recipes
     since); an explicit `margin` or `scale` overrides the preset's.
     """
-    if preset not in AAM_PRESETS:
-        raise SpkverifError(f"unknown aam preset {preset!r}; choose one of: {', '.join(AAM_PRESETS)}")
     preset_margin, preset_scale = AAM_PRESETS[preset]
     return AdditiveAngularMargin(
         embedding_dim,
@@ -114,14 +114,18 @@ def build_aam(
 
 
 @LOSSES.register("am")
-def build_am(embedding_dim: int, num_classes: int, margin: float = 0.2, scale: float = 32.0) -> LossHead:
+def build_am(embedding_dim: int, num_classes: int, margin: NonNegative = 0.2, scale: Positive = 32.0) -> LossHead:
     """Additive margin softmax (CosFace); m = 0.2, s = 32 as in WeSpeaker's VoxCeleb recipes."""
     return AdditiveMargin(embedding_dim, num_classes, margin, scale)
 
 
 @LOSSES.register("subcenter_aam")
 def build_subcenter_aam(
-    embedding_dim: int, num_classes: int, margin: float = 0.2, scale: float = 32.0, centers_per_class: int = 3
+    embedding_dim: int,
+    num_classes: int,
+    margin: NonNegative = 0.2,
+    scale: Positive = 32.0,
+    centers_per_class: Count = 3,
 ) -> LossHead:
     """Sub-center ArcFace: K = `centers_per_class` centres a class (3, as Deng et al. 2020), for noisy labels."""
     return AdditiveAngularMargin(embedding_dim, num_classes, margin, scale, centers_per_class)

@@ -26,11 +26,13 @@ def _cosine_similarities(embeddings: torch.Tensor) -> torch.Tensor:
 
 @DISTANCES.register("cosine")
 def cosine_distances(embeddings: torch.Tensor) -> torch.Tensor:
+    """1 - cosine similarity of every pair: (B, D) -> (B, B), in [0, 2]."""
     return 1.0 - _cosine_similarities(embeddings)
 
 
 @DISTANCES.register("euclidean")
 def euclidean_distances(embeddings: torch.Tensor) -> torch.Tensor:
+    """Euclidean distance of every pair of length-normalised embeddings: (B, D) -> (B, B), in [0, 2]."""
     return (2.0 - 2.0 * _cosine_similarities(embeddings)).clamp_min(1e-12).sqrt()
 
 

@@ -11,14 +11,14 @@ semi-hard   every triplet whose negative is farther than the positive but within
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Annotated
 
 import torch
 
-from spkverif.errors import SpkverifError
 from spkverif.losses.base import LossHead, LossOutput
-from spkverif.losses.pairs import PairLoss, mean_or_zero, same_speaker
+from spkverif.losses.pairs import DISTANCES, PairLoss, mean_or_zero, same_speaker
 from spkverif.losses.registry import LOSSES
-from spkverif.registry import Registry
+from spkverif.registry import OneOf, Positive, Registry
 
 Miner = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor]
 MINERS: Registry[Miner] = Registry("triplet mining")
@@ -33,6 +33,7 @@ def _all_triplets(distances: torch.Tensor, positive: torch.Tensor, negative: tor
 
 @MINERS.register("batch-all")
 def batch_all(distances: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, margin: float) -> torch.Tensor:
+    """Every valid triplet, averaged over those with a non-zero loss (Hermans et al. 2017)."""
     gap, valid = _all_triplets(distances, positive, negative)
     losses = (gap[valid] + margin).clamp_min(0)
     return mean_or_zero(losses[losses > 0], distances)
@@ -40,6 +41,7 @@ def batch_all(distances: torch.Tensor, positive: torch.Tensor, negative: torch.T
 
 @MINERS.register("batch-hard")
 def batch_hard(distances: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, margin: float) -> torch.Tensor:
+    """Per anchor, its farthest positive and nearest negative (Hermans et al. 2017)."""
     farthest_positive = distances.masked_fill(~positive, float("-inf")).amax(dim=1)
     nearest_negative = distances.masked_fill(~negative, float("inf")).amin(dim=1)
     usable = positive.any(dim=1) & negative.any(dim=1)
@@ -49,6 +51,7 @@ def batch_hard(distances: torch.Tensor, positive: torch.Tensor, negative: torch.
 
 @MINERS.register("semi-hard")
 def semi_hard(distances: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, margin: float) -> torch.Tensor:
+    """Negatives farther than the positive but within the margin (Schroff et al. 2015)."""
     gap, valid = _all_triplets(distances, positive, negative)
     chosen = valid & (gap < 0) & (gap >= -margin)
     return mean_or_zero(gap[chosen] + margin, distances)
@@ -68,9 +71,11 @@ class TripletHead(PairLoss):
 
 @LOSSES.register("triplet")
 def build_triplet(
-    embedding_dim: int, num_classes: int, margin: float = 0.2, mining: str = "batch-hard", distance: str = "cosine"
+    embedding_dim: int,
+    num_classes: int,
+    margin: Positive = 0.2,
+    mining: Annotated[str, OneOf(MINERS)] = "batch-hard",
+    distance: Annotated[str, OneOf(DISTANCES)] = "cosine",
 ) -> LossHead:
     """Triplet loss on `distance` (cosine or euclidean), `mining` batch-all, batch-hard or semi-hard."""
-    if margin <= 0:
-        raise SpkverifError(f"triplet needs margin > 0, not {margin}")
     return TripletHead(distance, margin, mining)

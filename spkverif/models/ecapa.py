@@ -18,6 +18,7 @@ from spkverif.frontends.fbank import KaldiFbank
 from spkverif.models.base import SpeakerEmbeddingModel
 from spkverif.models.pooling import AttentiveStatisticsPooling
 from spkverif.models.registry import MODELS
+from spkverif.registry import Count, NonNegative
 
 
 class ConvReluNorm(nn.Sequential):
@@ -124,16 +125,16 @@ class EcapaTDNN(nn.Module):
 
 @MODELS.register("ecapa_tdnn")
 def build_ecapa_tdnn(
-    channels: int = 512,
-    embedding_dim: int = 192,
-    scale: int = 8,
-    se_bottleneck: int = 128,
-    attention_bottleneck: int = 128,
+    channels: Count = 512,
+    embedding_dim: Count = 192,
+    scale: Count = 8,
+    se_bottleneck: Count = 128,
+    attention_bottleneck: Count = 128,
     global_context: bool = True,
-    aggregate_channels: int = 1536,
-    num_mel_bins: int = 80,
-    dither: float = 1.0,
-    sample_rate: int = 16000,
+    aggregate_channels: Count = 1536,
+    num_mel_bins: Count = 80,
+    dither: NonNegative = 1.0,
+    sample_rate: Count = 16000,
 ) -> SpeakerEmbeddingModel:
     """ECAPA-TDNN, channels 512 (6.19M parameters) or 1024 (14.66M), 192-d embedding."""
     frontend = KaldiFbank(num_mel_bins=num_mel_bins, sample_rate=sample_rate, dither=dither)

@@ -15,6 +15,7 @@ from spkverif.frontends.fbank import KaldiFbank
 from spkverif.models.base import SpeakerEmbeddingModel
 from spkverif.models.pooling import StatisticsPooling
 from spkverif.models.registry import MODELS
+from spkverif.registry import Count, NonNegative
 
 
 def _conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
@@ -85,12 +86,12 @@ class ResNet(nn.Module):
 
 @MODELS.register("resnet34")
 def build_resnet34(
-    base_channels: int = 32,
-    embedding_dim: int = 256,
+    base_channels: Count = 32,
+    embedding_dim: Count = 256,
     blocks: list[int] | tuple[int, ...] = (3, 4, 6, 3),
-    num_mel_bins: int = 80,
-    dither: float = 1.0,
-    sample_rate: int = 16000,
+    num_mel_bins: Count = 80,
+    dither: NonNegative = 1.0,
+    sample_rate: Count = 16000,
 ) -> SpeakerEmbeddingModel:
     """Thin ResNet34, 32 base channels, temporal statistics pooling, 256-d: 6.63M parameters."""
     frontend = KaldiFbank(num_mel_bins=num_mel_bins, sample_rate=sample_rate, dither=dither)

@@ -23,6 +23,7 @@ from spkverif.frontends.sinc import SincNet
 from spkverif.models.base import SpeakerEmbeddingModel
 from spkverif.models.pooling import StatisticsPooling
 from spkverif.models.registry import MODELS
+from spkverif.registry import Count, NonNegative
 
 
 class TdnnLayer(nn.Sequential):
@@ -90,12 +91,12 @@ class XVectorTDNN(nn.Module):
 
 @MODELS.register("xvector")
 def build_xvector(
-    channels: int = 512,
-    stats_channels: int = 1500,
-    embedding_dim: int = 512,
-    num_mel_bins: int = 80,
-    dither: float = 1.0,
-    sample_rate: int = 16000,
+    channels: Count = 512,
+    stats_channels: Count = 1500,
+    embedding_dim: Count = 512,
+    num_mel_bins: Count = 80,
+    dither: NonNegative = 1.0,
+    sample_rate: Count = 16000,
 ) -> SpeakerEmbeddingModel:
     """x-vector on Kaldi fbank: 4.61M parameters at the defaults."""
     frontend = KaldiFbank(num_mel_bins=num_mel_bins, sample_rate=sample_rate, dither=dither)
@@ -105,21 +106,21 @@ def build_xvector(
 
 @MODELS.register("sinc_tdnn")
 def build_sinc_tdnn(
-    channels: int = 512,
-    stats_channels: int = 1500,
-    embedding_dim: int = 512,
-    num_filters: int = 80,
-    kernel_size: int = 251,
+    channels: Count = 512,
+    stats_channels: Count = 1500,
+    embedding_dim: Count = 512,
+    num_filters: Count = 80,
+    kernel_size: Count = 251,
     sinc_channels: list[int] | tuple[int, ...] = (60, 60),
     stride: list[int] | tuple[int, ...] = (5, 1, 1),
     waveform_norm: bool = True,
     instance_norm: bool = True,
-    min_low_hz: float = 50.0,
-    min_band_hz: float = 50.0,
+    min_low_hz: NonNegative = 50.0,
+    min_band_hz: NonNegative = 50.0,
     batch_norm: bool = False,
     weight_norm: bool = True,
     second_segment_layer: bool = False,
-    sample_rate: int = 16000,
+    sample_rate: Count = 16000,
 ) -> SpeakerEmbeddingModel:
     """The paper's SincTDNN: SincNet (strides 5, 1, 1) + weight-normalised TDNN, 512-d.
 

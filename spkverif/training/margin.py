@@ -21,7 +21,7 @@ import math
 from collections.abc import Callable
 
 from spkverif.errors import SpkverifError
-from spkverif.registry import Registry
+from spkverif.registry import NonNegative, Positive, Registry
 
 MarginSchedule = Callable[[int], float]
 MARGIN_SCHEDULERS: Registry = Registry("margin scheduler")
@@ -37,13 +37,6 @@ def _progress(step: int, steps_per_epoch: int, warmup_epochs: float, ramp_epochs
     return min(1.0, (step - start) / length)
 
 
-def _check(warmup_epochs: float, ramp_epochs: float) -> None:
-    if warmup_epochs < 0 or ramp_epochs < 0:
-        raise SpkverifError(
-            f"margin_scheduler needs warmup_epochs >= 0 and ramp_epochs >= 0 (got {warmup_epochs}, {ramp_epochs})"
-        )
-
-
 @MARGIN_SCHEDULERS.register("constant")
 def build_constant(final_margin: float, steps_per_epoch: int) -> MarginSchedule:
     """The loss's own margin throughout."""
@@ -52,10 +45,9 @@ def build_constant(final_margin: float, steps_per_epoch: int) -> MarginSchedule:
 
 @MARGIN_SCHEDULERS.register("linear")
 def build_linear(
-    final_margin: float, steps_per_epoch: int, warmup_epochs: float = 1.0, ramp_epochs: float = 1.0
+    final_margin: float, steps_per_epoch: int, warmup_epochs: NonNegative = 1.0, ramp_epochs: NonNegative = 1.0
 ) -> MarginSchedule:
     """Margin 0 for `warmup_epochs`, then a straight line to the final margin over `ramp_epochs`."""
-    _check(warmup_epochs, ramp_epochs)
     return lambda step: final_margin * _progress(step, steps_per_epoch, warmup_epochs, ramp_epochs)
 
 
@@ -63,14 +55,11 @@ def build_linear(
 def build_exponential(
     final_margin: float,
     steps_per_epoch: int,
-    warmup_epochs: float = 1.0,
-    ramp_epochs: float = 1.0,
-    rate: float = 5.0,
+    warmup_epochs: NonNegative = 1.0,
+    ramp_epochs: NonNegative = 1.0,
+    rate: Positive = 5.0,
 ) -> MarginSchedule:
     """Margin 0 for `warmup_epochs`, then 1 - exp(-rate p), scaled to reach the final margin after `ramp_epochs`."""
-    _check(warmup_epochs, ramp_epochs)
-    if rate <= 0:
-        raise SpkverifError(f"the exponential margin scheduler needs rate > 0, not {rate}")
     norm = 1.0 - math.exp(-rate)
 
     def schedule(step: int) -> float:

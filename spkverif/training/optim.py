@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Annotated
 
 import torch
 
 from spkverif.errors import SpkverifError
-from spkverif.registry import Registry
+from spkverif.registry import NonNegative, Positive, Range, Registry
 
 OPTIMIZERS: Registry = Registry("optimizer")
 SCHEDULERS: Registry = Registry("scheduler")
@@ -16,25 +17,34 @@ SCHEDULERS: Registry = Registry("scheduler")
 @OPTIMIZERS.register("sgd")
 def build_sgd(
     parameters: Iterable[torch.nn.Parameter],
-    lr: float = 0.01,
-    momentum: float = 0.9,
-    weight_decay: float = 1e-4,
+    lr: Positive = 0.01,
+    momentum: Annotated[float, Range(ge=0, lt=1)] = 0.9,
+    weight_decay: NonNegative = 1e-4,
     nesterov: bool = False,
 ) -> torch.optim.Optimizer:
+    """Stochastic gradient descent with momentum (the paper's optimiser)."""
     return torch.optim.SGD(parameters, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
 
 
 @OPTIMIZERS.register("adam")
 def build_adam(
-    parameters: Iterable[torch.nn.Parameter], lr: float = 0.001, weight_decay: float = 0.0, betas: tuple = (0.9, 0.999)
+    parameters: Iterable[torch.nn.Parameter],
+    lr: Positive = 0.001,
+    weight_decay: NonNegative = 0.0,
+    betas: tuple = (0.9, 0.999),
 ) -> torch.optim.Optimizer:
+    """Adam (Kingma and Ba 2015), weight decay added to the gradient."""
     return torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay, betas=tuple(betas))
 
 
 @OPTIMIZERS.register("adamw")
 def build_adamw(
-    parameters: Iterable[torch.nn.Parameter], lr: float = 0.001, weight_decay: float = 0.01, betas: tuple = (0.9, 0.999)
+    parameters: Iterable[torch.nn.Parameter],
+    lr: Positive = 0.001,
+    weight_decay: NonNegative = 0.01,
+    betas: tuple = (0.9, 0.999),
 ) -> torch.optim.Optimizer:
+    """AdamW (Loshchilov and Hutter 2019): Adam with decoupled weight decay."""
     return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay, betas=tuple(betas))
 
 
@@ -51,14 +61,14 @@ def build_exponential(
     optimizer: torch.optim.Optimizer,
     total_steps: int,
     steps_per_epoch: int,
-    final_lr: float = 5e-5,
-    warmup_epochs: float = 0.0,
+    final_lr: Positive = 5e-5,
+    warmup_epochs: NonNegative = 0.0,
 ) -> torch.optim.lr_scheduler.LRScheduler:
     """WeSpeaker's schedule: linear warm-up, then exponential decay from the optimiser's
     learning rate to `final_lr` over the whole run (per step)."""
     initial = optimizer.param_groups[0]["lr"]
-    if final_lr <= 0 or initial <= 0:
-        raise SpkverifError("scheduler exponential needs positive learning rates")
+    if initial <= 0:
+        raise SpkverifError(f"scheduler exponential needs a positive optimizer lr, not {initial}")
     ratio = final_lr / initial
     warmup = warmup_epochs * steps_per_epoch
 
@@ -74,9 +84,9 @@ def build_onecycle(
     optimizer: torch.optim.Optimizer,
     total_steps: int,
     steps_per_epoch: int,
-    pct_start: float = 0.3,
-    div_factor: float = 25.0,
-    final_div_factor: float = 1e4,
+    pct_start: Annotated[float, Range(gt=0, lt=1)] = 0.3,
+    div_factor: Positive = 25.0,
+    final_div_factor: Positive = 1e4,
 ) -> torch.optim.lr_scheduler.LRScheduler:
     """One-cycle (Smith 2018): up to the optimiser's learning rate, then down, cosine-shaped."""
     return torch.optim.lr_scheduler.OneCycleLR(
