@@ -7,14 +7,13 @@ network, then the same additive-angular-margin head (spkverif's `aam`, m = 0.2,
 s = 30) over the same number of classes, backward and an SGD step. Samples/s is
 the batch size over the median step time; peak memory is the resident memory
 two steps add to a fresh process that has built the model (its
-high-water mark, ru_maxrss), measured after the timed rounds.
+peak resident size, VmHWM), measured after the timed rounds.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 from collections.abc import Callable
@@ -140,10 +139,12 @@ def _build(name: str, side: str, size: TrainSize) -> tuple[torch.nn.Module, int]
 
 
 def peak_step_memory(name: str, side: str, size: TrainSize) -> float:
-    """MiB of resident memory two training steps add to a fresh process that has built the model (ru_maxrss).
+    """MiB of resident memory two training steps add to a fresh process that has built the model.
 
     A process of its own, so neither the other contestant's allocations nor
-    the allocator's reuse of freed memory between rounds hides a step's peak.
+    the allocator's reuse of freed memory between rounds hides a step's peak;
+    the peak is the process's VmHWM, reset after the model is built (not
+    ru_maxrss, which a child inherits from the parent across fork and exec).
     """
     arguments = {"name": name, "side": side, "threads": torch.get_num_threads(), **asdict(size)}
     result = subprocess.run(
@@ -165,10 +166,24 @@ def _measure_memory(arguments: dict) -> None:
     torch.manual_seed(0)
     model, dim = _build(name, side, size)
     step = training_step(model, dim, size, 0)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = _status_kib("VmRSS")
+    _reset_peak()
     step()
     step()
-    print(max((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024, 1e-3))
+    print(max((_status_kib("VmHWM") - before) / 1024, 1e-3))
+
+
+def _status_kib(field: str) -> int:
+    """A field of /proc/self/status in KiB: VmRSS (resident now) or VmHWM (the peak since the last reset)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def _reset_peak() -> None:
+    """Set VmHWM back to the resident size now (Linux >= 4.0), so it holds the steps' peak alone."""
+    Path("/proc/self/clear_refs").write_text("5")
 
 
 def run(size: TrainSize) -> Section:
