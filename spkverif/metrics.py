@@ -63,19 +63,44 @@ class GroupedScores:
 
     def points_from_counts(self, target_weight: np.ndarray, nontarget_weight: np.ndarray) -> OperatingPoints:
         """Operating points from the (weighted) number of targets and non-targets at each distinct score."""
-        misses = np.concatenate([[0.0], np.cumsum(target_weight)])
-        rejected_nontargets = np.concatenate([[0.0], np.cumsum(nontarget_weight)])
-        total_targets, total_nontargets = misses[-1], rejected_nontargets[-1]
-        if total_targets <= 0 or total_nontargets <= 0:
-            raise SpkverifError("evaluation needs both target and nontarget trials")
-        return OperatingPoints(
-            self.thresholds, misses / total_targets, (total_nontargets - rejected_nontargets) / total_nontargets
-        )
+        return _points_from_cumulative(self.thresholds, np.cumsum(target_weight), np.cumsum(nontarget_weight))
+
+
+def _points_from_cumulative(
+    thresholds: np.ndarray, targets_below: np.ndarray, nontargets_below: np.ndarray
+) -> OperatingPoints:
+    """Operating points from the targets and non-targets scoring at or below each distinct score (running sums)."""
+    misses = np.concatenate([[0.0], targets_below])
+    rejected_nontargets = np.concatenate([[0.0], nontargets_below])
+    total_targets, total_nontargets = misses[-1], rejected_nontargets[-1]
+    if total_targets <= 0 or total_nontargets <= 0:
+        raise SpkverifError("evaluation needs both target and nontarget trials")
+    false_alarms = total_nontargets - rejected_nontargets
+    return OperatingPoints(thresholds, misses / total_targets, false_alarms / total_nontargets)
 
 
 def operating_points(scores: np.ndarray, labels: np.ndarray) -> OperatingPoints:
-    """(threshold, FNR, FPR) at each distinct score, ascending, then at +inf."""
-    return GroupedScores(scores, labels).points()
+    """(threshold, FNR, FPR) at each distinct score, ascending, then at +inf.
+
+    Target and non-target scores are sorted apart (two sorts of values, cheaper
+    than one argsort), merged by a stable argsort of the two sorted runs (timsort
+    merges them in one linear pass), and the running count of targets is read at
+    the last trial of each run of equal scores: the same points as
+    `GroupedScores(...).points()` without its unique/inverse pass and counting
+    (which the bootstrap needs, a single evaluation does not).
+    """
+    scores, labels = _checked(scores, labels)
+    targets = np.sort(scores[labels])
+    merged = np.concatenate([targets, np.sort(scores[~labels])])
+    order = np.argsort(merged, kind="stable")
+    ordered = merged[order]
+    last_of_value = np.append(np.flatnonzero(ordered[1:] != ordered[:-1]), len(ordered) - 1)
+    targets_below = np.cumsum(order < len(targets), dtype=np.int64)[last_of_value]
+    return _points_from_cumulative(
+        np.append(ordered[last_of_value], np.inf),
+        targets_below.astype(np.float64),
+        (last_of_value + 1 - targets_below).astype(np.float64),
+    )
 
 
 def eer_of(points: OperatingPoints) -> float:

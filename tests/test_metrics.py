@@ -174,3 +174,18 @@ def test_calibration_matches_sklearn_logistic_regression() -> None:
     assert scale == pytest.approx(reference.coef_[0, 0], rel=1e-4)
     assert offset == pytest.approx(reference.intercept_[0], abs=1e-4)
     assert compute_cllr(scale * scores + offset, labels) < compute_cllr(scores, labels)
+
+
+@pytest.mark.parametrize("decimals", [None, 1])
+def test_operating_points_match_the_grouped_counts(decimals: int | None) -> None:
+    """The sort-and-merge path of operating_points gives exactly the points the bootstrap's grouping gives."""
+    from spkverif.metrics import GroupedScores, operating_points
+
+    rng = np.random.default_rng(3)
+    labels = rng.random(5000) < 0.2
+    scores = rng.standard_normal(5000) + labels
+    if decimals is not None:
+        scores = np.round(scores, decimals)  # many ties, within and across the classes
+    fast, grouped = operating_points(scores, labels), GroupedScores(scores, labels).points()
+    for field in ("thresholds", "fnr", "fpr"):
+        np.testing.assert_array_equal(getattr(fast, field), getattr(grouped, field))

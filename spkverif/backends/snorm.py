@@ -15,6 +15,7 @@ a (block x cohort) score matrix, never (embeddings x cohort).
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -33,13 +34,6 @@ logger = logging.getLogger(__name__)
 STD_FLOOR = 1e-8
 
 
-def _top_values(scores: np.ndarray, top_n: int) -> np.ndarray:
-    """The `top_n` largest values of each row, unordered (a selection, not a sort)."""
-    if top_n >= scores.shape[1]:
-        return scores
-    return np.partition(scores, scores.shape[1] - top_n, axis=1)[:, scores.shape[1] - top_n :]
-
-
 SELECTION_THREADS = max(1, min(os.cpu_count() or 1, 8))
 
 
@@ -49,8 +43,32 @@ def _selection_pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=SELECTION_THREADS)
 
 
+def parts(rows: int) -> int:
+    """Into how many thread shares a block of `rows` is split: one per core, at least 256 rows each."""
+    return min(SELECTION_THREADS, max(1, rows // 256))
+
+
+def top_statistics(scores: np.ndarray, top_n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation (ddof 0, float64) of the `top_n` largest values of each row of (N, C) `scores`.
+
+    The selection is a partition (introselect), not a sort, done in place: `scores` is
+    overwritten, which spares a copy of the whole matrix per block.
+    """
+    if top_n < scores.shape[1]:
+        kth = scores.shape[1] - top_n
+        scores.partition(kth, axis=1)
+        scores = scores[:, kth:]
+    return scores.mean(axis=1, dtype=np.float64), scores.std(axis=1, dtype=np.float64)
+
+
 class CohortStatistics:
-    """Mean and standard deviation of each embedding's top-n cohort scores, filled in on demand."""
+    """Mean and standard deviation of each embedding's top-n cohort scores, filled in on demand.
+
+    Each block of embeddings is scored against the cohort into one reused
+    (block x cohort) float32 buffer (no fresh allocation to page in per block),
+    then its rows are split over `SELECTION_THREADS` threads, each selecting its
+    rows' top-n in place and reducing them to mean and standard deviation.
+    """
 
     def __init__(self, embeddings: np.ndarray, cohort: np.ndarray, top_n: int, block: int = 4096):
         self.embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
@@ -64,15 +82,18 @@ class CohortStatistics:
         """Compute the statistics of every embedding in `indices` that lacks them."""
         wanted = np.unique(indices)
         wanted = wanted[np.isnan(self.mean[wanted])]
+        if not len(wanted):
+            return
         pool = _selection_pool()
+        buffer = np.empty((min(self.block, len(wanted)), self.cohort_transposed.shape[1]), dtype=np.float32)
         for start in range(0, len(wanted), self.block):
             rows = wanted[start : start + self.block]
-            scores = self.embeddings[rows] @ self.cohort_transposed
-            shares = np.array_split(scores, min(SELECTION_THREADS, max(1, len(rows) // 256)))
-            top = np.concatenate(list(pool.map(lambda share: _top_values(share, self.top_n), shares)))
-            top = top.astype(np.float64)
-            self.mean[rows] = top.mean(axis=1)
-            self.std[rows] = np.maximum(top.std(axis=1), STD_FLOOR)
+            scores = np.matmul(self.embeddings[rows], self.cohort_transposed, out=buffer[: len(rows)])
+            shares = list(itertools.pairwise(np.linspace(0, len(rows), parts(len(rows)) + 1).astype(int)))
+            statistics = pool.map(lambda share, block=scores: top_statistics(block[slice(*share)], self.top_n), shares)
+            for (low, high), (mean, std) in zip(shares, statistics, strict=True):
+                self.mean[rows[low:high]] = mean
+                self.std[rows[low:high]] = np.maximum(std, STD_FLOOR)
 
 
 class CohortNormScorer:

@@ -64,6 +64,7 @@ class KaldiFbank(nn.Module):
         banks = torch.nn.functional.pad(banks, (0, 1))
         self.register_buffer("window", window.float(), persistent=False)
         self.register_buffer("mel_banks", banks.float().T.contiguous(), persistent=False)
+        self.register_buffer("mel_banks_paired", self.mel_banks.repeat_interleave(2, dim=0), persistent=False)
 
     @property
     def output_dim(self) -> int:
@@ -85,12 +86,22 @@ class KaldiFbank(nn.Module):
             if self.training and self.dither > 0:
                 frames = frames + self.dither * torch.randn_like(frames)
             frames = frames - frames.mean(dim=-1, keepdim=True)
+            # Pre-emphasis and the window are written straight into the zero-padded FFT input, and the power
+            # is re^2 + im^2: no concatenated copy, no padding copy, no square root (abs) then square.
+            padded = frames.new_empty(*frames.shape[:-1], self.fft_size)
+            padded[..., self.window_size :] = 0.0
             if self.preemphasis:
-                previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
-                frames = frames - self.preemphasis * previous
-            frames = frames * self.window
-            spectrum = torch.fft.rfft(frames, n=self.fft_size).abs().pow(2)
-            features = torch.matmul(spectrum, self.mel_banks)
+                padded[..., 1 : self.window_size] = torch.addcmul(
+                    frames[..., 1:], frames[..., :-1], frames.new_tensor(-self.preemphasis)
+                )
+                padded[..., 0] = frames[..., 0] * (1.0 - self.preemphasis)
+            else:
+                padded[..., : self.window_size] = frames
+            padded[..., : self.window_size] *= self.window
+            # (re, im) pairs squared, then one product with the mel matrix repeated per pair: the power
+            # spectrum's sum re^2 + im^2 happens inside the matrix product.
+            spectrum = torch.view_as_real(torch.fft.rfft(padded)).flatten(start_dim=-2)
+            features = torch.matmul(spectrum * spectrum, self.mel_banks_paired)
             features = features.clamp_min(torch.finfo(torch.float32).eps).log()
             if self.mean_norm:
                 features = features - features.mean(dim=1, keepdim=True)

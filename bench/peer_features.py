@@ -1,0 +1,99 @@
+"""Figure 2: Kaldi fbank, spkverif's batched module beside torchaudio per utterance and kaldi-native-fbank.
+
+All three compute 80-bin log-mel filterbanks with Kaldi's defaults (povey window,
+DC removal, pre-emphasis 0.97, snip_edges, low_freq 20), dither off and no mean
+normalisation so the values can be compared; the largest absolute difference
+from torchaudio's (which follows `compute-fbank-feats`) is printed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torchaudio.compliance.kaldi as kaldi
+
+from bench.audio import utterances
+from bench.common import Row, Section, interleaved
+from spkverif.frontends.fbank import KaldiFbank
+
+INT16 = 32768.0
+
+
+@dataclass
+class FeatureSize:
+    utterances: int = 64
+    seconds: float = 4.0
+    rounds: int = 7
+
+
+def kaldi_native(waves: list[np.ndarray]) -> list[np.ndarray]:
+    """kaldi-native-fbank, one utterance at a time, as its users call it."""
+    import kaldi_native_fbank as knf
+
+    options = knf.FbankOptions()
+    options.frame_opts.dither = 0.0
+    options.mel_opts.num_bins = 80
+    options.mel_opts.low_freq = 20.0
+    out = []
+    for wave in waves:
+        fbank = knf.OnlineFbank(options)
+        fbank.accept_waveform(16000, (wave * INT16).tolist())
+        fbank.input_finished()
+        out.append(np.stack([fbank.get_frame(i) for i in range(fbank.num_frames_ready)]))
+    return out
+
+
+def run(size: FeatureSize) -> Section:
+    section = Section("features")
+    waves, source = utterances(size.utterances, size.seconds, size.seconds, seed=1)
+    batch = torch.from_numpy(np.stack(waves))
+    ours_module = KaldiFbank(num_mel_bins=80, dither=0.0, mean_norm=False).eval()
+    seconds_of_audio = size.utterances * size.seconds
+
+    def ours() -> torch.Tensor:
+        with torch.no_grad():
+            return ours_module(batch)
+
+    def torchaudio_each() -> list[torch.Tensor]:
+        return [
+            kaldi.fbank(row.unsqueeze(0) * INT16, num_mel_bins=80, dither=0.0, energy_floor=0.0, low_freq=20.0)
+            for row in batch
+        ]
+
+    contestants = {"ours": ours, "torchaudio": torchaudio_each}
+    reference = torch.stack(torchaudio_each()).numpy()
+    ours_values = ours().numpy()
+    section.lines.append(
+        f"{size.utterances} utterances × {size.seconds:g} s ({source}), 80 bins, dither 0, median of {size.rounds} "
+        f"interleaved rounds; spkverif computes the batch at once, the peers one utterance at a time"
+    )
+    section.lines.append(f"largest |spkverif − torchaudio| on log-mel: {np.abs(ours_values - reference).max():.2e}")
+    try:
+        native = np.stack(kaldi_native(waves))
+    except ImportError as error:
+        message = f"kaldi-native-fbank not installed ({error}); its row is left out"
+        section.lines.append(message)
+        print(message)
+    else:
+        contestants["kaldi-native-fbank"] = lambda: kaldi_native(waves)
+        for name, values in (("spkverif", ours_values), ("torchaudio", reference)):
+            difference = np.abs(values - native).max()
+            section.lines.append(f"largest |{name} − kaldi-native-fbank| on log-mel: {difference:.2e}")
+    seconds = interleaved(contestants, size.rounds)
+    for peer, peer_name in (("torchaudio", "torchaudio.compliance.kaldi.fbank"), ("kaldi-native-fbank",) * 2):
+        if peer in seconds:
+            section.rows.append(
+                Row(
+                    "fbank, seconds of audio per second",
+                    "× real time",
+                    seconds_of_audio / seconds["ours"],
+                    peer_name,
+                    seconds_of_audio / seconds[peer],
+                    higher_is_better=True,
+                )
+            )
+    for line in section.lines[1:]:
+        print(line, flush=True)
+    return section

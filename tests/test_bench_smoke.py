@@ -1,0 +1,110 @@
+"""Smoke test of the side-by-side benchmarks: each runs at a tiny size and bench/results.md's table is well formed.
+
+The peers (SpeechBrain, kaldi-native-fbank, Resemblyzer) come from the `bench`
+extra, which CI does not install; their rows are checked where they are
+installed and skipped with the reason otherwise. Nothing here times anything.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from bench.__main__ import main
+
+FIGURES = ("training", "features", "extraction", "scoring", "metrics")
+PEERS = {
+    "speechbrain": (
+        "SpeechBrain Xvector",
+        "SpeechBrain ECAPA_TDNN",
+        "SpeechBrain ResNet",
+        "SpeechBrain EncoderClassifier",
+        "SpeechBrain EER/minDCF",
+    ),
+    "kaldi_native_fbank": ("kaldi-native-fbank",),
+    "resemblyzer": ("Resemblyzer VoiceEncoder",),
+    "sklearn": ("scikit-learn roc_curve",),
+}
+ALWAYS = ("torchaudio.compliance.kaldi.fbank", "straightforward numpy", "floor: product + selection", "one np.argsort")
+NUMBER = re.compile(r"^(?P<value>[0-9][0-9,]*(?:\.[0-9]+)?(?:e[-+][0-9]+)?) (?P<unit>.+)$")
+
+
+def _value(cell: str) -> float | None:
+    if cell == "—":
+        return None
+    match = NUMBER.match(cell)
+    assert match, f"not a figure: {cell!r}"
+    return float(match["value"].replace(",", ""))
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[dict[str, object]]]:
+    out = tmp_path_factory.mktemp("bench") / "results.md"
+    main(["--tiny", "--only", *FIGURES, "--out", str(out)])
+    text = out.read_text()
+    rows = []
+    lines = text.splitlines()
+    header = lines.index("| figure | spkverif | peer | peer value | ratio (× better) |")
+    assert lines[header + 1] == "|---|---:|---|---:|---:|"
+    for line in lines[header + 2 :]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        assert len(cells) == 5, line
+        figure, ours, peer, peer_value, ratio = cells
+        rows.append(
+            {"figure": figure, "ours": _value(ours), "peer": peer, "peer_value": _value(peer_value), "ratio": ratio}
+        )
+    return text, rows
+
+
+def test_the_table_has_every_figure_with_positive_finite_values(results) -> None:
+    text, rows = results
+    assert text.startswith("# spkverif beside its peers")
+    assert re.search(r"Machine: .+ CPUs, torch .+ threads.+BLAS: .+load average [0-9.]+", text)
+    sections = {row["figure"].split(":")[0] for row in rows}
+    assert sections == {"training step", "features", "extraction", "scoring", "metrics"}
+    for row in rows:
+        assert row["ours"] is not None and math.isfinite(row["ours"]) and row["ours"] > 0, row
+        if row["peer_value"] is not None:
+            assert math.isfinite(row["peer_value"]) and row["peer_value"] > 0, row
+            assert re.fullmatch(r"[0-9.]+×", row["ratio"]), row
+    for name in ALWAYS:
+        assert any(row["peer"].startswith(name) and row["peer_value"] for row in rows), name
+
+
+def test_values_are_compared_side_by_side(results) -> None:
+    text, _ = results
+    assert re.search(r"largest \|spkverif − torchaudio\| on log-mel: [0-9.e+-]+", text)
+    assert "largest score difference from the straightforward numpy" in text
+    assert re.search(r"spkverif \(2,000\): EER [0-9.]+%, minDCF\(p=0.01\)", text)
+
+
+@pytest.mark.parametrize("package", sorted(PEERS))
+def test_each_installed_peer_has_its_rows(results, package: str) -> None:
+    if importlib.util.find_spec(package) is None:
+        pytest.skip(f"{package} is not installed (pip install -r requirements-bench.txt); its rows are left out")
+    _, rows = results
+    for peer in PEERS[package]:
+        found = [row for row in rows if row["peer"].startswith(peer)]
+        assert found and all(row["peer_value"] for row in found), peer
+
+
+def test_metrics_agree_with_scikit_learn(results) -> None:
+    if importlib.util.find_spec("sklearn") is None:
+        pytest.skip("scikit-learn is not installed")
+    text, _ = results
+    ours = re.search(r"- spkverif \(2,000\): (.+)", text)[1]
+    theirs = re.search(r"- scikit-learn roc_curve \(2,000\): (.+)", text)[1]
+    assert ours == theirs
+
+
+def test_results_are_written_whole(tmp_path: Path) -> None:
+    out = tmp_path / "results.md"
+    main(["--tiny", "--only", "metrics", "--out", str(out)])
+    assert out.read_text().count("| metrics:") >= 2
+    assert not list(tmp_path.glob("*.tmp"))
