@@ -13,6 +13,9 @@ from spkverif.errors import SpkverifError
 from spkverif.models import SpeakerEmbeddingModel, build_model
 from spkverif.models.files import model_fingerprint, model_payload, save_atomic
 
+# The tensors of a BatchNorm layer, as a regex group for the importers' key-renaming rules.
+BATCH_NORM_KEYS = r"(weight|bias|running_mean|running_var|num_batches_tracked)"
+
 
 class _TaggedLoader(yaml.SafeLoader):
     """A YAML loader that keeps HyperPyYAML tags (`!new:module.Class`, `!ref <key>`) as plain data."""

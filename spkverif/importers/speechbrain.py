@@ -15,9 +15,9 @@ from typing import Any
 
 from spkverif.errors import SpkverifError
 from spkverif.importers import IMPORTERS
-from spkverif.importers.common import read_state_dict, read_yaml, write_model
+from spkverif.importers.common import BATCH_NORM_KEYS, read_state_dict, read_yaml, write_model
 
-_BN = r"(weight|bias|running_mean|running_var|num_batches_tracked)"
+_BN = BATCH_NORM_KEYS
 _TDNN = r"conv\.conv\.(weight|bias)"
 
 

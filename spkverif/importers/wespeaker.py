@@ -20,10 +20,10 @@ import torch
 
 from spkverif.errors import SpkverifError
 from spkverif.importers import IMPORTERS
-from spkverif.importers.common import read_state_dict, read_yaml, write_model
+from spkverif.importers.common import BATCH_NORM_KEYS, read_state_dict, read_yaml, write_model
 
 RESNET_BLOCKS = {"ResNet18": [2, 2, 2, 2], "ResNet34": [3, 4, 6, 3]}
-_BN = r"(weight|bias|running_mean|running_var|num_batches_tracked)"
+_BN = BATCH_NORM_KEYS
 RESNET_RENAME = [
     (r"conv1\.weight", r"encoder.stem.0.weight"),
     (rf"bn1\.{_BN}", r"encoder.stem.1.\1"),

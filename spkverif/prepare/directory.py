@@ -8,8 +8,9 @@ turning what was found into a `DataDir`.
 from __future__ import annotations
 
 import logging
+import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,6 +130,21 @@ def measure_durations(
     summary = f"of {len(entries)} files could not be read or hold no samples, and were left out"
     warn_about(unreadable, summary, "left out, unreadable or empty")
     return Measured(durations, unreadable)
+
+
+def walk_corpus_tree(root: str | Path) -> Iterator[tuple[os.DirEntry, os.DirEntry, os.DirEntry]]:
+    """Every `root/<speaker>/<folder>/<file>` of a corpus tree (VoxCeleb's videos, LibriSpeech's
+    chapters) as (speaker, folder, file) entries, each level in name order; files directly under
+    a speaker and folders below `<folder>` are not visited."""
+    for speaker in sorted(os.scandir(root), key=lambda e: e.name):
+        if not speaker.is_dir():
+            continue
+        for folder in sorted(os.scandir(speaker.path), key=lambda e: e.name):
+            if not folder.is_dir():
+                continue
+            for item in sorted(os.scandir(folder.path), key=lambda e: e.name):
+                if item.is_file():
+                    yield speaker, folder, item
 
 
 def warn_about(problems: Sequence[str], summary: str, what: str) -> None:

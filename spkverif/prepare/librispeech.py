@@ -31,7 +31,7 @@ from spkverif.io.atomic import atomic_directory
 from spkverif.io.datadir import DataDir
 from spkverif.io.tables import write_table
 from spkverif.io.trials import write_trials
-from spkverif.prepare.directory import AudioEntry, data_dir_from, measure_durations, warn_about
+from spkverif.prepare.directory import AudioEntry, data_dir_from, measure_durations, walk_corpus_tree, warn_about
 from spkverif.prepare.summary import Reference, SetCounts, TrialCounts, print_tables, sets_table, trials_table
 from spkverif.prepare.trials import all_pairs, balanced_trials
 
@@ -110,22 +110,16 @@ def scan_subset(directory: Path) -> tuple[list[AudioEntry], list[str], dict[str,
     entries: list[AudioEntry] = []
     misnamed: list[str] = []
     chapters: dict[str, str] = {}
-    for speaker in sorted(os.scandir(directory), key=lambda e: e.name):
-        if not speaker.is_dir():
+    for speaker, chapter, item in walk_corpus_tree(directory):
+        stem, suffix = os.path.splitext(item.name)
+        if suffix.lower() != ".flac":
             continue
-        for chapter in sorted(os.scandir(speaker.path), key=lambda e: e.name):
-            if not chapter.is_dir():
-                continue
-            for item in sorted(os.scandir(chapter.path), key=lambda e: e.name):
-                stem, suffix = os.path.splitext(item.name)
-                if suffix.lower() != ".flac" or not item.is_file():
-                    continue
-                match = _FILE_NAME.match(stem)
-                if match is None or match.group(1) != speaker.name or match.group(2) != chapter.name:
-                    misnamed.append(f"{item.path}: expected {speaker.name}-{chapter.name}-NNNN.flac in this folder")
-                    continue
-                entries.append(AudioEntry(speaker.name, stem, Path(item.path)))
-                chapters[stem] = f"{speaker.name}-{chapter.name}"
+        match = _FILE_NAME.match(stem)
+        if match is None or match.group(1) != speaker.name or match.group(2) != chapter.name:
+            misnamed.append(f"{item.path}: expected {speaker.name}-{chapter.name}-NNNN.flac in this folder")
+            continue
+        entries.append(AudioEntry(speaker.name, stem, Path(item.path)))
+        chapters[stem] = f"{speaker.name}-{chapter.name}"
     entries.sort(key=lambda entry: entry.utt.encode())
     return entries, misnamed, chapters
 

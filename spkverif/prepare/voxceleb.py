@@ -36,6 +36,7 @@ from spkverif.prepare.directory import (
     measure_durations,
     save_fresh,
     soundfile_duration,
+    walk_corpus_tree,
     warn_about,
 )
 from spkverif.prepare.summary import Reference, SetCounts, TrialCounts, print_tables, sets_table, trials_table
@@ -119,17 +120,11 @@ def scan_speakers(roots: list[Path], extension: str) -> list[AudioEntry]:
     """Every `<root>/<speaker>/<video>/<clip><extension>`, ids `speaker-video-clip`, sorted by id."""
     found = []
     for root in roots:
-        for speaker in sorted(os.scandir(root), key=lambda e: e.name):
-            if not (speaker.is_dir() and SPEAKER_DIR.match(speaker.name)):
-                continue
-            for video in sorted(os.scandir(speaker.path), key=lambda e: e.name):
-                if not video.is_dir():
-                    continue
-                for clip in sorted(os.scandir(video.path), key=lambda e: e.name):
-                    stem, suffix = os.path.splitext(clip.name)
-                    if suffix.lower() == extension and clip.is_file():
-                        utt = f"{speaker.name}-{video.name}-{stem}"
-                        found.append(AudioEntry(speaker.name, utt, Path(clip.path)))
+        for speaker, video, clip in walk_corpus_tree(root):
+            stem, suffix = os.path.splitext(clip.name)
+            if suffix.lower() == extension and SPEAKER_DIR.match(speaker.name):
+                utt = f"{speaker.name}-{video.name}-{stem}"
+                found.append(AudioEntry(speaker.name, utt, Path(clip.path)))
     found.sort(key=lambda entry: entry.utt.encode())
     return found
 
