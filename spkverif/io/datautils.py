@@ -1,7 +1,8 @@
-"""Kaldi's data-directory utilities: combine, subset, fix and copy (`spkverif data ...`).
+"""Kaldi's data-directory utilities: combine, subset, fix, copy and durations (`spkverif data ...`).
 
 The counterparts of Kaldi's `utils/combine_data.sh`, `utils/subset_data_dir.sh`,
-`utils/fix_data_dir.sh` and `utils/copy_data_dir.sh`. A directory is read as its
+`utils/fix_data_dir.sh`, `utils/copy_data_dir.sh` and `utils/data/get_utt2dur.sh`
+(which alone writes into the directory it is given: utt2dur). A directory is read as its
 tables (`key rest-of-line`), grouped by what they are keyed on:
 
 - utterance: utt2spk, utt2dur, text, feats.scp, utt2num_frames, utt2lang, vad.scp,
@@ -26,8 +27,10 @@ import numpy as np
 
 from spkverif.errors import SpkverifError
 from spkverif.io.atomic import atomic_directory
-from spkverif.io.datadir import require_valid, spk2utt_from_utt2spk, validate_data_dir
+from spkverif.io.audio import AudioReader
+from spkverif.io.datadir import load_data_dir, require_valid, spk2utt_from_utt2spk, validate_data_dir
 from spkverif.io.tables import kaldi_sort_key, write_table
+from spkverif.progress import ProgressBar
 
 logger = logging.getLogger(__name__)
 
@@ -287,3 +290,37 @@ def combine_data_dirs(sources: list[str | Path], out: str | Path) -> Tables:
                 first_source[(name, key)] = part.path
     write_tables(result, out)
     return result
+
+
+def measure_lengths(reader: AudioReader, utterances: list[str]) -> dict[str, int]:
+    """Length in samples (at the reader's rate) of each utterance, measured from the audio:
+    file headers where they tell, pipes and ark entries decoded. Raises `SpkverifError`
+    for audio that cannot be read or holds no samples."""
+    lengths = {}
+    with ProgressBar(len(utterances), "measure durations", unit="utt") as bar:
+        for utt in utterances:
+            lengths[utt] = reader.num_samples(utt)
+            bar.advance()
+    return lengths
+
+
+def write_durations(path: str | Path, sample_rate: int = 16000, force: bool = False) -> dict[str, float]:
+    """Kaldi's utils/data/get_utt2dur.sh: write `path/utt2dur` (`utt seconds`, 4 decimals, C-sorted).
+
+    Lengths are counted at `sample_rate` (a recording at another rate as if resampled;
+    segments by their bounds). A directory whose utt2dur already covers every
+    utterance is left alone unless `force`. Returns the durations in seconds. Raises
+    `SpkverifError` for a malformed directory or unreadable audio (utt2dur is then
+    not written: the write is atomic).
+    """
+    path = Path(path)
+    data = load_data_dir(path)
+    if data.utt2dur is not None and set(data.utterances) <= set(data.utt2dur) and not force:
+        logger.info("%s already holds every utterance's duration (--force measures again)", path / "utt2dur")
+        return data.utt2dur
+    reader = AudioReader.from_data_dir(data, sample_rate, allow_resample=True)
+    durations = {utt: samples / sample_rate for utt, samples in measure_lengths(reader, data.utterances).items()}
+    rows = sorted(durations.items(), key=lambda row: kaldi_sort_key(row[0]))
+    write_table(path / "utt2dur", ((utt, f"{seconds:.4f}") for utt, seconds in rows))
+    logger.info("%s: durations of %d utterances (%.2f h)", path / "utt2dur", len(rows), sum(durations.values()) / 3600)
+    return durations

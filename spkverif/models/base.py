@@ -6,6 +6,7 @@ loss head lives apart (`spkverif.losses`), so any model trains with any loss.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -29,8 +30,20 @@ class SpeakerEmbeddingModel(nn.Module):
         """Shortest input the network accepts; shorter audio is repeated up to this."""
         return self.frontend.samples_for_frames(self.min_frames)
 
-    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
-        return self.encoder(self.frontend(waveforms))
+    def forward(
+        self, waveforms: torch.Tensor, feature_transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Embeddings (B, D) of waveforms (B, T).
+
+        `feature_transform`: the declared hook between front end and encoder, applied to
+        the features (B, frames, bins) in the layout the front end gives them; training
+        puts SpecAugment here (`spkverif.training.augment.SpecAugment`). Inference and
+        export leave it None.
+        """
+        features = self.frontend(waveforms)
+        if feature_transform is not None:
+            features = feature_transform(features)
+        return self.encoder(features)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -2,18 +2,32 @@
 
 A model file carries the model's registry name and options, so `extract` can
 rebuild the network without the training config.
+
+A training state is one `torch.save` dictionary (`format: spkverif-train-state`)
+written by a `Checkpointer`: a dictionary of named parts, each of which saves and
+restores itself through `state_dict()` / `load_state_dict(state)` (the protocol
+of torch modules, optimisers, schedulers and grad scalers; SpeechBrain's
+`Checkpointer` and its "recoverables" follow the same idea). A part is stored
+under its name, or spread over several top-level keys, so the files keep the
+layout of earlier releases and old checkpoints resume.
 """
 
 from __future__ import annotations
 
+import logging
 import random
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
+from spkverif.errors import SpkverifError
 from spkverif.models.files import MODEL_FORMAT, STATE_FORMAT, load_model, model_payload, read_checkpoint, save_atomic
+
+logger = logging.getLogger(__name__)
 
 
 def rng_state() -> dict[str, Any]:
@@ -58,4 +72,130 @@ def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Ten
     return averaged
 
 
-__all__ = ["MODEL_FORMAT", "STATE_FORMAT", "load_model", "model_payload", "read_checkpoint", "save_atomic"]
+class Recoverable(Protocol):
+    """What a checkpointer saves and restores. Torch modules, optimisers, schedulers and
+    grad scalers already are; an optional `check(state, path)` runs, for every part,
+    before any part is loaded (raise `SpkverifError` to refuse the checkpoint)."""
+
+    def state_dict(self) -> Any: ...
+
+    def load_state_dict(self, state: Any) -> None: ...
+
+
+class GlobalRng:
+    """The global generators of Python, NumPy and torch (CPU and CUDA) as a part."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return rng_state()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        restore_rng_state(state)
+
+
+class Record:
+    """A value written into every checkpoint for the record and not restored (the
+    configuration, the model's name and options); with `must_match`, a checkpoint
+    holding another value is refused with that message."""
+
+    def __init__(self, value: Callable[[], Any], must_match: str | None = None):
+        self.value = value
+        self.must_match = must_match
+
+    def state_dict(self) -> Any:
+        return self.value()
+
+    def check(self, state: Any, path: Path) -> None:
+        if self.must_match is not None and state != self.value():
+            raise SpkverifError(self.must_match, path)
+
+    def load_state_dict(self, state: Any) -> None:
+        """Nothing to restore: the value is the current run's."""
+
+
+@dataclass
+class _Entry:
+    part: Recoverable
+    keys: tuple[str, ...] | None
+    required: bool
+
+
+class Checkpointer:
+    """Saves and restores named parts as `DIRECTORY/epoch_NNNN.pt` and `step_NNNNNNNN.pt` files.
+
+    Only the newest `step_*` file is kept. A part added with `required=False` that an
+    older checkpoint lacks keeps its current state (with a log line); a required one
+    that is missing is a `SpkverifError` naming the part and the file.
+    """
+
+    def __init__(self, directory: Path, steps_per_epoch: int):
+        self.directory = directory
+        self.steps_per_epoch = steps_per_epoch
+        self.parts: dict[str, _Entry] = {}
+
+    def add(self, name: str, part: Recoverable, keys: tuple[str, ...] | None = None, required: bool = True) -> None:
+        """Save `part` under `name`, or (with `keys`) its state's entries `keys` at the top level."""
+        if name in self.parts or name == "format":
+            raise ValueError(f"checkpoint part {name!r} given twice")
+        self.parts[name] = _Entry(part, keys, required)
+
+    def payload(self) -> dict[str, Any]:
+        """What a checkpoint file holds: the format, then every part in the order added."""
+        payload: dict[str, Any] = {"format": STATE_FORMAT}
+        for name, entry in self.parts.items():
+            state = entry.part.state_dict()
+            if entry.keys is None:
+                payload[name] = state
+            else:
+                payload.update((key, state[key]) for key in entry.keys)
+        return payload
+
+    def save(self, name: str) -> Path:
+        """Write `DIRECTORY/name` atomically; remove older mid-epoch (`step_*`) files."""
+        path = self.directory / name
+        save_atomic(self.payload(), path)
+        for older in self.directory.glob("step_*.pt"):
+            if older != path:
+                older.unlink(missing_ok=True)
+        return path
+
+    def latest(self) -> Path | None:
+        return latest_checkpoint(self.directory, self.steps_per_epoch)
+
+    def _states(self, payload: dict[str, Any], path: Path) -> dict[str, Any]:
+        states = {}
+        for name, entry in self.parts.items():
+            keys = entry.keys or (name,)
+            missing = [key for key in keys if key not in payload]
+            if not missing:
+                states[name] = payload[name] if entry.keys is None else {key: payload[key] for key in keys}
+            elif entry.required:
+                raise SpkverifError(f"the checkpoint has no {', '.join(missing)} (part {name!r})", path)
+            else:
+                logger.info("%s has no %s: it keeps its initial state", path, name)
+        return states
+
+    def load(self, path: Path) -> None:
+        """Restore every part from `path`: all checked first, then all loaded, in the order added."""
+        payload = read_checkpoint(path)
+        if payload["format"] != STATE_FORMAT:
+            raise SpkverifError("not a training checkpoint", path)
+        states = self._states(payload, path)
+        for name, state in states.items():
+            check = getattr(self.parts[name].part, "check", None)
+            if check is not None:
+                check(state, path)
+        for name, state in states.items():
+            self.parts[name].part.load_state_dict(state)
+
+
+__all__ = [
+    "MODEL_FORMAT",
+    "STATE_FORMAT",
+    "Checkpointer",
+    "GlobalRng",
+    "Record",
+    "load_model",
+    "model_payload",
+    "read_checkpoint",
+    "save_atomic",
+]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spkverif.errors import SpkverifError
+from spkverif.training.checks import check_batch_fits
 
 
 @dataclass
@@ -63,12 +63,7 @@ class SpeakerChunkSampler:
         seed: int,
         speeds: tuple[float, ...] = (1.0,),
     ):
-        if speakers_per_batch < 1 or utts_per_speaker < 1:
-            raise SpkverifError("speakers_per_batch and utts_per_speaker must be at least 1")
-        if speakers_per_batch > len(index.speakers):
-            raise SpkverifError(
-                f"speakers_per_batch is {speakers_per_batch} but the data has only {len(index.speakers)} speakers"
-            )
+        check_batch_fits(speakers_per_batch, utts_per_speaker, len(index.speakers), "the data")
         self.index = index
         self.speakers_per_batch = speakers_per_batch
         self.utts_per_speaker = utts_per_speaker

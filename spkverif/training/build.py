@@ -1,0 +1,221 @@
+"""Everything training needs, built from a `TrainConfig`: data, network, optimisation, augmentation, validation.
+
+The order of construction is part of a run's identity: building the model and the
+loss head draws their initial weights from torch's global generator, seeded just
+before, so the parts are built in the same order every time.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from spkverif.config import TrainConfig
+from spkverif.io.audio import AudioReader
+from spkverif.io.datadir import DataDir, load_data_dir
+from spkverif.io.datautils import measure_lengths
+from spkverif.io.shards import SHARD_LIST, read_shard_list
+from spkverif.losses import LossHead, build_loss
+from spkverif.models import MODELS, SpeakerEmbeddingModel, build_model
+from spkverif.training.augment import SPEEDS, ChunkAugmenter, LazyAudioPool, SpecAugment, noise_kinds
+from spkverif.training.channel import AugmentChain, ChannelAugmenter
+from spkverif.training.checks import check_setup, check_shards
+from spkverif.training.dataset import ChunkBatches, single_threaded_worker
+from spkverif.training.distributed import DistributedContext
+from spkverif.training.margin import MarginSchedule, build_margin_schedule
+from spkverif.training.optim import OPTIMIZERS, SCHEDULERS
+from spkverif.training.sampler import SpeakerChunkSampler, SpeakerIndex
+from spkverif.training.shards import ShardChunks, check_streams
+from spkverif.training.validation import Validator
+
+logger = logging.getLogger(__name__)
+
+AMP_TYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class TrainingNetwork(nn.Module):
+    """Embedding network and loss head as one module: what DDP wraps and the optimiser steps.
+
+    SpecAugment, when given, goes in through the model's feature hook
+    (`SpeakerEmbeddingModel.forward(waveforms, feature_transform)`), in training mode only.
+    """
+
+    def __init__(self, model: SpeakerEmbeddingModel, head: LossHead, spec_augment: SpecAugment | None = None):
+        super().__init__()
+        self.model = model
+        self.head = head
+        self.spec_augment = spec_augment
+
+    def forward(self, waveforms: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Loss (scalar) and logits (B, classes) or None, for waveforms (B, T) and labels (B,)."""
+        transform = self.spec_augment if self.training else None
+        output = self.head(self.model(waveforms, transform), labels)
+        return output.loss, output.logits
+
+
+@dataclass
+class Components:
+    """The parts of a training run (see `build_components`)."""
+
+    data: DataDir
+    shards: list | None
+    reader: AudioReader
+    model: SpeakerEmbeddingModel
+    head: LossHead
+    speeds: tuple[float, ...]
+    margin_schedule: MarginSchedule | None
+    network: TrainingNetwork
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None
+    ddp: nn.Module
+    augmenter: AugmentChain | None
+    validator: Validator | None
+
+
+def model_rate_from_data(config: TrainConfig) -> None:
+    """`data.sample_rate` alone sets the rate: a model whose options do not name one gets it
+    (fbank or SincNet filters at 8 kHz for `data.sample_rate: 8000`), and it is saved with the model."""
+    options = config.model.options
+    if "sample_rate" not in options and "sample_rate" in inspect.signature(MODELS.get(config.model.name)).parameters:
+        options["sample_rate"] = config.data.sample_rate
+
+
+def utterance_lengths(data: DataDir, reader: AudioReader, sample_rate: int) -> dict[str, int]:
+    """Lengths in samples at `sample_rate`: from utt2dur when the directory has one, else measured
+    in memory (the data directory is never written to; `spkverif data durations` saves them)."""
+    if data.utt2dur is not None:
+        return {utt: round(data.utt2dur[utt] * sample_rate) for utt in data.utterances}
+    logger.info(
+        "%s has no utt2dur: measuring %d utterances (save the durations once with `spkverif data durations %s`)",
+        data.path, len(data.utterances), data.path,
+    )  # fmt: skip
+    return measure_lengths(reader, data.utterances)
+
+
+def build_augmenter(config: TrainConfig) -> AugmentChain | None:
+    """Noise and reverberation, then a channel; None when nothing is switched on."""
+    options = config.augment
+    sample_rate = config.data.sample_rate
+    noises = []
+    if options.noise:
+        noises = noise_kinds(
+            options.noise, sample_rate, options.noise_snr, options.music_snr, options.babble_snr,
+            options.babble_speakers, options.cache_size,
+        )  # fmt: skip
+    rirs = LazyAudioPool(options.rir, sample_rate, options.cache_size) if options.rir else None
+    chain = AugmentChain(
+        [
+            ChunkAugmenter(noises, rirs, options.noise_prob, options.rir_prob),
+            ChannelAugmenter(options.channels, options.channel_prob, sample_rate),
+        ]
+    )
+    return chain if chain.active else None
+
+
+def _read_data(config: TrainConfig, data_dir: str | Path) -> tuple[DataDir, list | None, AudioReader]:
+    data = load_data_dir(data_dir)
+    shard_list = Path(data_dir) / SHARD_LIST
+    shards = read_shard_list(shard_list) if shard_list.is_file() else None
+    return data, shards, AudioReader.from_data_dir(data, config.data.sample_rate, config.data.resample)
+
+
+def _build_optimisation(
+    config: TrainConfig, network: nn.Module, device: torch.device
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, torch.amp.GradScaler]:
+    """Optimiser, learning-rate schedule (stepped once a step) and grad scaler (active with fp16)."""
+    options = config.training
+    optimizer = OPTIMIZERS.build(config.optimizer.name, list(network.parameters()), **config.optimizer.options)
+    scheduler = SCHEDULERS.build(
+        config.scheduler.name,
+        optimizer,
+        total_steps=options.epochs * options.batches_per_epoch,
+        steps_per_epoch=options.batches_per_epoch,
+        **config.scheduler.options,
+    )
+    return optimizer, scheduler, torch.amp.GradScaler(device.type, enabled=options.amp == "fp16")
+
+
+def _wrap_ddp(network: nn.Module, context: DistributedContext) -> nn.Module:
+    if not context.enabled:
+        return network
+    device = context.device
+    return nn.parallel.DistributedDataParallel(
+        network, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False
+    )
+
+
+def build_components(config: TrainConfig, data_dir: str | Path, context: DistributedContext) -> Components:
+    """Build every part, checking each against the others (`checks.check_setup`) before any work.
+
+    Call with torch's generator seeded: the model's and the head's initial weights come from it.
+    """
+    data, shards, reader = _read_data(config, data_dir)
+    model_rate_from_data(config)
+    model = build_model(config.model.name, config.model.options)
+    speeds = SPEEDS if config.augment.speed_perturb else (1.0,)
+    head = build_loss(config.loss.name, model.embedding_dim, len(data.speakers) * len(speeds), config.loss.options)
+    check_setup(config, data, model, head)
+    if shards is not None:
+        check_shards(config, head)
+    margin_schedule = build_margin_schedule(
+        config.margin_scheduler.name, config.margin_scheduler.options, config.loss.name, head.final_margin,
+        config.training.batches_per_epoch,
+    )  # fmt: skip
+    network = TrainingNetwork(model, head, SpecAugment() if config.augment.spec_augment else None)
+    network.to(context.device)
+    optimizer, scheduler, scaler = _build_optimisation(config, network, context.device)
+    ddp = _wrap_ddp(network, context)
+    augmenter = build_augmenter(config)
+    options = config.training
+    validator = None
+    if options.valid_trials and context.is_main:
+        validator = Validator(options.valid_data, options.valid_trials, config.data.sample_rate, config.data.resample)
+    return Components(
+        data, shards, reader, model, head, speeds, margin_schedule, network, optimizer, scheduler, scaler,
+        AMP_TYPES.get(options.amp), ddp, augmenter, validator,
+    )  # fmt: skip
+
+
+def build_loader(
+    config: TrainConfig,
+    parts: Components,
+    index: SpeakerIndex,
+    context: DistributedContext,
+    micro_batches: tuple[int, ...],
+    start: tuple[int, int],
+) -> DataLoader:
+    """Batches from (epoch, step) `start` to the end of training: this process's `micro_batches`
+    of every step, from the data directory or streamed from its shards (`data.num_workers` workers)."""
+    options = config.training
+    chunk_samples = round(config.data.chunk_seconds * config.data.sample_rate)
+    sampler = SpeakerChunkSampler(
+        index, options.speakers_per_batch, options.utts_per_speaker, chunk_samples, config.seed, parts.speeds
+    )
+    workers = config.data.num_workers
+    position = (options.epochs, options.batches_per_epoch, *start)
+    dataset: ChunkBatches | ShardChunks
+    if parts.shards is not None:
+        check_streams(parts.shards, context.world_size * max(1, workers))
+        dataset = ShardChunks(
+            parts.shards, dict(zip(index.utterances, index.labels.tolist(), strict=True)), len(index.speakers),
+            chunk_samples, sampler.batch_size, config.seed, position, micro_batches, parts.speeds, parts.augmenter,
+            config.data.shuffle_buffer, (context.rank, context.world_size), config.data.sample_rate,
+        )  # fmt: skip
+    else:
+        dataset = ChunkBatches(sampler, parts.reader, *position, micro_batches, parts.augmenter)
+    return DataLoader(
+        dataset,
+        batch_size=None,
+        num_workers=workers,
+        pin_memory=context.device.type == "cuda",
+        prefetch_factor=4 if workers > 0 else None,
+        worker_init_fn=single_threaded_worker if workers > 0 else None,
+    )

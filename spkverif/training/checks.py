@@ -1,0 +1,80 @@
+"""Every check the train stage makes before it does any work, in one place.
+
+`check_config` needs the configuration only (it runs before any data is read);
+`check_setup` needs the data directory, the model and the loss head once they are
+built; `check_batch_fits` is shared with the sampler. Each raises `SpkverifError`
+with a message that names the setting to change.
+"""
+
+from __future__ import annotations
+
+from spkverif.config import TrainConfig
+from spkverif.errors import SpkverifError
+from spkverif.io.datadir import DataDir
+from spkverif.losses import LOSSES, LossHead
+from spkverif.models import MODELS, SpeakerEmbeddingModel
+from spkverif.training.margin import MARGIN_SCHEDULERS
+from spkverif.training.optim import OPTIMIZERS, SCHEDULERS
+
+AMP_CHOICES = ("none", "bf16", "fp16")
+
+
+def check_config(config: TrainConfig) -> None:
+    """Fail on an unknown model, loss, optimiser or scheduler, or settings that contradict each other."""
+    for registry, component in (
+        (MODELS, config.model),
+        (LOSSES, config.loss),
+        (OPTIMIZERS, config.optimizer),
+        (SCHEDULERS, config.scheduler),
+        (MARGIN_SCHEDULERS, config.margin_scheduler),
+    ):
+        registry.get(component.name)
+    if config.training.amp not in AMP_CHOICES:
+        raise SpkverifError(f"training.amp must be none, bf16 or fp16, not {config.training.amp!r}")
+    if config.training.grad_accum < 1 or config.training.average_last < 1:
+        raise SpkverifError("training.grad_accum and training.average_last must be at least 1")
+    if bool(config.training.valid_data) != bool(config.training.valid_trials):
+        raise SpkverifError("validation needs both --valid-data and --valid-trials")
+
+
+def check_batch_fits(speakers_per_batch: int, utts_per_speaker: int, num_speakers: int, source: str) -> None:
+    """A P x K batch needs P, K >= 1 and at least P speakers in `source` (named in the message)."""
+    if speakers_per_batch < 1 or utts_per_speaker < 1:
+        raise SpkverifError("speakers_per_batch and utts_per_speaker must be at least 1")
+    if speakers_per_batch > num_speakers:
+        raise SpkverifError(
+            f"training.speakers_per_batch is {speakers_per_batch} but {source} has only {num_speakers} speakers"
+        )
+
+
+def check_setup(config: TrainConfig, data: DataDir, model: SpeakerEmbeddingModel, head: LossHead) -> None:
+    """The built model and head against the data and the batches: sample rate, what the loss
+    needs of a batch (speakers, utterances per speaker), and the chunk length."""
+    options, name, rate = config.training, config.loss.name, config.data.sample_rate
+    if model.sample_rate != rate:
+        raise SpkverifError(f"model expects {model.sample_rate} Hz but data.sample_rate is {rate}")
+    if options.utts_per_speaker < head.min_utts_per_speaker:
+        raise SpkverifError(
+            f"loss {name!r} needs at least {head.min_utts_per_speaker} utterances per speaker "
+            f"in a batch; training.utts_per_speaker is {options.utts_per_speaker}"
+        )
+    if options.speakers_per_batch < head.min_speakers_per_batch:
+        raise SpkverifError(
+            f"loss {name!r} needs at least {head.min_speakers_per_batch} speakers per batch; "
+            f"training.speakers_per_batch is {options.speakers_per_batch}"
+        )
+    check_batch_fits(options.speakers_per_batch, options.utts_per_speaker, len(data.speakers), str(data.path))
+    if round(config.data.chunk_seconds * rate) < model.min_samples:
+        raise SpkverifError(
+            f"data.chunk_seconds {config.data.chunk_seconds} is shorter than the model's minimum "
+            f"{model.min_samples / rate:.3f} s"
+        )
+
+
+def check_shards(config: TrainConfig, head: LossHead) -> None:
+    """Shards stream utterances one at a time: they cannot give a loss P x K batches."""
+    if head.min_utts_per_speaker > 1:
+        raise SpkverifError(
+            f"loss {config.loss.name!r} needs P x K batches, which shards cannot give: "
+            "train from a data directory without shards.list"
+        )
