@@ -402,7 +402,7 @@ def prepare_rirs_command(root: str, out: str, jobs: int) -> None:
 
 @cli.group("data")
 def data_group() -> None:
-    """Kaldi's data-directory utilities (utils/*_data*.sh): combine, subset, fix, copy, decode.
+    """Kaldi's data-directory utilities (utils/*_data*.sh): combine, subset, fix, copy, durations, decode.
 
     Each writes a whole, valid, C-sorted data directory or nothing. Add a
     subcommand with `@data_group.command(NAME)`.
@@ -459,6 +459,20 @@ def data_copy_command(source: str, out: str, spk_prefix: str, utt_prefix: str) -
     from spkverif.io.datautils import copy_data_dir
 
     copy_data_dir(source, out, spk_prefix=spk_prefix, utt_prefix=utt_prefix)
+
+
+@data_group.command("durations")
+@click.argument("data_dir", type=click.Path())
+@click.option(
+    "--sample-rate", default=16000, type=ranged(int, AT_LEAST_ONE), show_default=True, help="Rate lengths count at."
+)
+@click.option("--force", is_flag=True, help="Measure again even when utt2dur covers every utterance.")
+@common_options
+def data_durations_command(data_dir: str, sample_rate: int, force: bool) -> None:
+    """Write DATA_DIR/utt2dur from the audio (utils/data/get_utt2dur.sh); `train` reads it instead of measuring."""
+    from spkverif.io.datautils import write_durations
+
+    write_durations(data_dir, sample_rate, force)
 
 
 @data_group.command("decode")

@@ -155,3 +155,45 @@ def test_a_failed_command_leaves_no_output(tmp_path: Path, run_cli) -> None:
     result = run_cli("data", "subset", source, tmp_path / "out", "--spk-list", tmp_path / "list")
     assert result.exit_code == 1 and "no utterances left" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["list", "src"]
+
+
+def _audio_dir(path: Path, segmented: bool) -> Path:
+    """Two speakers' recordings of known lengths (one at 8 kHz); with `segmented`, two segments of one."""
+    from tests.conftest import write_data_dir, write_wav
+
+    files = {
+        "a-1": write_wav(path / "audio" / "a-1.wav", 1.0),
+        "a-2": write_wav(path / "audio" / "a-2.wav", 0.5, seed=1),
+        "b-1": write_wav(path / "audio" / "b-1.wav", 0.75, rate=8000, seed=2),
+    }
+    if not segmented:
+        return write_data_dir(path / "d", {k: str(v) for k, v in files.items()}, {"a-1": "a", "a-2": "a", "b-1": "b"})
+    utt2spk = {"a-1-x": "a", "a-1-y": "a", "b-1-x": "b"}
+    out = write_data_dir(path / "d", {k: str(v) for k, v in files.items()}, utt2spk)
+    (out / "segments").write_text("a-1-x a-1 0.00 0.40\na-1-y a-1 0.40 1.00\nb-1-x b-1 0.10 0.35\n")
+    return out
+
+
+@pytest.mark.parametrize("segmented", [False, True])
+def test_durations_writes_utt2dur_as_get_utt2dur_does(tmp_path: Path, run_cli, segmented: bool) -> None:
+    path = _audio_dir(tmp_path, segmented)
+    result = run_cli("data", "durations", path)
+    assert result.exit_code == 0, result.stderr
+    expected = "a-1-x 0.4000\na-1-y 0.6000\nb-1-x 0.2500\n" if segmented else "a-1 1.0000\na-2 0.5000\nb-1 0.7500\n"
+    assert (path / "utt2dur").read_text() == expected
+    assert validate_data_dir(path) == []
+    # present and complete: left alone, unless --force
+    (path / "utt2dur").write_text(expected.replace("0.", "9."))
+    assert run_cli("data", "durations", path).exit_code == 0
+    assert (path / "utt2dur").read_text() == expected.replace("0.", "9.")
+    assert run_cli("data", "durations", path, "--force").exit_code == 0
+    assert (path / "utt2dur").read_text() == expected
+
+
+def test_durations_of_unreadable_audio_is_one_line_and_writes_nothing(tmp_path: Path, run_cli) -> None:
+    path = _audio_dir(tmp_path, segmented=False)
+    (tmp_path / "audio" / "a-2.wav").write_bytes(b"not a wav")
+    result = run_cli("data", "durations", path)
+    assert result.exit_code == 1 and "cannot read audio of 'a-2'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (path / "utt2dur").exists()

@@ -1,0 +1,274 @@
+"""The trainer's parts one by one: the checkpointer of named parts, the training log, the BatchNorm
+step, the model's feature hook, validation through extract's code, and a data directory that
+training leaves untouched."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from spkverif.errors import SpkverifError
+from spkverif.extract import extract
+from spkverif.io.specifiers import load_vectors
+from spkverif.losses import build_loss
+from spkverif.models import build_model
+from spkverif.training.batchnorm import BatchNormStep
+from spkverif.training.build import TrainingNetwork
+from spkverif.training.checkpoint import Checkpointer, GlobalRng, Record, model_payload, read_checkpoint, save_atomic
+from spkverif.training.log import Progress, RunningMean, TrainingLog
+from spkverif.training.validation import Validator
+from tests.test_cli import TINY_MODEL
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = {"channels": 32, "stats_channels": 64, "embedding_dim": 16}
+
+# The keys of a training checkpoint, in order, as every release so far has written them.
+STATE_KEYS = [
+    "format", "model", "model_state", "head_state", "optimizer", "scheduler", "scaler",
+    "epoch", "step", "best_eer", "epoch_means", "rng", "config", "speakers",
+]  # fmt: skip
+
+
+class Counter:
+    """A small part of our own: anything with state_dict / load_state_dict."""
+
+    def __init__(self, value: int = 0):
+        self.value = value
+
+    def state_dict(self) -> dict[str, int]:
+        return {"value": self.value}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.value = state["value"]
+
+
+def _checkpointer(directory: Path, layer: nn.Module, progress: Progress, counter: Counter) -> Checkpointer:
+    checkpointer = Checkpointer(directory, steps_per_epoch=10)
+    checkpointer.add("layer", layer)
+    checkpointer.add("progress", progress, keys=Progress.KEYS)
+    checkpointer.add("counter", counter)
+    checkpointer.add("rng", GlobalRng())
+    checkpointer.add("speakers", Record(lambda: ["a", "b"], "trained on other speakers"))
+    return checkpointer
+
+
+def test_checkpointer_round_trip_of_named_parts(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    layer, progress, counter = nn.Linear(3, 2), Progress(10, epoch=2, step=4, best_eer=0.25), Counter(7)
+    progress.loss_mean.add(1.5, 4)
+    checkpointer = _checkpointer(tmp_path, layer, progress, counter)
+    path = checkpointer.save("step_00000024.pt")
+    expected = torch.rand(3)
+    payload = read_checkpoint(path)
+    assert list(payload) == [
+        "format",
+        "layer",
+        "epoch",
+        "step",
+        "best_eer",
+        "epoch_means",
+        "counter",
+        "rng",
+        "speakers",
+    ]
+    assert payload["epoch_means"] == [{"total": 6.0, "count": 4}, {"total": 0.0, "count": 0}, 0]
+
+    fresh_layer, fresh_progress, fresh_counter = nn.Linear(3, 2), Progress(10), Counter()
+    fresh = _checkpointer(tmp_path, fresh_layer, fresh_progress, fresh_counter)
+    assert fresh.latest() == path
+    fresh.load(path)
+    assert torch.equal(fresh_layer.weight, layer.weight) and torch.equal(fresh_layer.bias, layer.bias)
+    assert (fresh_progress.epoch, fresh_progress.step, fresh_progress.best_eer) == (2, 4, 0.25)
+    assert fresh_progress.loss_mean == RunningMean(6.0, 4) and fresh_progress.global_step == 24
+    assert fresh_counter.value == 7
+    assert torch.equal(torch.rand(3), expected)  # the generators continue where the checkpoint left them
+
+
+def test_checkpointer_keeps_only_the_newest_step_file(tmp_path: Path) -> None:
+    checkpointer = _checkpointer(tmp_path, nn.Linear(2, 2), Progress(10), Counter())
+    checkpointer.save("step_00000003.pt")
+    checkpointer.save("step_00000006.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step_00000006.pt"]
+    checkpointer.save("epoch_0001.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch_0001.pt"]
+    assert checkpointer.latest() == tmp_path / "epoch_0001.pt"
+
+
+def test_a_part_added_later_is_an_error_or_keeps_its_state_when_optional(tmp_path: Path) -> None:
+    old = Checkpointer(tmp_path, steps_per_epoch=10)
+    old.add("counter", Counter(3))
+    path = old.save("epoch_0001.pt")
+
+    required = Checkpointer(tmp_path, steps_per_epoch=10)
+    required.add("counter", Counter())
+    required.add("ema", Counter())
+    with pytest.raises(SpkverifError, match=r"the checkpoint has no ema \(part 'ema'\)") as caught:
+        required.load(path)
+    assert caught.value.path == str(path)
+
+    counter, ema = Counter(), Counter(42)
+    optional = Checkpointer(tmp_path, steps_per_epoch=10)
+    optional.add("counter", counter)
+    optional.add("ema", ema, required=False)
+    optional.load(path)
+    assert counter.value == 3 and ema.value == 42
+
+
+def test_a_refused_checkpoint_changes_no_part(tmp_path: Path) -> None:
+    saved = Checkpointer(tmp_path, steps_per_epoch=10)
+    saved.add("counter", Counter(5))
+    saved.add("speakers", Record(lambda: ["a", "b"]))
+    path = saved.save("epoch_0001.pt")
+    counter = Counter(1)
+    other = Checkpointer(tmp_path, steps_per_epoch=10)
+    other.add("counter", counter)
+    other.add("speakers", Record(lambda: ["a", "c"], "trained on other speakers"))
+    with pytest.raises(SpkverifError, match="trained on other speakers"):
+        other.load(path)
+    assert counter.value == 1  # every part is checked before any is loaded
+    save_atomic(model_payload(build_model("xvector", SMALL)), tmp_path / "final.pt")
+    with pytest.raises(SpkverifError, match="not a training checkpoint"):
+        other.load(tmp_path / "final.pt")
+
+
+def test_a_checkpoint_holds_the_keys_of_earlier_releases_in_order(run_cli, tiny_corpus: Path, tmp_path: Path) -> None:
+    result = run_cli("train", "-q", "--data", tiny_corpus / "train", "--exp", tmp_path / "e", *TINY_MODEL)
+    assert result.exit_code == 0, result.stderr
+    payload = read_checkpoint(tmp_path / "e" / "models" / "epoch_0001.pt")
+    assert list(payload) == STATE_KEYS
+    assert payload["format"] == "spkverif-train-state" and (payload["epoch"], payload["step"]) == (1, 0)
+    assert payload["best_eer"] == math.inf and payload["epoch_means"][2] == 0
+    assert payload["speakers"] == sorted(payload["speakers"]) and len(payload["speakers"]) == 6
+
+
+def test_the_log_appends_and_cuts_back_to_a_step(tmp_path: Path) -> None:
+    log = TrainingLog(tmp_path / "train_log.jsonl")
+    log.write({"event": "old", "global_step": 9})
+    log.start({"event": "start", "global_step": 0})
+    for step in (1, 2, 3):
+        log.write({"event": "step", "global_step": step, "loss": 1.0 / step})
+    assert [r["event"] for r in log.records()] == ["start", "step", "step", "step"]
+    log.truncate(2)
+    assert [r.get("loss") for r in log.records()] == [None, 1.0, 0.5]
+    text = (tmp_path / "train_log.jsonl").read_text()
+    assert text.endswith("\n") and all(json.loads(line) for line in text.splitlines())
+    silent = TrainingLog(tmp_path / "other.jsonl", enabled=False)
+    silent.start({"event": "start"})
+    silent.write({"event": "step"})
+    silent.truncate(0)
+    assert not (tmp_path / "other.jsonl").exists()
+
+
+def test_batchnorm_step_averages_micro_batches_and_rolls_back() -> None:
+    torch.manual_seed(0)
+    layer = nn.BatchNorm1d(3)
+    first, second = torch.randn(8, 3) * 2 + 1, torch.randn(8, 3) - 1
+    alone = []
+    for inputs in (first, second):
+        copy = nn.BatchNorm1d(3)
+        copy(inputs)
+        alone.append(copy.running_mean.clone())
+    step = BatchNormStep(layer, average=True, keep=True)
+    for inputs in (first, second):
+        step.before_part()
+        layer(inputs)
+        step.after_part()
+    step.finish(lambda tensor: tensor)
+    torch.testing.assert_close(layer.running_mean, (alone[0] + alone[1]) / 2)
+    assert int(layer.num_batches_tracked) == 1  # the step counts once, as one batch of both would
+
+    before_mean, before_count = layer.running_mean.clone(), int(layer.num_batches_tracked)
+    step = BatchNormStep(layer, average=False, keep=True)
+    layer(first * 10)
+    step.rollback()
+    assert torch.equal(layer.running_mean, before_mean) and int(layer.num_batches_tracked) == before_count
+
+
+def test_the_feature_hook_sits_between_front_end_and_encoder() -> None:
+    torch.manual_seed(0)
+    model = build_model("xvector", SMALL).eval()
+    waveforms = torch.randn(2, 16000) * 0.1
+    with torch.no_grad():
+        plain = model(waveforms)
+        assert torch.equal(plain, model.encoder(model.frontend(waveforms)))
+        doubled = model(waveforms, lambda features: features * 2)
+        assert torch.equal(doubled, model.encoder(model.frontend(waveforms) * 2))
+        seen = []
+        model(waveforms, lambda features: seen.append(features.shape) or features)
+        assert seen == [model.frontend(waveforms).shape]
+
+
+def test_spec_augment_masks_in_training_only() -> None:
+    torch.manual_seed(0)
+    model = build_model("xvector", {**SMALL, "dither": 0.0})
+    head = build_loss("softmax", model.embedding_dim, 3, {})
+    calls = []
+    network = TrainingNetwork(model, head, lambda features: calls.append(1) or features * 0)
+    waveforms, labels = torch.randn(4, 16000) * 0.1, torch.tensor([0, 1, 2, 0])
+    network.eval()
+    with torch.no_grad():
+        loss, _ = network(waveforms, labels)
+        assert calls == [] and torch.equal(loss, head(model(waveforms), labels).loss)
+    network.train()
+    network(waveforms, labels)
+    assert calls == [1]
+
+
+def test_validation_embeds_as_extract_does(tiny_corpus: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = build_model("xvector", SMALL)
+    model.train()
+    save_atomic(model_payload(model), tmp_path / "model.pt")
+    test = tiny_corpus / "test"
+    validator = Validator(test, test / "trials", 16000, allow_resample=False)
+    embeddings = validator.embed(model, torch.device("cpu"))
+    assert model.training  # left in the mode it was in
+    extract(tmp_path / "model.pt", str(test), f"ark:{tmp_path / 'e.ark'}", device="cpu", batch_size=1)
+    keys, extracted = load_vectors(f"ark:{tmp_path / 'e.ark'}")
+    wanted = [keys.index(key) for key in validator.keys]
+    np.testing.assert_array_equal(embeddings, extracted[wanted])
+    result = validator.evaluate(model, torch.device("cpu"))
+    assert 0.0 <= result["eer"] <= 1.0 and 0.0 <= result["min_dcf_0.01"] <= 1.0
+
+
+def _snapshot(path: Path) -> dict[str, tuple[bytes, int]]:
+    return {str(p.relative_to(path)): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(path.rglob("*"))}
+
+
+def test_training_never_writes_into_the_data_directory(run_cli, tiny_corpus: Path, tmp_path: Path) -> None:
+    data = tmp_path / "train"
+    shutil.copytree(tiny_corpus / "train", data)
+    (data / "utt2dur").unlink()
+    for path in [*data.iterdir(), data]:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    before = _snapshot(data)
+    try:
+        result = run_cli("train", "--data", data, "--exp", tmp_path / "e", *TINY_MODEL)
+        assert result.exit_code == 0, result.stderr
+        assert _snapshot(data) == before
+        assert f"spkverif data durations {data}" in result.stderr
+        assert (tmp_path / "e" / "models" / "final.pt").is_file()
+    finally:
+        data.chmod(0o755)
+
+
+@pytest.mark.parametrize(
+    "module", ["spkverif.extract", "spkverif.export", "spkverif.verify", "spkverif.score", "spkverif.runtime",
+               "spkverif.runtime.pytorch", "spkverif.models.files"],
+)  # fmt: skip
+def test_inference_imports_nothing_from_training(module: str) -> None:
+    program = f"import sys, {module}; print(sorted(m for m in sys.modules if m.startswith('spkverif.training')))"
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, cwd=REPO, env={"PYTHONPATH": str(REPO)}
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
