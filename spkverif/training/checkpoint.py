@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from spkverif.errors import SpkverifError
+from spkverif.models import SpeakerEmbeddingModel, build_model
 from spkverif.models.files import MODEL_FORMAT, STATE_FORMAT, load_model, model_payload, read_checkpoint, save_atomic
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,21 @@ def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Ten
             averaged[key] = sum(state[key].double() for state in states).div(len(states)).to(value.dtype)
         else:
             averaged[key] = value.clone()
+    return averaged
+
+
+def average_epochs(directory: Path, model: SpeakerEmbeddingModel, wanted: int) -> SpeakerEmbeddingModel:
+    """`model` itself for `wanted` 1; else a network of its kind holding the mean weights of the
+    last `wanted` epoch checkpoints in `directory` (`--average N`; fewer, with a warning, if fewer exist)."""
+    if wanted == 1:
+        return model
+    paths = sorted(directory.glob("epoch_*.pt"))[-wanted:]
+    if len(paths) < wanted:
+        logger.warning("--average %d asked for, but only %d epoch checkpoints exist", wanted, len(paths))
+    states = [read_checkpoint(path)["model_state"] for path in paths]
+    averaged = build_model(model.spec["name"], model.spec.get("options", {}))
+    averaged.load_state_dict(average_states(states))
+    logger.info("final model: the mean of %s", ", ".join(path.name for path in paths))
     return averaged
 
 

@@ -92,6 +92,28 @@ class Progress:
         if self.step == 0:
             self.loss_mean, self.accuracy_mean, self.skipped = RunningMean(), RunningMean(), 0
 
+    @property
+    def accuracy(self) -> float | None:
+        """The epoch's running accuracy, None for a loss without logits."""
+        return self.accuracy_mean.value if self.accuracy_mean.count else None
+
+    def step_record(
+        self, loss: float | None, lr: float, margin: dict[str, float], figures: tuple[float, float]
+    ) -> dict[str, Any]:
+        """The log's record of the step just taken (`figures`: samples/s and data-wait fraction)."""
+        return {
+            "event": "step", "epoch": self.epoch + 1, "step": self.step, "global_step": self.global_step,
+            "loss": loss, "loss_avg": self.loss_mean.value, "accuracy": self.accuracy, "lr": lr, **margin,
+            "samples_per_s": figures[0], "data_wait_fraction": figures[1], "skipped_nonfinite": self.skipped,
+        }  # fmt: skip
+
+    def epoch_record(self, lr: float, seconds: float) -> dict[str, Any]:
+        """The log's record of the epoch just finished (`epoch` already counts it)."""
+        return {
+            "event": "epoch", "epoch": self.epoch, "global_step": self.global_step, "loss": self.loss_mean.value,
+            "accuracy": self.accuracy, "lr": lr, "seconds": seconds, "skipped_nonfinite": self.skipped,
+        }  # fmt: skip
+
     def state_dict(self) -> dict[str, Any]:
         means = [vars(self.loss_mean), vars(self.accuracy_mean), self.skipped]
         return {"epoch": self.epoch, "step": self.step, "best_eer": self.best_eer, "epoch_means": means}

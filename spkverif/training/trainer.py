@@ -31,16 +31,15 @@ import torch
 
 from spkverif.config import TrainConfig
 from spkverif.errors import SpkverifError
-from spkverif.models import SpeakerEmbeddingModel, build_model, count_parameters
+from spkverif.models import count_parameters
 from spkverif.progress import ProgressBar
 from spkverif.training.build import build_components, build_loader, utterance_lengths
 from spkverif.training.checkpoint import (
     Checkpointer,
     GlobalRng,
     Record,
-    average_states,
+    average_epochs,
     model_payload,
-    read_checkpoint,
     save_atomic,
 )
 from spkverif.training.checks import check_config
@@ -164,25 +163,11 @@ class Trainer:
                 self._run_epoch(iterator)
         final = self.models_dir / "final.pt"
         if self.context.is_main:
-            save_atomic(model_payload(self._final_network(), {"config": self.config.to_dict()}), final)
+            network = average_epochs(self.models_dir, self.parts.model, self.config.training.average_last)
+            save_atomic(model_payload(network, {"config": self.config.to_dict()}), final)
             logger.info("final model: %s", final)
         self.context.barrier()
         return final
-
-    def _final_network(self) -> SpeakerEmbeddingModel:
-        """The last epoch's network, or the mean of the last N epochs' weights."""
-        wanted = self.config.training.average_last
-        model = self.parts.model
-        if wanted == 1:
-            return model
-        paths = sorted(self.models_dir.glob("epoch_*.pt"))[-wanted:]
-        if len(paths) < wanted:
-            logger.warning("--average %d asked for, but only %d epoch checkpoints exist", wanted, len(paths))
-        states = [read_checkpoint(path)["model_state"] for path in paths]
-        averaged = build_model(model.spec["name"], model.spec.get("options", {}))
-        averaged.load_state_dict(average_states(states))
-        logger.info("final model: the mean of %s", ", ".join(path.name for path in paths))
-        return averaged
 
     def _run_epoch(self, iterator: Iterator[Batch]) -> None:
         """Steps to the end of the epoch, then its record, validation and checkpoint."""
@@ -220,20 +205,12 @@ class Trainer:
         """Advance the progress bar; every `log_every` steps (and at an epoch's end) log a step record."""
         progress = self.progress
         lr = self.parts.optimizer.param_groups[0]["lr"]
-        rate, wait_fraction = window.figures()
-        accuracy = progress.accuracy_mean.value if progress.accuracy_mean.count else None
-        shown = {"acc": accuracy} if accuracy is not None else {}
-        bar.advance(1, loss=progress.loss_mean.value, **shown, lr=lr, **margin, samples_s=rate)
+        figures = window.figures()
+        shown = {"acc": progress.accuracy} if progress.accuracy is not None else {}
+        bar.advance(1, loss=progress.loss_mean.value, **shown, lr=lr, **margin, samples_s=figures[0])
         if progress.step % self.config.training.log_every and progress.step != self.steps_per_epoch:
             return
-        self.log.write(
-            {
-                "event": "step", "epoch": progress.epoch + 1, "step": progress.step,
-                "global_step": progress.global_step, "loss": result[0] if result else None,
-                "loss_avg": progress.loss_mean.value, "accuracy": accuracy, "lr": lr, **margin,
-                "samples_per_s": rate, "data_wait_fraction": wait_fraction, "skipped_nonfinite": progress.skipped,
-            }
-        )  # fmt: skip
+        self.log.write(progress.step_record(result[0] if result else None, lr, margin, figures))
         window.reset()
 
     def _checkpoint_mid_epoch(self) -> None:
@@ -243,18 +220,11 @@ class Trainer:
             self.save_state()
 
     def _end_epoch(self, seconds: float) -> None:
+        """Close the epoch: its record, validation, the epoch checkpoint."""
         progress = self.progress
         progress.epoch += 1
         progress.step = 0
-        self.log.write(
-            {
-                "event": "epoch", "epoch": progress.epoch, "global_step": progress.global_step,
-                "loss": progress.loss_mean.value,
-                "accuracy": progress.accuracy_mean.value if progress.accuracy_mean.count else None,
-                "lr": self.parts.optimizer.param_groups[0]["lr"], "seconds": seconds,
-                "skipped_nonfinite": progress.skipped,
-            }
-        )  # fmt: skip
+        self.log.write(progress.epoch_record(self.parts.optimizer.param_groups[0]["lr"], seconds))
         self._validate()
         self.save_state()
         self.context.barrier()
