@@ -20,7 +20,6 @@ Writes into the experiment directory:
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import logging
 import random
@@ -41,7 +40,7 @@ from spkverif.io.datadir import DataDir, load_data_dir
 from spkverif.io.shards import SHARD_LIST, read_shard_list
 from spkverif.io.tables import write_table
 from spkverif.losses import LossHead, build_loss
-from spkverif.models import MODELS, SpeakerEmbeddingModel, build_model, count_parameters
+from spkverif.models import SpeakerEmbeddingModel, build_model, count_parameters
 from spkverif.progress import ProgressBar
 from spkverif.training.augment import SPEEDS, ChunkAugmenter, LazyAudioPool, SpecAugment, noise_kinds
 from spkverif.training.channel import AugmentChain, ChannelAugmenter
@@ -89,9 +88,12 @@ def utterance_lengths(data: DataDir, reader: AudioReader, sample_rate: int) -> d
 
 def check_components(config: TrainConfig) -> None:
     """Fail on an unknown model, loss, optimiser or scheduler before any data is read."""
+    from spkverif.frontends import FRONTENDS
     from spkverif.losses import LOSSES
     from spkverif.models import MODELS
 
+    if config.frontend.name:
+        FRONTENDS.get(config.frontend.name)
     for registry, component in (
         (MODELS, config.model),
         (LOSSES, config.loss),
@@ -161,14 +163,6 @@ class RunningMean:
         return self.total / self.count if self.count else float("nan")
 
 
-def _model_rate_from_data(config: TrainConfig) -> None:
-    """`data.sample_rate` alone sets the rate: a model whose options do not name one gets it
-    (fbank or SincNet filters at 8 kHz for `data.sample_rate: 8000`), and it is saved with the model."""
-    options = config.model.options
-    if "sample_rate" not in options and "sample_rate" in inspect.signature(MODELS.get(config.model.name)).parameters:
-        options["sample_rate"] = config.data.sample_rate
-
-
 class Trainer:
     def __init__(self, config: TrainConfig, data_dir: str | Path, exp_dir: str | Path):
         check_components(config)
@@ -188,10 +182,9 @@ class Trainer:
         self.shards = read_shard_list(shard_list) if shard_list.is_file() else None
         sample_rate = config.data.sample_rate
         self.reader = AudioReader.from_data_dir(self.data, sample_rate, config.data.resample)
-        _model_rate_from_data(config)
-        self.model: SpeakerEmbeddingModel = build_model(config.model.name, config.model.options)
-        if self.model.sample_rate != sample_rate:
-            raise SpkverifError(f"model expects {self.model.sample_rate} Hz but data.sample_rate is {sample_rate}")
+        self.model: SpeakerEmbeddingModel = build_model(
+            config.model.name, config.model.options, vars(config.frontend), sample_rate
+        )
         self.num_speakers = len(self.data.speakers)
         self.speeds = SPEEDS if config.augment.speed_perturb else (1.0,)
         self.num_classes = self.num_speakers * len(self.speeds)
@@ -473,7 +466,7 @@ class Trainer:
         if len(paths) < wanted:
             logger.warning("--average %d asked for, but only %d epoch checkpoints exist", wanted, len(paths))
         states = [read_checkpoint(path)["model_state"] for path in paths]
-        averaged = build_model(self.model.spec["name"], self.model.spec.get("options", {}))
+        averaged = build_model(**self.model.spec)
         averaged.load_state_dict(average_states(states))
         logger.info("final model: the mean of %s", ", ".join(path.name for path in paths))
         return averaged
