@@ -49,7 +49,7 @@ def run(size: FeatureSize) -> Section:
     section = Section("features")
     waves, source = utterances(size.utterances, size.seconds, size.seconds, seed=1)
     batch = torch.from_numpy(np.stack(waves))
-    ours_module = KaldiFbank(num_mel_bins=80, dither=0.0, mean_norm=False).eval()
+    ours_module = KaldiFbank(16000, num_mel_bins=80, dither=0.0, mean_norm=False).eval()
     seconds_of_audio = size.utterances * size.seconds
 
     def ours() -> torch.Tensor:

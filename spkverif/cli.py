@@ -600,7 +600,7 @@ def validate_command(data_dir: str, trials: str | None, no_audio_check: bool) ->
     multiple=True,
     metavar="SECTION.KEY=VALUE",
     cls=RegistryOption,
-    registries=("optimizers", "schedulers", "distances", "channels", "filterbanks"),
+    registries=("optimizers", "schedulers", "distances", "channels", "frontends"),
     help="Set any config value, e.g. --set loss.margin=0.2; a component's options are listed by "
     "spkverif list. Names reached only this way:",
 )

@@ -7,6 +7,7 @@ repeated from `exp/NAME/config.yaml` alone.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -17,6 +18,8 @@ import yaml
 from spkverif.errors import SpkverifError
 from spkverif.io.atomic import atomic_write
 from spkverif.ranges import AT_LEAST_ONE, NOT_NEGATIVE, POSITIVE, PROBABILITY, Range, check, range_of, ranged
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -78,6 +81,8 @@ class TrainConfig:
     training: TrainingOptions = field(default_factory=TrainingOptions)
     augment: AugmentOptions = field(default_factory=AugmentOptions)
     model: Component = field(default_factory=lambda: Component("xvector"))
+    # the model's front end (spkverif.frontends); an empty name is the model's own default
+    frontend: Component = field(default_factory=lambda: Component(""))
     loss: Component = field(default_factory=lambda: Component("aam"))
     optimizer: Component = field(
         default_factory=lambda: Component("sgd", {"lr": 0.01, "momentum": 0.9, "weight_decay": 1e-4})
@@ -99,7 +104,8 @@ class TrainConfig:
             yaml.safe_dump(self.to_dict(), handle, sort_keys=False)
 
 
-_COMPONENTS = ("model", "loss", "optimizer", "scheduler", "margin_scheduler")
+_COMPONENTS = ("model", "frontend", "loss", "optimizer", "scheduler", "margin_scheduler")
+_UNNAMED_ALLOWED = ("frontend",)
 _SECTIONS = {"data": DataOptions, "training": TrainingOptions, "augment": AugmentOptions}
 SEED_RANGE = NOT_NEGATIVE
 LEARNING_RATE_RANGE = POSITIVE
@@ -216,15 +222,51 @@ def _from_dict(raw: dict[str, Any], source: Path | None) -> TrainConfig:
     learning_rate = raw["optimizer"].get("lr")
     if isinstance(learning_rate, (int, float)) and not isinstance(learning_rate, bool):
         check(LEARNING_RATE_RANGE, learning_rate, "optimizer.lr", source)
+    _move_frontend_options(raw, source)
     for name in _COMPONENTS:
         section = copy.deepcopy(raw[name])
-        if not isinstance(section, dict) or not section.get("name"):
+        if not isinstance(section, dict) or not (section.get("name") or name in _UNNAMED_ALLOWED):
             raise SpkverifError(f"section {name!r} needs a name", source)
-        component_name = section.pop("name")
+        component_name = section.pop("name", "") or ""
         for key, value in section.items():
             _require_finite(value, f"{name}.{key}", source)
         setattr(config, name, Component(str(component_name), section))
     return config
+
+
+def _move_frontend_options(raw: dict[str, Any], source: Path | None) -> None:
+    """Front-end options an old configuration holds under `model:` (`num_mel_bins`, `dither`,
+    SincNet's; `frontend` naming a filterbank) move to `frontend:`, with a deprecation note;
+    `model.sample_rate` must equal `data.sample_rate` (the front end runs at the data's rate)
+    and is dropped. Raises `SpkverifError` where the old and the new place disagree."""
+    from spkverif.models import legacy
+
+    model, frontend = raw["model"], raw["frontend"]
+    if not isinstance(model, dict) or not isinstance(frontend, dict):
+        return
+    kept, moved, rate = legacy.split_options(str(model.get("name")), {k: v for k, v in model.items() if k != "name"})
+    moves = {**legacy.FRONTEND_OPTIONS.get(str(model.get("name")), {}), "frontend": "name"}
+    for key in sorted(set(model) - set(kept) - {"name"}):
+        target = moves.get(key)
+        logger.warning(
+            "%s: model.%s is a front-end option now; write it as %s",
+            source or "--set",
+            key,
+            f"frontend.{target}" if target else "data.sample_rate (model.sample_rate is dropped)",
+        )
+    if rate is not None and rate != raw["data"].get("sample_rate"):
+        raise SpkverifError(
+            f"model.sample_rate {rate} is not data.sample_rate {raw['data'].get('sample_rate')}: "
+            "the front end runs at data.sample_rate; set that alone",
+            source,
+        )
+    if moved["name"] and frontend.get("name") not in ("", None, moved["name"]):
+        raise SpkverifError(f"model.frontend {moved['name']!r} and frontend.name {frontend['name']!r} disagree", source)
+    for key, value in moved["options"].items():
+        if key in frontend and frontend[key] != value:
+            raise SpkverifError(f"frontend.{key} is given twice (also in model:) with different values", source)
+    raw["model"] = {"name": model.get("name"), **kept}
+    raw["frontend"] = {**frontend, **moved["options"], "name": moved["name"] or frontend.get("name", "")}
 
 
 def _is_interval(default: list) -> bool:

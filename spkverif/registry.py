@@ -7,7 +7,8 @@ option checks all read the registry and the builder.
 A builder describes itself:
 - the first line (paragraph) of its docstring is the one-line description `--help` shows;
 - its parameters with defaults are its options (those without are supplied by the
-  caller, e.g. a loss's embedding_dim and num_classes);
+  caller, e.g. a loss's embedding_dim and num_classes, a front end's sample_rate);
+  a class may be registered as its own builder (its `__init__` is the signature);
 - an option's valid values are declared in its annotation, checked by
   `Registry.build` and shown by `spkverif list`:
   `margin: Annotated[float, Range(gt=0)] = 0.2`, `mining: Annotated[str, OneOf(MINERS)]`.
@@ -183,7 +184,8 @@ def builder_options(builder: Callable[..., Any]) -> list[BuilderOption]:
     inside `Annotated[...]` are found even under `from __future__ import annotations`;
     a NameError there is a bug in the builder's module.
     """
-    hints = typing.get_type_hints(builder, include_extras=True)
+    # A class registered as its own builder declares its options in `__init__`.
+    hints = typing.get_type_hints(builder.__init__ if isinstance(builder, type) else builder, include_extras=True)
     options = []
     for name, parameter in inspect.signature(builder).parameters.items():
         if parameter.default is inspect.Parameter.empty or parameter.kind is inspect.Parameter.VAR_KEYWORD:
@@ -265,7 +267,7 @@ CATALOGUE: dict[str, Entry] = {
     "margin-schedulers": Entry("spkverif.training.margin:MARGIN_SCHEDULERS", "train --margin-scheduler"),
     "backends": Entry("spkverif.backends:BACKENDS", "score --method"),
     "channels": Entry("spkverif.training.channel:CHANNELS", "train --set augment.channels"),
-    "filterbanks": Entry("spkverif.frontends:FILTERBANKS", "train --set model.frontend"),
+    "frontends": Entry("spkverif.frontends:FRONTENDS", "train --set frontend.name"),
     "formats": Entry("spkverif.export:EXPORTERS", "export --format"),
     "model-files": Entry("spkverif.runtime:RUNTIMES", "extract --model"),
     "importers": Entry("spkverif.importers:IMPORTERS", "import SOURCE"),

@@ -48,10 +48,10 @@ def test_training_extraction_and_scoring_at_8khz(run_cli, tiny_corpus: Path, tmp
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
     config = yaml.safe_load((exp / "config.yaml").read_text())
-    assert config["data"]["sample_rate"] == 8000 and config["model"]["sample_rate"] == 8000
+    assert config["data"]["sample_rate"] == 8000 and "sample_rate" not in config["model"]
     model = exp / "models" / "final.pt"
     network = load_model(model)
-    assert network.sample_rate == 8000 and network.frontend.sample_rate == 8000
+    assert network.sample_rate == 8000 and network.frontend.sample_rate == 8000 and network.spec["sample_rate"] == 8000
 
     embeddings = f"ark,scp:{tmp_path / 'e8.ark'},{tmp_path / 'e8.scp'}"
     assert run_cli("extract", "-q", "--model", model, f"scp:{test / 'wav.scp'}", embeddings).exit_code == 0

@@ -12,12 +12,13 @@ from spkverif.models import build_model, count_parameters
 from spkverif.models.files import model_fingerprint
 from spkverif.training.checkpoint import load_model, model_payload, save_atomic
 
-SMALL_SINC = {"channels": 16, "stats_channels": 32, "embedding_dim": 8, "num_filters": 16, "sinc_channels": [6, 6]}
+SMALL_SINC = {"channels": 16, "stats_channels": 32, "embedding_dim": 8}
+SINC_FRONTEND = {"name": "sinc", "options": {"num_filters": 16, "channels": [6, 6]}}
 
 
 def _save(name: str, options: dict, path: Path) -> Path:
     torch.manual_seed(0)
-    model = build_model(name, options)
+    model = build_model(name, options, SINC_FRONTEND if name == "sinc_tdnn" else None)
     if name == "sinc_tdnn":  # move the filters away from their initial values, as training would
         with torch.no_grad():
             model.frontend.filterbank.low_logit.add_(0.5)
@@ -31,7 +32,7 @@ def test_export_command_writes_a_model_that_runs_without_spkverif(run_cli, tmp_p
     assert result.exit_code == 0, result.stderr
     module, metadata = load_exported(tmp_path / "deploy" / "model.ts")
     assert metadata == {
-        "model": {"name": "sinc_tdnn", "options": SMALL_SINC},
+        "model": {"name": "sinc_tdnn", "options": SMALL_SINC, "frontend": SINC_FRONTEND, "sample_rate": 16000},
         "sample_rate": 16000,
         "embedding_dim": 8,
         "min_samples": load_model(model_file).min_samples,

@@ -15,7 +15,7 @@ from spkverif.models import build_model, count_parameters
 def test_fbank_matches_torchaudio_kaldi(num_samples: int) -> None:
     torch.manual_seed(0)
     waveforms = torch.randn(3, num_samples) * 0.1
-    ours = KaldiFbank(num_mel_bins=80, mean_norm=False).eval()(waveforms)
+    ours = KaldiFbank(16000, num_mel_bins=80, mean_norm=False).eval()(waveforms)
     for row in range(3):
         reference = kaldi.fbank(waveforms[row : row + 1] * 32768, num_mel_bins=80, dither=0.0)
         assert ours[row].shape == reference.shape
@@ -24,7 +24,7 @@ def test_fbank_matches_torchaudio_kaldi(num_samples: int) -> None:
 
 def test_fbank_mean_normalisation_and_dither_only_in_training() -> None:
     waveforms = torch.randn(2, 8000) * 0.1
-    fbank = KaldiFbank()
+    fbank = KaldiFbank(16000)
     assert fbank.eval()(waveforms).mean(dim=1).abs().max() < 1e-4
     torch.testing.assert_close(fbank.eval()(waveforms), fbank.eval()(waveforms))
     assert not torch.equal(fbank.train()(waveforms), fbank.train()(waveforms))

@@ -77,7 +77,7 @@ def test_speechbrain_ecapa_gives_speechbrains_embeddings(run_cli, speechbrain_fi
                      root / "hyperparams.yaml", out)  # fmt: skip
     assert result.exit_code == 0, result.stderr
     model = load_model(out)
-    assert model.spec["options"]["frontend"] == "speechbrain_fbank" and model.embedding_dim == 12
+    assert model.spec["frontend"]["name"] == "speechbrain_fbank" and model.embedding_dim == 12
     generator = torch.Generator().manual_seed(2)
     largest = 0.0
     for batch, seconds in ((1, 0.5), (2, 1.0), (3, 3.7), (1, 12.0)):
@@ -152,7 +152,7 @@ def test_wespeaker_checkpoints_give_wespeakers_embeddings(
     assert result.exit_code == 0, result.stderr
     model = load_model(out)
     assert model.spec["name"] == ours and model.spec["options"][width[0]] == width[1]
-    assert model.spec["options"]["frontend"] == "wespeaker_fbank"
+    assert model.spec["frontend"]["name"] == "wespeaker_fbank"
     inputs = np.load(DATA / "wespeaker_inputs.npz")
     expected = np.load(DATA / f"wespeaker_{name}_embeddings.npy")
     largest = 0.0

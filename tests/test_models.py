@@ -22,7 +22,7 @@ from spkverif.training.checkpoint import model_payload, save_atomic
 
 SMALL = {
     "xvector": {"channels": 16, "stats_channels": 32, "embedding_dim": 8},
-    "sinc_tdnn": {"channels": 16, "stats_channels": 32, "embedding_dim": 8, "num_filters": 8, "sinc_channels": [6, 6]},
+    "sinc_tdnn": {"channels": 16, "stats_channels": 32, "embedding_dim": 8},
     "ecapa_tdnn": {
         "channels": 16,
         "scale": 4,
@@ -33,6 +33,7 @@ SMALL = {
     },
     "resnet34": {"base_channels": 4, "embedding_dim": 8, "blocks": [1, 1, 1, 1]},
 }
+SMALL_FRONTEND = {"sinc_tdnn": {"name": "sinc", "options": {"num_filters": 8, "channels": [6, 6]}}}
 
 
 def _conv(inputs: int, outputs: int, kernel: int, bias: bool = True) -> int:
@@ -111,7 +112,7 @@ def _waveforms(batch: int, seconds: float, seed: int) -> torch.Tensor:
 def test_train_repeat_and_export(name: str, tmp_path: Path) -> None:
     assert sorted(SMALL) == MODELS.names(), "every registered network needs a small configuration here"
     torch.manual_seed(0)
-    model = build_model(name, SMALL[name])
+    model = build_model(name, SMALL[name], SMALL_FRONTEND.get(name))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     model.train()
     for seconds in (1.0, 20.0, 2.7):
@@ -187,12 +188,20 @@ def test_user_errors_in_model_options() -> None:
     with pytest.raises(SpkverifError, match="multiple of scale"):
         build_model("ecapa_tdnn", {"channels": 100})
     with pytest.raises(SpkverifError, match="one value per layer"):
-        build_model("sinc_tdnn", {"stride": [5, 1]})
+        build_model("sinc_tdnn", frontend={"name": "sinc", "options": {"stride": [5, 1]}})
     with pytest.raises(SpkverifError, match="min_low_hz"):
-        build_model("sinc_tdnn", {"min_low_hz": 4000})
+        build_model("sinc_tdnn", frontend={"options": {"min_low_hz": 4000}})
 
 
-DOCUMENTED = ("frontends.sinc", "models.pooling", "models.tdnn", "models.ecapa", "models.resnet")
+DOCUMENTED = (
+    "frontends.sinc",
+    "frontends.fbank",
+    "frontends.speechbrain_fbank",
+    "models.pooling",
+    "models.tdnn",
+    "models.ecapa",
+    "models.resnet",
+)
 
 
 @pytest.mark.parametrize("module", [f"spkverif.{name}" for name in DOCUMENTED])

@@ -74,17 +74,17 @@ def test_cutoffs_stay_ordered_and_inside_nyquist_under_a_huge_learning_rate(dire
 
 def test_frame_arithmetic_stride_and_waveform_normalisation() -> None:
     torch.manual_seed(0)
-    frontend = SincNet(num_filters=8, channels=(6, 6)).eval()
+    frontend = SincNet(16000, num_filters=8, channels=(6, 6)).eval()
     for samples in (frontend.samples_for_frames(2), frontend.samples_for_frames(7), 16000, 16123):
         assert frontend(torch.randn(1, samples)).shape[1] == frontend.num_frames(samples)
     assert frontend.num_frames(frontend.samples_for_frames(3) - 1) == 2
-    dense = SincNet(num_filters=8, channels=(6, 6), stride=(1, 1, 1))
+    dense = SincNet(16000, num_filters=8, channels=(6, 6), stride=(1, 1, 1))
     assert dense.num_frames(48000) == pytest.approx(5 * frontend.num_frames(48000), rel=0.02)
 
     waveforms = 0.1 * torch.randn(2, 8000)
     with torch.no_grad():
         torch.testing.assert_close(frontend(3 * waveforms), frontend(waveforms), rtol=1e-3, atol=1e-4)
-        raw = SincNet(num_filters=8, channels=(6, 6), waveform_norm=False, instance_norm=False).eval()
+        raw = SincNet(16000, num_filters=8, channels=(6, 6), waveform_norm=False, instance_norm=False).eval()
         assert not torch.allclose(raw(3 * waveforms), raw(waveforms), rtol=1e-2)
 
 
@@ -99,7 +99,7 @@ def test_sinc_tdnn_is_the_paper_layout() -> None:
 
 def test_waveform_normalisation_equals_an_affine_instance_norm_before_the_filters() -> None:
     torch.manual_seed(0)
-    frontend = SincNet(num_filters=8, channels=(6, 6)).eval()
+    frontend = SincNet(16000, num_filters=8, channels=(6, 6)).eval()
     reference_norm = torch.nn.InstanceNorm1d(1, affine=True)
     with torch.no_grad():
         for parameter, value in ((frontend.waveform_gain, 1.7), (frontend.waveform_bias, 0.3)):

@@ -229,7 +229,7 @@ def test_m4a_voxceleb2_is_decoded_once_by_default(corpora: dict[str, Path], tmp_
 @pytest.mark.parametrize("conf", sorted((REPO / "recipes" / "voxceleb" / "conf").glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_recipe_config_builds(conf: Path) -> None:
     config = load_train_config(conf)
-    model = build_model(config.model.name, config.model.options)
+    model = build_model(config.model.name, config.model.options, vars(config.frontend), config.data.sample_rate)
     build_loss(config.loss.name, model.embedding_dim, 5994, config.loss.options)
     assert count_parameters(model) > 1_000_000
     assert config.augment.noise.startswith("data")

@@ -1,36 +1,51 @@
 """Front ends: waveform (B, T) in, features (B, frames, dims) out, inside the model's forward.
 
-Each offers `output_dim`, `num_frames(num_samples)` and `samples_for_frames(num_frames)`.
-Filterbank front ends are also registered by name in `FILTERBANKS`, for builders
-that take `frontend: NAME` (a model imported from another toolkit keeps its own).
+Each is registered by name in `FRONTENDS` (the `frontend:` section of a training
+configuration; `spkverif list frontends`) and offers `sample_rate`, `output_dim`,
+`num_frames(num_samples)` and `samples_for_frames(num_frames)`. A builder takes the
+sample rate first (the data's, `data.sample_rate`, passed in by `build_frontend`,
+never an option of its own) and its options by keyword, their valid values in
+their annotations; `spkverif.models.build_model` builds the front end and hands it
+to the model's builder.
 """
+
+from __future__ import annotations
+
+from typing import Any
 
 from torch import nn
 
+from spkverif.errors import SpkverifError
 from spkverif.frontends.fbank import KaldiFbank
 from spkverif.frontends.sinc import SincNet
 from spkverif.frontends.speechbrain_fbank import SpeechBrainFbank
-from spkverif.registry import Registry
+from spkverif.registry import Count, NonNegative, Registry
 
-FILTERBANKS: Registry = Registry("front end")
+FRONTENDS: Registry = Registry("front end")
 
-
-@FILTERBANKS.register("kaldi_fbank")
-def kaldi_fbank(num_mel_bins: int, sample_rate: int, dither: float) -> nn.Module:
-    """Kaldi fbank with Povey's window, as Kaldi computes it, with mean normalisation (`KaldiFbank`)."""
-    return KaldiFbank(num_mel_bins=num_mel_bins, sample_rate=sample_rate, dither=dither)
+FRONTENDS.register("kaldi_fbank")(KaldiFbank)
+FRONTENDS.register("speechbrain_fbank")(SpeechBrainFbank)
+FRONTENDS.register("sinc")(SincNet)
 
 
-@FILTERBANKS.register("wespeaker_fbank")
-def wespeaker_fbank(num_mel_bins: int, sample_rate: int, dither: float) -> nn.Module:
+@FRONTENDS.register("wespeaker_fbank")
+def wespeaker_fbank(sample_rate: int, /, num_mel_bins: Count = 80, dither: NonNegative = 1.0) -> KaldiFbank:
     """Kaldi fbank with a Hamming window, as WeSpeaker computes it, with mean normalisation (`KaldiFbank`)."""
-    return KaldiFbank(num_mel_bins=num_mel_bins, sample_rate=sample_rate, dither=dither, window_type="hamming")
+    return KaldiFbank(sample_rate, num_mel_bins=num_mel_bins, dither=dither, window_type="hamming")
 
 
-@FILTERBANKS.register("speechbrain_fbank")
-def speechbrain_fbank(num_mel_bins: int, sample_rate: int, dither: float) -> nn.Module:
-    """SpeechBrain's Fbank and sentence mean normalisation (`SpeechBrainFbank`); no dither."""
-    return SpeechBrainFbank(num_mel_bins=num_mel_bins, sample_rate=sample_rate)
+def build_frontend(name: str, options: dict[str, Any] | None, sample_rate: int) -> nn.Module:
+    """The front end `name` with `options` for audio at `sample_rate` Hz.
+
+    Raises `SpkverifError` for an unknown name or option, a value out of its range,
+    and `sample_rate` among the options (the data's rate is the front end's).
+    """
+    options = dict(options or {})
+    if "sample_rate" in options:
+        raise SpkverifError(
+            f"front end {name!r} has no option 'sample_rate': it runs at the data's rate (data.sample_rate)"
+        )
+    return FRONTENDS.build(name, sample_rate, **options)
 
 
-__all__ = ["FILTERBANKS", "KaldiFbank", "SincNet", "SpeechBrainFbank"]
+__all__ = ["FRONTENDS", "KaldiFbank", "SincNet", "SpeechBrainFbank", "build_frontend"]

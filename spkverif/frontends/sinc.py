@@ -17,13 +17,13 @@ that is, ordered and strictly inside (0, Nyquist); no clamping after the step ne
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from spkverif.errors import SpkverifError
+from spkverif.registry import Count, NonNegative
 
 _FRACTION_LIMIT = 1e-4
 _LOWEST_EDGE_OFFSET_HZ = 30.0
@@ -133,15 +133,21 @@ class SincFilterbank(nn.Module):
 
 
 class SincNet(nn.Module):
-    """Waveforms (B, T) in [-1, 1] -> learned features (B, frames, channels[-1]).
+    """SincNet (Ravanelli & Bengio 2018): learned band-pass filters, then a small convolution stack.
 
+    Waveforms (B, T) in [-1, 1] -> learned features (B, frames, channels[-1]).
     Waveform normalisation (zero mean, unit variance, then a learned gain and
     bias, as `InstanceNorm1d(1, affine=True)`), sinc filterbank, then
     `len(channels)` ordinary convolutions; each layer is conv (stride from
     `stride`) -> max-pool -> instance norm -> leaky ReLU (0.2), with |.| after
-    the sinc layer.
+    the sinc layer. `num_filters` sinc filters of `kernel_size` taps (odd), cut-offs
+    kept above `min_low_hz` and at least `min_band_hz` apart; `stride` holds one
+    value per layer (the sinc layer first), `pool_size` is the max-pool's width.
 
-    >>> frontend = SincNet(num_filters=8, channels=(6, 6)).eval()
+    Raises `SpkverifError` for an even kernel, a stride list of the wrong length,
+    or cut-off limits that leave no band below the Nyquist frequency.
+
+    >>> frontend = SincNet(16000, num_filters=8, channels=(6, 6)).eval()
     >>> frontend(torch.zeros(2, 16000)).shape
     torch.Size([2, 114, 6])
     >>> frontend.num_frames(16000), frontend.samples_for_frames(1)
@@ -150,17 +156,18 @@ class SincNet(nn.Module):
 
     def __init__(
         self,
-        sample_rate: int = 16000,
-        num_filters: int = 80,
-        kernel_size: int = 251,
-        channels: Sequence[int] = (60, 60),
-        conv_kernel_size: int = 5,
-        stride: Sequence[int] = (5, 1, 1),
-        pool_size: int = 3,
+        sample_rate: int,
+        /,
+        num_filters: Count = 80,
+        kernel_size: Count = 251,
+        channels: list[int] | tuple[int, ...] = (60, 60),
+        conv_kernel_size: Count = 5,
+        stride: list[int] | tuple[int, ...] = (5, 1, 1),
+        pool_size: Count = 3,
         waveform_norm: bool = True,
         instance_norm: bool = True,
-        min_low_hz: float = 50.0,
-        min_band_hz: float = 50.0,
+        min_low_hz: NonNegative = 50.0,
+        min_band_hz: NonNegative = 50.0,
     ):
         super().__init__()
         channels = [int(c) for c in channels]

@@ -19,29 +19,35 @@ import math
 import torch
 from torch import nn
 
+from spkverif.registry import Count, NonNegative, Positive
+
 
 def _to_mel(hz: float) -> float:
     return 2595 * math.log10(1 + hz / 700)
 
 
 class SpeechBrainFbank(nn.Module):
-    """Waveforms (B, T) in [-1, 1] -> log-mel features (B, 1 + T // hop, num_mel_bins).
+    """SpeechBrain's Fbank and sentence mean normalisation, for imported ECAPA-TDNNs; no dither.
 
-    >>> SpeechBrainFbank(num_mel_bins=80).eval()(torch.zeros(2, 16000)).shape
+    Waveforms (B, T) in [-1, 1] -> log-mel features (B, 1 + T // hop, num_mel_bins);
+    `f_max: null` is half the sample rate.
+
+    >>> SpeechBrainFbank(16000, num_mel_bins=80).eval()(torch.zeros(2, 16000)).shape
     torch.Size([2, 101, 80])
     """
 
     def __init__(
         self,
-        num_mel_bins: int = 80,
-        sample_rate: int = 16000,
-        n_fft: int = 400,
-        win_length_ms: float = 25.0,
-        hop_length_ms: float = 10.0,
-        f_min: float = 0.0,
-        f_max: float | None = None,
-        amin: float = 1e-10,
-        top_db: float = 80.0,
+        sample_rate: int,
+        /,
+        num_mel_bins: Count = 80,
+        n_fft: Count = 400,
+        win_length_ms: Positive = 25.0,
+        hop_length_ms: Positive = 10.0,
+        f_min: NonNegative = 0.0,
+        f_max: NonNegative | None = None,
+        amin: Positive = 1e-10,
+        top_db: Positive = 80.0,
         mean_norm: bool = True,
     ):
         super().__init__()

@@ -104,10 +104,11 @@ def load_renamed(
     model.load_state_dict(renamed, strict=True)
 
 
-def write_model(name: str, options: dict[str, Any], state: dict[str, torch.Tensor], rename: list[tuple[str, str]],
+def write_model(name: str, arguments: dict[str, Any], state: dict[str, torch.Tensor], rename: list[tuple[str, str]],
                 checkpoint: Path, out: Path, origin: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
-    """Build our model `name` with `options`, load the peer's renamed weights, write it as a model file."""
-    model = build_model(name, options)
+    """Build our model `name` (`arguments`: `build_model`'s options, frontend and sample_rate), load the
+    peer's renamed weights, write it as a model file."""
+    model = build_model(name, **arguments)
     load_renamed(model, state, rename, checkpoint)
     model.eval()
     save_atomic(model_payload(model, {"imported_from": origin}), out)

@@ -58,7 +58,8 @@ def _section(hparams: dict[str, Any], key: str, kind: str, path: Path) -> dict[s
 
 
 def ecapa_options(hparams: dict[str, Any], path: Path) -> dict[str, Any]:
-    """Our `ecapa_tdnn` options for SpeechBrain's hyperparameters; one-line errors for what we cannot build."""
+    """Our `ecapa_tdnn` options, front end and rate (`build_model`'s arguments) for SpeechBrain's
+    hyperparameters; one-line errors for what we cannot build."""
     model = _section(hparams, "embedding_model", "ECAPA_TDNN", path)
     features = _section(hparams, "compute_features", "Fbank", path)
     norm = hparams.get("mean_var_norm")
@@ -82,7 +83,7 @@ def ecapa_options(hparams: dict[str, Any], path: Path) -> dict[str, Any]:
     mels = features.get("n_mels", 40)
     if model.get("input_size") != mels:
         raise SpkverifError(f"embedding_model: input_size {model.get('input_size')} is not n_mels {mels}", path)
-    return {
+    options = {
         "channels": channels[0],
         "aggregate_channels": channels[4],
         "embedding_dim": model.get("lin_neurons", 192),
@@ -90,13 +91,15 @@ def ecapa_options(hparams: dict[str, Any], path: Path) -> dict[str, Any]:
         "se_bottleneck": model.get("se_channels", 128),
         "attention_bottleneck": model.get("attention_channels", 128),
         "global_context": bool(model.get("global_context", True)),
-        "num_mel_bins": mels,
-        "sample_rate": int(features.get("sample_rate", hparams.get("sample_rate", 16000))),
-        "frontend": "speechbrain_fbank",
         "padding_mode": "reflect",
         "aggregate_norm": True,
         "attention_norm": True,
         "pooling_eps": 1e-12,
+    }
+    return {
+        "options": options,
+        "frontend": {"name": "speechbrain_fbank", "options": {"num_mel_bins": mels}},
+        "sample_rate": int(features.get("sample_rate", hparams.get("sample_rate", 16000))),
     }
 
 

@@ -80,18 +80,18 @@ def _checked(
 
 
 def resnet_options(config: dict[str, Any], state: dict[str, torch.Tensor], path: Path) -> dict[str, Any]:
-    """Our `resnet34` options for a WeSpeaker ResNet configuration; one-line errors for what does not fit."""
+    """Our `resnet34` options for a WeSpeaker ResNet configuration; one-line errors for what does not fit.
+
+    Returns `build_model`'s arguments (options, front end, sample rate)."""
     name = str(config.get("model"))
     args, mels, rate = _checked(config, state, path, "TSTP", "two_emb_layer", ("conv1.weight",))
-    return {
+    options = {
         "base_channels": int(state["conv1.weight"].shape[0]),
         "embedding_dim": int(args.get("embed_dim", 128)),
         "blocks": RESNET_BLOCKS[name],
-        "num_mel_bins": mels,
-        "sample_rate": rate,
-        "frontend": "wespeaker_fbank",
         "unbiased_std": True,
     }
+    return _arguments(options, mels, rate)
 
 
 def ecapa_rules() -> list[tuple[str, str]]:
@@ -118,22 +118,31 @@ def ecapa_rules() -> list[tuple[str, str]]:
 
 
 def ecapa_options(config: dict[str, Any], state: dict[str, torch.Tensor], path: Path) -> dict[str, Any]:
-    """Our `ecapa_tdnn` options for a WeSpeaker ECAPA-TDNN configuration; one-line errors for what does not fit."""
+    """Our `ecapa_tdnn` options for a WeSpeaker ECAPA-TDNN configuration; one-line errors for what does not fit.
+
+    Returns `build_model`'s arguments (options, front end, sample rate)."""
     name = str(config.get("model"))
     keys = ("layer1.conv.weight", "conv.weight", "pool.linear1.weight")
     args, mels, rate = _checked(config, state, path, "ASTP", "emb_bn", keys)
-    return {
+    options = {
         "channels": int(state["layer1.conv.weight"].shape[0]),
         "aggregate_channels": int(state["conv.weight"].shape[0]),
         "attention_bottleneck": int(state["pool.linear1.weight"].shape[0]),
         "embedding_dim": int(args.get("embed_dim", 192)),
         "global_context": "GLOB" in name,
-        "num_mel_bins": mels,
-        "sample_rate": rate,
-        "frontend": "wespeaker_fbank",
         "res2_passthrough": "last",
         "pooling_moments": "raw",
         "pooling_eps": 1e-7,
+    }
+    return _arguments(options, mels, rate)
+
+
+def _arguments(options: dict[str, Any], mels: int, rate: int) -> dict[str, Any]:
+    """`build_model`'s arguments: the model's options on WeSpeaker's fbank of `mels` bins at `rate` Hz."""
+    return {
+        "options": options,
+        "frontend": {"name": "wespeaker_fbank", "options": {"num_mel_bins": mels}},
+        "sample_rate": rate,
     }
 
 

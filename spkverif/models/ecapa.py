@@ -22,11 +22,10 @@ import torch
 from torch import nn
 
 from spkverif.errors import SpkverifError
-from spkverif.frontends import FILTERBANKS
 from spkverif.models.base import SpeakerEmbeddingModel
 from spkverif.models.pooling import AttentiveStatisticsPooling
-from spkverif.models.registry import MODELS
-from spkverif.registry import Count, NonNegative, OneOf, Positive
+from spkverif.models.registry import MODELS, uses_frontend
+from spkverif.registry import Count, OneOf, Positive
 
 
 class ConvReluNorm(nn.Sequential):
@@ -170,7 +169,10 @@ class EcapaTDNN(nn.Module):
 
 
 @MODELS.register("ecapa_tdnn")
+@uses_frontend("kaldi_fbank")
 def build_ecapa_tdnn(
+    frontend: nn.Module,
+    /,
     channels: Count = 512,
     embedding_dim: Count = 192,
     scale: Count = 8,
@@ -178,10 +180,6 @@ def build_ecapa_tdnn(
     attention_bottleneck: Count = 128,
     global_context: bool = True,
     aggregate_channels: Count = 1536,
-    num_mel_bins: Count = 80,
-    dither: NonNegative = 1.0,
-    sample_rate: Count = 16000,
-    frontend: Annotated[str, OneOf(FILTERBANKS)] = "kaldi_fbank",
     padding_mode: Annotated[str, OneOf(("zeros", "reflect"), "padding mode")] = "zeros",
     aggregate_norm: bool = False,
     attention_norm: bool = False,
@@ -191,14 +189,13 @@ def build_ecapa_tdnn(
 ) -> SpeakerEmbeddingModel:
     """ECAPA-TDNN, channels 512 (6.19M parameters) or 1024 (14.66M), 192-d embedding.
 
-    `frontend` names a filterbank of `spkverif.frontends.FILTERBANKS`; `padding_mode`,
-    `aggregate_norm`, `attention_norm`, `pooling_eps` give SpeechBrain's layout
-    (`reflect`, true, true, 1e-12; reflect padding needs at least 5 frames);
-    `res2_passthrough: last`, `pooling_moments: raw`, `pooling_eps: 1e-7` give WeSpeaker's.
+    `padding_mode`, `aggregate_norm`, `attention_norm`, `pooling_eps` give SpeechBrain's
+    layout (`reflect`, true, true, 1e-12; reflect padding needs at least 5 frames) on
+    its front end (`frontend: speechbrain_fbank`); `res2_passthrough: last`,
+    `pooling_moments: raw`, `pooling_eps: 1e-7` give WeSpeaker's (`frontend: wespeaker_fbank`).
     """
-    filterbank = FILTERBANKS.get(frontend)(num_mel_bins, sample_rate, dither)
     encoder = EcapaTDNN(
-        num_mel_bins,
+        frontend.output_dim,
         channels,
         embedding_dim,
         scale,
@@ -214,4 +211,4 @@ def build_ecapa_tdnn(
         pooling_moments,
     )
     min_frames = 5 if padding_mode == "reflect" else 1
-    return SpeakerEmbeddingModel(filterbank, encoder, embedding_dim, min_frames=min_frames, sample_rate=sample_rate)
+    return SpeakerEmbeddingModel(frontend, encoder, embedding_dim, min_frames, frontend.sample_rate)

@@ -3,9 +3,11 @@
 Inference (extract, export, verify, import) loads models through this module and
 never through `spkverif.training`; the training checkpointer writes the files.
 A model file is a `torch.save` dictionary with `format: spkverif-model`, the
-model's registry name and options (`model`), and its `state_dict`; a training
-checkpoint (`format: spkverif-train-state`) holds the same network under
-`model_state`.
+model's spec (`model`: registry name and options, front end's name and options,
+sample rate; `spkverif.models.build_model`'s arguments), and its `state_dict`; a
+training checkpoint (`format: spkverif-train-state`) holds the same network under
+`model_state`. Files written before front ends were components (front-end options
+inside the model's) are read too (`spkverif.models.legacy`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 from spkverif.errors import SpkverifError
 from spkverif.io.atomic import atomic_write
 from spkverif.models import SpeakerEmbeddingModel, build_model
+from spkverif.models.legacy import is_legacy, upgrade_spec
 
 MODEL_FORMAT = "spkverif-model"
 STATE_FORMAT = "spkverif-train-state"
@@ -65,8 +68,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 def load_model(path: str | Path) -> SpeakerEmbeddingModel:
     """Rebuild a model from a model file or a training checkpoint, in eval mode."""
     payload = read_checkpoint(path)
-    spec = payload["model"]
-    model = build_model(spec["name"], spec.get("options", {}))
+    stored = payload["model"]
+    model = build_model(**upgrade_spec(stored, payload.get("sample_rate")))
+    if is_legacy(stored):
+        model.stored_spec = stored  # the fingerprint of an old file stays what it was (`model_fingerprint`)
     state = payload["state_dict"] if payload["format"] == MODEL_FORMAT else payload["model_state"]
     model.load_state_dict(state)
     return model.eval()
@@ -77,9 +82,12 @@ def model_fingerprint(model: SpeakerEmbeddingModel) -> str:
 
     Two files hold the same network exactly when their fingerprints agree; an
     exported file and a calibration carry the fingerprint of the model they came
-    from, so `verify` can refuse a calibration made for another model.
+    from, so `verify` can refuse a calibration made for another model. A model
+    read from a file of the old shape (`spkverif.models.legacy`) hashes the spec as
+    that file holds it, so calibrations and exports made from it still match.
     """
-    digest = hashlib.sha256(json.dumps(model.spec, sort_keys=True).encode())
+    spec = getattr(model, "stored_spec", model.spec)
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode())
     for key, value in sorted(model.state_dict().items()):
         digest.update(key.encode())
         digest.update(np.ascontiguousarray(value.detach().cpu().numpy()).tobytes())

@@ -8,16 +8,13 @@ every (channel, frequency) row, and a linear layer giving the 256-d embedding.
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import torch
 from torch import nn
 
-from spkverif.frontends import FILTERBANKS
 from spkverif.models.base import SpeakerEmbeddingModel
 from spkverif.models.pooling import StatisticsPooling
-from spkverif.models.registry import MODELS
-from spkverif.registry import Count, NonNegative, OneOf
+from spkverif.models.registry import MODELS, uses_frontend
+from spkverif.registry import Count
 
 
 def _conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
@@ -89,22 +86,19 @@ class ResNet(nn.Module):
 
 
 @MODELS.register("resnet34")
+@uses_frontend("kaldi_fbank")
 def build_resnet34(
+    frontend: nn.Module,
+    /,
     base_channels: Count = 32,
     embedding_dim: Count = 256,
     blocks: list[int] | tuple[int, ...] = (3, 4, 6, 3),
-    num_mel_bins: Count = 80,
-    dither: NonNegative = 1.0,
-    sample_rate: Count = 16000,
-    frontend: Annotated[str, OneOf(FILTERBANKS)] = "kaldi_fbank",
     unbiased_std: bool = False,
 ) -> SpeakerEmbeddingModel:
     """Thin ResNet34, 32 base channels, temporal statistics pooling, 256-d: 6.63M parameters.
 
-    `frontend` names a filterbank of `spkverif.frontends.FILTERBANKS`; `frontend:
-    wespeaker_fbank` and `unbiased_std: true` are WeSpeaker's fbank (Hamming window)
-    and TSTP standard deviation (sqrt of the unbiased variance + 1e-7), for imported models.
+    `unbiased_std: true` with `frontend: wespeaker_fbank` are WeSpeaker's TSTP standard
+    deviation (sqrt of the unbiased variance + 1e-7) and fbank (Hamming window), for imported models.
     """
-    filterbank = FILTERBANKS.get(frontend)(num_mel_bins, sample_rate, dither)
-    encoder = ResNet(num_mel_bins, base_channels, tuple(blocks), embedding_dim, unbiased_std)
-    return SpeakerEmbeddingModel(filterbank, encoder, embedding_dim, min_frames=1, sample_rate=sample_rate)
+    encoder = ResNet(frontend.output_dim, base_channels, tuple(blocks), embedding_dim, unbiased_std)
+    return SpeakerEmbeddingModel(frontend, encoder, embedding_dim, min_frames=1, sample_rate=frontend.sample_rate)

@@ -1,5 +1,9 @@
 """The x-vector TDNN of Snyder et al. (2018), on fbank (`xvector`) or SincNet (`sinc_tdnn`).
 
+Each builder takes the built front end (`frontend:` in the configuration; Kaldi
+fbank for `xvector`, SincNet for `sinc_tdnn` when none is named) and the TDNN's
+own options.
+
 Five frame layers (contexts [-2,2], {-2,0,2}, {-3,0,3}, {0}, {0}); mean+std
 statistics pooling; segment layers. The embedding is a segment layer's affine
 output, taken before its non-linearity, and it is what the loss head sees.
@@ -18,12 +22,10 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrizations
 
-from spkverif.frontends.fbank import KaldiFbank
-from spkverif.frontends.sinc import SincNet
 from spkverif.models.base import SpeakerEmbeddingModel
 from spkverif.models.pooling import StatisticsPooling
-from spkverif.models.registry import MODELS
-from spkverif.registry import Count, NonNegative
+from spkverif.models.registry import MODELS, uses_frontend
+from spkverif.registry import Count
 
 
 class TdnnLayer(nn.Sequential):
@@ -90,54 +92,36 @@ class XVectorTDNN(nn.Module):
 
 
 @MODELS.register("xvector")
+@uses_frontend("kaldi_fbank")
 def build_xvector(
+    frontend: nn.Module,
+    /,
     channels: Count = 512,
     stats_channels: Count = 1500,
     embedding_dim: Count = 512,
-    num_mel_bins: Count = 80,
-    dither: NonNegative = 1.0,
-    sample_rate: Count = 16000,
 ) -> SpeakerEmbeddingModel:
     """x-vector on Kaldi fbank: 4.61M parameters at the defaults."""
-    frontend = KaldiFbank(num_mel_bins=num_mel_bins, sample_rate=sample_rate, dither=dither)
-    encoder = XVectorTDNN(num_mel_bins, channels, stats_channels, embedding_dim)
-    return SpeakerEmbeddingModel(frontend, encoder, embedding_dim, encoder.min_frames, sample_rate)
+    encoder = XVectorTDNN(frontend.output_dim, channels, stats_channels, embedding_dim)
+    return SpeakerEmbeddingModel(frontend, encoder, embedding_dim, encoder.min_frames, frontend.sample_rate)
 
 
 @MODELS.register("sinc_tdnn")
+@uses_frontend("sinc")
 def build_sinc_tdnn(
+    frontend: nn.Module,
+    /,
     channels: Count = 512,
     stats_channels: Count = 1500,
     embedding_dim: Count = 512,
-    num_filters: Count = 80,
-    kernel_size: Count = 251,
-    sinc_channels: list[int] | tuple[int, ...] = (60, 60),
-    stride: list[int] | tuple[int, ...] = (5, 1, 1),
-    waveform_norm: bool = True,
-    instance_norm: bool = True,
-    min_low_hz: NonNegative = 50.0,
-    min_band_hz: NonNegative = 50.0,
     batch_norm: bool = False,
     weight_norm: bool = True,
     second_segment_layer: bool = False,
-    sample_rate: Count = 16000,
 ) -> SpeakerEmbeddingModel:
     """The paper's SincTDNN: SincNet (strides 5, 1, 1) + weight-normalised TDNN, 512-d.
 
     `batch_norm: true, weight_norm: false, second_segment_layer: true` puts SincNet
     in front of exactly `xvector`'s TDNN, to compare front ends alone.
     """
-    frontend = SincNet(
-        sample_rate=sample_rate,
-        num_filters=num_filters,
-        kernel_size=kernel_size,
-        channels=sinc_channels,
-        stride=stride,
-        waveform_norm=waveform_norm,
-        instance_norm=instance_norm,
-        min_low_hz=min_low_hz,
-        min_band_hz=min_band_hz,
-    )
     encoder = XVectorTDNN(
         frontend.output_dim,
         channels,
@@ -147,4 +131,4 @@ def build_sinc_tdnn(
         weight_norm=weight_norm,
         second_segment_layer=second_segment_layer,
     )
-    return SpeakerEmbeddingModel(frontend, encoder, embedding_dim, encoder.min_frames, sample_rate)
+    return SpeakerEmbeddingModel(frontend, encoder, embedding_dim, encoder.min_frames, frontend.sample_rate)

@@ -7,7 +7,6 @@ before, so the parts are built in the same order every time.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from spkverif.io.datadir import DataDir, load_data_dir
 from spkverif.io.datautils import measure_lengths
 from spkverif.io.shards import SHARD_LIST, read_shard_list
 from spkverif.losses import LossHead, build_loss
-from spkverif.models import MODELS, SpeakerEmbeddingModel, build_model
+from spkverif.models import SpeakerEmbeddingModel, build_model
 from spkverif.training.augment import SPEEDS, ChunkAugmenter, LazyAudioPool, SpecAugment, noise_kinds
 from spkverif.training.channel import AugmentChain, ChannelAugmenter
 from spkverif.training.checks import check_setup, check_shards
@@ -78,14 +77,6 @@ class Components:
     ddp: nn.Module
     augmenter: AugmentChain | None
     validator: Validator | None
-
-
-def model_rate_from_data(config: TrainConfig) -> None:
-    """`data.sample_rate` alone sets the rate: a model whose options do not name one gets it
-    (fbank or SincNet filters at 8 kHz for `data.sample_rate: 8000`), and it is saved with the model."""
-    options = config.model.options
-    if "sample_rate" not in options and "sample_rate" in inspect.signature(MODELS.get(config.model.name)).parameters:
-        options["sample_rate"] = config.data.sample_rate
 
 
 def utterance_lengths(data: DataDir, reader: AudioReader, sample_rate: int) -> dict[str, int]:
@@ -158,8 +149,7 @@ def build_components(config: TrainConfig, data_dir: str | Path, context: Distrib
     Call with torch's generator seeded: the model's and the head's initial weights come from it.
     """
     data, shards, reader = _read_data(config, data_dir)
-    model_rate_from_data(config)
-    model = build_model(config.model.name, config.model.options)
+    model = build_model(config.model.name, config.model.options, vars(config.frontend), config.data.sample_rate)
     speeds = SPEEDS if config.augment.speed_perturb else (1.0,)
     head = build_loss(config.loss.name, model.embedding_dim, len(data.speakers) * len(speeds), config.loss.options)
     check_setup(config, data, model, head)

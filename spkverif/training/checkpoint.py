@@ -82,7 +82,7 @@ def average_epochs(directory: Path, model: SpeakerEmbeddingModel, wanted: int) -
     if len(paths) < wanted:
         logger.warning("--average %d asked for, but only %d epoch checkpoints exist", wanted, len(paths))
     states = [read_checkpoint(path)["model_state"] for path in paths]
-    averaged = build_model(model.spec["name"], model.spec.get("options", {}))
+    averaged = build_model(**model.spec)
     averaged.load_state_dict(average_states(states))
     logger.info("final model: the mean of %s", ", ".join(path.name for path in paths))
     return averaged

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from spkverif.config import TrainConfig
 from spkverif.errors import SpkverifError
+from spkverif.frontends import FRONTENDS
 from spkverif.io.datadir import DataDir
 from spkverif.losses import LOSSES, LossHead
 from spkverif.models import MODELS, SpeakerEmbeddingModel
@@ -29,6 +30,8 @@ def check_config(config: TrainConfig) -> None:
         (MARGIN_SCHEDULERS, config.margin_scheduler),
     ):
         registry.get(component.name)
+    if config.frontend.name:
+        FRONTENDS.get(config.frontend.name)
     if config.training.amp not in AMP_CHOICES:
         raise SpkverifError(f"training.amp must be none, bf16 or fp16, not {config.training.amp!r}")
     if config.training.grad_accum < 1 or config.training.average_last < 1:
