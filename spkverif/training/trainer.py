@@ -100,10 +100,6 @@ def check_components(config: TrainConfig) -> None:
         (MARGIN_SCHEDULERS, config.margin_scheduler),
     ):
         registry.get(component.name)
-    if config.training.amp not in ("none", *_AMP_TYPES):
-        raise SpkverifError(f"training.amp must be none, bf16 or fp16, not {config.training.amp!r}")
-    if config.training.grad_accum < 1 or config.training.average_last < 1:
-        raise SpkverifError("training.grad_accum and training.average_last must be at least 1")
     if bool(config.training.valid_data) != bool(config.training.valid_trials):
         raise SpkverifError("validation needs both --valid-data and --valid-trials")
 
