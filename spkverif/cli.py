@@ -48,13 +48,6 @@ class _FiniteFloatRange(click.FloatRange):
         return number
 
 
-def config_type(dotted: str, kind: type) -> click.ParamType:
-    """The Click type of a train flag, from the range its configuration field declares."""
-    from spkverif.config import option_range
-
-    return ranged(kind, option_range(dotted))
-
-
 logger = logging.getLogger("spkverif")
 
 
@@ -77,6 +70,49 @@ def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
         return command(*args, **kwargs)
 
     return wrapper
+
+
+class ModuleDefault(click.Option):
+    """An option whose default is its stage module's own, named "module:Name.attribute" (a dataclass
+    field's default or a constant): the value is written once, in the module, and read only when the
+    command runs or shows its help, so starting `spkverif` does not import every stage."""
+
+    def __init__(self, *args: Any, default_from: str, **kwargs: Any):
+        super().__init__(*args, show_default=True, **kwargs)
+        self.default_from = default_from
+
+    def get_default(self, ctx: click.Context, call: bool = True) -> Any:
+        import importlib
+
+        module, _, names = self.default_from.partition(":")
+        value: Any = importlib.import_module(module)
+        for name in names.split("."):
+            value = getattr(value, name)
+        return value
+
+
+# Options several subcommands share, each declared once.
+
+
+def out_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`--out DIR`, required: where a preparer writes its data directories."""
+    return click.option("--out", required=True, type=click.Path(file_okay=False), help=help_text)
+
+
+def jobs_option(help_text: str = "Threads reading audio headers.") -> Callable[..., Any]:
+    """`--jobs N` (at least 1, default 4): threads or processes of a preparer or decoder."""
+    return click.option("--jobs", default=4, type=ranged(int, AT_LEAST_ONE), show_default=True, help=help_text)
+
+
+def seed_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`--seed N` (at least 0, default 0) of a stage's random choices."""
+    return click.option("--seed", default=0, type=ranged(int, NOT_NEGATIVE), show_default=True, help=help_text)
+
+
+device_option = click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+resample_option = click.option(
+    "--resample", is_flag=True, help="Resample audio not at the model's rate instead of failing."
+)
 
 
 def _silence_stdout() -> None:
@@ -105,6 +141,8 @@ class RegistryOption(click.Option):
     def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
         # Click's help column starts about 34 columns in and ends at the narrower of the
         # terminal and max_content_width; the choices are wrapped to fit between.
+        if not self.registries:
+            return super().get_help_record(ctx)
         columns = min(ctx.terminal_width or shutil.get_terminal_size().columns, ctx.max_content_width or 80)
         self.help = f"{self.lead}\n\n{choices_help(*self.registries, width=max(40, columns - 36))}"
         try:
@@ -157,18 +195,11 @@ def prepare() -> None:
     """Make Kaldi data directories (wav.scp, utt2spk, spk2utt, utt2dur[, trials])."""
 
 
-jobs_option = click.option(
-    "--jobs", default=4, type=ranged(int, AT_LEAST_ONE), show_default=True, help="Threads reading audio headers."
-)
-
-
 def trial_sample_options(minimum: int, help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """`--trials N` (as `num_trials`, at least `minimum`) and `--seed`, for the preparers that write trials."""
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
-        command = click.option(
-            "--seed", default=0, type=ranged(int, NOT_NEGATIVE), show_default=True, help="Seed of the --trials sample."
-        )(command)
+        command = seed_option("Seed of the --trials sample.")(command)
         return click.option("--trials", "num_trials", type=click.IntRange(min=minimum), default=None, help=help_text)(
             command
         )
@@ -176,39 +207,22 @@ def trial_sample_options(minimum: int, help_text: str) -> Callable[[Callable[...
     return decorate
 
 
+def mini_option(name: str, kind: type, valid: Range, help_text: str) -> Callable[..., Any]:
+    """An option of `prepare mini` whose default is the same field of `MiniOptions` (--num-speakers: num_speakers)."""
+    field = name.lstrip("-").replace("-", "_")
+    default_from = f"spkverif.prepare.mini:MiniOptions.{field}"
+    return click.option(name, cls=ModuleDefault, default_from=default_from, type=ranged(kind, valid), help=help_text)
+
+
 @prepare.command("mini")
-@click.option(
-    "--out", required=True, type=click.Path(file_okay=False), help="Output directory: OUT/{train,test,audio}."
-)
-@click.option(
-    "--num-speakers",
-    default=160,
-    type=ranged(int, at_least(2)),
-    show_default=True,
-    help="Speakers in all, training and test.",
-)
-@click.option(
-    "--num-test-speakers",
-    default=40,
-    type=ranged(int, at_least(2)),
-    show_default=True,
-    help="Held-out speakers for the test set.",
-)
-@click.option(
-    "--utts-per-speaker", default=12, type=ranged(int, at_least(2)), show_default=True, help="Utterances per speaker."
-)
-@click.option("--min-seconds", default=2.0, type=ranged(float, POSITIVE), show_default=True, help="Shortest utterance.")
-@click.option("--max-seconds", default=6.0, type=ranged(float, POSITIVE), show_default=True, help="Longest utterance.")
-@click.option(
-    "--num-trials",
-    default=3000,
-    type=ranged(int, at_least(2)),
-    show_default=True,
-    help="Test trials, half target and half nontarget.",
-)
-@click.option(
-    "--seed", default=0, type=ranged(int, NOT_NEGATIVE), show_default=True, help="The same seed gives the same bytes."
-)
+@out_option("Output directory: OUT/{train,test,audio}.")
+@mini_option("--num-speakers", int, at_least(2), "Speakers in all, training and test.")
+@mini_option("--num-test-speakers", int, at_least(2), "Held-out speakers for the test set.")
+@mini_option("--utts-per-speaker", int, at_least(2), "Utterances per speaker.")
+@mini_option("--min-seconds", float, POSITIVE, "Shortest utterance.")
+@mini_option("--max-seconds", float, POSITIVE, "Longest utterance.")
+@mini_option("--num-trials", int, at_least(2), "Test trials, half target and half nontarget.")
+@mini_option("--seed", int, NOT_NEGATIVE, "The same seed gives the same bytes.")
 @click.option(
     "--jobs",
     default=None,
@@ -225,8 +239,8 @@ def prepare_mini_command(out: str, jobs: int | None, **options: Any) -> None:
 
 @prepare.command("dir")
 @click.argument("root", type=click.Path())
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output data directory.")
-@jobs_option
+@out_option("Output data directory.")
+@jobs_option()
 @trial_sample_options(
     0, "Also write OUT/trials: 0 for every pair, N for N pairs, half target, cross-folder targets first."
 )
@@ -240,7 +254,7 @@ def prepare_dir_command(root: str, out: str, jobs: int, num_trials: int | None, 
 
 @prepare.command("voxceleb1")
 @click.argument("root", type=click.Path())
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output: OUT/{vox1_dev,vox1_test,vox1}.")
+@out_option("Output: OUT/{vox1_dev,vox1_test,vox1}.")
 @click.option(
     "--trials-dir",
     type=click.Path(file_okay=False),
@@ -254,7 +268,7 @@ def prepare_dir_command(root: str, out: str, jobs: int, num_trials: int | None, 
     type=click.Path(dir_okay=False),
     help="vox1_meta.csv: dev/test split and genders (spk2gender) [default: ROOT/vox1_meta.csv if there].",
 )
-@jobs_option
+@jobs_option()
 @common_options
 def prepare_voxceleb1_command(
     root: str,
@@ -301,7 +315,7 @@ def decode_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 @prepare.command("voxceleb2")
 @click.argument("root", type=click.Path())
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output: OUT/vox2_SUBSET.")
+@out_option("Output: OUT/vox2_SUBSET.")
 @click.option(
     "--subset", type=click.Choice(["dev", "test"]), default="dev", show_default=True, help="Which part to prepare."
 )
@@ -319,13 +333,7 @@ def decode_options(command: Callable[..., Any]) -> Callable[..., Any]:
     help="Decode every file once into DIR (16 kHz mono) and name the decoded files in wav.scp, not pipes.",
 )
 @decode_options
-@click.option(
-    "--jobs",
-    default=4,
-    type=ranged(int, AT_LEAST_ONE),
-    show_default=True,
-    help="Threads reading audio headers; decoding processes.",
-)
+@jobs_option("Threads reading audio headers; decoding processes.")
 @common_options
 def prepare_voxceleb2_command(
     root: str, out: str, subset: str, audio_ext: str, ffmpeg: str, decode_to: str | None, jobs: int, **decoding: Any
@@ -345,9 +353,7 @@ def prepare_voxceleb2_command(
 
 @prepare.command("librispeech")
 @click.argument("root", type=click.Path())
-@click.option(
-    "--out", required=True, type=click.Path(file_okay=False), help="Output: OUT/<subset> (train_clean_100, ...)."
-)
+@out_option("Output: OUT/<subset> (train_clean_100, ...).")
 @click.option(
     "--subsets",
     multiple=True,
@@ -356,7 +362,7 @@ def prepare_voxceleb2_command(
 @trial_sample_options(
     2, "Trials per dev/test subset: N pairs, half target, cross-chapter targets first [default: every pair]."
 )
-@jobs_option
+@jobs_option()
 @common_options
 def prepare_librispeech_command(
     root: str, out: str, subsets: tuple[str, ...], num_trials: int | None, seed: int, jobs: int
@@ -370,13 +376,8 @@ def prepare_librispeech_command(
 
 @prepare.command("musan")
 @click.argument("root", type=click.Path())
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Output: OUT/{musan_noise,musan_music,musan_speech,musan}.",
-)
-@jobs_option
+@out_option("Output: OUT/{musan_noise,musan_music,musan_speech,musan}.")
+@jobs_option()
 @common_options
 def prepare_musan_command(root: str, out: str, jobs: int) -> None:
     """MUSAN (ROOT/{noise,music,speech}/<source>/*.wav), one data directory per subset and one for all."""
@@ -387,8 +388,8 @@ def prepare_musan_command(root: str, out: str, jobs: int) -> None:
 
 @prepare.command("rirs")
 @click.argument("root", type=click.Path())
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output: OUT/rirs, OUT/rirs_* sets.")
-@jobs_option
+@out_option("Output: OUT/rirs, OUT/rirs_* sets.")
+@jobs_option()
 @common_options
 def prepare_rirs_command(root: str, out: str, jobs: int) -> None:
     """RIRS_NOISES (simulated and real room impulse responses, isotropic and point-source noises)."""
@@ -428,7 +429,7 @@ def data_combine_command(out: str, sources: tuple[str, ...]) -> None:
 @click.option("--first", type=ranged(int, AT_LEAST_ONE), help="Keep the first N utterances (C order).")
 @click.option("--per-spk", type=ranged(int, AT_LEAST_ONE), help="Keep the first K utterances of each speaker.")
 @click.option("--random", type=ranged(int, AT_LEAST_ONE), help="Keep N utterances drawn at random (with --seed).")
-@click.option("--seed", default=0, type=ranged(int, NOT_NEGATIVE), show_default=True, help="Seed of --random.")
+@seed_option("Seed of --random.")
 @common_options
 def data_subset_command(source: str, out: str, **ways: Any) -> None:
     """OUT := part of SOURCE (utils/subset_data_dir.sh); give exactly one way to choose."""
@@ -480,7 +481,7 @@ def data_durations_command(data_dir: str, sample_rate: int, force: bool) -> None
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--audio-dir", required=True, type=click.Path(file_okay=False), help="Where the decoded files go.")
 @decode_options
-@click.option("--jobs", default=4, type=ranged(int, AT_LEAST_ONE), show_default=True, help="Decoding processes.")
+@jobs_option("Decoding processes.")
 @common_options
 def data_decode_command(data_dir: str, out: str, audio_dir: str, jobs: int, **decoding: Any) -> None:
     """Decode every recording of DATA_DIR (files, `cmd |` pipes, arks) once into AUDIO_DIR as
@@ -496,9 +497,7 @@ def data_decode_command(data_dir: str, out: str, audio_dir: str, jobs: int, **de
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--shard-dir", required=True, type=click.Path(file_okay=False), help="Where the .tar shards go.")
 @click.option("--shard-size", default="1G", show_default=True, help="Bytes a shard (about): 1G, 500M, ...")
-@click.option(
-    "--seed", default=0, type=ranged(int, NOT_NEGATIVE), show_default=True, help="Seed of the shuffle before packing."
-)
+@seed_option("Seed of the shuffle before packing.")
 @click.option("--resample", is_flag=True, help="Resample audio not at 16 kHz instead of failing.")
 @common_options
 def shard_command(data_dir: str, out: str, shard_dir: str, shard_size: str, seed: int, resample: bool) -> None:
@@ -524,76 +523,63 @@ def validate_command(data_dir: str, trials: str | None, no_audio_check: bool) ->
 # train -----------------------------------------------------------------------
 
 
-@cli.command("train")
+class ConfigOption(RegistryOption):
+    """A `train` flag made from a configuration `Flag` (spkverif.config): its type, valid values and help
+    come from the setting's declaration, and its help ends with the setting it sets (`[training.epochs; x>=1]`).
+    Every such flag defaults to None, so a flag not given leaves the config file's value."""
+
+    def __init__(self, param_decls: Any, *, flag: Any, **attrs: Any):
+        attrs["default"] = None
+        if flag.kind is bool:
+            attrs["is_flag"] = True
+        elif flag.path:
+            attrs["type"] = click.Path()
+        elif flag.choices:
+            attrs["type"] = click.Choice(flag.choices)
+        elif flag.kind in (int, float):
+            attrs["type"] = ranged(flag.kind, flag.valid)
+        super().__init__(param_decls, registries=flag.registries, help=flag.help, **attrs)
+        self.key = flag.key
+
+    def get_help_extra(self, ctx: click.Context) -> Any:
+        extra = super().get_help_extra(ctx)
+        extra["range"] = f"{self.key}; {extra['range']}" if "range" in extra else self.key
+        return extra
+
+
+def config_flags(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the `train` flags generated from the configuration's declarations (spkverif.config.train_flags)."""
+    from spkverif.config import train_flags
+
+    for flag in reversed(train_flags()):
+        command = click.option(flag.name, flag.key.replace(".", "_"), cls=ConfigOption, flag=flag)(command)
+    return command
+
+
+class ConfigCommand(click.Command):
+    """A command whose --help lists its configuration flags apart from its own options."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        groups: dict[bool, list[tuple[str, str]]] = {False: [], True: []}
+        for parameter in self.get_params(ctx):
+            record = parameter.get_help_record(ctx)
+            if record is not None:
+                groups[isinstance(parameter, ConfigOption)].append(record)
+        with formatter.section("Options"):
+            formatter.write_dl(groups[False])
+        with formatter.section("Configuration flags (each sets the [setting] named; --set KEY=VALUE any other)"):
+            formatter.write_dl(groups[True])
+
+
+@cli.command("train", cls=ConfigCommand)
 @click.option("--data", "data_dir", required=True, type=click.Path(), help="Training data directory.")
 @click.option("--exp", "exp_dir", required=True, type=click.Path(), help="Experiment directory to write.")
-@click.option("--config", "config_path", type=click.Path(), help="YAML config; flags override it.")
 @click.option(
-    "--loss",
-    cls=RegistryOption,
-    registries=("losses",),
-    help="Loss by name; replaces the config's loss and its options (spkverif list losses):",
+    "--config",
+    "config_path",
+    type=click.Path(),
+    help="YAML config (it may name a base file by `defaults: BASE.yaml`); flags override it.",
 )
-@click.option(
-    "--model",
-    cls=RegistryOption,
-    registries=("models",),
-    help="Model by name; replaces the config's model and its options (spkverif list models):",
-)
-@click.option("--mining", cls=RegistryOption, registries=("minings",), help="Triplet mining, loss triplet only:")
-@click.option(
-    "--margin-scheduler",
-    cls=RegistryOption,
-    registries=("margin-schedulers",),
-    help="Margin schedule for aam, am, subcenter_aam (options by --set margin_scheduler.KEY=VALUE):",
-)
-@click.option("--epochs", type=config_type("training.epochs", int), help="Number of epochs.")
-@click.option(
-    "--batches-per-epoch",
-    type=config_type("training.batches_per_epoch", int),
-    help="Batches in an epoch (an epoch is a number of batches).",
-)
-@click.option(
-    "--speakers-per-batch",
-    type=config_type("training.speakers_per_batch", int),
-    help="P: distinct speakers in a batch.",
-)
-@click.option(
-    "--utts-per-speaker", type=config_type("training.utts_per_speaker", int), help="K: chunks per speaker in a batch."
-)
-@click.option(
-    "--chunk-seconds", type=config_type("data.chunk_seconds", float), help="Length of the random training chunks."
-)
-@click.option("--lr", type=config_type("optimizer.lr", float), help="Learning rate.")
-@click.option("--seed", type=config_type("seed", int), help="Seed for every random choice.")
-@click.option("--device", help="cpu, cuda, cuda:N or auto.")
-@click.option("--num-workers", type=config_type("data.num_workers", int), help="Data-loader worker processes.")
-@click.option("--resample", is_flag=True, default=None, help="Resample audio not at the model's rate.")
-@click.option("--noise", type=click.Path(), help="Noise data dir, or a MUSAN dir with musan_{noise,music,speech}.")
-@click.option("--rir", type=click.Path(), help="Room impulse responses data dir, for reverberation.")
-@click.option("--speed-perturb", is_flag=True, default=None, help="Speeds 0.9/1.0/1.1, each speed a new speaker.")
-@click.option("--spec-augment", is_flag=True, default=None, help="Frequency and time masking of features.")
-@click.option("--amp", type=click.Choice(["none", "bf16", "fp16"]), help="Mixed precision (fp16 uses a grad scaler).")
-@click.option(
-    "--grad-accum",
-    type=config_type("training.grad_accum", int),
-    help="Micro-batches a step; N here equals N torchrun processes.",
-)
-@click.option(
-    "--checkpoint-every",
-    type=config_type("training.checkpoint_every", int),
-    help="Also checkpoint every N steps within an epoch.",
-)
-@click.option(
-    "--average",
-    type=config_type("training.average_last", int),
-    help="Final model = mean of the last N epoch checkpoints.",
-)
-@click.option(
-    "--skip-nonfinite", is_flag=True, default=None, help="Skip steps with a NaN/inf loss instead of stopping."
-)
-@click.option("--valid-data", type=click.Path(), help="Data dir holding the validation trials' audio.")
-@click.option("--valid-trials", type=click.Path(), help="Trials scored after each epoch; the best model is kept.")
 @click.option(
     "--set",
     "settings",
@@ -606,6 +592,7 @@ def validate_command(data_dir: str, trials: str | None, no_audio_check: bool) ->
 )
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in --exp.")
 @click.option("--dry-run", is_flag=True, help="Build the model and loss, print their sizes, train nothing.")
+@config_flags
 @common_options
 def train_command(
     data_dir: str,
@@ -624,19 +611,9 @@ def train_command(
     from spkverif.config import load_train_config, parse_override
     from spkverif.training.trainer import train
 
-    flag_keys = {
-        "loss": "loss.name", "model": "model.name", "mining": "loss.mining",
-        "margin_scheduler": "margin_scheduler.name", "epochs": "training.epochs",
-        "batches_per_epoch": "training.batches_per_epoch", "speakers_per_batch": "training.speakers_per_batch",
-        "utts_per_speaker": "training.utts_per_speaker", "chunk_seconds": "data.chunk_seconds",
-        "lr": "optimizer.lr", "seed": "seed", "device": "training.device",
-        "num_workers": "data.num_workers", "resample": "data.resample", "noise": "augment.noise",
-        "rir": "augment.rir", "speed_perturb": "augment.speed_perturb", "spec_augment": "augment.spec_augment",
-        "amp": "training.amp", "grad_accum": "training.grad_accum", "checkpoint_every": "training.checkpoint_every",
-        "average": "training.average_last", "skip_nonfinite": "training.skip_nonfinite",
-        "valid_data": "training.valid_data", "valid_trials": "training.valid_trials",
-    }  # fmt: skip
-    overrides = [(flag_keys[name].split("."), value) for name, value in flags.items() if value is not None]
+    keys = {parameter.name: parameter.key for parameter in click.get_current_context().command.params
+            if isinstance(parameter, ConfigOption)}  # fmt: skip
+    overrides = [(keys[name].split("."), value) for name, value in flags.items() if value is not None]
     overrides += [parse_override(text) for text in settings]
     config = load_train_config(config_path, overrides)
     description = train(config, data_dir, exp_dir, resume=resume, dry_run=dry_run)
@@ -661,16 +638,16 @@ def train_command(
 )
 @click.argument("rspecifier")
 @click.argument("wspecifier")
-@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@device_option
 @click.option(
     "--batch-size",
-    default=16,
+    cls=ModuleDefault,
+    default_from="spkverif.extract:BATCH_SIZE",
     type=ranged(int, AT_LEAST_ONE),
-    show_default=True,
     help="Utterances of equal length, or windows, per forward pass.",
 )
 @click.option("--segments", type=click.Path(), help="Kaldi segments file applied to an scp: input.")
-@click.option("--resample", is_flag=True, help="Resample audio not at the model's rate instead of failing.")
+@resample_option
 @click.option(
     "--window",
     type=ranged(float, POSITIVE),
@@ -821,8 +798,8 @@ def import_command(source: str, checkpoint: str, config: str, output: str) -> No
 )
 @click.option("--pairs", type=click.Path(), help="File of `ENROLL... TEST` lines, instead of FILES.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the results here [default: stdout].")
-@click.option("--resample", is_flag=True, help="Resample audio not at the model's rate instead of failing.")
-@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@resample_option
+@device_option
 @click.argument("files", nargs=-1)
 @common_options
 def verify_command(
@@ -913,20 +890,20 @@ def score_command(trials: str, method: str, allow_missing: bool, archives: tuple
     "p_targets",
     multiple=True,
     type=ranged(float, OPEN_PROBABILITY),
-    default=(0.01, 0.001, 0.05),
-    show_default=True,
+    cls=ModuleDefault,
+    default_from="spkverif.report:ReportSettings.p_targets",
     help="Priors for minDCF and actDCF.",
 )
 @click.option("--allow-missing", is_flag=True, help="Evaluate the trials that have scores; count the rest.")
 @click.option(
     "--bootstrap",
     "replicates",
-    default=1000,
+    cls=ModuleDefault,
+    default_from="spkverif.report:ReportSettings.bootstrap",
     type=ranged(int, NOT_NEGATIVE),
-    show_default=True,
     help="Bootstrap replicates for the 95% confidence intervals; 0 for none.",
 )
-@click.option("--seed", default=0, type=ranged(int, NOT_NEGATIVE), show_default=True, help="Seed of the bootstrap.")
+@seed_option("Seed of the bootstrap.")
 @click.option(
     "--utt2spk",
     type=click.Path(),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -17,53 +17,106 @@ import yaml
 
 from spkverif.errors import SpkverifError
 from spkverif.io.atomic import atomic_write
-from spkverif.ranges import AT_LEAST_ONE, NOT_NEGATIVE, POSITIVE, PROBABILITY, Range, check, range_of, ranged
+from spkverif.ranges import AT_LEAST_ONE, NOT_NEGATIVE, POSITIVE, PROBABILITY, Range, check, describe, range_of
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A `spkverif train` flag and the setting it sets (`key`, dotted); the CLI makes its Click option from this.
+
+    `kind` is int, float, str or bool (a bool flag takes no value and sets true); `valid`
+    and `choices` are the values the setting takes, `registries` the registries whose
+    names it takes (listed in `--help`), `path` whether the value is a file or directory.
+    """
+
+    key: str
+    name: str
+    kind: type
+    help: str
+    valid: Range | None = None
+    choices: tuple[str, ...] = ()
+    registries: tuple[str, ...] = ()
+    path: bool = False
+
+
+def about(
+    help: str,
+    *,
+    valid: Range | None = None,
+    flag: bool | str = False,
+    choices: tuple[str, ...] = (),
+    path: bool = False,
+) -> dict[str, Any]:
+    """The one description of a configuration field, as its metadata: the help text, the valid range
+    (`valid`, what `spkverif.ranges.range_of` reads) or `choices`, whether `spkverif train` has a flag
+    for it (`flag=True`: `--field-name`; a string: that flag name; False: reached by `--set
+    SECTION.KEY=VALUE` only) and whether the value names a file or directory (`path`)."""
+    return {"help": help, "range": valid, "flag": flag, "choices": choices, "path": path}
+
+
+def setting(default: Any, help: str, **description: Any) -> Any:
+    """A configuration field with an immutable default and its description (`about`'s arguments)."""
+    return field(default=default, metadata=about(help, **description))
+
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class DataOptions:
-    chunk_seconds: float = ranged(2.0, POSITIVE)
-    sample_rate: int = ranged(16000, AT_LEAST_ONE)
-    num_workers: int = ranged(0, NOT_NEGATIVE)
-    resample: bool = False
-    shuffle_buffer: int = 1000  # chunks a reader stream shuffles when training from shards
+    chunk_seconds: float = setting(2.0, "Length of the random training chunks (seconds).", valid=POSITIVE, flag=True)
+    sample_rate: int = setting(16000, "Sample rate the model reads (Hz).", valid=AT_LEAST_ONE)
+    num_workers: int = setting(0, "Data-loader worker processes.", valid=NOT_NEGATIVE, flag=True)
+    resample: bool = setting(False, "Resample audio not at the model's rate.", flag=True)
+    shuffle_buffer: int = setting(1000, "Chunks a reader stream shuffles when training from shards.")
 
 
 @dataclass
 class TrainingOptions:
-    epochs: int = ranged(10, AT_LEAST_ONE)
-    batches_per_epoch: int = ranged(100, AT_LEAST_ONE)
-    speakers_per_batch: int = ranged(128, AT_LEAST_ONE)
-    utts_per_speaker: int = ranged(1, AT_LEAST_ONE)
-    device: str = "auto"
-    log_every: int = ranged(10, AT_LEAST_ONE)
-    max_grad_norm: float = ranged(0.0, NOT_NEGATIVE)
-    grad_accum: int = ranged(1, AT_LEAST_ONE)
-    amp: str = "none"
-    checkpoint_every: int = ranged(0, NOT_NEGATIVE)
-    average_last: int = ranged(1, AT_LEAST_ONE)
-    skip_nonfinite: bool = False
-    valid_data: str = ""
-    valid_trials: str = ""
+    epochs: int = setting(10, "Number of epochs.", valid=AT_LEAST_ONE, flag=True)
+    batches_per_epoch: int = setting(
+        100, "Batches in an epoch (an epoch is a number of batches).", valid=AT_LEAST_ONE, flag=True
+    )
+    speakers_per_batch: int = setting(128, "P: distinct speakers in a batch.", valid=AT_LEAST_ONE, flag=True)
+    utts_per_speaker: int = setting(1, "K: chunks per speaker in a batch.", valid=AT_LEAST_ONE, flag=True)
+    device: str = setting("auto", "cpu, cuda, cuda:N or auto.", flag=True)
+    log_every: int = setting(10, "Steps between training-log records.", valid=AT_LEAST_ONE)
+    max_grad_norm: float = setting(0.0, "Clip the gradient norm to this (0: no clipping).", valid=NOT_NEGATIVE)
+    grad_accum: int = setting(
+        1, "Micro-batches a step; N here equals N torchrun processes.", valid=AT_LEAST_ONE, flag=True
+    )
+    amp: str = setting(
+        "none", "Mixed precision (fp16 uses a grad scaler).", choices=("none", "bf16", "fp16"), flag=True
+    )
+    checkpoint_every: int = setting(
+        0, "Also checkpoint every N steps within an epoch (0: at epoch ends only).", valid=NOT_NEGATIVE, flag=True
+    )
+    average_last: int = setting(
+        1, "Final model = mean of the last N epoch checkpoints.", valid=AT_LEAST_ONE, flag="--average"
+    )
+    skip_nonfinite: bool = setting(False, "Skip steps with a NaN/inf loss instead of stopping.", flag=True)
+    valid_data: str = setting("", "Data dir holding the validation trials' audio.", flag=True, path=True)
+    valid_trials: str = setting("", "Trials scored after each epoch; the best model is kept.", flag=True, path=True)
 
 
 @dataclass
 class AugmentOptions:
-    noise: str = ""
-    noise_prob: float = ranged(0.6, PROBABILITY)
-    noise_snr: list = field(default_factory=lambda: [10.0, 20.0])
-    music_snr: list = field(default_factory=lambda: [5.0, 15.0])
-    babble_snr: list = field(default_factory=lambda: [13.0, 20.0])
-    babble_speakers: list = field(default_factory=lambda: [3, 7])
-    rir: str = ""
-    rir_prob: float = ranged(0.2, PROBABILITY)
-    speed_perturb: bool = False
-    spec_augment: bool = False
-    cache_size: int = ranged(256, NOT_NEGATIVE)
-    channel_prob: float = ranged(0.0, PROBABILITY)
-    channels: list = field(default_factory=lambda: ["bandlimit", "telephone", "gain", "room"])
+    noise: str = setting("", "Noise data dir, or a MUSAN dir with musan_{noise,music,speech}.", flag=True, path=True)
+    noise_prob: float = setting(0.6, "Share of chunks that get additive noise.", valid=PROBABILITY)
+    noise_snr: list = field(default_factory=lambda: [10.0, 20.0], metadata=about("[low, high] SNR of noise (dB)."))
+    music_snr: list = field(default_factory=lambda: [5.0, 15.0], metadata=about("[low, high] SNR of music (dB)."))
+    babble_snr: list = field(default_factory=lambda: [13.0, 20.0], metadata=about("[low, high] SNR of babble (dB)."))
+    babble_speakers: list = field(default_factory=lambda: [3, 7], metadata=about("[low, high] speakers in babble."))
+    rir: str = setting("", "Room impulse responses data dir, for reverberation.", flag=True, path=True)
+    rir_prob: float = setting(0.2, "Share of chunks that get reverberation.", valid=PROBABILITY)
+    speed_perturb: bool = setting(False, "Speeds 0.9/1.0/1.1, each speed a new speaker.", flag=True)
+    spec_augment: bool = setting(False, "Frequency and time masking of features.", flag=True)
+    cache_size: int = setting(256, "Noise and RIR recordings kept in memory.", valid=NOT_NEGATIVE)
+    channel_prob: float = setting(0.0, "Share of chunks passed through a simulated channel.", valid=PROBABILITY)
+    channels: list = field(
+        default_factory=lambda: ["bandlimit", "telephone", "gain", "room"],
+        metadata=about("Channels drawn from (spkverif list channels)."),
+    )
 
 
 @dataclass
@@ -76,7 +129,7 @@ class Component:
 
 @dataclass
 class TrainConfig:
-    seed: int = 0
+    seed: int = setting(0, "Seed for every random choice.", valid=NOT_NEGATIVE, flag=True)
     data: DataOptions = field(default_factory=DataOptions)
     training: TrainingOptions = field(default_factory=TrainingOptions)
     augment: AugmentOptions = field(default_factory=AugmentOptions)
@@ -107,18 +160,72 @@ class TrainConfig:
 _COMPONENTS = ("model", "frontend", "loss", "optimizer", "scheduler", "margin_scheduler")
 _UNNAMED_ALLOWED = ("frontend",)
 _SECTIONS = {"data": DataOptions, "training": TrainingOptions, "augment": AugmentOptions}
-SEED_RANGE = NOT_NEGATIVE
 LEARNING_RATE_RANGE = POSITIVE
+# The flags that set a component (a registered name) or one of its options; a component's other
+# options are its builder's arguments (`spkverif list`), reached by `--set SECTION.KEY=VALUE`.
+COMPONENT_FLAGS = (
+    Flag("loss.name", "--loss", str, "Loss by name; replaces the config's loss and its options "
+         "(spkverif list losses):", registries=("losses",)),
+    Flag("model.name", "--model", str, "Model by name; replaces the config's model and its options "
+         "(spkverif list models):", registries=("models",)),
+    Flag("loss.mining", "--mining", str, "Triplet mining, loss triplet only:", registries=("minings",)),
+    Flag("margin_scheduler.name", "--margin-scheduler", str, "Margin schedule for aam, am, subcenter_aam "
+         "(options by --set margin_scheduler.KEY=VALUE):", registries=("margin-schedulers",)),
+    Flag("optimizer.lr", "--lr", float, "Learning rate.", valid=LEARNING_RATE_RANGE),
+)  # fmt: skip
+
+
+def _field_flag(key: str, item: Any) -> Flag:
+    kind = type(item.default) if item.default is not MISSING else list
+    name = item.metadata["flag"] if isinstance(item.metadata["flag"], str) else f"--{item.name.replace('_', '-')}"
+    meta = item.metadata
+    return Flag(key, name, kind, meta["help"], meta["range"], meta["choices"], path=meta["path"])
+
+
+def train_flags() -> list[Flag]:
+    """Every `spkverif train` flag: the components' (COMPONENT_FLAGS), then each configuration
+    field declared with `flag` (`seed`, then the sections in order)."""
+    flags = list(COMPONENT_FLAGS)
+    for prefix, kind in (("", TrainConfig), *((f"{name}.", options) for name, options in _SECTIONS.items())):
+        for item in fields(kind):
+            if item.metadata.get("flag"):
+                flags.append(_field_flag(prefix + item.name, item))
+    return flags
+
+
+def settings() -> list[tuple[str, Any]]:
+    """(dotted key, dataclass field) of every setting outside the components, in file order."""
+    found = [("seed", next(item for item in fields(TrainConfig) if item.name == "seed"))]
+    for name, kind in _SECTIONS.items():
+        found += [(f"{name}.{item.name}", item) for item in fields(kind)]
+    return found
+
+
+def settings_markdown() -> str:
+    """The table of every setting (key, default, valid values, flag, meaning) that docs/configuration.md holds."""
+    flags = {flag.key: flag.name for flag in train_flags()}
+    rows = ["| setting | default | valid values | flag | meaning |", "|---|---|---|---|---|"]
+    for key, item in settings():
+        default = item.default if item.default is not MISSING else item.default_factory()
+        valid = describe(item.metadata["range"]) if item.metadata.get("range") else ", ".join(item.metadata["choices"])
+        flag = f"`{flags[key]}`" if key in flags else ""
+        rows.append(f"| `{key}` | `{default!r}` | {valid} | {flag} | {item.metadata['help']} |")
+    defaults = TrainConfig().to_dict()
+    for flag in COMPONENT_FLAGS:
+        section, _, option = flag.key.partition(".")
+        default = defaults[section].get(option)
+        shown = f"`{default!r}`" if default is not None else ""
+        valid = describe(flag.valid) if flag.valid else f"`spkverif list {' '.join(flag.registries)}`"
+        rows.append(f"| `{flag.key}` | {shown} | {valid} | `{flag.name}` | {flag.help.rstrip(':')} |")
+    return "\n".join(rows) + "\n"
 
 
 def option_range(dotted: str) -> Range | None:
     """The valid range of a setting by its dotted name (`training.epochs`, `seed`, `optimizer.lr`)."""
-    if dotted == "seed":
-        return SEED_RANGE
     if dotted == "optimizer.lr":
         return LEARNING_RATE_RANGE
-    section, _, key = dotted.partition(".")
-    return range_of(_SECTIONS[section], key)
+    section, _, key = dotted.rpartition(".")
+    return range_of(_SECTIONS[section] if section else TrainConfig, key)
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -170,23 +277,17 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 def load_train_config(
     path: str | Path | None = None, overrides: list[tuple[list[str], Any]] | None = None
 ) -> TrainConfig:
-    """Defaults, then the file, then overrides. Naming another model or loss by flag
-    drops the file's options for the old one, which the new one would not take."""
+    """Defaults, then the file (after the base files it names by `defaults:`, base first), then
+    overrides. Naming another model or loss (in a file, or by flag) drops the options given
+    before for the old one, which the new one would not take.
+
+    Raises `SpkverifError` naming the file (and line) for a missing or unreadable file, a
+    `defaults:` cycle or missing base, an unknown section or option, or a value out of range.
+    """
     raw = TrainConfig().to_dict()
     source = Path(path) if path is not None else None
-    if source is not None:
-        from_file = _read_yaml(source)
-        for section, value in from_file.items():
-            if section not in raw:
-                raise SpkverifError(f"unknown section {section!r}; sections are: {', '.join(raw)}", source)
-            if isinstance(raw[section], dict):
-                if not isinstance(value, dict):
-                    raise SpkverifError(f"section {section!r} must be a mapping", source)
-                if section in _COMPONENTS and "name" in value and value["name"] != raw[section]["name"]:
-                    raw[section] = {}
-                raw[section].update(value)
-            else:
-                raw[section] = value
+    for file, values in resolve_defaults(source) if source is not None else []:
+        _merge_file(raw, values, file)
     for keys, value in overrides or []:
         section = keys[0]
         if section not in raw:
@@ -202,9 +303,57 @@ def load_train_config(
     return _from_dict(raw, source)
 
 
+DEFAULTS_KEY = "defaults"
+
+
+def resolve_defaults(path: Path, including: tuple[Path, ...] = ()) -> list[tuple[Path, dict[str, Any]]]:
+    """The chain of files a configuration names by `defaults: BASE.yaml` (a path relative to the
+    file that names it), base first, each with its own values (the `defaults` key removed).
+
+    Raises `SpkverifError` for a cycle (naming every file in it) and, at the `defaults:` line,
+    for a base that does not exist or a value that is not one file name.
+    """
+    if path.resolve() in including:
+        cycle = " -> ".join(str(file) for file in (*including, path.resolve()))
+        raise SpkverifError(f"defaults: files include each other: {cycle}", path)
+    values = _read_yaml(path)
+    if DEFAULTS_KEY not in values:
+        return [(path, values)]
+    base = values.pop(DEFAULTS_KEY)
+    line = _key_line(path, DEFAULTS_KEY)
+    if not isinstance(base, str) or not base.strip():
+        raise SpkverifError(f"defaults: must name one base file (relative to this one), not {base!r}", path, line)
+    base_path = path.parent / base
+    if not base_path.is_file():
+        raise SpkverifError(f"defaults: no such base file {base!r} ({base_path})", path, line)
+    return [*resolve_defaults(base_path, (*including, path.resolve())), (path, values)]
+
+
+def _key_line(path: Path, key: str) -> int | None:
+    """The line of a top-level key of a YAML file already read once (so known to parse)."""
+    root = yaml.compose(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
+    lines = [name.start_mark.line + 1 for name, _ in getattr(root, "value", []) if name.value == key]
+    return lines[0] if lines else None
+
+
+def _merge_file(raw: dict[str, Any], from_file: dict[str, Any], source: Path) -> None:
+    """Put one file's values over `raw`, section by section; a component named anew starts empty."""
+    for section, value in from_file.items():
+        if section not in raw:
+            raise SpkverifError(f"unknown section {section!r}; sections are: {', '.join(raw)}", source)
+        if isinstance(raw[section], dict):
+            if not isinstance(value, dict):
+                raise SpkverifError(f"section {section!r} must be a mapping", source)
+            if section in _COMPONENTS and "name" in value and value["name"] != raw[section]["name"]:
+                raw[section] = {}
+            raw[section].update(value)
+        else:
+            raw[section] = value
+
+
 def _from_dict(raw: dict[str, Any], source: Path | None) -> TrainConfig:
     config = TrainConfig()
-    config.seed = check(SEED_RANGE, _coerce(raw["seed"], int, "seed", source), "seed", source)
+    config.seed = check(option_range("seed"), _coerce(raw["seed"], int, "seed", source), "seed", source)
     for section, kind in _SECTIONS.items():
         known = {f.name: f for f in fields(kind)}
         values = {}
@@ -216,6 +365,7 @@ def _from_dict(raw: dict[str, Any], source: Path | None) -> TrainConfig:
             valid = known[key].metadata.get("range")
             if valid is not None:
                 check(valid, values[key], f"{section}.{key}", source)
+            _check_choice(known[key].metadata.get("choices"), values[key], f"{section}.{key}", source)
             if isinstance(values[key], list) and _is_interval(default):
                 _check_interval(values[key], f"{section}.{key}", source)
         setattr(config, section, kind(**values))
@@ -267,6 +417,12 @@ def _move_frontend_options(raw: dict[str, Any], source: Path | None) -> None:
             raise SpkverifError(f"frontend.{key} is given twice (also in model:) with different values", source)
     raw["model"] = {"name": model.get("name"), **kept}
     raw["frontend"] = {**frontend, **moved["options"], "name": moved["name"] or frontend.get("name", "")}
+
+
+def _check_choice(choices: tuple[str, ...] | None, value: Any, name: str, source: Path | None) -> None:
+    """A setting declared with `choices` takes one of them (the CLI's flag offers the same)."""
+    if choices and value not in choices:
+        raise SpkverifError(f"{name} must be {', '.join(choices[:-1])} or {choices[-1]}, not {value!r}", source)
 
 
 def _is_interval(default: list) -> bool:

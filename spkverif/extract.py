@@ -198,12 +198,15 @@ def make_windowing(model: Embedder, window: float | None, step: float | None) ->
     return Windowing(window_samples, step_samples)
 
 
+BATCH_SIZE = 16  # utterances of equal length, or windows, a forward pass (the `--batch-size` default)
+
+
 def extract(
     model_path: str | Path,
     rspecifier: str,
     wspecifier: str,
     device: str = "auto",
-    batch_size: int = 16,
+    batch_size: int = BATCH_SIZE,
     block_size: int = 256,
     segments: str | None = None,
     allow_resample: bool = False,

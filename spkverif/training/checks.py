@@ -17,8 +17,6 @@ from spkverif.models import MODELS, SpeakerEmbeddingModel
 from spkverif.training.margin import MARGIN_SCHEDULERS
 from spkverif.training.optim import OPTIMIZERS, SCHEDULERS
 
-AMP_CHOICES = ("none", "bf16", "fp16")
-
 
 def check_config(config: TrainConfig) -> None:
     """Fail on an unknown model, loss, optimiser or scheduler, or settings that contradict each other."""
@@ -32,10 +30,6 @@ def check_config(config: TrainConfig) -> None:
         registry.get(component.name)
     if config.frontend.name:
         FRONTENDS.get(config.frontend.name)
-    if config.training.amp not in AMP_CHOICES:
-        raise SpkverifError(f"training.amp must be none, bf16 or fp16, not {config.training.amp!r}")
-    if config.training.grad_accum < 1 or config.training.average_last < 1:
-        raise SpkverifError("training.grad_accum and training.average_last must be at least 1")
     if bool(config.training.valid_data) != bool(config.training.valid_trials):
         raise SpkverifError("validation needs both --valid-data and --valid-trials")
 
