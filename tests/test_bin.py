@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from spkverif.io.datadir import load_data_dir, validate_data_dir
@@ -151,3 +152,54 @@ def test_subset_per_speaker_refuses_bad_input_in_one_line(tmp_path: Path) -> Non
     done = _launch("subset_per_speaker.sh", str(tmp_path / "absent"), "2", str(tmp_path / "out"), path=BIN)
     assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert done.stderr.startswith(f"spkverif data: error: {tmp_path / 'absent'}: ")
+
+
+def test_calibrate_folds_splits_by_enrolment_speaker_and_summarises(tmp_path: Path) -> None:
+    import kaldiio
+    import torch
+
+    from spkverif.models import build_model
+    from spkverif.training.checkpoint import model_payload, save_atomic
+
+    rng = np.random.default_rng(0)
+    speakers = [f"spk{index}" for index in range(8)]
+    centres = {speaker: rng.normal(size=8) for speaker in speakers}
+    utt2spk = {f"{speaker}-u{number}": speaker for speaker in speakers for number in range(5)}
+    vectors = {utt: centres[speaker] + 0.8 * rng.normal(size=8) for utt, speaker in utt2spk.items()}
+    data = tmp_path / "test"
+    write_data_dir(data, {utt: "/dev/null" for utt in utt2spk}, utt2spk)
+    (data / "utt2dur").write_text("".join(f"{utt} {rng.uniform(1, 10):.2f}\n" for utt in sorted(utt2spk)))
+    utts = sorted(utt2spk)
+    pairs = [(a, b) for i, a in enumerate(utts) for b in utts[i + 1 :]]
+    (data / "trials").write_text(
+        "".join(f"{a} {b} {'target' if utt2spk[a] == utt2spk[b] else 'nontarget'}\n" for a, b in pairs)
+    )
+    unit = {utt: vector / np.linalg.norm(vector) for utt, vector in vectors.items()}
+    (tmp_path / "scores").write_text("".join(f"{a} {b} {unit[a] @ unit[b]:.6f}\n" for a, b in pairs))
+    with kaldiio.WriteHelper(f"ark,scp:{tmp_path / 'emb.ark'},{tmp_path / 'emb.scp'}") as writer:
+        for utt in utts:
+            writer(utt, vectors[utt].astype(np.float32))
+    torch.manual_seed(0)
+    network = build_model("xvector", {"channels": 16, "stats_channels": 32, "embedding_dim": 8})
+    save_atomic(model_payload(network), tmp_path / "final.pt")
+    out = tmp_path / "calibration"
+    done = _launch("calibrate_folds.sh", "--cohort", f"scp:{tmp_path / 'emb.scp'}", "--top-n", "5", str(data),
+                   str(tmp_path / "scores"), f"scp:{tmp_path / 'emb.scp'}", str(tmp_path / "final.pt"), str(out),
+                   path=BIN)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    folds = dict(line.split() for line in (out / "spk2fold").read_text().splitlines())
+    assert sorted(folds) == speakers and sorted(folds.values()).count("0") == 4
+    for fold in "01":
+        enrolled = {utt2spk[line.split()[0]] for line in (out / f"trials.{fold}").read_text().splitlines()}
+        assert enrolled and all(folds[speaker] == fold for speaker in enrolled)
+    lines = (out / "trials.0").read_text().splitlines() + (out / "trials.1").read_text().splitlines()
+    assert sorted(lines) == sorted((data / "trials").read_text().splitlines())
+    summary = (out / "summary.md").read_text().splitlines()
+    assert [row.split(" | ")[0] for row in summary[2:]] == ["| raw scores", "| linear", "| qmf", "| qmf_cohort"]
+    for method in ("linear", "qmf", "qmf_cohort"):
+        for fold in "01":
+            assert (out / f"{method}.{fold}" / "calibration.json").is_file()
+    means = {row.split(" | ")[0][2:]: [float(cell) for cell in row.strip(" |").split(" | ")[1:]] for row in summary[2:]}
+    reports = [json.loads((out / f"qmf.{fold}" / "report.json").read_text())[0] for fold in "01"]
+    assert means["qmf"][2] == pytest.approx((reports[0]["cllr"] + reports[1]["cllr"]) / 2, abs=1e-3)
+    assert means["raw scores"][:2] == [1.0, 1.0]
