@@ -3,10 +3,22 @@
 #
 #   launch.sh [--backend local|slurm|sge] [--opts "..."] [JOB=1:N] LOG COMMAND...
 #
-# JOB in LOG and COMMAND is replaced by each job's number. The local backend runs
-# the jobs in parallel on this machine; slurm and sge hand them to the cluster's own
-# launcher (sbatch --wait --array, qsub -sync y -t) with --opts passed through, and
-# wait for them. Exits non-zero if any job failed, naming its log.
+# JOB in LOG and in every word of COMMAND is replaced by each job's number. The local
+# backend runs the jobs in parallel on this machine; slurm and sge hand them to the
+# cluster's own launcher (sbatch --wait --array, qsub -sync y -t) with --opts passed
+# through (split into words), and wait for them. Exits non-zero if any job failed,
+# naming its log.
+#
+# Every word of COMMAND is quoted (printf %q), as launch_distributed.sh quotes its words
+# and as Kaldi's run.pl passes each argument on: a word holding spaces, quotes or `$`
+# reaches the job as that one word, never split or expanded again. A pipe, an `&&` chain
+# or a shell expansion in the job is therefore written explicitly, as a small script
+# whose arguments are words like any other (JOB is replaced in them too):
+#
+#   launch.sh JOB=1:4 log/x.JOB.log bash -c 'a --part "$1/4" && b "$1"' x JOB
+#
+# or as separate launches. (Words holding control characters such as a newline are
+# quoted as $'...', which the slurm backend's `sbatch --wrap` shell, sh, does not read.)
 set -euo pipefail
 
 backend=${LAUNCH_BACKEND:-local}
@@ -29,7 +41,7 @@ if [[ "$1" =~ ^JOB=([0-9]+):([0-9]+)$ ]]; then
   shift
 fi
 log="$1"; shift
-command="$*"
+command=$(printf '%q ' "$@")
 mkdir -p "$(dirname "$log")"
 
 case "$backend" in

@@ -8,6 +8,10 @@
 #   --node-rank and the same --master-addr); no GPUs means one process on the CPU.
 # slurm: srun starts one torchrun per node, which meet at the first node (c10d rendezvous).
 # sge:   qsub runs torchrun on one node with G GPUs (multi-node SGE is site-specific).
+#
+# Every word of the command is quoted (printf %q), as launch.sh quotes its words: a word
+# holding spaces, quotes or `$` reaches `spkverif train` as that one word. --opts is the
+# scheduler's options, split into words.
 set -euo pipefail
 
 backend=${LAUNCH_BACKEND:-local}
@@ -29,7 +33,7 @@ if [ $# -lt 3 ] || [ "$2" != spkverif ]; then
   exit 1
 fi
 log="$1"; shift 2
-program="$(command -v spkverif)"
+program=$(printf %q "$(command -v spkverif)")
 args=$(printf '%q ' "$@")
 mkdir -p "$(dirname "$log")"
 

@@ -1,18 +1,11 @@
 #!/usr/bin/env bash
-# A data directory holding the first K utterances of every speaker of another
-# (utt2spk in Kaldi order, grouped by speaker): the adaptive s-norm cohort covers
-# every training speaker without extracting every training utterance.
+# A data directory holding the first K utterances of every speaker of another (in
+# Kaldi's C order), the recordings and `segments` lines they use, and every other table
+# cut to match: the adaptive s-norm cohort covers every training speaker without
+# extracting every training utterance. The Kaldi-style spelling of
+# `spkverif data subset DATA OUT --per-spk K`, which does the work (and checks it).
 #
 #   subset_per_speaker.sh DATA K OUT
 set -euo pipefail
 if [ $# -ne 3 ]; then echo "usage: $0 DATA K OUT" >&2; exit 1; fi
-data="$1"; per_speaker="$2"; out="$3"
-mkdir -p "$out"
-awk -v k="$per_speaker" '{ if (++seen[$2] <= k) print }' "$data/utt2spk" > "$out/utt2spk"
-for file in wav.scp utt2dur; do
-  if [ -f "$data/$file" ]; then
-    awk 'NR == FNR { keep[$1] = 1; next } $1 in keep' "$out/utt2spk" "$data/$file" > "$out/$file"
-  fi
-done
-awk '{ if ($2 != last) { if (NR > 1) print line; line = $2; last = $2 } line = line " " $1 } END { if (NR) print line }' \
-  "$out/utt2spk" | LC_ALL=C sort > "$out/spk2utt"
+exec spkverif data subset -q "$1" "$3" --per-spk "$2"

@@ -115,6 +115,25 @@ resample_option = click.option(
 )
 
 
+def cohort_options(used_by: str, top_n_help: str | None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--cohort, --cohort-utt2spk and (with `top_n_help`) --top-n, declared once for score, report and verify."""
+    options = [
+        click.option("--cohort", help=f"{used_by}: cohort embeddings, an rspecifier."),
+        click.option(
+            "--cohort-utt2spk", type=click.Path(), help=f"{used_by}: average the cohort per speaker of this utt2spk."
+        ),
+    ]
+    if top_n_help is not None:
+        options.append(click.option("--top-n", type=ranged(int, AT_LEAST_ONE), help=top_n_help))
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
 def _silence_stdout() -> None:
     """Point stdout at /dev/null so the interpreter's last flush cannot fail again (Python's advice)."""
     import os
@@ -800,6 +819,7 @@ def import_command(source: str, checkpoint: str, config: str, output: str) -> No
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the results here [default: stdout].")
 @resample_option
 @device_option
+@cohort_options("a calibration with cohort measures", None)
 @click.argument("files", nargs=-1)
 @common_options
 def verify_command(
@@ -811,6 +831,8 @@ def verify_command(
     out: str | None,
     resample: bool,
     device: str,
+    cohort: str | None,
+    cohort_utt2spk: str | None,
     files: tuple[str, ...],
 ) -> None:
     """Same speaker? FILES is ENROLL... TEST: the enrolment recordings (averaged) and the test recording.
@@ -824,7 +846,7 @@ def verify_command(
     if pairs is None and len(files) < 2:
         raise click.UsageError("give at least one enrolment file and one test file")
     todo = read_pairs(pairs) if pairs is not None else [Pair(tuple(files[:-1]), files[-1])]
-    verify(model_path, todo, calibration, p_target, fa_rate, resample, device, out)
+    verify(model_path, todo, calibration, p_target, fa_rate, resample, device, out, (cohort, cohort_utt2spk))
 
 
 # score -----------------------------------------------------------------------
@@ -842,11 +864,7 @@ def verify_command(
 )
 @click.option("--allow-missing", is_flag=True, help="Skip trials whose embeddings are missing, and count them.")
 @click.option("--mean", help="cosine/snorm/asnorm: subtract the mean of these vectors first (e.g. scp:train.scp).")
-@click.option("--cohort", help="snorm/asnorm: cohort embeddings, an rspecifier.")
-@click.option(
-    "--cohort-utt2spk", type=click.Path(), help="snorm/asnorm: average the cohort per speaker of this utt2spk."
-)
-@click.option("--top-n", type=ranged(int, AT_LEAST_ONE), help="asnorm: closest cohort entries per side [default: 300].")
+@cohort_options("snorm/asnorm", "asnorm: closest cohort entries per side [default: 300].")
 @click.option("--plda-model", type=click.Path(), help="plda: model file to read, or to write with --train-plda.")
 @click.option("--train-plda", help="plda: train on these embeddings first (an rspecifier), then score.")
 @click.option("--utt2spk", type=click.Path(), help="plda: speakers of the --train-plda embeddings.")
@@ -934,7 +952,8 @@ def score_command(trials: str, method: str, allow_missing: bool, archives: tuple
 @click.option(
     "--durations", multiple=True, type=click.Path(), help="qmf: utt2dur file(s) covering both sides of all trials."
 )
-@click.option("--embeddings", multiple=True, help="qmf: rspecifier(s) of the trials' embeddings (for their norms).")
+@click.option("--embeddings", multiple=True, help="qmf: rspecifier(s) of the trials' embeddings (norms, cohort means).")
+@cohort_options("qmf", "qmf: cohort scores averaged per side, the highest N [default: 300].")
 @click.option(
     "--model",
     "model_path",
@@ -977,6 +996,9 @@ def report_command(
     calibration_method: str,
     durations: tuple[str, ...],
     embeddings: tuple[str, ...],
+    cohort: str | None,
+    cohort_utt2spk: str | None,
+    top_n: int | None,
     model_path: str | None,
     save_calibration: str | None,
     det_path: str | None,
@@ -1001,11 +1023,14 @@ def report_command(
     if scores:
         if not trials:
             raise click.UsageError("score files need --trials")
-        from spkverif.report import ReportSettings, load_calibration_options, report
+        from spkverif.report import CohortOption, ReportSettings, load_calibration_options, report
 
         settings = ReportSettings(tuple(p_targets), allow_missing, replicates, seed, utt2spk)
+        if cohort is None and (cohort_utt2spk is not None or top_n is not None):
+            raise click.UsageError("--cohort-utt2spk and --top-n go with --cohort")
+        qmf_cohort = CohortOption(cohort, cohort_utt2spk, top_n or 300) if cohort is not None else None
         options = load_calibration_options(
-            calibration_method, list(durations), list(embeddings), model_path, save_calibration
+            calibration_method, list(durations), list(embeddings), model_path, save_calibration, qmf_cohort
         )
         report(
             list(trials),

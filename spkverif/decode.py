@@ -24,10 +24,9 @@ import errno
 import io
 import logging
 import os
-import signal
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +40,7 @@ from spkverif.io.decoders import DECODERS, DecodeError
 from spkverif.io.mp4 import mp4_audio_duration
 from spkverif.prepare.directory import save_fresh, warn_about
 from spkverif.progress import ProgressBar
+from spkverif.workers import worker_pool
 
 logger = logging.getLogger(__name__)
 
@@ -186,39 +186,25 @@ def _decode_one(task: _Task) -> _Outcome:
     return _Outcome(task.recording, len(samples))
 
 
-def _worker_init() -> None:
-    """A terminated worker unwinds (quietly: SystemExit), so atomic_write removes its temporary file."""
-
-    def terminate(signum: int, frame: object) -> None:
-        raise SystemExit(1)
-
-    signal.signal(signal.SIGTERM, terminate)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def _run(tasks: list[_Task], jobs: int) -> list[_Outcome]:
-    outcomes = []
     with ProgressBar(len(tasks), "decode", unit="file") as bar:
         if jobs == 1:
-            results = map(_decode_one, tasks)
-            pool = None
-        else:
-            # spawn, not fork: a forked child of a process whose torch (OpenMP) threads ran can
-            # deadlock in its first torch call (resampling), as seen under pytest.
-            pool = get_context("spawn").Pool(jobs, initializer=_worker_init)
-            results = pool.imap_unordered(_decode_one, tasks, chunksize=8)
-        try:
-            for outcome in results:
-                if outcome.full_disk is not None:
-                    raise SpkverifError(
-                        f"out of space ({outcome.full_disk}); free space and run again: finished files are kept"
-                    )
-                outcomes.append(outcome)
-                bar.advance(1)
-        finally:
-            if pool is not None:
-                pool.terminate()
-                pool.join()
+            return _collect(map(_decode_one, tasks), bar)
+        # spawn, not fork: a forked child of a process whose torch (OpenMP) threads ran can
+        # deadlock in its first torch call (resampling), as seen under pytest.
+        with worker_pool(jobs, "spawn") as pool:
+            return _collect(pool.imap_unordered(_decode_one, tasks, chunksize=8), bar)
+
+
+def _collect(results: Iterator[_Outcome], bar: ProgressBar) -> list[_Outcome]:
+    outcomes = []
+    for outcome in results:
+        if outcome.full_disk is not None:
+            raise SpkverifError(
+                f"out of space ({outcome.full_disk}); free space and run again: finished files are kept"
+            )
+        outcomes.append(outcome)
+        bar.advance(1)
     return outcomes
 
 

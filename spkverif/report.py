@@ -219,8 +219,9 @@ def report(
             )
             source = {"scores": calibration[position], "trials": calibration_lists[position]}
             fitted = fit_calibration_file(
-                options.quality(held_out), held_out.labels, options.method, options.fingerprint, source
-            )
+                options.quality(held_out), held_out.labels, options.method, options.fingerprint, source,
+                options.cohort_top_n,
+            )  # fmt: skip
             llrs = fitted.llrs(options.quality(scored))
             row["calibration"] = {
                 "method": fitted.method,
@@ -259,9 +260,10 @@ class CalibrationOptions:
     """How `report --calibrate` calibrates: `linear` or `qmf`, and where the fitted calibration goes.
 
     QMF needs every trial side's duration (`durations`, seconds by utterance, as
-    Kaldi's utt2dur) and embedding norm (`norms`, by utterance); `fingerprint` is the
-    model's (`spkverif.models.files.model_fingerprint`), stored so `verify` can
-    refuse a calibration made for another model.
+    Kaldi's utt2dur) and embedding norm (`norms`, by utterance), and with a cohort
+    each side's mean of its top `cohort_top_n` cohort scores (`cohort_means`, by
+    utterance); `fingerprint` is the model's (`spkverif.models.files.model_fingerprint`),
+    stored so `verify` can refuse a calibration made for another model.
     """
 
     method: str = "linear"
@@ -269,6 +271,8 @@ class CalibrationOptions:
     norms: dict[str, float] | None = None
     fingerprint: str = ""
     save_to: str | Path | None = None
+    cohort_means: dict[str, float] | None = None
+    cohort_top_n: int | None = None
 
     def check(self, calibrating: bool, rows: int) -> None:
         CALIBRATIONS.get(self.method)
@@ -278,13 +282,16 @@ class CalibrationOptions:
             raise SpkverifError(f"--save-calibration writes one calibration: give one score file, not {rows}")
         if self.save_to is not None and not self.fingerprint:
             raise SpkverifError("--save-calibration needs --model: the calibration is tied to the model that scored")
+        if self.cohort_means is not None and self.method == "linear":
+            raise SpkverifError("--cohort adds quality measures: it needs --calibration-method qmf")
 
     def quality(self, scored: ScoredTrials) -> TrialQuality:
         """Scores and, for QMF, the durations and norms of each trial's two sides."""
         if self.method == "linear":
             return TrialQuality(scored.scores)
+        cohort = None if self.cohort_means is None else self._sides(self.cohort_means, scored, "--embeddings")
         return TrialQuality(scored.scores, self._sides(self.durations, scored, "--durations"),
-                            self._sides(self.norms, scored, "--embeddings"))  # fmt: skip
+                            self._sides(self.norms, scored, "--embeddings"), cohort)  # fmt: skip
 
     @staticmethod
     def _sides(table: dict[str, float] | None, scored: ScoredTrials, option: str) -> np.ndarray:
@@ -312,24 +319,43 @@ def read_durations(path: str | Path) -> dict[str, float]:
     return table
 
 
+@dataclass(frozen=True)
+class CohortOption:
+    """QMF's cohort: an rspecifier, optionally an utt2spk to average it per speaker, and top N."""
+
+    rspecifier: str
+    utt2spk: str | None = None
+    top_n: int = 300
+
+
 def load_calibration_options(
     method: str,
     durations: list[str],
     embeddings: list[str],
     model_path: str | None,
     save_to: str | None,
+    cohort: CohortOption | None = None,
 ) -> CalibrationOptions:
-    """Read what `report --calibrate` needs: utt2dur files, embedding rspecifiers (norms), the model's fingerprint."""
+    """Read what `report --calibrate` needs: utt2dur files, embedding rspecifiers (norms and, with
+    `cohort`, each embedding's mean top-N cohort score), the model's fingerprint."""
+    from spkverif.backends.snorm import CohortMeans
     from spkverif.io.specifiers import load_vectors
 
     options = CalibrationOptions(method=method, save_to=save_to)
     if durations:
         options.durations = {key: value for path in durations for key, value in read_durations(path).items()}
+    if cohort is not None and not embeddings:
+        raise SpkverifError("--cohort needs --embeddings: the cohort means are of the trials' embeddings")
+    means = CohortMeans(cohort.rspecifier, cohort.utt2spk, cohort.top_n) if cohort is not None else None
     if embeddings:
         options.norms = {}
+        options.cohort_means = {} if means is not None else None
         for rspecifier in embeddings:
             keys, vectors = load_vectors(rspecifier)
             options.norms.update(zip(keys, np.linalg.norm(vectors.astype(np.float64), axis=1).tolist(), strict=True))
+            if means is not None and options.cohort_means is not None:
+                options.cohort_means.update(zip(keys, means(vectors).tolist(), strict=True))
+        options.cohort_top_n = means.top_n if means is not None else None
     if model_path is not None:
         from spkverif.runtime import open_model
 

@@ -26,9 +26,10 @@ import numpy as np
 
 from spkverif.backends.base import length_normalise
 from spkverif.backends.calibration import Calibration, TrialQuality
+from spkverif.backends.snorm import CohortMeans
 from spkverif.errors import SpkverifError
 from spkverif.io.atomic import atomic_write
-from spkverif.io.audio import AudioReader
+from spkverif.io.audio import AudioReader, is_pipe
 from spkverif.io.tables import iter_lines
 from spkverif.progress import ProgressBar
 from spkverif.runtime import Embedder, open_model
@@ -74,6 +75,8 @@ class RecordingEmbedder:
 
     def side(self, path: str) -> Side:
         if path not in self.cache:
+            if not is_pipe(path) and not Path(path).is_file():
+                raise SpkverifError("no such audio file", path)
             reader = AudioReader({path: path}, None, self.embedder.sample_rate, self.allow_resample)
             try:
                 samples = reader.read(path)
@@ -109,6 +112,20 @@ def _decision_rule(
     return calibration.threshold(p_target, fa_rate)
 
 
+def _cohort_means(calibration: Calibration | None, cohort: str | None, utt2spk: str | None) -> CohortMeans | None:
+    if calibration is None or not calibration.uses_cohort:
+        if cohort is not None or utt2spk is not None:
+            raise SpkverifError("--cohort is for a calibration with cohort measures (report --cohort)")
+        return None
+    if cohort is None:
+        raise SpkverifError(
+            "the calibration's quality measures include cohort means: pass the --cohort (and --cohort-utt2spk) "
+            "it was fitted with"
+        )
+    assert calibration.cohort_top_n is not None
+    return CohortMeans(cohort, utt2spk, calibration.cohort_top_n)
+
+
 def verify(
     model_path: str | Path,
     pairs: list[Pair],
@@ -118,19 +135,24 @@ def verify(
     allow_resample: bool = False,
     device: str = "auto",
     out: str | Path | None = None,
+    cohort: tuple[str | None, str | None] = (None, None),
 ) -> list[dict[str, object]]:
     """Run the verify stage; returns one dict per pair (score, and llr and decision with a calibration).
 
     Writes `ENROLL TEST score [llr decision]` lines to `out` (atomically) or stdout.
+    A calibration with cohort measures (`report --cohort`) needs the same `cohort`
+    (rspecifier, utt2spk or None) to compute each side's mean top-N cohort score.
     Raises `SpkverifError` for a bad model or calibration file (including one made
     for another model), unreadable audio, audio at another rate without
-    `allow_resample`, or audio shorter than the model's shortest input.
+    `allow_resample`, audio shorter than the model's shortest input, or a cohort
+    calibration without a cohort.
     """
     embedder = open_model(model_path, device)
     calibration = None
     if calibration_path is not None:
         calibration = Calibration.load(calibration_path, embedder.fingerprint)
     threshold, rule = _decision_rule(calibration, p_target, fa_rate)
+    cohort_means = _cohort_means(calibration, *cohort)
     recordings = RecordingEmbedder(embedder, allow_resample)
     results: list[dict[str, object]] = []
     with ProgressBar(len(pairs), "verify", unit="pair") as bar:
@@ -140,10 +162,12 @@ def verify(
             result: dict[str, object] = {"enroll": ",".join(pair.enroll), "test": pair.test}
             result["score"] = float(unit[0] @ unit[1])
             if calibration is not None and threshold is not None:
+                sides = np.stack([enroll.embedding, test.embedding])
                 quality = TrialQuality(
                     np.array([result["score"]]),
                     np.array([[enroll.seconds, test.seconds]]),
-                    np.linalg.norm(np.stack([enroll.embedding, test.embedding]), axis=1)[None, :],
+                    np.linalg.norm(sides, axis=1)[None, :],
+                    None if cohort_means is None else cohort_means(sides)[None, :],
                 )
                 llr = float(calibration.llrs(quality)[0])
                 result["llr"] = llr

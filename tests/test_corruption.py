@@ -30,11 +30,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from spkverif.backends.calibration import Calibration, false_accept_thresholds
 from spkverif.backends.plda import PldaModel
 from spkverif.cli import cli
 from spkverif.io.specifiers import ArchiveWriter
 from spkverif.models import build_model
+from spkverif.runtime import open_model
 from spkverif.training.checkpoint import model_payload, save_atomic
+from tests.fake_corpora import make_fake_rirs, make_fake_voxceleb1
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "robustness.md"
 BEGIN, END = "<!-- corruption table: begin -->", "<!-- corruption table: end -->"
@@ -112,11 +115,38 @@ def build_world(root: Path) -> None:
     (root / "config.yaml").write_text(CONFIG)
     network = build_model("xvector", {"channels": 16, "stats_channels": 32, "embedding_dim": 8})
     save_atomic(model_payload(network.eval()), root / "model.pt")
+    _write_deployment(root, rng)
+    _write_corpora(root)
     kaldiio.save_ark(
         str(root / "wav.ark"),
         {utt: (16000, (np.random.default_rng(i).uniform(-0.3, 0.3, 8000) * 32767).astype(np.int16))
          for i, utt in enumerate(("a1", "a2", "b1"))},
     )  # fmt: skip
+
+
+def _write_deployment(root: Path, rng: np.random.Generator) -> None:
+    """The model exported to ONNX, a calibration for it, a verify pairs list, the data directory in shards."""
+    result = CliRunner().invoke(cli, ["export", "-q", "--model", str(root / "model.pt"), str(root / "model.onnx")])
+    assert result.exit_code == 0, result.output
+    nontarget = rng.normal(-2.0, 1.0, 40)
+    fingerprint = open_model(root / "model.pt", "cpu").fingerprint
+    calibration = Calibration("linear", [], [4.0], -1.0, fingerprint, {"target": 40, "nontarget": 40})
+    calibration.fa_thresholds = false_accept_thresholds(nontarget, points=4)
+    calibration.save(root / "calibration.json")
+    (root / "pairs").write_text(
+        f"{root}/a1.wav {root}/a2.wav\n{root}/a1.wav {root}/b1.wav\n{root}/b1.wav {root}/b2.wav\n"
+    )
+    shard = ["shard", "-q", str(root / "data"), str(root / "shards"), "--shard-dir", str(root / "tars")]
+    result = CliRunner().invoke(cli, [*shard, "--shard-size", "40K"])
+    assert result.exit_code == 0, result.output
+
+
+def _write_corpora(root: Path) -> None:
+    """A VoxCeleb1 tree with vox1_meta.csv, and RIRS_NOISES with its rir_lists."""
+    make_fake_voxceleb1(
+        root / "vox1", dev_speakers=1, test_speakers=2, videos=1, utts=2, seconds=0.3, trials=4, meta=True
+    )
+    make_fake_rirs(root / "rirs", rooms=1, rirs_per_room=3, real=1, isotropic=1, pointsource=1, seconds=0.05)
 
 
 # The stages that read each file ---------------------------------------------------------------------
@@ -137,6 +167,19 @@ class FileType:
 
 
 SCORE = ("score", "-q", "--trials", "{root}/trials", "scp:{root}/emb.scp", f"{OUT}/scores")
+VERIFY = ("verify", "-q", "--model", "{root}/model.pt")
+PAIR = ("{root}/a1.wav", "{root}/b1.wav")
+TRAIN = (
+    "train",
+    "-q",
+    "--dry-run",
+    "--config",
+    "{root}/config.yaml",
+    "--exp",
+    f"{OUT}/exp",
+    "--speakers-per-batch",
+    "2",
+)
 REPORT = ("report", "-q", "--trials", "{root}/trials", "--bootstrap", "0", "--no-det", "--out-dir", OUT)
 TYPES = {
     t.name: t
@@ -203,6 +246,32 @@ TYPES = {
             "scores",
         ),
         FileType(
+            "calibration file",
+            "calibration.json",
+            (*VERIFY, "--calibration", "{root}/calibration.json", *PAIR),
+            "stdout",
+        ),
+        FileType("verify pairs", "pairs", (*VERIFY, "--pairs", "{root}/pairs"), "stdout"),
+        FileType(
+            "ONNX model",
+            "model.onnx",
+            ("extract", "-q", "--model", "{root}/model.onnx", "scp:{root}/data/wav.scp", f"ark,t:{OUT}/emb.txt"),
+            "emb.txt",
+        ),
+        FileType("shards.list", "shards/shards.list", (*TRAIN, "--data", "{root}/shards"), "stdout", number_field=1),
+        FileType(
+            "vox1_meta.csv",
+            "vox1/vox1_meta.csv",
+            ("prepare", "voxceleb1", "-q", "{root}/vox1", "--out", OUT, "--jobs", "1"),
+            "vox1/spk2gender",
+        ),
+        FileType(
+            "rir_list",
+            "rirs/RIRS_NOISES/simulated_rirs/smallroom/rir_list",
+            ("prepare", "rirs", "-q", "{root}/rirs", "--out", OUT, "--jobs", "1"),
+            "rirs_smallroom/utt2spk",
+        ),
+        FileType(
             "cohort utt2spk",
             "cohort_utt2spk",
             (
@@ -247,6 +316,8 @@ def _number(value: str) -> Callable[[Path, FileType], None]:
     def corrupt(path: Path, kind: FileType) -> None:
         if kind.name == "config YAML":
             path.write_text(path.read_text().replace("epochs: 2", f"epochs: {value}"))
+        elif kind.name == "calibration file":
+            path.write_text(path.read_text().replace('"offset": -1.0', f'"offset": {value}'))
         elif kind.name == "vector ark, text":
             _set_field(path, 2, 2, value)
         else:
@@ -266,7 +337,8 @@ def _non_utf8(path: Path, kind: FileType) -> None:
         path.write_bytes(path.read_bytes().replace(b"epochs", b"epo\xffchs"))
         return
     lines = _lines(path)
-    lines[1] = lines[1].replace(b" ", b"\xff ", 1)
+    separator = b" " if b" " in lines[1] else b"\t"
+    lines[1] = lines[1].replace(separator, b"\xff" + separator, 1)
     path.write_bytes(b"".join(lines))
 
 
@@ -286,6 +358,11 @@ def _missing_reference(path: Path, kind: FileType) -> None:
         "held-out scores for --calibrate": (b"a1 b1 0.1\n", b""),
         "vector scp": (b"emb.ark", b"absent.ark"),
         "cohort utt2spk": (b"c2 x1\n", b""),
+        "calibration file": (b'"fingerprint": "', b'"fingerprint": "0ther'),
+        "verify pairs": (b"a2.wav", b"absent.wav"),
+        "shards.list": (b"shard-000001.tar", b"absent.tar"),
+        "vox1_meta.csv": (b"id10001\t", b"id19999\t"),
+        "rir_list": (b"Room001-00002.wav", b"Room001-00009.wav"),
         "config YAML": (b"seed: 0", b"seed: 0\nloss:\n  name: no_such_loss"),
     }
     old, new = replacements[kind.name]
@@ -530,6 +607,104 @@ CASES = [
     S("cohort utt2spk", "CRLF endings", CRLF),
     E("cohort utt2spk", "bytes not UTF-8", "not UTF-8 text (byte 0xff at column 3)", 2),
     E("cohort utt2spk", "missing-key reference", "1 of the 6 cohort embeddings have no speaker in utt2spk (e.g. c2)"),
+    # calibration file (verify) ---------------------------------------------------------------------------
+    E("calibration file", "empty file", "the calibration file is not valid JSON: Expecting value (column 1)", 1),
+    S("calibration file", "empty line", "JSON ignores white space between values"),
+    E("calibration file", "duplicate key", "the calibration file: key 'format' given twice"),
+    S("calibration file", "CRLF endings", "JSON ignores white space between values"),
+    E("calibration file", "bytes not UTF-8", "not UTF-8 text (byte 0xff at column 1)", 2),
+    E("calibration file", "binary garbage", "not UTF-8 text (byte 0x8b at column 2)", 1),
+    E("calibration file", "truncated", "the calibration file is not valid JSON: "),
+    E("calibration file", "NaN", "the calibration file is not valid JSON: Expecting value (column 13)", 9),
+    E("calibration file", "JSON NaN", "the calibration file: NaN is not a finite number"),
+    E("calibration file", "number that overflows", "the calibration file: 1e999 is not a finite number"),
+    A("calibration file", "huge number", "any finite offset is an offset: the LLR is as the file says"),
+    A("calibration file", "negative number", "offsets and weights may be negative"),
+    E("calibration file", "missing field", "malformed calibration file: no 'weights'"),
+    E("calibration file", "field of the wrong type", "malformed calibration file: 'weights' must be a list of numbers"),
+    E("calibration file", "unknown field", "malformed calibration file: unknown field 'scale'"),
+    E("calibration file", "another format", "not a calibration file written by `spkverif report --save-calibration`"),
+    E("calibration file", "unknown quality measure", "unknown quality measure 'loudness'"),
+    E(
+        "calibration file",
+        "rate outside (0, 1]",
+        "malformed calibration file: 'fa_thresholds' must be a list of [rate, LLR] pairs with rates in (0, 1]",
+    ),
+    E("calibration file", "missing-key reference", "calibrated for model 0ther"),
+    # verify pairs (verify) ------------------------------------------------------------------------------
+    E("verify pairs", "empty file", "the pairs file is empty"),
+    S("verify pairs", "empty line", BLANK),
+    E("verify pairs", "wrong number of fields", "extra: no such audio file"),
+    A("verify pairs", "duplicate key", "`verify` answers every line it is given, in order"),
+    A("verify pairs", "unsorted keys", "`verify` answers every line it is given, in order"),
+    S("verify pairs", "CRLF endings", CRLF),
+    E("verify pairs", "bytes not UTF-8", "not UTF-8 text (byte 0xff at column", 2),
+    E("verify pairs", "missing-key reference", "{root}/absent.wav: no such audio file"),
+    # ONNX model (extract) --------------------------------------------------------------------------------
+    E("ONNX model", "empty file", "not a readable checkpoint: Ran out of input"),
+    E("ONNX model", "truncated", "not an ONNX model onnxruntime can run: "),
+    E("ONNX model", "no spkverif.json", "no spkverif.json metadata: not a model exported by `spkverif export`"),
+    E(
+        "ONNX model",
+        "spkverif.json not JSON",
+        "spkverif.json metadata is not valid JSON: Expecting property name enclosed in double quotes (column 2)",
+        1,
+    ),
+    E("ONNX model", "spkverif.json lacks a key", "spkverif.json metadata lacks min_samples"),
+    E(
+        "ONNX model",
+        "spkverif.json value of the wrong type",
+        "spkverif.json metadata: sample_rate must be a positive whole number of Hz, not '16k'",
+    ),
+    # shards.list (train) ----------------------------------------------------------------------------------
+    E("shards.list", "empty file", "no shards listed"),
+    S("shards.list", "empty line", BLANK),
+    E("shards.list", "wrong number of fields", "expected `path utterances bytes`", 2),
+    E("shards.list", "duplicate key", "shard {root}/tars/shard-000001.tar is listed twice (first on line 2)", 3),
+    A("shards.list", "unsorted keys", "shards are read in the order listed: another order is another valid order"),
+    S("shards.list", "CRLF endings", CRLF),
+    E("shards.list", "bytes not UTF-8", "not UTF-8 text (byte 0xff at column", 2),
+    E("shards.list", "NaN", "expected `path utterances bytes`", 2),
+    E("shards.list", "negative number", "expected `path utterances bytes`", 2),
+    E("shards.list", "missing-key reference", "shard {root}/tars/absent.tar does not exist", 2),
+    E(
+        "shards.list",
+        "truncated shard",
+        "shard {root}/tars/shard-000001.tar is truncated or damaged: 40960 bytes, not 81920",
+        2,
+    ),
+    # vox1_meta.csv (prepare voxceleb1) -------------------------------------------------------------------
+    E("vox1_meta.csv", "empty file", "no speakers in the metadata file"),
+    S("vox1_meta.csv", "empty line", BLANK),
+    E("vox1_meta.csv", "wrong number of fields", "expected `id  name  gender  nationality  dev|test`", 2),
+    E("vox1_meta.csv", "missing column", "expected `id  name  gender  nationality  dev|test`", 2),
+    E("vox1_meta.csv", "duplicate key", "duplicate key 'id10001' (first on line 2)", 3),
+    S("vox1_meta.csv", "unsorted keys", "speakers are looked up by id"),
+    S("vox1_meta.csv", "CRLF endings", "the line end is stripped before the fields are split"),
+    E("vox1_meta.csv", "bytes not UTF-8", "not UTF-8 text (byte 0xff at column 8)", 2),
+    E("vox1_meta.csv", "binary garbage", "not UTF-8 text (byte 0x8b at column 2)", 1),
+    A(
+        "vox1_meta.csv",
+        "missing-key reference",
+        "speakers listed without audio, and with audio but not listed, are named in warnings; the split of the "
+        "unlisted falls back to the official test ids",
+    ),
+    # rir_list (prepare rirs) -------------------------------------------------------------------------------
+    S("rir_list", "empty line", BLANK),
+    E("rir_list", "wrong number of fields", "expected `--option value ... <file>` with one file", 2),
+    E(
+        "rir_list",
+        "duplicate key",
+        "'simulated_rirs/smallroom/Room001/Room001-00002.wav' is listed twice (first on line 2)",
+        3,
+    ),
+    S("rir_list", "unsorted keys", "files are looked up by path"),
+    S("rir_list", "CRLF endings", "a CR is white space to the line splitter (shlex)"),
+    E("rir_list", "bytes not UTF-8", "not UTF-8 text (byte 0xff at column 9)", 2),
+    E("rir_list", "empty file", "the list names no file"),
+    A("rir_list", "missing-key reference", "a listed file that is absent is named in a warning and counted"),
+    E("rir_list", "unbalanced quote", "cannot split the line: No closing quotation", 2),
+    E("rir_list", "option without a value", "option --gain has no value", 2),
 ]
 
 
@@ -539,7 +714,83 @@ def _corrupt_plda_nan(path: Path, kind: FileType) -> None:
     model.save(path)
 
 
+def _edit_json(edit: Callable[[dict[str, Any]], None]) -> Callable[[Path, FileType], None]:
+    def corrupt(path: Path, kind: FileType) -> None:
+        payload = json.loads(path.read_text())
+        edit(payload)
+        path.write_text(json.dumps(payload, indent=2))
+
+    return corrupt
+
+
+def _onnx_metadata(edit: Callable[[dict[str, str]], dict[str, str]]) -> Callable[[Path, FileType], None]:
+    """Rewrite the ONNX file's metadata properties (spkverif.json among them)."""
+
+    def corrupt(path: Path, kind: FileType) -> None:
+        import onnx
+
+        model = onnx.load(str(path))
+        properties = edit({entry.key: entry.value for entry in model.metadata_props})
+        del model.metadata_props[:]
+        for key, value in properties.items():
+            model.metadata_props.add(key=key, value=value)
+        onnx.save(model, str(path))
+
+    return corrupt
+
+
+def _metadata(edit: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, str]], dict[str, str]]:
+    def change(properties: dict[str, str]) -> dict[str, str]:
+        metadata = json.loads(properties["spkverif.json"])
+        edit(metadata)
+        return {**properties, "spkverif.json": json.dumps(metadata)}
+
+    return change
+
+
+def _garbage(path: Path, kind: FileType) -> None:
+    path.write_bytes(b"\x1f\x8b\x08\x00" + np.random.default_rng(0).bytes(200))
+
+
+def _truncate_shard(path: Path, kind: FileType) -> None:
+    shard = Path(_lines(path)[1].split()[0].decode())
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+
+
 SPECIAL: dict[tuple[str, str], Callable[[Path, FileType], None]] = {
+    ("calibration file", "binary garbage"): _garbage,
+    ("calibration file", "JSON NaN"): _number("NaN"),
+    ("calibration file", "number that overflows"): _number("1e999"),
+    ("calibration file", "missing field"): _edit_json(lambda payload: payload.pop("weights")),
+    ("calibration file", "field of the wrong type"): _edit_json(lambda payload: payload.update(weights="4")),
+    ("calibration file", "unknown field"): _edit_json(lambda payload: payload.update(scale=1.0)),
+    ("calibration file", "another format"): _edit_json(lambda payload: payload.update(format="other")),
+    ("calibration file", "unknown quality measure"): _edit_json(
+        lambda payload: payload.update(measures=["loudness"], weights=[4.0, 1.0])
+    ),
+    ("calibration file", "rate outside (0, 1]"): _edit_json(
+        lambda payload: payload["fa_thresholds"][0].__setitem__(0, 2.0)
+    ),
+    ("ONNX model", "no spkverif.json"): _onnx_metadata(lambda properties: {}),
+    ("ONNX model", "spkverif.json not JSON"): _onnx_metadata(lambda properties: {"spkverif.json": "{model: x"}),
+    ("ONNX model", "spkverif.json lacks a key"): _onnx_metadata(
+        _metadata(lambda metadata: metadata.pop("min_samples"))
+    ),
+    ("ONNX model", "spkverif.json value of the wrong type"): _onnx_metadata(
+        _metadata(lambda metadata: metadata.update(sample_rate="16k"))
+    ),
+    ("shards.list", "truncated shard"): _truncate_shard,
+    ("vox1_meta.csv", "binary garbage"): _garbage,
+    ("vox1_meta.csv", "missing column"): _edit_lines(
+        lambda lines: [lines[0], lines[1].rsplit(b"\t", 1)[0] + b"\n", *lines[2:]]
+    ),
+    ("vox1_meta.csv", "unsorted keys"): _edit_lines(lambda lines: [lines[0], *lines[:0:-1]]),
+    ("rir_list", "unbalanced quote"): _edit_lines(
+        lambda lines: [lines[0], lines[1].rstrip(b"\n") + b' "\n', *lines[2:]]
+    ),
+    ("rir_list", "option without a value"): _edit_lines(
+        lambda lines: [lines[0], lines[1].rstrip(b"\n") + b" --gain\n", *lines[2:]]
+    ),
     ("PLDA model", "NaN"): _corrupt_plda_nan,
     ("trials, evaluated", "repeat with the opposite label"): _edit_lines(
         lambda lines: [*lines[:2], lines[1].replace(b"nontarget", b"target"), *lines[2:]]
@@ -601,7 +852,15 @@ def test_corruption(case: Case, world: Path, tmp_path: Path) -> None:
     assert clean.exit_code == 0, (clean.stderr, clean.exception)
     root = tmp_path / "world"
     shutil.copytree(world, root, symlinks=True)
-    for name in ("data/wav.scp", "segdata/wav.scp", "emb.scp", "cohort.scp"):  # keep the copies' own paths
+    for name in (
+        "data/wav.scp",
+        "segdata/wav.scp",
+        "emb.scp",
+        "cohort.scp",
+        "pairs",
+        "shards/shards.list",
+        "shards/wav.scp",
+    ):  # keep the copies' own paths
         (root / name).write_text((root / name).read_text().replace(str(world), str(root)))
     target = root / kind.path
     corrupt = SPECIAL.get((case.file, case.corruption)) or CORRUPTIONS[case.corruption]

@@ -64,11 +64,23 @@ def test_extract_runs_exported_files_like_the_model(
 
 
 def test_onnx_extraction_imports_neither_torch_nor_training(exported, wav_scp: Path, tmp_path: Path) -> None:
+    # with --resample too: audio at 8, 22.05 and 44.1 kHz goes through the one resampler, which needs no torch
+    other_rates = tmp_path / "rates.scp"
+    other_rates.write_text(
+        "".join(
+            f"r{rate} {write_wav(tmp_path / f'r{rate}.wav', 1.2, rate, seed=rate)}\n" for rate in (8000, 22050, 44100)
+        )
+    )
+    model = str(exported["onnx"])
     program = (
         "import sys\n"
         "from spkverif.cli import cli\n"
-        f"cli(['extract', '-q', '--model', {str(exported['onnx'])!r}, 'scp:{wav_scp}', 'ark:{tmp_path / 'e.ark'}'],"
+        f"cli(['extract', '-q', '--model', {model!r}, 'scp:{wav_scp}', 'ark:{tmp_path / 'e.ark'}'],"
         " standalone_mode=False)\n"
+        f"cli(['extract', '-q', '--resample', '--model', {model!r}, 'scp:{other_rates}', 'ark:{tmp_path / 'r.ark'}'],"
+        " standalone_mode=False)\n"
+        f"cli(['verify', '-q', '--resample', '--model', {model!r}, '{tmp_path / 'r8000.wav'}',"
+        f" '{tmp_path / 'r44100.wav'}', '--out', '{tmp_path / 'verify.txt'}'], standalone_mode=False)\n"
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'torch' or m.startswith('spkverif.training'))\n"
         "print('loaded:', loaded)\n"
     )
@@ -78,6 +90,8 @@ def test_onnx_extraction_imports_neither_torch_nor_training(exported, wav_scp: P
     assert result.returncode == 0, result.stderr
     assert "loaded: []" in result.stdout
     assert len(load_vectors(f"ark:{tmp_path / 'e.ark'}")[0]) == 4
+    assert load_vectors(f"ark:{tmp_path / 'r.ark'}")[0] == ["r8000", "r22050", "r44100"]
+    assert len((tmp_path / "verify.txt").read_text().split()) == 3
 
 
 def test_foreign_onnx_and_bad_files_are_one_line_errors(run_cli, wav_scp: Path, tmp_path: Path) -> None:

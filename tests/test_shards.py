@@ -130,8 +130,9 @@ def test_a_truncated_shard_is_named_in_one_line(sharded, run_cli) -> None:
     assert str(caught.value).startswith(f"{victim}: shard is truncated or damaged") and "\n" not in str(caught.value)
     result = run_cli("train", "--data", out, "--exp", out.parent / "exp", "--dry-run")
     assert result.exit_code == 1
-    assert result.output.strip().splitlines() == [f"spkverif train: error: shard {victim} is truncated or damaged: "
-                                                  f"{len(data) // 2} bytes, not {len(data)}"]  # fmt: skip
+    assert result.output.strip().splitlines() == [f"spkverif train: error: {out / 'shards.list'}:2: shard "
+                                                  f"{victim} is truncated or damaged: {len(data) // 2} bytes, "
+                                                  f"not {len(data)}"]  # fmt: skip
 
 
 def test_training_from_shards_resumes_to_the_same_weights(tiny_corpus: Path, tmp_path: Path, run_cli) -> None:

@@ -194,3 +194,78 @@ def test_qmf_calibration_lowers_cllr_and_act_dcf_on_held_out_trials(run_cli, tmp
     result = run_cli("report", "-q", "--trials", test["trials"], "--calibrate", train["scores"], "--calibrate-trials",
                      train["trials"], "--calibration-method", "bosaris", test["scores"])  # fmt: skip
     assert result.exit_code == 1 and "unknown calibration method 'bosaris'; choose one of: linear, qmf" in result.stderr
+
+
+def _top_mean(vectors: np.ndarray, cohort: np.ndarray, top_n: int) -> np.ndarray:
+    """Each vector's mean of its top_n cosine scores against the cohort, written plainly (a sort)."""
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    cohort_unit = cohort / np.linalg.norm(cohort, axis=1, keepdims=True)
+    return np.sort(unit @ cohort_unit.T, axis=1)[:, -top_n:].mean(axis=1)
+
+
+def _cohort_set(directory: Path, name: str, seed: int, cohort: np.ndarray, n: int = 2000) -> dict[str, Path]:
+    """Trials whose scores rise by 1.5 per unit of the two sides' cohort means (a "hub" embedding scores high
+    against everyone): a shift only the cohort terms can undo. Durations and norms carry no information."""
+    rng = np.random.default_rng(seed)
+    labels = rng.random(n) < 0.5
+    vectors = rng.normal(size=(n, 2, 8))
+    means = _top_mean(vectors.reshape(-1, 8), cohort, 5).reshape(n, 2)
+    scores = (
+        np.where(labels, 0.5, 0.1) + 1.5 * (means.sum(axis=1) - means.sum(axis=1).mean()) + 0.1 * rng.normal(size=n)
+    )
+    keys = [(f"{name}e{i}", f"{name}t{i}") for i in range(n)]
+    paths = {key: directory / f"{name}.{key}" for key in ("trials", "scores", "utt2dur", "ark")}
+    paths["trials"].write_text(
+        "".join(f"{e} {t} {'target' if lab else 'nontarget'}\n" for (e, t), lab in zip(keys, labels, strict=True))
+    )
+    paths["scores"].write_text("".join(f"{e} {t} {s:.6f}\n" for (e, t), s in zip(keys, scores, strict=True)))
+    paths["utt2dur"].write_text("".join(f"{e} 3.0\n{t} 3.0\n" for e, t in keys))
+    with kaldiio.WriteHelper(f"ark:{paths['ark']}") as writer:
+        for (e, t), pair in zip(keys, vectors, strict=True):
+            writer(e, pair[0].astype(np.float32))
+            writer(t, pair[1].astype(np.float32))
+    return paths
+
+
+def test_qmf_with_cohort_means_lowers_cllr_and_verify_applies_it(run_cli, setup, tmp_path: Path) -> None:
+    cohort = np.random.default_rng(9).normal(size=(40, 8))
+    with kaldiio.WriteHelper(f"ark,scp:{tmp_path / 'cohort.ark'},{tmp_path / 'cohort.scp'}") as writer:
+        for index, vector in enumerate(cohort):
+            writer(f"c{index:02d}", vector.astype(np.float32))
+    train, test = _cohort_set(tmp_path, "a", 0, cohort), _cohort_set(tmp_path, "b", 1, cohort)
+    common = [
+        "report", "-q", "--trials", test["trials"], "--calibrate", train["scores"], "--calibrate-trials",
+        train["trials"], "--calibration-method", "qmf", "--durations", train["utt2dur"], "--durations",
+        test["utt2dur"], "--embeddings", f"ark:{train['ark']}", "--embeddings", f"ark:{test['ark']}",
+        "--bootstrap", "0", "--no-det", "--model", setup["model"],
+    ]  # fmt: skip
+    rows = {}
+    for name, extra in (("plain", []), ("cohort", ["--cohort", f"scp:{tmp_path / 'cohort.scp'}", "--top-n", "5"])):
+        result = run_cli(*common, *extra, "--out-dir", tmp_path / name, "--save-calibration",
+                         tmp_path / f"{name}.json", test["scores"])  # fmt: skip
+        assert result.exit_code == 0, result.stderr
+        rows[name] = json.loads((tmp_path / name / "report.json").read_text())[0]
+    assert rows["cohort"]["cllr"] < 0.8 * rows["plain"]["cllr"]
+    assert rows["cohort"]["act_dcf_0.01"] < rows["plain"]["act_dcf_0.01"]
+    weights = rows["cohort"]["calibration"]["weights"]
+    for side in ("cohort_mean_enroll", "cohort_mean_test"):
+        assert weights[side] / weights["score"] == pytest.approx(-1.5, rel=0.15)
+    assert "cohort_mean_enroll" not in rows["plain"]["calibration"]["weights"]
+    saved = Calibration.load(tmp_path / "cohort.json")
+    assert saved.cohort_top_n == 5 and saved.measures[-2:] == ["cohort_mean_enroll", "cohort_mean_test"]
+
+    # verify computes each side's cohort mean the same way, and needs the cohort to apply such a calibration
+    arguments = ["verify", "-q", "--model", setup["model"], "--calibration", tmp_path / "cohort.json"]
+    result = run_cli(*arguments, setup["a1"], setup["b"])
+    assert result.exit_code == 1 and "include cohort means: pass the --cohort" in result.stderr
+    result = run_cli(*arguments, "--cohort", f"scp:{tmp_path / 'cohort.scp'}", setup["a1"], setup["b"])
+    assert result.exit_code == 0, result.stderr
+    _, _, score, llr, _ = result.output.split()
+    vectors = _embeddings(run_cli, setup["model"], [setup["a1"], setup["b"]], tmp_path)
+    sides = np.stack([vectors["a1"], vectors["b"]])
+    durations = np.array([1.2, 1.5])
+    norms = np.linalg.norm(sides, axis=1)
+    features = [float(score), *np.log(np.sort(durations)), *np.sort(norms), *_top_mean(sides, cohort, 5)]
+    assert float(llr) == pytest.approx(np.dot(saved.weights, features) + saved.offset, abs=2e-3)
+    result = run_cli("verify", "-q", "--model", setup["model"], "--cohort", "scp:x.scp", setup["a1"], setup["b"])
+    assert result.exit_code == 1 and "--cohort is for a calibration with cohort measures" in result.stderr

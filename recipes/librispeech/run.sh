@@ -11,6 +11,7 @@
 #   ./run.sh --stage 2                         # from extraction on
 #   ./run.sh --train-opts "--epochs 2"         # a short training (the CI test's)
 #   ./run.sh --stage 6 --stop-stage 6          # the loss comparison (trains one model per loss)
+#   ./run.sh --stage 7 --stop-stage 7          # calibration with and without QMF (after stages 0-3)
 #
 #   0. prepare: one data directory per subset (+ all-pair trials), the training set, the cohort
 #   1. train $name from $config
@@ -19,6 +20,8 @@
 #   4. report: $exp/report.{json,md}, $exp/det.png
 #   5. telephone channel: the test sets through GSM at 8 kHz, resampled back; extract, score, report
 #   6. the loss comparison: each of $losses trained like $config, cosine scoring, one table
+#   7. calibration of the cosine scores (linear, QMF, QMF with cohort means), two folds by
+#      enrolment speaker, after stages 0-3: $exp/$name/calibration/SET/summary.md
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -171,4 +174,18 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
       "${names[@]}" "${scores[@]}"
   }
   timed "stage 6" compare_losses
+fi
+
+if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
+  echo "stage 7: cosine scores calibrated with and without QMF, two folds by enrolment speaker"
+  calibrate_all() {
+    local set cohort_speakers
+    cohort_speakers=$(cut -d' ' -f2 "$data/cohort/utt2spk" | sort -u | wc -l)
+    for set in $tests; do
+      calibrate_folds.sh --cohort "scp:$exp/$name/embeddings/cohort.scp" --cohort-utt2spk "$data/cohort/utt2spk" \
+        --top-n $(( top_n < cohort_speakers ? top_n : cohort_speakers )) "$data/$set" "$exp/$name/scores/$set.cosine" \
+        "scp:$exp/$name/embeddings/$set.scp" "$exp/$name/models/final.pt" "$exp/$name/calibration/$set"
+    done
+  }
+  timed "stage 7" calibrate_all
 fi

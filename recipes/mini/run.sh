@@ -127,31 +127,11 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
 fi
 
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
-  # Calibration with and without quality measures (QMF), by two-fold cross-validation:
-  # the test trials split by the enrolment utterance's speaker (alternate speakers in
-  # sorted order); calibrate on one half, evaluate actDCF and Cllr on the other, and
-  # the other way round. Each fold also writes the calibration file `verify` reads.
+  # Calibration with and without quality measures (QMF; and QMF with the cohort's mean
+  # scores), by two-fold cross-validation split by enrolment speaker: bin/calibrate_folds.sh.
   echo "stage 7: cosine scores calibrated with and without QMF, two folds by enrolment speaker"
-  dir="$exp/$name/calibration"
-  mkdir -p "$dir"
-  cut -d' ' -f2 "$data/test/utt2spk" | sort -u | awk '{print $1, NR % 2}' > "$dir/spk2fold"
-  for file in trials scores; do
-    source_file="$data/test/trials"
-    [ "$file" = scores ] && source_file="$exp/$name/scores/test.cosine"
-    awk -v out="$dir/$file" 'FILENAME == ARGV[1] {fold[$1] = $2; next}
-      FILENAME == ARGV[2] {utt_fold[$1] = fold[$2]; next}
-      {print > (out "." utt_fold[$1])}' "$dir/spk2fold" "$data/test/utt2spk" "$source_file"
-  done
-  for fold in 0 1; do
-    other=$(( 1 - fold ))
-    common=(--trials "$dir/trials.$fold" --bootstrap 0 --no-det)
-    spkverif report -q "${common[@]}" --out-dir "$dir/none.$fold" --name "fold $fold uncalibrated" "$dir/scores.$fold"
-    for method in linear qmf; do
-      spkverif report "${common[@]}" --out-dir "$dir/$method.$fold" --name "fold $fold $method" \
-        --calibrate "$dir/scores.$other" --calibrate-trials "$dir/trials.$other" --calibration-method "$method" \
-        --durations "$data/test/utt2dur" --embeddings "scp:$exp/$name/embeddings/test.scp" \
-        --model "$exp/$name/models/final.pt" --save-calibration "$dir/$method.$fold/calibration.json" \
-        "$dir/scores.$fold"
-    done
-  done
+  cohort_speakers=$(cut -d' ' -f2 "$data/cohort/utt2spk" | sort -u | wc -l)
+  calibrate_folds.sh --cohort "scp:$exp/$name/embeddings/cohort.scp" --cohort-utt2spk "$data/cohort/utt2spk" \
+    --top-n $(( top_n < cohort_speakers ? top_n : cohort_speakers )) "$data/test" "$exp/$name/scores/test.cosine" \
+    "scp:$exp/$name/embeddings/test.scp" "$exp/$name/models/final.pt" "$exp/$name/calibration"
 fi

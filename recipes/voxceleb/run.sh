@@ -82,10 +82,14 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  # on_gpu: locally with GPUs, job J sees only GPU (J - 1) mod $gpus (an explicit small
+  # script: the launcher passes every word on quoted, evaluating nothing)
+  on_gpu=()
   if [ "$LAUNCH_BACKEND" != local ]; then
     device=auto
   elif [ "$gpus" -gt 0 ]; then
-    device="cuda:\$(( (JOB - 1) % $gpus ))"
+    device=cuda
+    on_gpu=(bash -c 'CUDA_VISIBLE_DEVICES=$(( ($1 - 1) % $2 )) exec "${@:3}"' on_gpu JOB "$gpus")
   else
     device=cpu
   fi
@@ -97,7 +101,7 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
     for set in vox1 cohort; do
       echo "stage 3: extract $set embeddings with $name, $nj jobs"
       # shellcheck disable=SC2086  # extract_extra holds several options
-      gpu_cmd "JOB=1:$nj" "$exp/$name/log/extract_$set.JOB.log" \
+      gpu_cmd "JOB=1:$nj" "$exp/$name/log/extract_$set.JOB.log" "${on_gpu[@]}" \
         spkverif extract -q --model "$exp/$name/models/final.pt" --device "$device" $extract_extra \
         "$data/$set/split$nj/JOB" "ark,scp:$embeddings/$set.JOB.ark,$embeddings/$set.JOB.scp"
       for ((job = 1; job <= nj; job++)); do cat "$embeddings/$set.$job.scp"; done > "$embeddings/$set.scp"
@@ -106,16 +110,19 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  # One job a list, two commands: the chain is a small script (the launcher passes every
+  # word on quoted, running no `&&` of its own); its inputs are the words after it.
+  # shellcheck disable=SC2016  # $1..$6 are expanded in the job
+  score_job='spkverif score -q --method cosine --trials "$1" "scp:$2" "$3.cosine"'\
+' && spkverif score -q --method asnorm --cohort "scp:$4" --cohort-utt2spk "$5" --top-n "$6"'\
+' --trials "$1" "scp:$2" "$3.asnorm"'
   for name in $experiments; do
     embeddings="$exp/$name/embeddings"
     for list in $lists; do
       echo "stage 4: score VoxCeleb1-$list with $name: cosine and adaptive s-norm (top $top_n)"
-      cpu_cmd "$exp/$name/log/score_$list.log" \
-        spkverif score -q --method cosine --trials "$data/vox1/trials_$list" \
-        "scp:$embeddings/vox1.scp" "$exp/$name/scores/vox1_$list.cosine" "&&" \
-        spkverif score -q --method asnorm --cohort "scp:$embeddings/cohort.scp" \
-        --cohort-utt2spk "$data/cohort/utt2spk" --top-n "$top_n" --trials "$data/vox1/trials_$list" \
-        "scp:$embeddings/vox1.scp" "$exp/$name/scores/vox1_$list.asnorm"
+      cpu_cmd "$exp/$name/log/score_$list.log" bash -c "$score_job" \
+        score "$data/vox1/trials_$list" "$embeddings/vox1.scp" "$exp/$name/scores/vox1_$list" \
+        "$embeddings/cohort.scp" "$data/cohort/utt2spk" "$top_n"
     done
   done
 fi

@@ -7,8 +7,10 @@ held-out trials (`spkverif.metrics.fit_logistic_regression`; Brümmer's FoCal/BO
 - `qmf` (quality-measure functions): LLR = a * score + sum_i c_i * q_i + b, where
   the q_i describe how reliable a trial is: the log durations of the shorter and
   the longer side, and the norms (before length normalisation) of the smaller and
-  the larger embedding. A short or atypical recording makes scores shrink toward
-  the middle; the quality terms let the calibration stretch them back. The idea and
+  the larger embedding, and, with a cohort, the mean of each side's top-N cosine
+  scores against the cohort (enrolment and test). A short or atypical recording makes
+  scores shrink toward the middle; the quality terms let the calibration stretch them
+  back. The idea and
   the choice of measures follow WeSpeaker's QMF score calibration and the
   quality-aware calibration of the VoxSRC systems (e.g. Thienpondt et al. 2021).
 
@@ -30,6 +32,7 @@ import numpy as np
 
 from spkverif.errors import SpkverifError
 from spkverif.io.atomic import atomic_write
+from spkverif.io.tables import read_json
 from spkverif.metrics import bayes_threshold, fit_logistic_regression
 from spkverif.registry import Registry
 
@@ -41,12 +44,15 @@ class TrialQuality:
     """What calibration sees of N trials: scores (N,), and for QMF per-side durations and embedding norms.
 
     `durations` (N, 2) are seconds of audio of the enrolment and test sides; `norms`
-    (N, 2) the Euclidean norms of their embeddings before any normalisation.
+    (N, 2) the Euclidean norms of their embeddings before any normalisation;
+    `cohort_means` (N, 2) the mean of each side's top-N cosine scores against a cohort
+    (`spkverif.backends.snorm.CohortMeans`), when a cohort was given.
     """
 
     scores: np.ndarray
     durations: np.ndarray | None = None
     norms: np.ndarray | None = None
+    cohort_means: np.ndarray | None = None
 
 
 Measure = Callable[[TrialQuality], np.ndarray]
@@ -91,6 +97,20 @@ def norm_max(quality: TrialQuality) -> np.ndarray:
     return _sides(quality.norms, "embedding norms").max(axis=1)
 
 
+@_measure("cohort_mean_enroll")
+def cohort_mean_enroll(quality: TrialQuality) -> np.ndarray:
+    """The enrolment side's mean of its top-N cosine scores against the cohort."""
+    return _sides(quality.cohort_means, "cohort means (--cohort)")[:, 0]
+
+
+@_measure("cohort_mean_test")
+def cohort_mean_test(quality: TrialQuality) -> np.ndarray:
+    """The test side's mean of its top-N cosine scores against the cohort."""
+    return _sides(quality.cohort_means, "cohort means (--cohort)")[:, 1]
+
+
+COHORT_MEASURES = ("cohort_mean_enroll", "cohort_mean_test")
+
 CALIBRATIONS: Registry[Callable[[], tuple[str, ...]]] = Registry("calibration method")
 
 
@@ -131,6 +151,12 @@ class Calibration:
     trials: dict[str, int] = field(default_factory=dict)
     fa_thresholds: list[list[float]] = field(default_factory=list)
     source: dict[str, Any] = field(default_factory=dict)
+    cohort_top_n: int | None = None  # with cohort measures: the N of their top-N means
+
+    @property
+    def uses_cohort(self) -> bool:
+        """Whether the LLR needs each side's cohort mean (a cohort must be given to apply it)."""
+        return any(name in COHORT_MEASURES for name in self.measures)
 
     def llrs(self, quality: TrialQuality) -> np.ndarray:
         """Calibrated LLRs (N,) in nats."""
@@ -174,20 +200,16 @@ class Calibration:
         path = Path(path)
         if not path.is_file():
             raise SpkverifError("no such calibration file", path)
-        try:
-            payload = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise SpkverifError(f"not a calibration file: {error}", path) from None
+        payload = read_json(path, "the calibration file")
         if not isinstance(payload, dict) or payload.get("format") != CALIBRATION_FORMAT:
             raise SpkverifError("not a calibration file written by `spkverif report --save-calibration`", path)
-        try:
-            calibration = cls(**{key: value for key, value in payload.items() if key not in ("format", "version")})
-        except TypeError as error:
-            raise SpkverifError(f"malformed calibration file: {error}", path) from None
+        calibration = cls(**_checked_fields(payload, path))
         if len(calibration.weights) != 1 + len(calibration.measures):
             raise SpkverifError("malformed calibration file: one weight per feature expected", path)
         for name in calibration.measures:
             _quality_measure(name)
+        if calibration.uses_cohort and calibration.cohort_top_n is None:
+            raise SpkverifError("malformed calibration file: cohort measures without 'cohort_top_n'", path)
         if fingerprint is not None and calibration.fingerprint != fingerprint:
             raise SpkverifError(
                 f"calibrated for model {calibration.fingerprint}, not for this model ({fingerprint}); "
@@ -195,6 +217,60 @@ class Calibration:
                 path,
             )
         return calibration
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+# Each field of a calibration file: whether it must be there, what it must be, and the check.
+_FIELDS: dict[str, tuple[bool, str, Callable[[Any], bool]]] = {
+    "method": (True, "a name", lambda value: isinstance(value, str)),
+    "measures": (
+        True,
+        "a list of names",
+        lambda value: isinstance(value, list) and all(isinstance(v, str) for v in value),
+    ),
+    "weights": (True, "a list of numbers", lambda value: isinstance(value, list) and all(map(_is_number, value))),
+    "offset": (True, "a number", _is_number),
+    "fingerprint": (True, "a string", lambda value: isinstance(value, str)),
+    "trials": (
+        False,
+        "counts by label",
+        lambda value: isinstance(value, dict) and all(map(_is_number, value.values())),
+    ),
+    "fa_thresholds": (
+        False,
+        "a list of [rate, LLR] pairs with rates in (0, 1]",
+        lambda value: (
+            isinstance(value, list)
+            and all(
+                isinstance(pair, list) and len(pair) == 2 and all(map(_is_number, pair)) and 0 < pair[0] <= 1
+                for pair in value
+            )
+        ),
+    ),
+    "source": (False, "a mapping", lambda value: isinstance(value, dict)),
+    "cohort_top_n": (
+        False,
+        "a whole number of cohort scores, at least 1",
+        lambda value: value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1),
+    ),
+}
+
+
+def _checked_fields(payload: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The fields of a calibration file's JSON object, each checked against `_FIELDS`."""
+    unknown = sorted(set(payload) - set(_FIELDS) - {"format", "version"})
+    if unknown:
+        raise SpkverifError(f"malformed calibration file: unknown field {unknown[0]!r}", path)
+    for name, (required, what, valid) in _FIELDS.items():
+        if name not in payload:
+            if required:
+                raise SpkverifError(f"malformed calibration file: no {name!r}", path)
+        elif not valid(payload[name]):
+            raise SpkverifError(f"malformed calibration file: {name!r} must be {what}", path)
+    return {name: payload[name] for name in _FIELDS if name in payload}
 
 
 def false_accept_thresholds(nontarget_llrs: np.ndarray, points: int = 60) -> list[list[float]]:
@@ -213,10 +289,20 @@ def false_accept_thresholds(nontarget_llrs: np.ndarray, points: int = 60) -> lis
 
 
 def fit_calibration_file(
-    quality: TrialQuality, labels: np.ndarray, method: str, fingerprint: str, source: dict[str, Any] | None = None
+    quality: TrialQuality,
+    labels: np.ndarray,
+    method: str,
+    fingerprint: str,
+    source: dict[str, Any] | None = None,
+    cohort_top_n: int | None = None,
 ) -> Calibration:
-    """Fit `method` (`linear` or `qmf`) on labelled held-out trials; labels (N,) bool, True for target."""
+    """Fit `method` (`linear` or `qmf`) on labelled held-out trials; labels (N,) bool, True for target.
+
+    QMF with `cohort_top_n` (and `quality.cohort_means`) adds the two cohort-mean measures.
+    """
     measures = list(CALIBRATIONS.get(method)())
+    if cohort_top_n is not None and method != "linear":
+        measures += COHORT_MEASURES
     labels = np.asarray(labels, dtype=bool)
     weights, offset = fit_logistic_regression(feature_matrix(quality, measures), labels, 0.5)
     calibration = Calibration(
@@ -227,6 +313,7 @@ def fit_calibration_file(
         fingerprint,
         {"target": int(labels.sum()), "nontarget": int((~labels).sum())},
         source=source or {},
+        cohort_top_n=cohort_top_n if any(name in COHORT_MEASURES for name in measures) else None,
     )
     calibration.fa_thresholds = false_accept_thresholds(calibration.llrs(quality)[~labels])
     return calibration

@@ -137,6 +137,27 @@ def load_cohort(rspecifier: str, utt2spk: str | None, cosine: CosineScorer) -> n
     return sums / np.bincount(speakers)[:, None]
 
 
+class CohortMeans:
+    """The mean of an embedding's `top_n` highest cosine scores against a cohort: the AS-norm
+    statistic mu, used alone as a quality measure of QMF calibration (the "imposter mean" of
+    the VoxSRC systems, e.g. Thienpondt et al. 2021). The cohort is read as `score --method
+    asnorm` reads it (an rspecifier; with `cohort_utt2spk`, one mean vector per speaker)."""
+
+    def __init__(self, cohort: str, cohort_utt2spk: str | None, top_n: int):
+        self.cosine = CosineScorer()
+        self.cohort = self.cosine.normalise(load_cohort(cohort, cohort_utt2spk, self.cosine))
+        if not 1 <= top_n <= len(self.cohort):
+            raise SpkverifError(f"--top-n {top_n} must be between 1 and the cohort's size, {len(self.cohort)}", cohort)
+        self.top_n = top_n
+
+    def __call__(self, embeddings: np.ndarray) -> np.ndarray:
+        """(N,) float64 means for embeddings (N, D)."""
+        check_dimension(embeddings.shape[1], self.cohort.shape[1], "the cohort")
+        statistics = CohortStatistics(self.cosine.normalise(embeddings), self.cohort, self.top_n)
+        statistics.ensure(np.arange(len(embeddings)))
+        return statistics.mean
+
+
 def _build(cohort: str | None, cohort_utt2spk: str | None, mean: str | None, top_n: int | None) -> CohortNormScorer:
     if cohort is None:
         raise SpkverifError("score normalisation needs a cohort: --cohort scp:cohort.scp")

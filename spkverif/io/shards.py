@@ -20,6 +20,7 @@ import numpy as np
 import soundfile
 
 from spkverif.errors import SpkverifError
+from spkverif.io.tables import iter_lines
 
 SHARD_LIST = "shards.list"
 
@@ -38,21 +39,25 @@ def read_shard_list(path: str | Path) -> list[Shard]:
     and naming the shard for one that is missing or whose size differs (truncated)."""
     path = Path(path)
     shards = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 3 or not (fields[1].isdigit() and fields[2].isdigit()):
-                raise SpkverifError("expected `path utterances bytes`", path, number)
-            shard = Shard(fields[0], int(fields[1]), int(fields[2]))
-            try:
-                size = os.path.getsize(shard.path)
-            except OSError:
-                raise SpkverifError(f"shard {shard.path} does not exist", path, number) from None
-            if size != shard.size:
-                raise SpkverifError(f"shard {shard.path} is truncated or damaged: {size} bytes, not {shard.size}")
-            shards.append(shard)
+    first_line: dict[str, int] = {}
+    for number, fields in iter_lines(path):
+        if len(fields) != 3 or not (fields[1].isdigit() and fields[2].isdigit()):
+            raise SpkverifError("expected `path utterances bytes`", path, number)
+        shard = Shard(fields[0], int(fields[1]), int(fields[2]))
+        if shard.path in first_line:
+            raise SpkverifError(
+                f"shard {shard.path} is listed twice (first on line {first_line[shard.path]})", path, number
+            )
+        first_line[shard.path] = number
+        try:
+            size = os.path.getsize(shard.path)
+        except OSError:
+            raise SpkverifError(f"shard {shard.path} does not exist", path, number) from None
+        if size != shard.size:
+            raise SpkverifError(
+                f"shard {shard.path} is truncated or damaged: {size} bytes, not {shard.size}", path, number
+            )
+        shards.append(shard)
     if not shards:
         raise SpkverifError("no shards listed", path)
     return shards

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from spkverif.errors import SpkverifError
 from spkverif.io.atomic import atomic_write
@@ -63,6 +65,46 @@ def parse_number(
     if minimum is not None and value < minimum:
         raise SpkverifError(f"{what} {text!r} must be at least {minimum:g}", path, line)
     return value
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a finite number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is not a finite number")
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"key {key!r} given twice")
+        result[key] = value
+    return result
+
+
+def parse_json(text: str, what: str, path: str | Path | None = None) -> Any:
+    """`text` as JSON, strictly: NaN, Infinity and -Infinity (which Python's json accepts),
+    numbers that overflow to infinity (1e999) and a key given twice in one object (which
+    Python's json resolves silently, the last one winning) are refused.
+    Raises `SpkverifError` naming `what` (at the line, for a syntax error)."""
+    try:
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite, object_pairs_hook=_unique_keys)
+    except json.JSONDecodeError as error:
+        raise SpkverifError(
+            f"{what} is not valid JSON: {error.msg} (column {error.colno})", path, error.lineno
+        ) from None
+    except ValueError as error:
+        raise SpkverifError(f"{what}: {error}", path) from None
+
+
+def read_json(path: str | Path, what: str) -> Any:
+    """The JSON file `path`, read as UTF-8 (a bad byte is an error at its line, as in every table)."""
+    return parse_json("".join(line for _, line in read_text_lines(path)), what, path)
 
 
 def locate_key(path: str | Path | None, key: str) -> int | None:

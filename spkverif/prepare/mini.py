@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import multiprocessing
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from spkverif.io.trials import write_trials
 from spkverif.prepare.espeak import EspeakSynthesizer, espeak_variants
 from spkverif.prepare.trials import balanced_trials
 from spkverif.progress import ProgressBar
+from spkverif.workers import worker_pool
 
 logger = logging.getLogger(__name__)
 
@@ -215,10 +215,9 @@ def prepare_mini(out: str | Path, options: MiniOptions) -> None:
     results: list[list[tuple[str, str, float]]] = []
     import torchaudio.functional  # noqa: F401  (imported once here, inherited by every forked worker)
 
-    context = multiprocessing.get_context("fork")
     with (
         ProgressBar(options.num_speakers, "prepare mini", unit="spk") as bar,
-        context.Pool(options.jobs, initializer=_fresh_worker, maxtasksperchild=1) as pool,
+        worker_pool(options.jobs, "fork", setup=_fresh_worker, maxtasksperchild=1) as pool,
     ):
         for rows in pool.imap(_speaker_job, jobs):
             results.append(rows)

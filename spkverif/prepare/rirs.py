@@ -27,6 +27,7 @@ from pathlib import Path, PurePosixPath
 
 from spkverif.errors import SpkverifError
 from spkverif.io.datadir import DataDir
+from spkverif.io.tables import read_text_lines
 from spkverif.prepare.directory import (
     AudioEntry,
     clean_id,
@@ -72,36 +73,43 @@ def _relative_to_corpus(location: str, base: Path) -> str:
 
 
 def read_kaldi_list(path: Path, base: Path) -> dict[str, Listed]:
-    """A rir_list or noise_list by the corpus-relative path of each file it names."""
+    """A rir_list or noise_list by the corpus-relative path of each file it names.
+
+    Raises SpkverifError at the line for a line that does not split, an option without a
+    value, not one file, a file listed twice or bytes that are not UTF-8; and for a list
+    naming no file (an empty list would class every real RIR as a noise)."""
     listed: dict[str, Listed] = {}
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            try:
-                tokens = shlex.split(line)
-            except ValueError as error:
-                raise SpkverifError(f"cannot split the line: {error}", path, number) from None
-            if not tokens:
-                continue
-            options: dict[str, str] = {}
-            positional: list[str] = []
-            index = 0
-            while index < len(tokens):
-                token = tokens[index]
-                if token.startswith("--") and "=" in token:
-                    key, value = token[2:].split("=", 1)
-                    options[key] = value
-                elif token.startswith("--"):
-                    if index + 1 >= len(tokens):
-                        raise SpkverifError(f"option {token} has no value", path, number)
-                    options[token[2:]] = tokens[index + 1]
-                    index += 1
-                else:
-                    positional.append(token)
+    for number, line in read_text_lines(path):
+        try:
+            tokens = shlex.split(line)
+        except ValueError as error:
+            raise SpkverifError(f"cannot split the line: {error}", path, number) from None
+        if not tokens:
+            continue
+        options: dict[str, str] = {}
+        positional: list[str] = []
+        index = 0
+        while index < len(tokens):
+            token = tokens[index]
+            if token.startswith("--") and "=" in token:
+                key, value = token[2:].split("=", 1)
+                options[key] = value
+            elif token.startswith("--"):
+                if index + 1 >= len(tokens):
+                    raise SpkverifError(f"option {token} has no value", path, number)
+                options[token[2:]] = tokens[index + 1]
                 index += 1
-            if len(positional) != 1:
-                raise SpkverifError("expected `--option value ... <file>` with one file", path, number)
-            relative = _relative_to_corpus(positional[0], base)
-            listed[relative] = Listed(options, relative, number)
+            else:
+                positional.append(token)
+            index += 1
+        if len(positional) != 1:
+            raise SpkverifError("expected `--option value ... <file>` with one file", path, number)
+        relative = _relative_to_corpus(positional[0], base)
+        if relative in listed:
+            raise SpkverifError(f"{relative!r} is listed twice (first on line {listed[relative].line})", path, number)
+        listed[relative] = Listed(options, relative, number)
+    if not listed:
+        raise SpkverifError("the list names no file", path)
     return listed
 
 

@@ -27,7 +27,7 @@ from spkverif.decode import DecodeOptions, decode_data_dir, save_decoded
 from spkverif.errors import SpkverifError
 from spkverif.io.datadir import DataDir
 from spkverif.io.mp4 import mp4_audio_duration
-from spkverif.io.tables import write_table
+from spkverif.io.tables import read_text_lines, write_table
 from spkverif.io.trials import read_trials, write_trials
 from spkverif.prepare.directory import (
     AudioEntry,
@@ -134,18 +134,21 @@ def read_vox1_meta(path: Path) -> dict[str, tuple[str, str]]:
     if not path.is_file():
         raise SpkverifError("no such file", path)
     table: dict[str, tuple[str, str]] = {}
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
+    first_line: dict[str, int] = {}
+    for number, line in read_text_lines(path):
+        if not line.strip():
+            continue
+        fields = [f.strip() for f in line.rstrip("\r\n").split("\t" if "\t" in line else ",")]
+        if not SPEAKER_DIR.match(fields[0]):
+            if number == 1:
                 continue
-            fields = [f.strip() for f in line.rstrip("\n").split("\t" if "\t" in line else ",")]
-            if not SPEAKER_DIR.match(fields[0]):
-                if number == 1:
-                    continue
-                raise SpkverifError(f"expected a speaker id such as id10001, found {fields[0]!r}", path, number)
-            if len(fields) < 5 or fields[4] not in ("dev", "test"):
-                raise SpkverifError("expected `id  name  gender  nationality  dev|test`", path, number)
-            table[fields[0]] = (fields[4], fields[2])
+            raise SpkverifError(f"expected a speaker id such as id10001, found {fields[0]!r}", path, number)
+        if len(fields) < 5 or fields[4] not in ("dev", "test"):
+            raise SpkverifError("expected `id  name  gender  nationality  dev|test`", path, number)
+        if fields[0] in table:
+            raise SpkverifError(f"duplicate key {fields[0]!r} (first on line {first_line[fields[0]]})", path, number)
+        table[fields[0]] = (fields[4], fields[2])
+        first_line[fields[0]] = number
     if not table:
         raise SpkverifError("no speakers in the metadata file", path)
     return table

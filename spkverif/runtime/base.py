@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
@@ -10,9 +9,9 @@ from typing import Any
 import numpy as np
 
 from spkverif.errors import SpkverifError
+from spkverif.io.tables import parse_json
 
 METADATA_NAME = "spkverif.json"
-METADATA_KEYS = ("model", "sample_rate", "embedding_dim", "min_samples", "fingerprint")
 
 
 class Embedder(ABC):
@@ -49,17 +48,34 @@ class Embedder(ABC):
         """Embeddings (B, D) float32 of waveforms (B, T) float32, every row at least `min_samples` long."""
 
 
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+# Each metadata key, what it must be, and the check.
+METADATA_CHECKS: dict[str, tuple[str, Any]] = {
+    "model": ("the network's name and options", lambda value: isinstance(value, dict)),
+    "sample_rate": ("a positive whole number of Hz", _whole),
+    "embedding_dim": ("a positive whole number", _whole),
+    "min_samples": ("a positive whole number", _whole),
+    "fingerprint": ("a string", lambda value: isinstance(value, str)),
+}
+METADATA_KEYS = tuple(METADATA_CHECKS)
+
+
 def parse_metadata(text: str | None, path: str | Path) -> dict[str, Any]:
     """The metadata an exported file carries, checked for every key; one-line errors otherwise."""
     if not text:
         raise SpkverifError(f"no {METADATA_NAME} metadata: not a model exported by `spkverif export`", path)
-    try:
-        metadata = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise SpkverifError(f"{METADATA_NAME} metadata is not JSON: {error}", path) from None
+    metadata = parse_json(text, f"{METADATA_NAME} metadata", path)
+    if not isinstance(metadata, dict):
+        raise SpkverifError(f"{METADATA_NAME} metadata is not a JSON object", path)
     missing = [key for key in METADATA_KEYS if key not in metadata]
     if missing:
         raise SpkverifError(f"{METADATA_NAME} metadata lacks {', '.join(missing)}", path)
+    for key, (what, valid) in METADATA_CHECKS.items():
+        if not valid(metadata[key]):
+            raise SpkverifError(f"{METADATA_NAME} metadata: {key} must be {what}, not {metadata[key]!r}", path)
     return metadata
 
 

@@ -20,7 +20,6 @@ batch stays a pure function of (seed, epoch, step, part).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from math import gcd
 from typing import Protocol
 
 import numpy as np
@@ -28,6 +27,7 @@ import scipy.linalg
 import scipy.signal
 
 from spkverif.errors import SpkverifError
+from spkverif.io.audio import resample
 from spkverif.registry import Registry
 from spkverif.training.augment import reverberate
 
@@ -41,14 +41,6 @@ def _fit(samples: np.ndarray, length: int) -> np.ndarray:
     if len(samples) >= length:
         return samples[:length]
     return np.pad(samples, (0, length - len(samples)))
-
-
-def resample_poly(samples: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
-    """Polyphase resampling (scipy.signal.resample_poly) between integer rates; (T,) -> (T * target / rate,)."""
-    if rate == target_rate:
-        return samples
-    common = gcd(rate, target_rate)
-    return scipy.signal.resample_poly(samples, target_rate // common, rate // common).astype(np.float32)
 
 
 def band_pass(samples: np.ndarray, sample_rate: int, low: float, high: float, order: int = 4) -> np.ndarray:
@@ -122,10 +114,10 @@ def telephone_channel(samples: np.ndarray, sample_rate: int, codec: str = "mulaw
     """Down to 8 kHz, the 300-3400 Hz band, `codec` (mulaw or gsm), back to `sample_rate`; (T,) -> (T,)."""
     if codec not in CODECS:
         raise SpkverifError(f"unknown codec {codec!r}; choose one of: {', '.join(CODECS)}")
-    narrow = resample_poly(samples, sample_rate, TELEPHONE_RATE)
+    narrow = resample(samples, sample_rate, TELEPHONE_RATE)
     narrow = band_pass(narrow, TELEPHONE_RATE, *TELEPHONE_BAND)
     coded = CODECS[codec](narrow)
-    return _fit(resample_poly(coded, TELEPHONE_RATE, sample_rate), len(samples))
+    return _fit(resample(coded, TELEPHONE_RATE, sample_rate), len(samples))
 
 
 def synthetic_rir(rng: np.random.Generator, sample_rate: int) -> np.ndarray:

@@ -1,0 +1,56 @@
+"""Worker processes: the one pool every stage uses, whose workers stop quietly.
+
+A worker forked from the CLI inherits its SIGTERM handler (SIGTERM unwinds like Ctrl-C:
+KeyboardInterrupt), and multiprocessing terminates a pool's workers with SIGTERM, so every
+terminated worker printed `Process ForkPoolWorker-N: Traceback ... KeyboardInterrupt`.
+Here a worker's SIGTERM raises SystemExit instead (multiprocessing's bootstrap exits quietly
+on it, and it still unwinds `atomic_write`, so a temporary file is removed) and SIGINT is
+ignored (Ctrl-C reaches the whole process group; the parent alone decides, and terminates
+the pool). A pool that finished its work is closed and joined, not terminated.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from multiprocessing import get_context
+from multiprocessing.pool import Pool
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise SystemExit(1)
+
+
+def quiet_worker(setup: Callable[[], None] | None = None) -> None:
+    """Initialiser of every worker process: SIGTERM raises SystemExit, SIGINT is ignored;
+    then `setup` (a module-level function, so that a spawned worker can unpickle it), if any."""
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if setup is not None:
+        setup()
+
+
+@contextmanager
+def worker_pool(
+    processes: int,
+    start_method: str,
+    setup: Callable[[], None] | None = None,
+    maxtasksperchild: int | None = None,
+) -> Iterator[Pool]:
+    """A multiprocessing pool of `processes` workers started by `start_method` ("fork" or
+    "spawn"), each initialised by `quiet_worker(setup)`. Leaving the block normally closes the
+    pool and waits for its workers to exit; leaving it by an exception terminates them (quietly).
+    """
+    pool = get_context(start_method).Pool(
+        processes, initializer=quiet_worker, initargs=(setup,), maxtasksperchild=maxtasksperchild
+    )
+    try:
+        yield pool
+    except BaseException:
+        pool.terminate()
+        raise
+    else:
+        pool.close()
+    finally:
+        pool.join()
