@@ -36,6 +36,10 @@ TINY_MODELS = {
     "attention_bottleneck": 8,
     "se_bottleneck": 8,
 }
+# The loader benchmark at a size that keeps bench/run.sh under 15 minutes: one worker (what each DataLoader
+# worker does; the N-worker column only means something on the training node), 100 utterances, medians of
+# three 2 s windows. `python bench/loader_throughput.py` alone runs its full default size.
+LOADER_ARGUMENTS = ("--utterances", "100", "--workers", "1", "--seconds", "2", "--repeats", "3")
 
 
 def figures(tiny: bool) -> dict[str, Callable[[], Section]]:
@@ -79,7 +83,7 @@ def loader_section(tiny: bool) -> Section | None:
         print("data loading: bench/loader_throughput.py does not exist yet; left out", flush=True)
         return None
     section = Section("data loading")
-    command = [sys.executable, str(script), *(["--help"] if tiny else [])]
+    command = [sys.executable, str(script), *(["--help"] if tiny else LOADER_ARGUMENTS)]
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     section.lines.append(

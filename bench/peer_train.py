@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @dataclass
 class TrainSize:
-    batch: int = 64
+    batch: int = 16
     seconds: float = 2.0
     classes: int = 1000
     rounds: int = 5
