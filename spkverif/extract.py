@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from spkverif.errors import SpkverifError
-from spkverif.io.audio import NAMED_WARNINGS, AudioReader, read_wav_ark, resample, select_channel
+from spkverif.io.audio import NAMED_WARNINGS, AudioReader, read_wav_ark, resample, select_channel, wrong_rate
 from spkverif.io.datadir import load_data_dir, read_segments
 from spkverif.io.specifiers import ArchiveWriter, parse_specifier
 from spkverif.io.tables import read_rest_of_line
@@ -86,7 +86,7 @@ def _read_wav_ark(
             raise SpkverifError(error.message, path) from None
         if rate != sample_rate:
             if not allow_resample:
-                raise SpkverifError(f"{key!r} is sampled at {rate} Hz, not {sample_rate} Hz (pass --resample)", path)
+                raise SpkverifError(wrong_rate(key, rate, sample_rate), path)
             audio = resample(audio, rate, sample_rate)
         yield key, audio
 

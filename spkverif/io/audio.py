@@ -154,6 +154,11 @@ def select_channel(samples: np.ndarray, recording: str, channel: int | None, war
 
 
 @dataclass
+def wrong_rate(recording: str, rate: int, expected: int) -> str:
+    """The one message for audio at another rate than the model's (`rate`, `expected` in Hz)."""
+    return f"{recording!r} is sampled at {rate} Hz, not {expected} Hz (pass --resample to convert)"
+
+
 class AudioReader:
     """Read utterances of a data directory (or a bare wav.scp) as mono float32."""
 
@@ -266,7 +271,7 @@ class AudioReader:
             if not self.allow_resample:
                 raise self._fail(
                     recording,
-                    f"{recording!r} is sampled at {rate} Hz, not {self.sample_rate} Hz (pass --resample to convert)",
+                    wrong_rate(recording, rate, self.sample_rate),
                 )
             mono = resample(mono, rate, self.sample_rate)
         if not cropped:
@@ -292,7 +297,7 @@ class AudioReader:
         if rate != self.sample_rate and not self.allow_resample:
             raise self._fail(
                 recording,
-                f"{recording!r} is sampled at {rate} Hz, not {self.sample_rate} Hz (pass --resample to convert)",
+                wrong_rate(recording, rate, self.sample_rate),
             )
         first, last = self._span(segment, frames, rate)
         if last <= first:
