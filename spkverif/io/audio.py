@@ -153,12 +153,12 @@ def select_channel(samples: np.ndarray, recording: str, channel: int | None, war
     return samples[:, 0]
 
 
-@dataclass
 def wrong_rate(recording: str, rate: int, expected: int) -> str:
     """The one message for audio at another rate than the model's (`rate`, `expected` in Hz)."""
     return f"{recording!r} is sampled at {rate} Hz, not {expected} Hz (pass --resample to convert)"
 
 
+@dataclass
 class AudioReader:
     """Read utterances of a data directory (or a bare wav.scp) as mono float32."""
 
