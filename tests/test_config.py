@@ -257,11 +257,8 @@ def test_the_recipe_variants_hold_what_their_full_copies_held() -> None:
     assert _resolved("mini/conf/losses/triplet.yaml")["training"]["utts_per_speaker"] == 4
     assert _resolved("mini/conf/xvector_aam.yaml")["loss"] == {"name": "aam", "margin": 0.2, "scale": 10}
     sinc_xvector = _resolved("mini/conf/models/sinc_xvector.yaml")
-    assert sinc_xvector["loss"] == {
-        "name": "aam",
-        "margin": 0.2,
-        "scale": 30,
-    }  # the kept drift, see models/xvector.yaml
+    # the kept drift: the model comparison's s = 30 (models/xvector.yaml)
+    assert sinc_xvector["loss"] == {"name": "aam", "margin": 0.2, "scale": 30}
     assert sinc_xvector["model"] == {
         "name": "sinc_tdnn", "channels": 256, "stats_channels": 768, "embedding_dim": 256,
         "batch_norm": True, "weight_norm": False, "second_segment_layer": True,
