@@ -162,8 +162,8 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
       pairs=""
       case "$loss" in contrastive|triplet) pairs="--utts-per-speaker 4 --speakers-per-batch 16" ;; esac
       # shellcheck disable=SC2086  # options
-      spkverif train -q --config "$config" --loss "$loss" $pairs --data "$data/train" --exp "$dir" --seed "$seed" \
-        $train_opts
+      timed "stage 6: train $loss" spkverif train -q --config "$config" --loss "$loss" $pairs --data "$data/train" \
+        --exp "$dir" --seed "$seed" $train_opts
       spkverif extract -q --model "$dir/models/final.pt" "scp:$data/$first/wav.scp" \
         "ark,scp:$dir/embeddings/$first.ark,$dir/embeddings/$first.scp"
       spkverif score -q --method cosine --trials "$data/$first/trials" \
