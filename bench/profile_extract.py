@@ -9,7 +9,8 @@ run once untimed on the utterances, then once under cProfile on the same
 utterances (so every length has been seen: the network's kernels are built).
 The functions with the most time of their own are printed for each. Then the
 cost of a length the process has not seen: our network's forward on 6 s
-inputs, the median of 9 calls on one length against 9 calls on 9 new lengths.
+inputs, the median of 9 calls on one length against 9 calls on 9 new lengths,
+and its floating-point operations (torch's FlopCounterMode) and rate.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from bench.audio import utterances, write_wav_scp
 from bench.peer_extract import speechbrain_classifier, speechbrain_loop
@@ -101,6 +103,10 @@ def main() -> None:
                 audio_seconds,
             )
     same, new = new_length_cost(model)
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model(torch.randn(1, 96_000) * 0.1)
+    flops = counter.get_total_flops()
+    print(f"ecapa_tdnn forward on 6 s: {flops / 1e9:.2f} GFLOP, {flops / same / 1e9:.0f} GFLOP/s")
     print(
         f"ecapa_tdnn forward on 6 s: {1000 * same:.1f} ms on a length seen before, {1000 * new:.1f} ms on a new "
         f"length (+{1000 * (new - same):.1f} ms)"
