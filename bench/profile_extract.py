@@ -1,0 +1,117 @@
+"""Where the extraction figure's time goes: cProfile of the `extract` stage and of SpeechBrain's loop.
+
+    python bench/profile_extract.py                  # 40 utterances of 4-8 s, 2 threads
+    python bench/profile_extract.py --utterances 100 --top 15
+
+Both contestants of bench/peer_extract.py (ecapa_tdnn C = 512 with random
+weights; SpeechBrain's EncoderClassifier over its ECAPA_TDNN of the same size)
+run once untimed on the utterances, then once under cProfile on the same
+utterances (so every length has been seen: the network's kernels are built).
+The functions with the most time of their own are printed for each. Then the
+cost of a length the process has not seen: our network's forward on 6 s
+inputs, the median of 9 calls on one length against 9 calls on 9 new lengths,
+and its floating-point operations (torch's FlopCounterMode) and rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import logging
+import pstats
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from bench.audio import utterances, write_wav_scp
+from bench.peer_extract import speechbrain_classifier, speechbrain_loop
+from spkverif.extract import extract
+from spkverif.models import build_model
+from spkverif.progress import set_quiet
+from spkverif.training.checkpoint import model_payload, save_atomic
+
+
+def profile(label: str, function, top: int, audio_seconds: float) -> None:
+    function()
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    profiler.enable()
+    function()
+    profiler.disable()
+    elapsed = time.perf_counter() - started
+    print(f"\n== {label}: {elapsed:.3f} s under cProfile, {audio_seconds / elapsed:.1f} × real time")
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(top)
+
+
+def new_length_cost(model: torch.nn.Module, samples: int = 96_000) -> tuple[float, float]:
+    """Median seconds of a forward on one repeated length, and on lengths new to the process."""
+
+    def once(length: int) -> float:
+        waveform = torch.randn(1, length) * 0.1
+        started = time.perf_counter()
+        model(waveform)
+        return time.perf_counter() - started
+
+    with torch.inference_mode():
+        for _ in range(3):
+            once(samples)
+        same = statistics.median(once(samples) for _ in range(9))
+        new = statistics.median(once(samples + 160 * (k + 1)) for k in range(9))
+    return same, new
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--utterances", type=int, default=40, help="Utterances of 4-8 s [40].")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads [2].")
+    parser.add_argument("--top", type=int, default=12, help="Functions printed a profile [12].")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    set_quiet(True)
+    logging.getLogger("spkverif").setLevel(logging.WARNING)
+    waves, source = utterances(args.utterances, 4.0, 8.0, seed=2)
+    audio_seconds = sum(len(wave) for wave in waves) / 16000
+    print(f"{args.utterances} utterances, {audio_seconds:.0f} s of audio ({source}), {args.threads} threads")
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        scp = write_wav_scp(waves, root / "wav")
+        torch.manual_seed(0)
+        model = build_model("ecapa_tdnn", {}).eval()
+        save_atomic(model_payload(model), root / "model.pt")
+        profile(
+            "spkverif extract",
+            lambda: extract(root / "model.pt", f"scp:{scp}", f"ark:{root / 'ours.ark'}", device="cpu"),
+            args.top,
+            audio_seconds,
+        )
+        try:
+            classifier, _ = speechbrain_classifier(False)
+        except ImportError as error:
+            print(f"\nSpeechBrain not installed ({error}); its profile is left out")
+        else:
+            profile(
+                "SpeechBrain EncoderClassifier loop",
+                lambda: speechbrain_loop(scp, root / "sb.ark", classifier),
+                args.top,
+                audio_seconds,
+            )
+    same, new = new_length_cost(model)
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model(torch.randn(1, 96_000) * 0.1)
+    flops = counter.get_total_flops()
+    print(f"ecapa_tdnn forward on 6 s: {flops / 1e9:.2f} GFLOP, {flops / same / 1e9:.0f} GFLOP/s")
+    print(
+        f"ecapa_tdnn forward on 6 s: {1000 * same:.1f} ms on a length seen before, {1000 * new:.1f} ms on a new "
+        f"length (+{1000 * (new - same):.1f} ms)"
+    )
+
+
+if __name__ == "__main__":
+    main()
