@@ -484,7 +484,11 @@ def data_copy_command(source: str, out: str, spk_prefix: str, utt_prefix: str) -
 @data_group.command("durations")
 @click.argument("data_dir", type=click.Path())
 @click.option(
-    "--sample-rate", default=16000, type=ranged(int, AT_LEAST_ONE), show_default=True, help="Rate lengths count at."
+    "--sample-rate",
+    type=ranged(int, AT_LEAST_ONE),
+    cls=ModuleDefault,
+    default_from="spkverif.config:DataOptions.sample_rate",
+    help="Rate lengths count at (Hz).",
 )
 @click.option("--force", is_flag=True, help="Measure again even when utt2dur covers every utterance.")
 @common_options
