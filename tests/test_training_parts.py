@@ -266,8 +266,8 @@ def test_training_never_writes_into_the_data_directory(run_cli, tiny_corpus: Pat
 
 
 @pytest.mark.parametrize(
-    "module", ["spkverif.extract", "spkverif.export", "spkverif.verify", "spkverif.score", "spkverif.runtime",
-               "spkverif.runtime.pytorch", "spkverif.models.files"],
+    "module", ["spkverif.extract", "spkverif.export", "spkverif.verify", "spkverif.score", "spkverif.report",
+               "spkverif.runtime", "spkverif.runtime.pytorch", "spkverif.models.files", "spkverif.plots.filters"],
 )  # fmt: skip
 def test_inference_imports_nothing_from_training(module: str) -> None:
     program = f"import sys, {module}; print(sorted(m for m in sys.modules if m.startswith('spkverif.training')))"

@@ -17,8 +17,8 @@ import torch
 
 from spkverif.errors import SpkverifError
 from spkverif.frontends.sinc import SincFilterbank
+from spkverif.models.files import load_model
 from spkverif.plots import save_figure
-from spkverif.training.checkpoint import load_model
 
 _FFT_SIZE = 4096
 
