@@ -24,9 +24,12 @@ def _stop(signum: int, frame: object) -> None:
 
 def quiet_worker(setup: Callable[[], None] | None = None) -> None:
     """Initialiser of every worker process: SIGTERM raises SystemExit, SIGINT is ignored;
-    then `setup` (a module-level function, so that a spawned worker can unpickle it), if any."""
+    then `setup` (a module-level function, so that a spawned worker can unpickle it), if any.
+    A worker starts with SIGTERM blocked (`worker_pool`), so a SIGTERM that arrives before
+    this handler is installed waits for it instead of reaching the parent's inherited one."""
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     if setup is not None:
         setup()
 
@@ -42,9 +45,16 @@ def worker_pool(
     "spawn"), each initialised by `quiet_worker(setup)`. Leaving the block normally closes the
     pool and waits for its workers to exit; leaving it by an exception terminates them (quietly).
     """
-    pool = get_context(start_method).Pool(
-        processes, initializer=quiet_worker, initargs=(setup,), maxtasksperchild=maxtasksperchild
-    )
+    # SIGTERM stays blocked while the pool starts: its first workers and its handler threads
+    # (which start the replacement workers) inherit the mask, so no worker can be terminated
+    # between fork and `quiet_worker` (it would run the CLI's handler and print a traceback).
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        pool = get_context(start_method).Pool(
+            processes, initializer=quiet_worker, initargs=(setup,), maxtasksperchild=maxtasksperchild
+        )
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     try:
         yield pool
     except BaseException:

@@ -209,7 +209,7 @@ def test_the_feature_hook_sits_between_front_end_and_encoder() -> None:
 
 def test_spec_augment_masks_in_training_only() -> None:
     torch.manual_seed(0)
-    model = build_model("xvector", {**SMALL, "dither": 0.0})
+    model = build_model("xvector", SMALL, frontend={"options": {"dither": 0.0}})
     head = build_loss("softmax", model.embedding_dim, 3, {})
     calls = []
     network = TrainingNetwork(model, head, lambda features: calls.append(1) or features * 0)

@@ -46,13 +46,16 @@ def test_prepare_mini_prints_no_traceback(tmp_path: Path) -> None:
 
 def test_pool_torn_down_by_an_error_is_quiet(tmp_path: Path) -> None:
     # The parent fails while its workers are busy: the pool terminates them (SIGTERM), and they
-    # exit without a traceback; the parent's own error is the only line.
+    # exit without a traceback; the parent's own error is the only line. No maxtasksperchild
+    # here: a replacement worker forked by the pool's handler thread at the moment of
+    # termination can start holding a lock copied from a parent thread and never exit (a
+    # fork-with-threads deadlock of multiprocessing, seen once in CI), which hangs terminate().
     script = (
         "import time\n"
         "from spkverif.cli import install_signal_handlers\n"
         "from spkverif.workers import worker_pool\n"
         "install_signal_handlers()\n"
-        "with worker_pool(2, 'fork', maxtasksperchild=1) as pool:\n"
+        "with worker_pool(2, 'fork') as pool:\n"
         "    for _ in pool.imap(time.sleep, [0.0] + [30.0] * 4):\n"
         "        raise SystemExit('parent failed')\n"
     )
