@@ -37,9 +37,10 @@ TINY_MODELS = {
     "se_bottleneck": 8,
 }
 # The loader benchmark at a size that keeps bench/run.sh under 15 minutes: one worker (what each DataLoader
-# worker does; the N-worker column only means something on the training node), 100 utterances, medians of
+# worker does; the N-worker column only means something on the training node), 160 utterances (32 speakers:
+# one batch of P = 32), medians of
 # three 2 s windows. `python bench/loader_throughput.py` alone runs its full default size.
-LOADER_ARGUMENTS = ("--utterances", "100", "--workers", "1", "--seconds", "2", "--repeats", "3")
+LOADER_ARGUMENTS = ("--utterances", "160", "--workers", "1", "--seconds", "2", "--repeats", "3")
 
 
 def figures(tiny: bool) -> dict[str, Callable[[], Section]]:
