@@ -45,11 +45,10 @@ def check_batch_fits(speakers_per_batch: int, utts_per_speaker: int, num_speaker
 
 
 def check_setup(config: TrainConfig, data: DataDir, model: SpeakerEmbeddingModel, head: LossHead) -> None:
-    """The built model and head against the data and the batches: sample rate, what the loss
-    needs of a batch (speakers, utterances per speaker), and the chunk length."""
+    """The built model and head against the data and the batches: what the loss needs of a
+    batch (speakers, utterances per speaker), and the chunk length. (The model's rate is
+    `data.sample_rate` by construction: `build_model` builds the front end at it.)"""
     options, name, rate = config.training, config.loss.name, config.data.sample_rate
-    if model.sample_rate != rate:
-        raise SpkverifError(f"model expects {model.sample_rate} Hz but data.sample_rate is {rate}")
     if options.utts_per_speaker < head.min_utts_per_speaker:
         raise SpkverifError(
             f"loss {name!r} needs at least {head.min_utts_per_speaker} utterances per speaker "
