@@ -97,6 +97,12 @@ class TrainingOptions:
     skip_nonfinite: bool = setting(False, "Skip steps with a NaN/inf loss instead of stopping.", flag=True)
     valid_data: str = setting("", "Data dir holding the validation trials' audio.", flag=True, path=True)
     valid_trials: str = setting("", "Trials scored after each epoch; the best model is kept.", flag=True, path=True)
+    init: str = setting(
+        "",
+        "Start from this training checkpoint's network and loss head (a fine-tuning stage).",
+        flag=True,
+        path=True,
+    )
 
 
 @dataclass

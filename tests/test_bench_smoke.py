@@ -108,3 +108,33 @@ def test_results_are_written_whole(tmp_path: Path) -> None:
     main(["--tiny", "--only", "metrics", "--out", str(out)])
     assert out.read_text().count("| metrics:") >= 2
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_the_gpu_estimate_counts_operations_and_times_the_augmentation(tmp_path: Path) -> None:
+    """bench/gpu_estimate.py on a small configuration: the operation count grows with the
+    chunk length, and every channel gets a positive rate."""
+    import subprocess
+    import sys
+
+    base = tmp_path / "gpu.yaml"
+    base.write_text(
+        "model: {name: xvector, channels: 16, stats_channels: 32, embedding_dim: 8}\n"
+        "training: {epochs: 2, batches_per_epoch: 3, speakers_per_batch: 4}\n"
+        "augment: {channel_prob: 0.6}\n"
+    )
+    longer = tmp_path / "longer.yaml"
+    longer.write_text("defaults: gpu.yaml\ndata: {chunk_seconds: 4.0}\n")
+    outputs = []
+    for config in (base, longer):
+        result = subprocess.run(
+            [sys.executable, "bench/gpu_estimate.py", "--config", str(config), "--seconds", "0.2"],
+            capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=300,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        outputs.append(result.stdout)
+    flops = [float(re.search(r"([0-9.]+) GFLOP a", output).group(1)) for output in outputs]
+    assert 1.5 * flops[0] < flops[1] < 2.5 * flops[0]  # twice the frames, about twice the work
+    assert "24 chunks: " in outputs[0]  # 2 epochs x 3 batches x 4 speakers x 1 chunk
+    rates = re.findall(r"(\w+) alone, every chunk: ([0-9]+) chunks/s", outputs[0])
+    assert [name for name, _ in rates] == ["bandlimit", "telephone", "gain", "room"]
+    assert all(int(rate) > 0 for _, rate in rates)

@@ -208,3 +208,42 @@ DOCUMENTED = (
 def test_docstring_examples_run(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module), extraglobs={"torch": torch})
     assert result.failed == 0 and result.attempted > 0
+
+
+@pytest.mark.parametrize(
+    ("name", "padding_mode"), [*((name, "zeros") for name in sorted(SMALL)), ("ecapa_tdnn", "reflect")]
+)
+def test_length_buckets_leave_every_embedding_unchanged(name: str, padding_mode: str) -> None:
+    """extract's CPU runtime runs convolutions on padded length buckets and crops after
+    each (spkverif.runtime.buckets): the same embeddings, fewer distinct lengths."""
+    from spkverif.runtime.buckets import bucket, bucket_convolutions
+
+    options = dict(SMALL[name], padding_mode=padding_mode) if padding_mode != "zeros" else SMALL[name]
+    torch.manual_seed(0)
+    plain = build_model(name, options, SMALL_FRONTEND.get(name)).eval()
+    bucketed = build_model(name, options, SMALL_FRONTEND.get(name)).eval()
+    bucketed.load_state_dict(plain.state_dict())
+    assert bucket_convolutions(bucketed) > 0
+    seen: dict[str, set[tuple[int, int]]] = {"plain": set(), "bucketed": set()}  # (layer, input length)
+    for label, network in (("plain", plain), ("bucketed", bucketed)):
+        for layer in network.modules():
+            if isinstance(layer, torch.nn.Conv1d | torch.nn.Conv2d):
+                layer.register_forward_pre_hook(
+                    lambda module, inputs, label=label: seen[label].add((id(module), inputs[0].shape[-1]))
+                )
+    with torch.inference_mode():
+        for samples in (16000, 16160, 16321, 23999, 24000, 40000, 40161):
+            waveforms = _waveforms(2, samples / 16000, samples)
+            torch.testing.assert_close(bucketed(waveforms), plain(waveforms), rtol=1e-5, atol=1e-6)
+    assert len(seen["bucketed"]) < len(seen["plain"])
+    assert [bucket(n) for n in (31, 32, 33, 400, 401, 1000, 1024)] == [31, 32, 34, 400, 416, 1024, 1024]
+
+
+def test_extract_buckets_on_the_cpu_only_and_training_never(tmp_path: Path) -> None:
+    from spkverif.runtime.buckets import _pad
+
+    model = build_model("xvector", SMALL["xvector"])
+    save_atomic(model_payload(model), tmp_path / "m.pt")
+    hooked = open_model(tmp_path / "m.pt", device="cpu").model
+    assert any(_pad in layer._forward_pre_hooks.values() for layer in hooked.modules())
+    assert not any(layer._forward_pre_hooks for layer in model.modules())

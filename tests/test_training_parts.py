@@ -276,3 +276,52 @@ def test_inference_imports_nothing_from_training(module: str) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_init_starts_from_a_checkpoints_network_and_head_with_a_fresh_schedule(
+    run_cli, tiny_corpus: Path, tmp_path: Path
+) -> None:
+    """training.init (`--init`): the large-margin fine-tuning stage starts from another
+    run's weights (network and loss head), not from its optimiser or position."""
+    first = tmp_path / "first"
+    assert run_cli("train", "-q", "--data", tiny_corpus / "train", "--exp", first, *TINY_MODEL).exit_code == 0
+    start = read_checkpoint(first / "models" / "epoch_0001.pt")
+    # lr so small that one step moves no weight measurably: the end's weights equal the
+    # start's (BatchNorm's running statistics move with every batch, whatever the lr)
+    tuned = [*TINY_MODEL, "--epochs", "1", "--batches-per-epoch", "1", "--lr", "1e-12", "--chunk-seconds", "0.8",
+             "--set", "loss.margin=0.4"]  # fmt: skip
+    result = run_cli("train", "-q", "--data", tiny_corpus / "train", "--exp", tmp_path / "lm",
+                     "--init", first / "models" / "epoch_0001.pt", *tuned)  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    end = read_checkpoint(tmp_path / "lm" / "models" / "epoch_0001.pt")
+    assert (end["epoch"], end["step"]) == (1, 0)  # its own position, one epoch in
+    assert end["config"]["training"]["init"] == str(first / "models" / "epoch_0001.pt")
+    for part in ("model_state", "head_state"):
+        for key, value in start[part].items():
+            if value.is_floating_point() and "running_" not in key:
+                torch.testing.assert_close(end[part][key], value, rtol=0, atol=1e-6, msg=f"{part}.{key}")
+    fresh = tmp_path / "fresh"
+    assert run_cli("train", "-q", "--data", tiny_corpus / "train", "--exp", fresh, *tuned).exit_code == 0
+    weight = next(key for key in start["model_state"] if key.endswith("weight"))
+    assert not torch.allclose(read_checkpoint(fresh / "models" / "epoch_0001.pt")["model_state"][weight],
+                              start["model_state"][weight])  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("source", "extra", "message"),
+    [
+        ("final.pt", [], "not a training checkpoint"),
+        ("epoch_0001.pt", ["--set", "model.channels=24"], "training.init: the checkpoint holds another network"),
+        ("missing.pt", [], "no such model file"),
+    ],
+)
+def test_init_refuses_what_it_cannot_start_from(
+    run_cli, tiny_corpus: Path, tmp_path: Path, source: str, extra: list[str], message: str
+) -> None:
+    first = tmp_path / "first"
+    assert run_cli("train", "-q", "--data", tiny_corpus / "train", "--exp", first, *TINY_MODEL).exit_code == 0
+    result = run_cli("train", "-q", "--data", tiny_corpus / "train", "--exp", tmp_path / "lm",
+                     "--init", first / "models" / source, *TINY_MODEL, *extra)  # fmt: skip
+    assert result.exit_code == 1
+    assert f"{first / 'models' / source}: {message}" in result.stderr
+    assert not (tmp_path / "lm" / "models" / "final.pt").exists()

@@ -12,9 +12,11 @@
 #   ./run.sh --train-opts "--epochs 2"         # a short training (the CI test's)
 #   ./run.sh --stage 6 --stop-stage 6          # the loss comparison (trains one model per loss)
 #   ./run.sh --stage 7 --stop-stage 7          # calibration with and without QMF (after stages 0-3)
+#   ./run.sh --lm-config none                  # no large-margin fine-tuning in stage 1
 #
 #   0. prepare: one data directory per subset (+ all-pair trials), the training set, the cohort
-#   1. train $name from $config
+#   1. train $name from $config into $exp/${name}_pretrain, then fine-tune it with $lm_config
+#      (large margin, longer chunks) into $exp/$name; without $lm_config, train into $exp/$name
 #   2. extract test and cohort embeddings
 #   3. score every test set by cosine and AS-norm
 #   4. report: $exp/report.{json,md}, $exp/det.png
@@ -37,12 +39,14 @@ test_sets=""          # default: every dev-*/test-* subset present
 num_trials=""         # default: every pair of each test set; N: N balanced pairs
 mini=""               # a `prepare mini` output dir: its training speakers are combined in
 seed=0
-train_opts=""
+train_opts=""         # options for stage 1's trainings (and stage 6's)
+lm_config=auto        # the large-margin fine-tuning: auto = ${config%.yaml}_lm.yaml where it exists; none: skip
+lm_opts=""            # options for the fine-tuning only, after $train_opts
 cohort_utts=3         # training utterances per speaker for the AS-norm cohort
 top_n=100             # AS-norm: closest cohort speakers per side (at most the cohort's)
 losses="softmax center coco aam am subcenter_aam contrastive triplet"   # stage 6
 __recipe_options="stage stop_stage corpus data exp config name train_sets test_sets num_trials mini seed train_opts
-  cohort_utts top_n losses"
+  lm_config lm_opts cohort_utts top_n losses"
 
 . ./path.sh
 . ../../bin/parse_options.sh
@@ -52,6 +56,9 @@ if [ -z "$test_sets" ]; then
   for subset in dev-clean dev-other test-clean test-other; do
     [ -d "$root/$subset" ] && test_sets="$test_sets $subset"
   done
+fi
+if [ "$lm_config" = auto ]; then
+  lm_config=none; [ -f "${config%.yaml}_lm.yaml" ] && lm_config="${config%.yaml}_lm.yaml"
 fi
 tests=$(for subset in $test_sets; do echo "${subset//-/_}"; done)
 [ -n "$tests" ] || { echo "$0: no dev-*/test-* subset in $corpus" >&2; exit 1; }
@@ -99,10 +106,25 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
 fi
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
-  echo "stage 1: train $name ($config)"
-  rm -rf "${exp:?}/$name"
-  # shellcheck disable=SC2086  # train_opts holds several options
-  timed "stage 1" spkverif train --config "$config" --data "$data/train" --exp "$exp/$name" --seed "$seed" $train_opts
+  rm -rf "${exp:?}/$name" "${exp:?}/${name}_pretrain"
+  if [ "$lm_config" = none ]; then
+    echo "stage 1: train $name ($config)"
+    # shellcheck disable=SC2086  # train_opts holds several options
+    timed "stage 1" spkverif train --config "$config" --data "$data/train" --exp "$exp/$name" --seed "$seed" $train_opts
+  else
+    echo "stage 1: train ${name}_pretrain ($config), then fine-tune it into $name ($lm_config)"
+    train_then_fine_tune() {
+      local last
+      # shellcheck disable=SC2086  # options
+      timed "stage 1: train" spkverif train --config "$config" --data "$data/train" --exp "$exp/${name}_pretrain" \
+        --seed "$seed" $train_opts
+      last=$(ls "$exp/${name}_pretrain"/models/epoch_*.pt | tail -n 1)
+      # shellcheck disable=SC2086  # options
+      timed "stage 1: fine-tune" spkverif train --config "$lm_config" --init "$last" --data "$data/train" \
+        --exp "$exp/$name" --seed "$seed" $train_opts $lm_opts
+    }
+    timed "stage 1" train_then_fine_tune
+  fi
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then

@@ -12,6 +12,7 @@ from spkverif.errors import SpkverifError
 from spkverif.models import SpeakerEmbeddingModel
 from spkverif.models.files import load_model, model_fingerprint, resolve_device
 from spkverif.runtime.base import METADATA_NAME, Embedder, parse_metadata
+from spkverif.runtime.buckets import bucket_convolutions
 
 
 def model_metadata(model: SpeakerEmbeddingModel) -> dict[str, Any]:
@@ -35,8 +36,13 @@ class PytorchEmbedder(Embedder):
 
     @classmethod
     def from_file(cls, path: str | Path, device: str = "auto") -> PytorchEmbedder:
-        """Load a model file or training checkpoint (`SpkverifError` if it is neither)."""
-        return cls(load_model(path), resolve_device(device))
+        """Load a model file or training checkpoint (`SpkverifError` if it is neither). On
+        the CPU its convolutions run on length buckets (`spkverif.runtime.buckets`: the
+        same embeddings, without building oneDNN kernels for every utterance's length)."""
+        model, target = load_model(path), resolve_device(device)
+        if target.type == "cpu":
+            bucket_convolutions(model)
+        return cls(model, target)
 
     @torch.inference_mode()
     def __call__(self, waveforms: np.ndarray) -> np.ndarray:

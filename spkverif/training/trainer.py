@@ -142,6 +142,29 @@ class Trainer:
         self.log.truncate(self.progress.global_step)
         logger.info("resumed from %s at epoch %d, step %d", path, self.progress.epoch + 1, self.progress.step)
 
+    def initialise(self, path: str | Path) -> None:
+        """Start from the network and loss head of the training checkpoint `path`
+        (an `epoch_NNNN.pt` of another run); its optimiser, schedule and position are
+        not taken, so this run's own schedule starts afresh. This is a fine-tuning
+        stage such as WeSpeaker's and 3D-Speaker's large-margin one (Thienpondt et
+        al., 2021): the same network, longer chunks and a larger margin, a small
+        learning rate.
+
+        Raises `SpkverifError` when `path` is not a training checkpoint, or holds
+        another network or other training speakers than this run builds.
+        """
+        parts = self.parts
+        start = Checkpointer(self.models_dir, self.steps_per_epoch)
+        start.add("model", Record(lambda: parts.model.spec, "training.init: the checkpoint holds another network"))
+        start.add("model_state", parts.model)
+        start.add("head_state", parts.head)
+        start.add(
+            "speakers",
+            Record(lambda: parts.data.speakers, "training.init: the checkpoint was trained on other speakers"),
+        )
+        start.load(Path(path))
+        logger.info("network and loss head initialised from %s", path)
+
     # the run -----------------------------------------------------------------
 
     def run(self) -> Path:
@@ -274,6 +297,8 @@ def train(
             )
         if resume:
             trainer.resume()
+        if config.training.init and trainer.progress.global_step == 0:
+            trainer.initialise(config.training.init)
         logger.info(
             "training %s (%.2fM parameters) with %s on %d speakers (%d classes), %d utterances, "
             "device %s, %d process(es), %d chunks a step",
