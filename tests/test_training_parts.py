@@ -284,18 +284,24 @@ def test_init_starts_from_a_checkpoints_network_and_head_with_a_fresh_schedule(
     """training.init (`--init`): the large-margin fine-tuning stage starts from another
     run's weights (network and loss head), not from its optimiser or position."""
     first = tmp_path / "first"
-    assert run_cli("train", "-q", "--data", tiny_corpus / "train", "--exp", first, *TINY_MODEL).exit_code == 0
-    start = read_checkpoint(first / "models" / "epoch_0001.pt")
+    result = run_cli("train", "-q", "--data", tiny_corpus / "train", "--exp", first, *TINY_MODEL, "--epochs", "2")
+    assert result.exit_code == 0, result.stderr
+    start = read_checkpoint(first / "models" / "epoch_0002.pt")
+    assert (start["epoch"], start["step"]) == (2, 0)
     # lr so small that one step moves no weight measurably: the end's weights equal the
     # start's (BatchNorm's running statistics move with every batch, whatever the lr)
     tuned = [*TINY_MODEL, "--epochs", "1", "--batches-per-epoch", "1", "--lr", "1e-12", "--chunk-seconds", "0.8",
              "--set", "loss.margin=0.4"]  # fmt: skip
     result = run_cli("train", "-q", "--data", tiny_corpus / "train", "--exp", tmp_path / "lm",
-                     "--init", first / "models" / "epoch_0001.pt", *tuned)  # fmt: skip
+                     "--init", first / "models" / "epoch_0002.pt", *tuned)  # fmt: skip
     assert result.exit_code == 0, result.stderr
+    # its own position: one epoch of its own from the start, not the first run's epoch 2
+    assert sorted(p.name for p in (tmp_path / "lm" / "models").glob("epoch_*.pt")) == ["epoch_0001.pt"]
     end = read_checkpoint(tmp_path / "lm" / "models" / "epoch_0001.pt")
-    assert (end["epoch"], end["step"]) == (1, 0)  # its own position, one epoch in
-    assert end["config"]["training"]["init"] == str(first / "models" / "epoch_0001.pt")
+    assert (end["epoch"], end["step"]) == (1, 0)
+    steps = [json.loads(line).get("global_step") for line in (tmp_path / "lm" / "train_log.jsonl").open()]
+    assert max(step for step in steps if step is not None) == 1
+    assert end["config"]["training"]["init"] == str(first / "models" / "epoch_0002.pt")
     for part in ("model_state", "head_state"):
         for key, value in start[part].items():
             if value.is_floating_point() and "running_" not in key:
