@@ -11,8 +11,8 @@ The functions with the most time of their own are printed for each. Then the
 cost of a length the process has not seen: our network's forward on 6 s
 inputs, the median of 9 calls on one length against 9 calls on 9 new lengths,
 and its floating-point operations (torch's FlopCounterMode) and rate. Last, the
-same two costs for three alternatives to the forward extract runs: each convolution
-on a padded length bucket, a frozen TorchScript, and one thread.
+same two costs for the plain network and three alternatives: each convolution on a
+padded length bucket (what extract runs on the CPU), a frozen TorchScript, and one thread.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from bench.peer_extract import speechbrain_classifier, speechbrain_loop
 from spkverif.extract import extract
 from spkverif.models import build_model
 from spkverif.progress import set_quiet
+from spkverif.runtime.buckets import bucket_convolutions
 from spkverif.training.checkpoint import model_payload, save_atomic
 
 
@@ -70,37 +71,10 @@ def new_length_cost(model: torch.nn.Module, samples: int = 96_000, first_new: in
     return same, new
 
 
-def length_buckets(model: torch.nn.Module) -> torch.nn.Module:
-    """The remedy the new-length cost suggests, as hooks: every zero-padded convolution
-    runs on its input padded with zeros up to a length bucket (16 a doubling of length,
-    so at most 1/16 more work) and its output is cropped back, so the network meets few
-    distinct lengths and its embeddings are unchanged (the appended zeros are what its
-    own padding would read)."""
-
-    def bucket(frames: int) -> int:
-        step = 2 ** max(frames.bit_length() - 5, 0)
-        return -(-frames // step) * step
-
-    def pad(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-        frames = inputs[0].shape[-1]
-        module.frames = frames
-        return (torch.nn.functional.pad(inputs[0], (0, bucket(frames) - frames)),)
-
-    def crop(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
-        kernel, dilation, stride = module.kernel_size[-1], module.dilation[-1], module.stride[-1]
-        frames = (module.frames + 2 * module.padding[-1] - dilation * (kernel - 1) - 1) // stride + 1
-        return output[..., :frames]
-
-    for layer in model.modules():
-        if isinstance(layer, torch.nn.Conv1d | torch.nn.Conv2d) and layer.padding_mode == "zeros":
-            layer.register_forward_pre_hook(pad)
-            layer.register_forward_hook(crop)
-    return model
-
-
 def variants(model: torch.nn.Module, threads: int) -> None:
-    """The forward on 6 s, seen and new lengths, of the network as extract runs it and of
-    three alternatives, with the largest difference of their embeddings from it."""
+    """The forward on 6 s, seen and new lengths, of the plain network (no length buckets),
+    of the network as extract runs it on the CPU (`spkverif.runtime.buckets`), and of two
+    other alternatives, with the largest difference of their embeddings from the plain one."""
     probe = torch.randn(1, 96_000 - 555) * 0.1
     with torch.inference_mode():
         reference = model(probe)
@@ -110,11 +84,12 @@ def variants(model: torch.nn.Module, threads: int) -> None:
         frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(copy, probe, check_trace=False)))
     bucketed = build_model("ecapa_tdnn", {}).eval()
     bucketed.load_state_dict(model.state_dict())
+    bucket_convolutions(bucketed)
     rows = [
-        ("as extract runs it (eager)", model, threads),
-        ("each convolution on a padded length bucket", length_buckets(bucketed), threads),
+        ("plain (eager, no length buckets)", model, threads),
+        ("each convolution on a padded length bucket (as extract runs it on the CPU)", bucketed, threads),
         ("TorchScript, frozen and optimize_for_inference", frozen, threads),
-        ("as extract runs it, 1 thread", model, 1),
+        ("plain, 1 thread", model, 1),
     ]
     print("\nvariant | ms on a seen length | ms on a new length | largest |embedding difference|")
     for index, (label, network, count) in enumerate(rows, start=1):
