@@ -5,18 +5,21 @@
 # cohort of training speakers; a report with intervals and a DET plot; the same
 # trials through a simulated telephone line (GSM, through ffmpeg).
 #
-#   ./run.sh                                   # the shared subset, CPU configuration
+#   ./run.sh                                   # the shared subset, CPU configuration (one training)
 #   ./run.sh --corpus /corpora/LibriSpeech --config conf/gpu.yaml \
 #            --train-sets "train-clean-100 train-clean-360 train-other-500" --train-opts "--device cuda"
 #   ./run.sh --stage 2                         # from extraction on
 #   ./run.sh --train-opts "--epochs 2"         # a short training (the CI test's)
 #   ./run.sh --stage 6 --stop-stage 6          # the loss comparison (trains one model per loss)
 #   ./run.sh --stage 7 --stop-stage 7          # calibration with and without QMF (after stages 0-3)
-#   ./run.sh --lm-config none                  # no large-margin fine-tuning in stage 1
+#   ./run.sh --stage 8 --stop-stage 8          # final models averaged over other numbers of checkpoints
+#   ./run.sh --lm-config none                  # no large-margin fine-tuning in stage 1 (gpu.yaml has one)
+#   ./run.sh --lm-config conf/my_lm.yaml       # fine-tune with any configuration of the same network
 #
 #   0. prepare: one data directory per subset (+ all-pair trials), the training set, the cohort
-#   1. train $name from $config into $exp/${name}_pretrain, then fine-tune it with $lm_config
-#      (large margin, longer chunks) into $exp/$name; without $lm_config, train into $exp/$name
+#   1. train $name from $config into $exp/$name; with a $lm_config (conf/gpu_lm.yaml for
+#      conf/gpu.yaml; conf/cpu.yaml has none), train into $exp/${name}_pretrain, then fine-tune
+#      that (large margin, longer chunks) into $exp/$name
 #   2. extract test and cohort embeddings
 #   3. score every test set by cosine and AS-norm
 #   4. report: $exp/report.{json,md}, $exp/det.png
@@ -24,6 +27,9 @@
 #   6. the loss comparison: each of $losses trained like $config, cosine scoring, one table
 #   7. calibration of the cosine scores (linear, QMF, QMF with cohort means), two folds by
 #      enrolment speaker, after stages 0-3: $exp/$name/calibration/SET/summary.md
+#   8. the averaging sweep, after stage 1: for each K in $average_sweep, the final model as the mean
+#      of the last K of $exp/$name's epoch checkpoints (train --resume --average K), cosine scoring
+#      of the first test set, one table: $exp/averages/report.md
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -45,8 +51,9 @@ lm_opts=""            # options for the fine-tuning only, after $train_opts
 cohort_utts=3         # training utterances per speaker for the AS-norm cohort
 top_n=100             # AS-norm: closest cohort speakers per side (at most the cohort's)
 losses="softmax center coco aam am subcenter_aam contrastive triplet"   # stage 6
+average_sweep="1 4 8 12 16 20 24 28"  # stage 8: numbers of last epoch checkpoints to average
 __recipe_options="stage stop_stage corpus data exp config name train_sets test_sets num_trials mini seed train_opts
-  lm_config lm_opts cohort_utts top_n losses"
+  lm_config lm_opts cohort_utts top_n losses average_sweep"
 
 . ./path.sh
 . ../../bin/parse_options.sh
@@ -72,6 +79,27 @@ score_set() {
   spkverif score -q --method asnorm --cohort "scp:$dir/embeddings/cohort.scp" \
     --cohort-utt2spk "$data/cohort/utt2spk" --top-n $(( top_n < cohort_speakers ? top_n : cohort_speakers )) \
     --trials "$data/$set/trials" "scp:$dir/embeddings/$set.scp" "$dir/scores/$set.asnorm"
+}
+
+# Stages 6 and 8 compare models on the first test set by cosine scoring. compare_model DIR NAME:
+# embeddings by DIR/models/final.pt, scores in DIR/scores/; compare_report OUT_DIR: one table
+# (and DET plot) of every model compared since the last report.
+compared_names=() compared_scores=()
+compare_model() {
+  local dir="$1" set
+  set=$(echo $tests | cut -d' ' -f1)
+  spkverif extract -q --model "$dir/models/final.pt" "scp:$data/$set/wav.scp" \
+    "ark,scp:$dir/embeddings/$set.ark,$dir/embeddings/$set.scp"
+  spkverif score -q --method cosine --trials "$data/$set/trials" \
+    "scp:$dir/embeddings/$set.scp" "$dir/scores/$set.cosine"
+  compared_names+=(--name "$2"); compared_scores+=("$dir/scores/$set.cosine")
+}
+compare_report() {
+  local set
+  set=$(echo $tests | cut -d' ' -f1)
+  spkverif report --trials "$data/$set/trials" --utt2spk "$data/$set/utt2spk" --out-dir "$1" \
+    "${compared_names[@]}" "${compared_scores[@]}"
+  compared_names=() compared_scores=()
 }
 
 # report OUT_DIR SUFFIX SETS...: one table of the cosine and AS-norm scores of each set,
@@ -176,8 +204,7 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   # Each loss with its own default options, on $config's network, budget and
   # optimiser; the pair losses see 4 chunks of each of a quarter as many speakers.
   compare_losses() {
-    local first loss dir pairs scores=() names=()
-    first=$(echo $tests | cut -d' ' -f1)
+    local loss dir pairs
     for loss in $losses; do
       dir="$exp/losses/$loss"
       rm -rf "$dir"
@@ -186,14 +213,9 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
       # shellcheck disable=SC2086  # options
       timed "stage 6: train $loss" spkverif train -q --config "$config" --loss "$loss" $pairs --data "$data/train" \
         --exp "$dir" --seed "$seed" $train_opts
-      spkverif extract -q --model "$dir/models/final.pt" "scp:$data/$first/wav.scp" \
-        "ark,scp:$dir/embeddings/$first.ark,$dir/embeddings/$first.scp"
-      spkverif score -q --method cosine --trials "$data/$first/trials" \
-        "scp:$dir/embeddings/$first.scp" "$dir/scores/$first.cosine"
-      scores+=("$dir/scores/$first.cosine"); names+=(--name "$loss")
+      compare_model "$dir" "$loss"
     done
-    spkverif report --trials "$data/$first/trials" --utt2spk "$data/$first/utt2spk" --out-dir "$exp/losses" \
-      "${names[@]}" "${scores[@]}"
+    compare_report "$exp/losses"
   }
   timed "stage 6" compare_losses
 fi
@@ -210,4 +232,24 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
     done
   }
   timed "stage 7" calibrate_all
+fi
+
+if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
+  echo "stage 8: $name's final model averaged over the last K epoch checkpoints, K in $average_sweep"
+  # Each K gets its own experiment directory whose models/ links to stage 1's checkpoints, so
+  # `train --resume` finds the run finished and only writes that directory's final.pt.
+  sweep_averages() {
+    local k dir models
+    models=$(cd "$exp/$name/models" && pwd)
+    for k in $average_sweep; do
+      dir="$exp/averages/k$k"
+      rm -rf "$dir"
+      mkdir -p "$dir/models"
+      ln -s "$models"/epoch_*.pt "$dir/models/"
+      spkverif train -q --config "$exp/$name/config.yaml" --data "$data/train" --exp "$dir" --resume --average "$k"
+      compare_model "$dir" "last $k"
+    done
+    compare_report "$exp/averages"
+  }
+  timed "stage 8" sweep_averages
 fi
