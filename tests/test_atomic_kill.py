@@ -11,8 +11,12 @@ from pathlib import Path
 
 import pytest
 
+# The child restores Python's SIGINT handler first: a shell without job control (a CI runner,
+# `make test &` in a script) starts background jobs with SIGINT ignored, Python then keeps it
+# ignored, and the SIGINT case would run the writer to its end (exit 0) instead of testing it.
 SLOW_WRITER = """
-import sys, time, numpy as np
+import signal, sys, time, numpy as np
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from spkverif.cli import install_signal_handlers
 install_signal_handlers()
 from spkverif.io.specifiers import ArchiveWriter
