@@ -69,6 +69,7 @@ if [ "$lm_config" = auto ]; then
 fi
 tests=$(for subset in $test_sets; do echo "${subset//-/_}"; done)
 [ -n "$tests" ] || { echo "$0: no dev-*/test-* subset in $corpus" >&2; exit 1; }
+first_test=$(echo $tests | cut -d' ' -f1)  # stages 6 and 8 compare models on it
 
 # score_set NAME SET: embeddings of $data/SET into $exp/NAME, cosine and AS-norm scores.
 score_set() {
@@ -86,8 +87,7 @@ score_set() {
 # (and DET plot) of every model compared since the last report.
 compared_names=() compared_scores=()
 compare_model() {
-  local dir="$1" set
-  set=$(echo $tests | cut -d' ' -f1)
+  local dir="$1" set="$first_test"
   spkverif extract -q --model "$dir/models/final.pt" "scp:$data/$set/wav.scp" \
     "ark,scp:$dir/embeddings/$set.ark,$dir/embeddings/$set.scp"
   spkverif score -q --method cosine --trials "$data/$set/trials" \
@@ -95,8 +95,7 @@ compare_model() {
   compared_names+=(--name "$2"); compared_scores+=("$dir/scores/$set.cosine")
 }
 compare_report() {
-  local set
-  set=$(echo $tests | cut -d' ' -f1)
+  local set="$first_test"
   spkverif report --trials "$data/$set/trials" --utt2spk "$data/$set/utt2spk" --out-dir "$1" \
     "${compared_names[@]}" "${compared_scores[@]}"
   compared_names=() compared_scores=()
@@ -201,8 +200,9 @@ fi
 
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   echo "stage 6: the loss comparison on real speech: $losses"
-  # Each loss with its own default options, on $config's network, budget and
-  # optimiser; the pair losses see 4 chunks of each of a quarter as many speakers.
+  # Each loss with its own default options (but $config's own loss keeps $config's options),
+  # on $config's network, budget and optimiser; the pair losses see 4 chunks of each of a
+  # quarter as many speakers.
   compare_losses() {
     local loss dir pairs
     for loss in $losses; do
@@ -240,6 +240,8 @@ if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
   # `train --resume` finds the run finished and only writes that directory's final.pt.
   sweep_averages() {
     local k dir models
+    ls "$exp/$name/models"/epoch_*.pt >/dev/null 2>&1 \
+      || { echo "$0: stage 8: no epoch checkpoints in $exp/$name/models; run stage 1 first" >&2; exit 1; }
     models=$(cd "$exp/$name/models" && pwd)
     for k in $average_sweep; do
       dir="$exp/averages/k$k"
