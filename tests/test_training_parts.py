@@ -93,6 +93,18 @@ def test_checkpointer_round_trip_of_named_parts(tmp_path: Path) -> None:
     assert torch.equal(torch.rand(3), expected)  # the generators continue where the checkpoint left them
 
 
+def test_checkpointer_loads_only_the_parts_named(tmp_path: Path) -> None:
+    layer, counter = nn.Linear(3, 2), Counter(7)
+    path = _checkpointer(tmp_path, layer, Progress(10, epoch=2, step=4), counter).save("epoch_0002.pt")
+    fresh_layer, fresh_progress, fresh_counter = nn.Linear(3, 2), Progress(10), Counter(1)
+    fresh = _checkpointer(tmp_path, fresh_layer, fresh_progress, fresh_counter)
+    fresh.load(path, only=("layer", "speakers"))
+    assert torch.equal(fresh_layer.weight, layer.weight)
+    assert (fresh_progress.epoch, fresh_progress.step, fresh_counter.value) == (0, 0, 1)  # the others kept
+    with pytest.raises(ValueError, match="ema"):
+        fresh.load(path, only=("layer", "ema"))
+
+
 def test_checkpointer_keeps_only_the_newest_step_file(tmp_path: Path) -> None:
     checkpointer = _checkpointer(tmp_path, nn.Linear(2, 2), Progress(10), Counter())
     checkpointer.save("step_00000003.pt")
@@ -316,9 +328,9 @@ def test_init_starts_from_a_checkpoints_network_and_head_with_a_fresh_schedule(
 @pytest.mark.parametrize(
     ("source", "extra", "message"),
     [
-        ("final.pt", [], "not a training checkpoint"),
+        ("final.pt", [], "training.init: not a training checkpoint"),
         ("epoch_0001.pt", ["--set", "model.channels=24"], "training.init: the checkpoint holds another network"),
-        ("missing.pt", [], "no such model file"),
+        ("missing.pt", [], "training.init: no such model file"),
     ],
 )
 def test_init_refuses_what_it_cannot_start_from(
@@ -331,3 +343,36 @@ def test_init_refuses_what_it_cannot_start_from(
     assert result.exit_code == 1
     assert f"{first / 'models' / source}: {message}" in result.stderr
     assert not (tmp_path / "lm" / "models" / "final.pt").exists()
+
+
+def test_resume_refuses_a_checkpoint_of_another_network(run_cli, tiny_corpus: Path, tmp_path: Path) -> None:
+    """The checkpoint's parts are the ones --init reads: a resumed run built otherwise stops
+    with one line, not a traceback from load_state_dict, and leaves the checkpoint as it was."""
+    exp = tmp_path / "exp"
+    assert run_cli("train", "-q", "--data", tiny_corpus / "train", "--exp", exp, *TINY_MODEL).exit_code == 0
+    checkpoint = exp / "models" / "epoch_0001.pt"
+    before = {path: path.read_bytes() for path in exp.rglob("*") if path.is_file()}
+    result = run_cli("train", "-q", "--data", tiny_corpus / "train", "--exp", exp, "--resume", *TINY_MODEL,
+                     "--epochs", "2", "--set", "model.channels=24")  # fmt: skip
+    assert result.exit_code == 1
+    assert f"{checkpoint}: the checkpoint holds another network" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert {path: path.read_bytes() for path in exp.rglob("*") if path.is_file()} == before
+
+
+def test_resume_takes_a_checkpoint_whose_network_an_older_release_described(
+    run_cli, tiny_corpus: Path, tmp_path: Path
+) -> None:
+    """A checkpoint written before front ends were components holds the front end's options
+    inside the model's; compared after `upgrade_spec`, it is the same network and resumes."""
+    exp = tmp_path / "exp"
+    assert run_cli("train", "-q", "--data", tiny_corpus / "train", "--exp", exp, *TINY_MODEL).exit_code == 0
+    checkpoint = exp / "models" / "epoch_0001.pt"
+    payload = read_checkpoint(checkpoint)
+    spec = payload["model"]
+    payload["model"] = {"name": spec["name"], "options": {**spec["options"], "sample_rate": spec["sample_rate"]}}
+    torch.save(payload, checkpoint)
+    result = run_cli("train", "-q", "--data", tiny_corpus / "train", "--exp", exp, "--resume", *TINY_MODEL,
+                     "--epochs", "2")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert read_checkpoint(exp / "models" / "epoch_0002.pt")["model"] == spec

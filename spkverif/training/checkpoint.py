@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -111,16 +111,26 @@ class GlobalRng:
 class Record:
     """A value written into every checkpoint for the record and not restored (the
     configuration, the model's name and options); with `must_match`, a checkpoint
-    holding another value is refused with that message."""
+    holding another value is refused with that message. `upgrade` turns a value an
+    older release wrote into today's form before the comparison (for the model's
+    specification, `spkverif.models.legacy.upgrade_spec`)."""
 
-    def __init__(self, value: Callable[[], Any], must_match: str | None = None):
+    def __init__(
+        self,
+        value: Callable[[], Any],
+        must_match: str | None = None,
+        upgrade: Callable[[Any], Any] | None = None,
+    ):
         self.value = value
         self.must_match = must_match
+        self.upgrade = upgrade
 
     def state_dict(self) -> Any:
         return self.value()
 
     def check(self, state: Any, path: Path) -> None:
+        if self.upgrade is not None:
+            state = self.upgrade(state)
         if self.must_match is not None and state != self.value():
             raise SpkverifError(self.must_match, path)
 
@@ -177,9 +187,10 @@ class Checkpointer:
     def latest(self) -> Path | None:
         return latest_checkpoint(self.directory, self.steps_per_epoch)
 
-    def _states(self, payload: dict[str, Any], path: Path) -> dict[str, Any]:
+    def _states(self, payload: dict[str, Any], path: Path, names: Iterable[str]) -> dict[str, Any]:
         states = {}
-        for name, entry in self.parts.items():
+        for name in names:
+            entry = self.parts[name]
             keys = entry.keys or (name,)
             missing = [key for key in keys if key not in payload]
             if not missing:
@@ -190,12 +201,22 @@ class Checkpointer:
                 logger.info("%s has no %s: it keeps its initial state", path, name)
         return states
 
-    def load(self, path: Path) -> None:
-        """Restore every part from `path`: all checked first, then all loaded, in the order added."""
+    def load(self, path: Path, only: Iterable[str] | None = None) -> None:
+        """Restore every part from `path`, or only the parts named in `only` (the others
+        keep their state): all checked first, then all loaded, in the order added.
+
+        Raises `SpkverifError` for a file that is not a training checkpoint, lacks a
+        required part, or holds a `Record` that must match and does not; `ValueError`
+        for a name in `only` that was never added (a bug).
+        """
+        names = list(self.parts) if only is None else [name for name in self.parts if name in set(only)]
+        unknown = set(only or ()) - set(self.parts)
+        if unknown:
+            raise ValueError(f"no checkpoint part {sorted(unknown)}")
         payload = read_checkpoint(path)
         if payload["format"] != STATE_FORMAT:
             raise SpkverifError("not a training checkpoint", path)
-        states = self._states(payload, path)
+        states = self._states(payload, path, names)
         for name, state in states.items():
             check = getattr(self.parts[name].part, "check", None)
             if check is not None:

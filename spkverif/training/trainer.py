@@ -32,6 +32,7 @@ import torch
 from spkverif.config import TrainConfig
 from spkverif.errors import SpkverifError
 from spkverif.models import count_parameters
+from spkverif.models.legacy import upgrade_spec
 from spkverif.progress import ProgressBar
 from spkverif.training.build import build_components, build_loader, utterance_lengths
 from spkverif.training.checkpoint import (
@@ -77,11 +78,17 @@ class Trainer:
         self.checkpointer = self._checkpointer()
         self.train_step = TrainStep(config, self.parts, self.context, self.progress, self.checkpointer)
 
+    #: The parts `initialise` takes from another run's checkpoint: the network and loss head,
+    #: each refused when it was built otherwise or trained on other speakers.
+    INIT_PARTS = ("model", "model_state", "head_state", "speakers")
+
     def _checkpointer(self) -> Checkpointer:
         """The named parts of a checkpoint, in the order (and under the keys) of every release so far."""
         parts = self.parts
         checkpointer = Checkpointer(self.models_dir, self.steps_per_epoch)
-        checkpointer.add("model", Record(lambda: parts.model.spec))
+        checkpointer.add(
+            "model", Record(lambda: parts.model.spec, "the checkpoint holds another network", upgrade=upgrade_spec)
+        )
         checkpointer.add("model_state", parts.model)
         checkpointer.add("head_state", parts.head)
         checkpointer.add("optimizer", parts.optimizer)
@@ -153,16 +160,10 @@ class Trainer:
         Raises `SpkverifError` when `path` is not a training checkpoint, or holds
         another network or other training speakers than this run builds.
         """
-        parts = self.parts
-        start = Checkpointer(self.models_dir, self.steps_per_epoch)
-        start.add("model", Record(lambda: parts.model.spec, "training.init: the checkpoint holds another network"))
-        start.add("model_state", parts.model)
-        start.add("head_state", parts.head)
-        start.add(
-            "speakers",
-            Record(lambda: parts.data.speakers, "training.init: the checkpoint was trained on other speakers"),
-        )
-        start.load(Path(path))
+        try:
+            self.checkpointer.load(Path(path), only=self.INIT_PARTS)
+        except SpkverifError as error:
+            raise SpkverifError(f"training.init: {error.message}", error.path, error.line) from None
         logger.info("network and loss head initialised from %s", path)
 
     # the run -----------------------------------------------------------------
