@@ -101,6 +101,8 @@ def test_checkpointer_loads_only_the_parts_named(tmp_path: Path) -> None:
     fresh.load(path, only=("layer", "speakers"))
     assert torch.equal(fresh_layer.weight, layer.weight)
     assert (fresh_progress.epoch, fresh_progress.step, fresh_counter.value) == (0, 0, 1)  # the others kept
+    fresh.load(path, only=(name for name in ("progress", "counter")))  # any iterable, read once
+    assert (fresh_progress.epoch, fresh_progress.step, fresh_counter.value) == (2, 4, 7)
     with pytest.raises(ValueError, match="ema"):
         fresh.load(path, only=("layer", "ema"))
 

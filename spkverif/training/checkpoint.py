@@ -209,10 +209,10 @@ class Checkpointer:
         required part, or holds a `Record` that must match and does not; `ValueError`
         for a name in `only` that was never added (a bug).
         """
-        names = list(self.parts) if only is None else [name for name in self.parts if name in set(only)]
-        unknown = set(only or ()) - set(self.parts)
-        if unknown:
-            raise ValueError(f"no checkpoint part {sorted(unknown)}")
+        wanted = set(self.parts if only is None else only)
+        if wanted - set(self.parts):
+            raise ValueError(f"no checkpoint part {sorted(wanted - set(self.parts))}")
+        names = [name for name in self.parts if name in wanted]
         payload = read_checkpoint(path)
         if payload["format"] != STATE_FORMAT:
             raise SpkverifError("not a training checkpoint", path)
