@@ -1,6 +1,7 @@
-"""What recipes/librispeech/conf/gpu.yaml would take on a GPU, from what this machine can measure.
+"""What recipes/librispeech/conf/gpu.yaml takes on a GPU: estimated from what a CPU can measure,
+or priced from a short training's own log on the GPU (`--measured`).
 
-No GPU was at hand, so the time is estimated, not measured. Two figures bound it:
+Without a GPU two figures bound the time:
 
 - the network's work: floating-point operations of one training step of gpu.yaml's
   network and head (ECAPA-TDNN C 512, 192-d, AAM over the 2,338 readers of the three
@@ -13,11 +14,21 @@ No GPU was at hand, so the time is estimated, not measured. Two figures bound it
 
     python bench/gpu_estimate.py
     python bench/gpu_estimate.py --config recipes/librispeech/conf/gpu.yaml --seconds 20
+
+With a short training of a configuration on the GPU (bench/gpu_check.sh runs one), its
+`train_log.jsonl` gives the rate measured there, and the configuration's full schedule is
+priced at it: chunks (epochs x batches x batch size) / measured chunks a second. Two rates are
+printed: the steady one (the median of the step records' windows after the first epoch) and
+the whole-epoch one (each epoch's chunks over its wall time, the loader's start included):
+
+    python bench/gpu_estimate.py --measured recipes/librispeech/conf/gpu.yaml=EXP/gpu_pretrain/train_log.jsonl \
+                                 --measured recipes/librispeech/conf/gpu_lm.yaml=EXP/gpu/train_log.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -65,14 +76,77 @@ def channel_rate(config, seconds: float, names: list[str] | None = None, prob: f
     return done / (time.perf_counter() - started)
 
 
+def schedule_chunks(config) -> int:
+    """Chunks a configuration trains on: epochs x batches an epoch x speakers x utterances a batch."""
+    options = config.training
+    return options.epochs * options.batches_per_epoch * options.speakers_per_batch * options.utts_per_speaker
+
+
+def measured_rates(log: Path) -> dict[str, float]:
+    """Chunks a second a training log measured: `steady`, the median of its step records' windows
+    after the first epoch (all of them when it ran one epoch), and `epochs`, the chunks of every epoch
+    after the first (the only one when it ran one) over their wall time; `data_wait`, the steady
+    windows' median data-wait fraction. A chunk is one (utterance, crop) of the batch, as the
+    start record's `chunks_per_step` counts them.
+
+    Raises ValueError for a log without step and epoch records."""
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    start = next((record for record in records if record.get("event") == "start"), {})
+    steps = [record for record in records if record.get("event") == "step"]
+    epochs = [record for record in records if record.get("event") == "epoch"]
+    if not steps or not epochs or "chunks_per_step" not in start:
+        raise ValueError(f"{log}: no start, step and epoch records (was the training run?)")
+    later = [record for record in steps if record["epoch"] > 1] or steps
+    timed = epochs[1:] or epochs
+    batch = start["chunks_per_step"]
+    batches = [record["global_step"] - previous for record, previous in _with_previous_step(epochs)][-len(timed) :]
+    return {
+        "steady": float(np.median([record["samples_per_s"] for record in later])),
+        "data_wait": float(np.median([record["data_wait_fraction"] for record in later])),
+        "epochs": sum(batches) * batch / sum(record["seconds"] for record in timed),
+    }
+
+
+def _with_previous_step(epochs: list[dict]) -> list[tuple[dict, int]]:
+    previous = [0] + [record["global_step"] for record in epochs[:-1]]
+    return list(zip(epochs, previous, strict=True))
+
+
+def print_measured(pairs: list[str]) -> None:
+    """For each CONFIG=LOG: the configuration's full schedule at the rates LOG measured."""
+    total = {"steady": 0.0, "epochs": 0.0}
+    for pair in pairs:
+        config_path, _, log = pair.partition("=")
+        config = load_train_config(config_path)
+        chunks = schedule_chunks(config)
+        rates = measured_rates(Path(log))
+        print(
+            f"{Path(config_path).name}: {chunks:,} chunks of {config.data.chunk_seconds:g} s; measured "
+            f"{rates['steady']:.0f} chunks/s steady (data wait {rates['data_wait']:.0%}), "
+            f"{rates['epochs']:.0f} chunks/s over whole epochs"
+        )
+        for kind in total:
+            hours = chunks / rates[kind] / 3600
+            total[kind] += hours
+            print(f"  at the {'steady' if kind == 'steady' else 'whole-epoch'} rate: {hours:.2f} h")
+    if len(pairs) > 1:
+        print(f"all: {total['steady']:.2f} h steady, {total['epochs']:.2f} h at the whole-epoch rates")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(REPO / "recipes" / "librispeech" / "conf" / "gpu.yaml"))
     parser.add_argument("--seconds", type=float, default=10.0, help="Time spent measuring the augmentation.")
+    parser.add_argument(
+        "--measured", action="append", default=[], metavar="CONFIG=LOG",
+        help="Price CONFIG's full schedule at the rates the training log LOG measured (repeatable).",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.measured:
+        print_measured(args.measured)
+        return
     config = load_train_config(args.config)
-    options = config.training
-    chunks = options.epochs * options.batches_per_epoch * options.speakers_per_batch * options.utts_per_speaker
+    chunks = schedule_chunks(config)
     flops = step_flops(config, LIBRISPEECH_TRAINING_READERS)
     rate = channel_rate(config, args.seconds)
     print(f"{config.model.name}: {flops / 1e9:.4g} GFLOP a {config.data.chunk_seconds:g} s chunk, forward + backward")

@@ -57,7 +57,9 @@ def measure(data: Path, work: Path, model: str, workers: int, amp: str, args: ar
             )
         ],
     )
-    exp = work / f"{model}-{len(model_options)}-{workers}-{amp}"
+    label = ",".join([model, *(option.removeprefix("model.") for option in model_options)])
+    # One experiment a row: ecapa_tdnn:channels=512 and :channels=1024 must not share one.
+    exp = work / f"{label.replace(',', '_').replace('=', '')}-{workers}-{amp}"
     cuda = torch.cuda.is_available() and args.device != "cpu"
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -69,7 +71,7 @@ def measure(data: Path, work: Path, model: str, workers: int, amp: str, args: ar
         raise SystemExit("no timed window: make --steps divide --warmup + --steps")
     window = timed[-1]
     return {
-        "model": ",".join([model, *(option.removeprefix("model.") for option in model_options)]),
+        "model": label,
         "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan"),
         "workers": workers,
         "amp": amp,

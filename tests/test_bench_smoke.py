@@ -138,3 +138,41 @@ def test_the_gpu_estimate_counts_operations_and_times_the_augmentation(tmp_path:
     rates = re.findall(r"(\w+) alone, every chunk: ([0-9]+) chunks/s", outputs[0])
     assert [name for name, _ in rates] == ["bandlimit", "telephone", "gain", "room"]
     assert all(int(rate) > 0 for _, rate in rates)
+
+
+def test_the_gpu_estimate_prices_a_schedule_at_a_logs_measured_rates(tmp_path: Path) -> None:
+    """bench/gpu_estimate.py --measured: the steady rate is the median of the step windows after the
+    first epoch, the whole-epoch rate counts every later epoch's chunks over its seconds, and the
+    schedule's hours are its chunks over each rate."""
+    import json
+    import subprocess
+    import sys
+
+    from bench.gpu_estimate import measured_rates
+
+    records = [{"event": "start", "global_step": 0, "chunks_per_step": 10}]
+    for epoch, (rates, seconds) in enumerate((((5.0, 7.0), 100.0), ((40.0, 60.0), 5.0), ((50.0, 70.0), 3.0)), 1):
+        for index, rate in enumerate(rates, 1):
+            step = (epoch - 1) * 20 + 10 * index
+            records.append({"event": "step", "epoch": epoch, "global_step": step, "samples_per_s": rate,
+                            "data_wait_fraction": rate / 100})  # fmt: skip
+        records.append({"event": "epoch", "epoch": epoch, "global_step": 20 * epoch, "seconds": seconds})
+    log = tmp_path / "train_log.jsonl"
+    log.write_text("".join(json.dumps(record) + "\n" for record in records))
+    rates = measured_rates(log)
+    assert rates["steady"] == 55.0  # median of 40, 60, 50, 70: epoch 1's 5 and 7 left out
+    assert rates["data_wait"] == 0.55
+    assert rates["epochs"] == 2 * 20 * 10 / (5.0 + 3.0)  # 400 chunks in 8 s
+    config = tmp_path / "c.yaml"
+    config.write_text("training: {epochs: 2, batches_per_epoch: 90, speakers_per_batch: 11, utts_per_speaker: 2}\n")
+    result = subprocess.run(
+        [sys.executable, "bench/gpu_estimate.py", "--measured", f"{config}={log}", "--measured", f"{config}={log}"],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "3,960 chunks of 2 s; measured 55 chunks/s steady (data wait 55%), 50 chunks/s" in result.stdout
+    assert f"at the steady rate: {3960 / 55 / 3600:.2f} h" in result.stdout
+    assert f"all: {2 * 3960 / 55 / 3600:.2f} h steady, {2 * 3960 / 50 / 3600:.2f} h" in result.stdout
+    log.write_text(json.dumps(records[0]) + "\n")
+    with pytest.raises(ValueError, match="no start, step and epoch records"):
+        measured_rates(log)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,9 +24,22 @@ def test_gpu_check_runs_every_step_at_tiny_size_on_the_cpu(tmp_path: Path) -> No
     out = tmp_path / "out"
     summary = (out / "summary.txt").read_text()
     assert result.returncode == 0, summary + result.stdout[-2000:]
-    assert summary.count("passed in") == 5 and "every step passed" in summary
+    assert summary.count("passed in") == 10 and "every step passed" in summary
+    times = (out / "librispeech_gpu_time.txt").read_text()
+    assert "gpu.yaml: 5,120,000 chunks of 2 s; measured" in times  # 40 x 1,000 x 128
+    assert "gpu_lm.yaml: 640,000 chunks of 6 s; measured" in times  # 5 x 1,000 x 128
+    hours = [float(value) for value in re.findall(r"at the \S+ rate: ([0-9.]+) h", times)]
+    assert len(hours) == 4 and all(value > 0 for value in hours)
+    ls_exp = out / "work" / "ls_exp"
+    pretrain = [json.loads(line) for line in (ls_exp / "gpu_pretrain" / "train_log.jsonl").read_text().splitlines()]
+    assert pretrain[-1]["global_step"] == 4  # 4 epochs of 1 batch
+    workers = (ls_exp / "gpu_workers" / "train_log.jsonl").read_text().splitlines()
+    assert json.loads(workers[-1])["global_step"] == 2
+    report = json.loads((ls_exp / "report.json").read_text())
+    assert sorted(row["system"] for row in report) == ["gpu test_other.asnorm", "gpu test_other.cosine"]
     rows = [line.split() for line in (out / "train_throughput.txt").read_text().splitlines()]
-    assert any(row[:3] == ["xvector", "0", "none"] and float(row[3]) > 0 for row in rows)
+    for model in ("xvector,channels=32", "xvector,channels=48"):  # two options of one network: an experiment each
+        assert any(row[:3] == [model, "0", "none"] and float(row[3]) > 0 for row in rows), model
     assert "| xvector" in (out / "extract_rtf.txt").read_text()
     report = json.loads((out / "work" / "exp" / "report" / "report.json").read_text())
     assert sorted({row["system"].split()[1] for row in report}) == ["vox1-E", "vox1-H", "vox1-O"]

@@ -237,6 +237,28 @@ def test_spec_augment_masks_in_training_only() -> None:
     assert calls == [1]
 
 
+@pytest.mark.parametrize("loss", ["softmax", "center", "coco", "aam", "am", "subcenter_aam", "contrastive", "triplet"])
+def test_loss_heads_run_in_float32_outside_autocast(loss: str) -> None:
+    """Under mixed precision the head gets the float32 embeddings with autocast off: CUDA's autocast
+    once handed the AAM margin a bfloat16 cosine and a float32 target (a scatter() dtype error on an
+    H200), and the pair losses came out in bfloat16."""
+    torch.manual_seed(0)
+    model = build_model("xvector", SMALL, frontend={"options": {"dither": 0.0}}).eval()
+    head = build_loss(loss, model.embedding_dim, 3, {})
+    network = TrainingNetwork(model, head).eval()
+    waveforms, labels = torch.randn(6, 16000) * 0.1, torch.tensor([0, 1, 2, 0, 1, 2])
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        torch.manual_seed(1)
+        got, logits = network(waveforms, labels)
+        embeddings = model(waveforms)
+    assert embeddings.dtype == torch.bfloat16  # the network itself did run in bfloat16
+    with torch.no_grad():
+        torch.manual_seed(1)
+        expected = head(embeddings.float(), labels)
+    assert got.dtype == torch.float32 and torch.equal(got, expected.loss)
+    assert logits is None or logits.dtype == torch.float32
+
+
 def test_validation_embeds_as_extract_does(tiny_corpus: Path, tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = build_model("xvector", SMALL)

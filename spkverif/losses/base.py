@@ -60,5 +60,6 @@ class CosineClassifier(LossHead):
         nn.init.xavier_uniform_(self.weight)
 
     def cosine(self, embeddings: torch.Tensor) -> torch.Tensor:
-        """(B, D) -> (B, rows of the class matrix), computed in float32 even under autocast."""
+        """(B, D) -> (B, rows of the class matrix), in float32 outside autocast (training runs the
+        heads with autocast off: `spkverif.training.build.TrainingNetwork`)."""
         return F.linear(F.normalize(embeddings.float()), F.normalize(self.weight.float()))

@@ -43,6 +43,10 @@ class TrainingNetwork(nn.Module):
 
     SpecAugment, when given, goes in through the model's feature hook
     (`SpeakerEmbeddingModel.forward(waveforms, feature_transform)`), in training mode only.
+    Under mixed precision the network runs in the autocast dtype and the loss head in float32,
+    autocast off: margins, pair distances and the softmax are computed at full precision (and
+    CUDA's autocast, which keeps some of the margin's operations in float32 and lowers the rest,
+    cannot hand a head tensors of two dtypes).
     """
 
     def __init__(self, model: SpeakerEmbeddingModel, head: LossHead, spec_augment: SpecAugment | None = None):
@@ -54,7 +58,9 @@ class TrainingNetwork(nn.Module):
     def forward(self, waveforms: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Loss (scalar) and logits (B, classes) or None, for waveforms (B, T) and labels (B,)."""
         transform = self.spec_augment if self.training else None
-        output = self.head(self.model(waveforms, transform), labels)
+        embeddings = self.model(waveforms, transform)
+        with torch.autocast(embeddings.device.type, enabled=False):
+            output = self.head(embeddings.float(), labels)
         return output.loss, output.logits
 
 
