@@ -4,6 +4,7 @@
 #
 #   bench/gpu_check.sh [--librispeech ROOT] [OUT]           # on a GPU machine; figures go to OUT (default gpu_check)
 #   bench/gpu_check.sh --tiny [--librispeech ROOT] [OUT]    # the same steps at a tiny size on the CPU (the tests')
+#   bench/gpu_check.sh --only librispeech|throughput|extract|voxceleb [OUT]   # one of the steps below again
 #
 #   0. recipes/librispeech with conf/gpu.yaml and its fine-tuning (conf/gpu_lm.yaml) on ROOT (a
 #      fake tree of the corpus's layout when none is given), a short schedule (4 epochs of 100
@@ -22,9 +23,18 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-tiny=false librispeech=""
-if [ "${1:-}" = "--tiny" ]; then tiny=true; shift; fi
-if [ "${1:-}" = "--librispeech" ]; then librispeech=$(cd "$2" && pwd); shift 2; fi
+tiny=false librispeech="" only=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --tiny) tiny=true; shift ;;
+    --librispeech) librispeech=$(cd "$2" && pwd) || exit 1; shift 2 ;;
+    --only)
+      case "$2" in librispeech|throughput|extract|voxceleb) only=$2 ;;
+        *) echo "$0: --only takes librispeech, throughput, extract or voxceleb, not '$2'" >&2; exit 1 ;; esac
+      shift 2 ;;
+    *) break ;;
+  esac
+done
 out=$(mkdir -p "${1:-gpu_check}" && cd "${1:-gpu_check}" && pwd)
 work="$out/work"
 rm -rf "$work" && mkdir -p "$work"
@@ -49,8 +59,18 @@ else
 fi
 
 status=0
+selected() {  # selected STEP-NAME: whether --only (none: every step) takes this step
+  case "$1" in
+    *librispeech*) [ -z "$only" ] || [ "$only" = librispeech ] ;;
+    train_throughput) [ -z "$only" ] || [ "$only" = throughput ] ;;
+    extract_rtf) [ -z "$only" ] || [ "$only" = extract ] ;;
+    *) [ -z "$only" ] || [ "$only" = voxceleb ] ;;
+  esac
+}
+
 step() {  # step NAME COMMAND...: run (at most $limit seconds), keep its output, note pass/fail
   local name=$1; shift
+  selected "$name" || return 0
   echo "== $name: $*" | tee -a "$out/summary.txt"
   local started=$SECONDS
   if timeout "$limit" "$@" > "$out/$name.txt" 2>&1; then
@@ -93,7 +113,9 @@ step train_throughput $python bench/train_throughput.py --models $models --amp $
 step extract_rtf $python bench/extract_rtf.py "${rtf_args[@]}"
 
 # The VoxCeleb recipe's corpora are m4a (AAC): making and decoding them needs PyAV or ffmpeg.
-if ! $python -c "import av" 2> /dev/null && ! command -v ffmpeg > /dev/null; then
+if ! selected recipe_stage1; then
+  :
+elif ! $python -c "import av" 2> /dev/null && ! command -v ffmpeg > /dev/null; then
   echo "== the VoxCeleb recipe: skipped: neither PyAV nor ffmpeg is here to write and decode m4a" \
     | tee -a "$out/summary.txt"
 else

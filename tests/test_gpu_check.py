@@ -47,3 +47,22 @@ def test_gpu_check_runs_every_step_at_tiny_size_on_the_cpu(tmp_path: Path) -> No
     assert json.loads(log[-1])["global_step"] == 3
     wav_scp = (out / "work" / "data" / "vox2_dev" / "wav.scp").read_text()
     assert "vox2_audio" in wav_scp and "|" not in wav_scp  # the decoded copy, not pipes
+
+
+def test_gpu_check_reruns_one_step_alone(tmp_path: Path) -> None:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]])
+    env["PYTHON"] = sys.executable
+    command = ["bash", str(REPO / "bench" / "gpu_check.sh"), "--tiny", "--only"]
+    result = subprocess.run([*command, "throughput", str(tmp_path / "out")], capture_output=True, text=True, env=env,
+                            timeout=300)  # fmt: skip
+    summary = (tmp_path / "out" / "summary.txt").read_text()
+    assert result.returncode == 0, summary + result.stderr[-2000:]
+    assert summary.count("passed in") == 1 and "== train_throughput" in summary and "every step passed" in summary
+    assert sorted(path.name for path in (tmp_path / "out").glob("*.txt")) == ["summary.txt", "train_throughput.txt"]
+    wrong = subprocess.run([*command, "everything"], capture_output=True, text=True, env=env, timeout=60)
+    assert (
+        wrong.returncode == 1
+        and "--only takes librispeech, throughput, extract or voxceleb, not 'everything'" in wrong.stderr
+    )
