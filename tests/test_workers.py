@@ -62,3 +62,38 @@ def test_pool_torn_down_by_an_error_is_quiet(tmp_path: Path) -> None:
     done = _run(["-c", script])
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == ["parent failed"], done.stderr
+
+
+def test_a_sigterm_while_a_spawned_worker_shuts_down_is_quiet() -> None:
+    # A terminating pool's SIGTERM could land in a worker's shutdown (multiprocessing's finalizers,
+    # threading's shutdown, a spawned worker's atexit handlers) and print `Exception ignored in
+    # ...` (CI, prepare voxceleb2 --jobs 2 on a full disk). Here each worker sends itself that
+    # SIGTERM from a finalizer and from an atexit handler, every time. (A forked worker leaves by
+    # os._exit, where only the finalizer runs, and a SystemExit there is caught quietly.)
+    script = (
+        "from spkverif.workers import worker_pool\n"
+        "from tests.test_workers import sigterm_at_exit\n"
+        "if __name__ == '__main__':\n"
+        "    with worker_pool(2, 'spawn', setup=sigterm_at_exit) as pool:\n"
+        "        assert pool.map(abs, [-1, -2, -3]) == [1, 2, 3]\n"
+        "    print('done')\n"
+    )
+    done = _run(["-c", script])
+    assert done.returncode == 0 and done.stdout == "done\n", done.stderr
+    assert done.stderr == "", done.stderr
+
+
+def sigterm_at_exit() -> None:
+    """A worker's setup: SIGTERM to itself from a multiprocessing finalizer and an atexit handler,
+    both of which run after the worker's own first finalizer."""
+    import atexit
+    import signal
+    import time
+    from multiprocessing import util
+
+    def handler() -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)  # the signal is handled here, inside the handler
+
+    util.Finalize(None, handler, exitpriority=0)
+    atexit.register(handler)
