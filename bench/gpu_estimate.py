@@ -89,7 +89,8 @@ def measured_rates(log: Path) -> dict[str, float]:
     windows' median data-wait fraction. A chunk is one (utterance, crop) of the batch, as the
     start record's `chunks_per_step` counts them.
 
-    Raises ValueError for a log without step and epoch records."""
+    Raises ValueError for a log without start, step and epoch records, OSError for one that
+    cannot be read."""
     records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     start = next((record for record in records if record.get("event") == "start"), {})
     steps = [record for record in records if record.get("event") == "step"]
@@ -97,19 +98,15 @@ def measured_rates(log: Path) -> dict[str, float]:
     if not steps or not epochs or "chunks_per_step" not in start:
         raise ValueError(f"{log}: no start, step and epoch records (was the training run?)")
     later = [record for record in steps if record["epoch"] > 1] or steps
-    timed = epochs[1:] or epochs
-    batch = start["chunks_per_step"]
-    batches = [record["global_step"] - previous for record, previous in _with_previous_step(epochs)][-len(timed) :]
+    before = [0] + [record["global_step"] for record in epochs[:-1]]
+    batches = [record["global_step"] - steps_before for record, steps_before in zip(epochs, before, strict=True)]
+    timed = slice(1, None) if len(epochs) > 1 else slice(None)
+    seconds = sum(record["seconds"] for record in epochs[timed])
     return {
         "steady": float(np.median([record["samples_per_s"] for record in later])),
         "data_wait": float(np.median([record["data_wait_fraction"] for record in later])),
-        "epochs": sum(batches) * batch / sum(record["seconds"] for record in timed),
+        "epochs": sum(batches[timed]) * start["chunks_per_step"] / seconds,
     }
-
-
-def _with_previous_step(epochs: list[dict]) -> list[tuple[dict, int]]:
-    previous = [0] + [record["global_step"] for record in epochs[:-1]]
-    return list(zip(epochs, previous, strict=True))
 
 
 def print_measured(pairs: list[str]) -> None:
@@ -143,7 +140,10 @@ def main() -> None:
     )  # fmt: skip
     args = parser.parse_args()
     if args.measured:
-        print_measured(args.measured)
+        try:
+            print_measured(args.measured)
+        except (OSError, ValueError) as error:
+            raise SystemExit(f"gpu_estimate.py: error: {error}") from None
         return
     config = load_train_config(args.config)
     chunks = schedule_chunks(config)

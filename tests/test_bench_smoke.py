@@ -176,3 +176,9 @@ def test_the_gpu_estimate_prices_a_schedule_at_a_logs_measured_rates(tmp_path: P
     log.write_text(json.dumps(records[0]) + "\n")
     with pytest.raises(ValueError, match="no start, step and epoch records"):
         measured_rates(log)
+    missing = subprocess.run(
+        [sys.executable, "bench/gpu_estimate.py", "--measured", f"{config}={tmp_path / 'none.jsonl'}"],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=300,
+    )  # fmt: skip
+    assert missing.returncode == 1 and missing.stderr.startswith("gpu_estimate.py: error: [Errno 2]")
+    assert len(missing.stderr.strip().splitlines()) == 1
