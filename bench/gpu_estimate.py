@@ -40,6 +40,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from spkverif.config import load_train_config
+from spkverif.errors import SpkverifError
 from spkverif.losses import build_loss
 from spkverif.models import build_model
 from spkverif.training.channel import ChannelAugmenter
@@ -113,7 +114,9 @@ def print_measured(pairs: list[str]) -> None:
     """For each CONFIG=LOG: the configuration's full schedule at the rates LOG measured."""
     total = {"steady": 0.0, "epochs": 0.0}
     for pair in pairs:
-        config_path, _, log = pair.partition("=")
+        config_path, equals, log = pair.partition("=")
+        if not equals or not config_path or not log:
+            raise ValueError(f"--measured takes CONFIG=LOG, not {pair!r}")
         config = load_train_config(config_path)
         chunks = schedule_chunks(config)
         rates = measured_rates(Path(log))
@@ -142,7 +145,7 @@ def main() -> None:
     if args.measured:
         try:
             print_measured(args.measured)
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, SpkverifError) as error:
             raise SystemExit(f"gpu_estimate.py: error: {error}") from None
         return
     config = load_train_config(args.config)

@@ -182,3 +182,10 @@ def test_the_gpu_estimate_prices_a_schedule_at_a_logs_measured_rates(tmp_path: P
     )  # fmt: skip
     assert missing.returncode == 1 and missing.stderr.startswith("gpu_estimate.py: error: [Errno 2]")
     assert len(missing.stderr.strip().splitlines()) == 1
+    for pair, message in ((f"{tmp_path / 'none.yaml'}={log}", "no such config file"), (str(config), "CONFIG=LOG")):
+        wrong = subprocess.run(
+            [sys.executable, "bench/gpu_estimate.py", "--measured", pair],
+            capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=300,
+        )  # fmt: skip
+        assert wrong.returncode == 1 and message in wrong.stderr
+        assert wrong.stderr.strip().splitlines() == [wrong.stderr.strip()]  # one line, no traceback

@@ -12,11 +12,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_gpu_check_runs_every_step_at_tiny_size_on_the_cpu(tmp_path: Path) -> None:
+def _environment() -> dict[str, str]:
+    """The check's environment: this repository importable, this interpreter as `python` and `spkverif`'s."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]])
     env["PYTHON"] = sys.executable
+    return env
+
+
+def test_gpu_check_runs_every_step_at_tiny_size_on_the_cpu(tmp_path: Path) -> None:
+    env = _environment()
     result = subprocess.run(
         ["bash", str(REPO / "bench" / "gpu_check.sh"), "--tiny", str(tmp_path / "out")],
         capture_output=True, text=True, env=env, timeout=900,
@@ -50,10 +56,7 @@ def test_gpu_check_runs_every_step_at_tiny_size_on_the_cpu(tmp_path: Path) -> No
 
 
 def test_gpu_check_reruns_one_step_alone(tmp_path: Path) -> None:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]])
-    env["PYTHON"] = sys.executable
+    env = _environment()
     command = ["bash", str(REPO / "bench" / "gpu_check.sh"), "--tiny", "--only"]
     result = subprocess.run([*command, "throughput", str(tmp_path / "out")], capture_output=True, text=True, env=env,
                             timeout=300)  # fmt: skip
