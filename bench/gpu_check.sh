@@ -98,7 +98,7 @@ fi
 ls_exp="$work/ls_exp"
 # shellcheck disable=SC2086  # option lists
 step librispeech bash recipes/librispeech/run.sh --corpus "$librispeech" --data "$work/ls_data" --exp "$ls_exp" \
-  --config conf/gpu.yaml --name gpu --stop-stage 4 --train-opts "$ls_train" --lm-opts "$ls_lm"
+  --config conf/gpu.yaml --name gpu --members 1 --stop-stage 4 --train-opts "$ls_train" --lm-opts "$ls_lm"
 step librispeech_gpu_time $python bench/gpu_estimate.py \
   --measured "recipes/librispeech/conf/gpu.yaml=$ls_exp/gpu_pretrain/train_log.jsonl" \
   --measured "recipes/librispeech/conf/gpu_lm.yaml=$ls_exp/gpu/train_log.jsonl"

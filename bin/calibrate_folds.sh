@@ -9,7 +9,8 @@
 #
 # DATA is the test data directory (utt2spk, utt2dur, trials), SCORES its score file,
 # EMBEDDINGS the rspecifier of its embeddings (their norms are QMF terms), MODEL the
-# model that made them (its fingerprint goes into each calibration file). With --cohort,
+# model that made them (its fingerprint goes into each calibration file; an ensemble's
+# files joined by commas, in extract's order: A.pt,B.pt). With --cohort,
 # a third calibration, qmf_cohort, adds each side's mean of its top N cohort scores.
 # Writes OUT/{spk2fold,trials.F,scores.F}, OUT/METHOD.F/{report.json,calibration.json}
 # for METHOD in none (the raw scores), linear, qmf [, qmf_cohort] and fold F in 0 1, and
@@ -24,7 +25,10 @@ if [ $# -ne 5 ]; then
   echo "usage: $0 [--cohort RSPEC] [--cohort-utt2spk FILE] [--top-n N] DATA SCORES EMBEDDINGS MODEL OUT" >&2
   exit 1
 fi
-data="$1"; scores="$2"; embeddings="$3"; model="$4"; dir="$5"
+data="$1"; scores="$2"; embeddings="$3"; dir="$5"
+IFS=, read -ra model_files <<< "$4"
+model_opts=()
+for model in "${model_files[@]}"; do model_opts+=(--model "$model"); done
 mkdir -p "$dir"
 
 cut -d' ' -f2 "$data/utt2spk" | LC_ALL=C sort -u | awk '{print $1, NR % 2}' > "$dir/spk2fold"
@@ -51,7 +55,7 @@ for fold in 0 1; do
     spkverif report "${common[@]}" --out-dir "$dir/$method.$fold" --name "fold $fold $method" \
       --calibrate "$dir/scores.$other" --calibrate-trials "$dir/trials.$other" --calibration-method "${method%_cohort}" \
       --durations "$data/utt2dur" --embeddings "$embeddings" "${extra[@]}" \
-      --model "$model" --save-calibration "$dir/$method.$fold/calibration.json" "$dir/scores.$fold"
+      "${model_opts[@]}" --save-calibration "$dir/$method.$fold/calibration.json" "$dir/scores.$fold"
   done
 done
 

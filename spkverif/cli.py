@@ -115,6 +115,13 @@ resample_option = click.option(
 )
 
 
+def model_files_option(help_text: str, **extra: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--model, required and repeatable (several files: one ensemble), declared once for extract and verify."""
+    return click.option(
+        "--model", "model_path", required=True, multiple=True, type=click.Path(), help=help_text, **extra
+    )
+
+
 def cohort_options(used_by: str, top_n_help: str | None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """--cohort, --cohort-utt2spk and (with `top_n_help`) --top-n, declared once for score, report and verify."""
     options = [
@@ -649,15 +656,12 @@ def train_command(
 
 
 @cli.command("extract")
-@click.option(
-    "--model",
-    "model_path",
-    required=True,
-    type=click.Path(),
+@model_files_option(
+    "Model file (models/final.pt), checkpoint, or a TorchScript or ONNX file from `spkverif export`; "
+    "told apart by content. Repeated: the models as one ensemble (their length-normalised embeddings "
+    "concatenated, so a cosine score is the mean of theirs). Kinds:",
     cls=RegistryOption,
     registries=("model-files",),
-    help="Model file (models/final.pt), checkpoint, or a TorchScript or ONNX file from `spkverif export`; "
-    "told apart by content:",
 )
 @click.argument("rspecifier")
 @click.argument("wspecifier")
@@ -690,7 +694,7 @@ def train_command(
 )
 @common_options
 def extract_command(
-    model_path: str,
+    model_path: tuple[str, ...],
     rspecifier: str,
     wspecifier: str,
     device: str,
@@ -807,7 +811,7 @@ def import_command(source: str, checkpoint: str, config: str, output: str) -> No
 
 
 @cli.command("verify")
-@click.option("--model", "model_path", required=True, type=click.Path(), help="Model file, TorchScript or ONNX export.")
+@model_files_option("Model file, TorchScript or ONNX export; repeated, the models as one ensemble (as extract's).")
 @click.option("--calibration", type=click.Path(), help="Calibration from `report --save-calibration` (LLR, decision).")
 @click.option(
     "--p-target",
@@ -827,7 +831,7 @@ def import_command(source: str, checkpoint: str, config: str, output: str) -> No
 @click.argument("files", nargs=-1)
 @common_options
 def verify_command(
-    model_path: str,
+    model_path: tuple[str, ...],
     calibration: str | None,
     p_target: float | None,
     fa_rate: float | None,
@@ -961,8 +965,10 @@ def score_command(trials: str, method: str, allow_missing: bool, archives: tuple
 @click.option(
     "--model",
     "model_path",
+    multiple=True,
     type=click.Path(),
-    help="The model that made the scores (any kind extract takes); its fingerprint goes into --save-calibration.",
+    help="The model that made the scores (any kind extract takes; repeated for an ensemble, in extract's "
+    "order); its fingerprint goes into --save-calibration.",
 )
 @click.option(
     "--save-calibration",
@@ -1003,7 +1009,7 @@ def report_command(
     cohort: str | None,
     cohort_utt2spk: str | None,
     top_n: int | None,
-    model_path: str | None,
+    model_path: tuple[str, ...],
     save_calibration: str | None,
     det_path: str | None,
     no_det: bool,
@@ -1034,7 +1040,12 @@ def report_command(
             raise click.UsageError("--cohort-utt2spk and --top-n go with --cohort")
         qmf_cohort = CohortOption(cohort, cohort_utt2spk, top_n or 300) if cohort is not None else None
         options = load_calibration_options(
-            calibration_method, list(durations), list(embeddings), model_path, save_calibration, qmf_cohort
+            calibration_method,
+            list(durations),
+            list(embeddings),
+            list(model_path) or None,
+            save_calibration,
+            qmf_cohort,
         )
         report(
             list(trials),

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from spkverif.io.datadir import load_data_dir, read_segments
 from spkverif.io.specifiers import ArchiveWriter, parse_specifier
 from spkverif.io.tables import read_rest_of_line
 from spkverif.progress import ProgressBar
-from spkverif.runtime import Embedder, fit_length, open_model
+from spkverif.runtime import Embedder, fit_length, open_models
 
 logger = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ BATCH_SIZE = 16  # utterances of equal length, or windows, a forward pass (the `
 
 
 def extract(
-    model_path: str | Path,
+    model_path: str | Path | Sequence[str | Path],
     rspecifier: str,
     wspecifier: str,
     device: str = "auto",
@@ -215,7 +215,8 @@ def extract(
     max_block_seconds: float = 1800.0,
     channel: int | None = None,
 ) -> dict[str, float]:
-    """Run the extract stage with a model file of any kind (PyTorch, TorchScript or ONNX: `spkverif.runtime`).
+    """Run the extract stage with a model file of any kind (PyTorch, TorchScript or ONNX: `spkverif.runtime`),
+    or with several as one ensemble (`spkverif.runtime.ensemble`: cosine scores the mean of theirs).
 
     `channel`: which channel of multi-channel audio to embed (None: channel 0, with a
     warning naming the recording, as Kaldi's `--channel -1`). Returns the number of
@@ -227,7 +228,7 @@ def extract(
         raise SpkverifError(f"--batch-size must be positive, not {batch_size}")
     if channel is not None and channel < 0:
         raise SpkverifError(f"--channel must be 0 or more, not {channel}")
-    model = open_model(model_path, device)
+    model = open_models(model_path, device)
     windowing = make_windowing(model, window, step)
     source = open_audio(rspecifier, model.sample_rate, allow_resample, segments, channel)
     max_block_samples = round(max_block_seconds * model.sample_rate)

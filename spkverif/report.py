@@ -9,6 +9,7 @@ for PLDA, or after `--calibrate`), and a DET curve on a shared plot.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -332,12 +333,13 @@ def load_calibration_options(
     method: str,
     durations: list[str],
     embeddings: list[str],
-    model_path: str | None,
+    model_path: str | Sequence[str] | None,
     save_to: str | None,
     cohort: CohortOption | None = None,
 ) -> CalibrationOptions:
     """Read what `report --calibrate` needs: utt2dur files, embedding rspecifiers (norms and, with
-    `cohort`, each embedding's mean top-N cohort score), the model's fingerprint."""
+    `cohort`, each embedding's mean top-N cohort score), the model's fingerprint (of an ensemble's, for
+    several model files)."""
     from spkverif.backends.snorm import CohortMeans
     from spkverif.io.specifiers import load_vectors
 
@@ -357,9 +359,9 @@ def load_calibration_options(
                 options.cohort_means.update(zip(keys, means(vectors).tolist(), strict=True))
         options.cohort_top_n = means.top_n if means is not None else None
     if model_path is not None:
-        from spkverif.runtime import open_model
+        from spkverif.runtime import open_models
 
-        options.fingerprint = open_model(model_path, "cpu").fingerprint
+        options.fingerprint = open_models(model_path, "cpu").fingerprint
     return options
 
 

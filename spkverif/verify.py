@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -32,7 +33,7 @@ from spkverif.io.atomic import atomic_write
 from spkverif.io.audio import AudioReader, is_pipe
 from spkverif.io.tables import iter_lines
 from spkverif.progress import ProgressBar
-from spkverif.runtime import Embedder, open_model
+from spkverif.runtime import Embedder, open_models
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ def _cohort_means(calibration: Calibration | None, cohort: str | None, utt2spk: 
 
 
 def verify(
-    model_path: str | Path,
+    model_path: str | Path | Sequence[str | Path],
     pairs: list[Pair],
     calibration_path: str | Path | None = None,
     p_target: float | None = None,
@@ -139,6 +140,9 @@ def verify(
 ) -> list[dict[str, object]]:
     """Run the verify stage; returns one dict per pair (score, and llr and decision with a calibration).
 
+    `model_path`: one model file of any kind, or several run as one ensemble
+    (`spkverif.runtime.ensemble`; a calibration must have been made with the same files, in order).
+
     Writes `ENROLL TEST score [llr decision]` lines to `out` (atomically) or stdout.
     A calibration with cohort measures (`report --cohort`) needs the same `cohort`
     (rspecifier, utt2spk or None) to compute each side's mean top-N cohort score.
@@ -147,7 +151,7 @@ def verify(
     `allow_resample`, audio shorter than the model's shortest input, or a cohort
     calibration without a cohort.
     """
-    embedder = open_model(model_path, device)
+    embedder = open_models(model_path, device)
     calibration = None
     if calibration_path is not None:
         calibration = Calibration.load(calibration_path, embedder.fingerprint)

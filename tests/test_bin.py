@@ -159,6 +159,7 @@ def test_calibrate_folds_splits_by_enrolment_speaker_and_summarises(tmp_path: Pa
     import torch
 
     from spkverif.models import build_model
+    from spkverif.runtime import open_models
     from spkverif.training.checkpoint import model_payload, save_atomic
 
     rng = np.random.default_rng(0)
@@ -182,9 +183,11 @@ def test_calibrate_folds_splits_by_enrolment_speaker_and_summarises(tmp_path: Pa
     torch.manual_seed(0)
     network = build_model("xvector", {"channels": 16, "stats_channels": 32, "embedding_dim": 8})
     save_atomic(model_payload(network), tmp_path / "final.pt")
+    save_atomic(model_payload(build_model("xvector", {"channels": 16, "stats_channels": 32})), tmp_path / "second.pt")
+    ensemble = [tmp_path / "final.pt", tmp_path / "second.pt"]  # MODEL: an ensemble's files joined by commas
     out = tmp_path / "calibration"
     done = _launch("calibrate_folds.sh", "--cohort", f"scp:{tmp_path / 'emb.scp'}", "--top-n", "5", str(data),
-                   str(tmp_path / "scores"), f"scp:{tmp_path / 'emb.scp'}", str(tmp_path / "final.pt"), str(out),
+                   str(tmp_path / "scores"), f"scp:{tmp_path / 'emb.scp'}", ",".join(map(str, ensemble)), str(out),
                    path=BIN)  # fmt: skip
     assert done.returncode == 0, done.stderr
     folds = dict(line.split() for line in (out / "spk2fold").read_text().splitlines())
@@ -198,7 +201,8 @@ def test_calibrate_folds_splits_by_enrolment_speaker_and_summarises(tmp_path: Pa
     assert [row.split(" | ")[0] for row in summary[2:]] == ["| raw scores", "| linear", "| qmf", "| qmf_cohort"]
     for method in ("linear", "qmf", "qmf_cohort"):
         for fold in "01":
-            assert (out / f"{method}.{fold}" / "calibration.json").is_file()
+            saved = json.loads((out / f"{method}.{fold}" / "calibration.json").read_text())
+            assert saved["fingerprint"] == open_models(ensemble).fingerprint
     means = {row.split(" | ")[0][2:]: [float(cell) for cell in row.strip(" |").split(" | ")[1:]] for row in summary[2:]}
     reports = [json.loads((out / f"qmf.{fold}" / "report.json").read_text())[0] for fold in "01"]
     assert means["qmf"][2] == pytest.approx((reports[0]["cllr"] + reports[1]["cllr"]) / 2, abs=1e-3)

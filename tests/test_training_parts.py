@@ -400,3 +400,20 @@ def test_resume_takes_a_checkpoint_whose_network_an_older_release_described(
                      "--epochs", "2")  # fmt: skip
     assert result.exit_code == 0, result.stderr
     assert read_checkpoint(exp / "models" / "epoch_0002.pt")["model"] == spec
+
+
+def test_bf16_on_a_cpu_that_emulates_it_warns(monkeypatch, caplog) -> None:
+    from spkverif.training import build
+
+    assert build.cpu_lacks_bf16() in (True, False)  # this machine's answer, whichever it is
+    for lacks, amp, device, warned in (
+        (True, "bf16", "cpu", True),
+        (False, "bf16", "cpu", False),
+        (True, "none", "cpu", False),
+        (True, "bf16", "meta", False),  # not a CPU: no warning whatever the CPU has
+    ):
+        monkeypatch.setattr(build, "cpu_lacks_bf16", lambda lacks=lacks: lacks)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="spkverif.training.build"):
+            build.warn_if_amp_is_emulated(amp, torch.device(device))
+        assert ("bfloat16 is emulated" in caplog.text) == warned, (lacks, amp, device)

@@ -5,8 +5,8 @@
 # cohort of training speakers; a report with intervals and a DET plot; the same
 # trials through a simulated telephone line (GSM, through ffmpeg).
 #
-#   ./run.sh                                   # the shared subset, CPU configuration (one training)
-#   ./run.sh --corpus /corpora/LibriSpeech --config conf/gpu.yaml \
+#   ./run.sh                                   # the shared subset, CPU configuration (two 5-min trainings)
+#   ./run.sh --corpus /corpora/LibriSpeech --config conf/gpu.yaml --members 1 \
 #            --train-sets "train-clean-100 train-clean-360 train-other-500" --train-opts "--device cuda"
 #   ./run.sh --stage 2                         # from extraction on
 #   ./run.sh --train-opts "--epochs 2"         # a short training (the CI test's)
@@ -19,7 +19,10 @@
 #   0. prepare: one data directory per subset (+ all-pair trials), the training set, the cohort
 #   1. train $name from $config into $exp/$name; with a $lm_config (conf/gpu_lm.yaml for
 #      conf/gpu.yaml; conf/cpu.yaml has none), train into $exp/${name}_pretrain, then fine-tune
-#      that (large margin, longer chunks) into $exp/$name
+#      that (large margin, longer chunks) into $exp/$name. With --members N > 1, N such
+#      trainings, seeds $seed, $seed + 1000, ...: the first into $exp/$name, member K into
+#      $exp/${name}_memberK; stages 2, 5 and 7 run them as one ensemble (extract --model A
+#      --model B: cosine scores the mean of theirs), whose embeddings and scores go to $exp/$name
 #   2. extract test and cohort embeddings
 #   3. score every test set by cosine and AS-norm
 #   4. report: $exp/report.{json,md}, $exp/det.png
@@ -27,9 +30,9 @@
 #   6. the loss comparison: each of $losses trained like $config, cosine scoring, one table
 #   7. calibration of the cosine scores (linear, QMF, QMF with cohort means), two folds by
 #      enrolment speaker, after stages 0-3: $exp/$name/calibration/SET/summary.md
-#   8. the averaging sweep, after stage 1: for each K in $average_sweep, the final model as the mean
-#      of the last K of $exp/$name's epoch checkpoints (train --resume --average K), cosine scoring
-#      of the first test set, one table: $exp/averages/report.md
+#   8. the averaging sweep, after stage 1: for each K in $average_sweep, the first member's final
+#      model as the mean of the last K of $exp/$name's epoch checkpoints (train --resume --average K),
+#      cosine scoring of the first test set, one table: $exp/averages/report.md
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -45,14 +48,15 @@ test_sets=""          # default: every dev-*/test-* subset present
 num_trials=""         # default: every pair of each test set; N: N balanced pairs
 mini=""               # a `prepare mini` output dir: its training speakers are combined in
 seed=0
+members=2             # trainings in stage 1 (seeds $seed, $seed + 1000, ...), run as one ensemble from stage 2 on
 train_opts=""         # options for stage 1's trainings (and stage 6's)
 lm_config=auto        # the large-margin fine-tuning: auto = ${config%.yaml}_lm.yaml where it exists; none: skip
 lm_opts=""            # options for the fine-tuning only, after $train_opts
 cohort_utts=3         # training utterances per speaker for the AS-norm cohort
 top_n=100             # AS-norm: closest cohort speakers per side (at most the cohort's)
 losses="softmax center coco aam am subcenter_aam contrastive triplet"   # stage 6
-average_sweep="1 4 8 12 16 20 24 28"  # stage 8: numbers of last epoch checkpoints to average
-__recipe_options="stage stop_stage corpus data exp config name train_sets test_sets num_trials mini seed train_opts
+average_sweep="1 4 8 12 14 16 20"  # stage 8: numbers of last epoch checkpoints to average
+__recipe_options="stage stop_stage corpus data exp config name train_sets test_sets num_trials mini seed members train_opts
   lm_config lm_opts cohort_utts top_n losses average_sweep"
 
 . ./path.sh
@@ -117,6 +121,15 @@ report() {
   spkverif report "${trials[@]}" --utt2spk "$out/utt2spk" --out-dir "$out" "${files[@]}"
 }
 
+# The members' directories and final models: extract and verify take them as one ensemble.
+[[ "$members" =~ ^[1-9][0-9]*$ ]] || { echo "$0: --members must be 1 or more, not '$members'" >&2; exit 1; }
+member_dirs=("$exp/$name")
+for (( k = 2; k <= members; k++ )); do member_dirs+=("$exp/${name}_member$k"); done
+model_opts=() model_list=""
+for dir in "${member_dirs[@]}"; do
+  model_opts+=(--model "$dir/models/final.pt"); model_list="$model_list${model_list:+,}$dir/models/final.pt"
+done
+
 timed() {  # timed STAGE-NAME COMMAND...: run, then log the stage's wall time
   local start=$SECONDS
   "${@:2}"
@@ -133,25 +146,34 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
 fi
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
-  rm -rf "${exp:?}/$name" "${exp:?}/${name}_pretrain"
-  if [ "$lm_config" = none ]; then
-    echo "stage 1: train $name ($config)"
-    # shellcheck disable=SC2086  # train_opts holds several options
-    timed "stage 1" spkverif train --config "$config" --data "$data/train" --exp "$exp/$name" --seed "$seed" $train_opts
-  else
-    echo "stage 1: train ${name}_pretrain ($config), then fine-tune it into $name ($lm_config)"
-    train_then_fine_tune() {
-      local last
+  rm -rf "${exp:?}/$name" "${exp:?}/${name}_pretrain" "${exp:?}/${name}"_member*
+  # train_member DIR SEED: one training into DIR, or with $lm_config a pretraining into
+  # DIR_pretrain fine-tuned into DIR
+  train_member() {
+    local dir="$1" member_seed="$2" last
+    if [ "$lm_config" = none ]; then
+      # shellcheck disable=SC2086  # train_opts holds several options
+      spkverif train --config "$config" --data "$data/train" --exp "$dir" --seed "$member_seed" $train_opts
+    else
       # shellcheck disable=SC2086  # options
-      timed "stage 1: train" spkverif train --config "$config" --data "$data/train" --exp "$exp/${name}_pretrain" \
-        --seed "$seed" $train_opts
-      last=$(ls "$exp/${name}_pretrain"/models/epoch_*.pt | tail -n 1)
+      timed "stage 1: train" spkverif train --config "$config" --data "$data/train" --exp "${dir}_pretrain" \
+        --seed "$member_seed" $train_opts
+      last=$(ls "${dir}_pretrain"/models/epoch_*.pt | tail -n 1)
       # shellcheck disable=SC2086  # options
       timed "stage 1: fine-tune" spkverif train --config "$lm_config" --init "$last" --data "$data/train" \
-        --exp "$exp/$name" --seed "$seed" $train_opts $lm_opts
-    }
-    timed "stage 1" train_then_fine_tune
-  fi
+        --exp "$dir" --seed "$member_seed" $train_opts $lm_opts
+    fi
+  }
+  train_members() {
+    local k member_seed how
+    for (( k = 1; k <= members; k++ )); do
+      member_seed=$(( seed + 1000 * (k - 1) )) how="$config"
+      [ "$lm_config" = none ] || how="$config, then fine-tuned with $lm_config"
+      echo "stage 1: train ${member_dirs[k-1]##*/} (member $k of $members: $how, seed $member_seed)"
+      timed "stage 1: ${member_dirs[k-1]##*/}" train_member "${member_dirs[k-1]}" "$member_seed"
+    done
+  }
+  timed "stage 1" train_members
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
@@ -159,7 +181,7 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   extract_all() {
     local set
     for set in $tests cohort; do
-      spkverif extract -q --model "$exp/$name/models/final.pt" "scp:$data/$set/wav.scp" \
+      spkverif extract -q "${model_opts[@]}" "scp:$data/$set/wav.scp" \
         "ark,scp:$exp/$name/embeddings/$set.ark,$exp/$name/embeddings/$set.scp"
     done
   }
@@ -187,7 +209,7 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
       local set
       for set in $tests; do
         local/telephone.sh "$data/$set" "$data/${set}_telephone"
-        spkverif extract -q --model "$exp/$name/models/final.pt" "scp:$data/${set}_telephone/wav.scp" \
+        spkverif extract -q "${model_opts[@]}" "scp:$data/${set}_telephone/wav.scp" \
           "ark,scp:$exp/$name/embeddings/${set}_telephone.ark,$exp/$name/embeddings/${set}_telephone.scp"
         score_set "$name" "${set}_telephone"
       done
@@ -228,7 +250,7 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
     for set in $tests; do
       calibrate_folds.sh --cohort "scp:$exp/$name/embeddings/cohort.scp" --cohort-utt2spk "$data/cohort/utt2spk" \
         --top-n $(( top_n < cohort_speakers ? top_n : cohort_speakers )) "$data/$set" "$exp/$name/scores/$set.cosine" \
-        "scp:$exp/$name/embeddings/$set.scp" "$exp/$name/models/final.pt" "$exp/$name/calibration/$set"
+        "scp:$exp/$name/embeddings/$set.scp" "$model_list" "$exp/$name/calibration/$set"
     done
   }
   timed "stage 7" calibrate_all

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import importlib
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from spkverif.errors import SpkverifError
 from spkverif.registry import Registry
 from spkverif.runtime.base import METADATA_NAME, Embedder, fit_length
+from spkverif.runtime.ensemble import EnsembleEmbedder
 
 RUNTIMES: Registry = Registry("model file kind")
 
@@ -77,4 +79,20 @@ def open_model(path: str | Path, device: str = "auto") -> Embedder:
     return RUNTIMES.get(file_kind(path))(Path(path), device)
 
 
-__all__ = ["METADATA_NAME", "RUNTIMES", "Embedder", "file_kind", "fit_length", "open_model"]
+def open_models(paths: str | Path | Sequence[str | Path], device: str = "auto") -> Embedder:
+    """One model file's embedder, or for several an `EnsembleEmbedder` of them, in order.
+
+    Several files (of any kinds, mixed) run as one network whose cosine scores are the
+    mean of theirs (`spkverif.runtime.ensemble`). Raises `SpkverifError` as `open_model`
+    does, for no file at all, and for files at different sample rates.
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    if not paths:
+        raise SpkverifError("no model file given")
+    if len(paths) == 1:
+        return open_model(paths[0], device)
+    return EnsembleEmbedder([open_model(path, device) for path in paths], [str(path) for path in paths])
+
+
+__all__ = ["METADATA_NAME", "RUNTIMES", "Embedder", "file_kind", "fit_length", "open_model", "open_models"]

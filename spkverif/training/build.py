@@ -124,6 +124,27 @@ def _read_data(config: TrainConfig, data_dir: str | Path) -> tuple[DataDir, list
     return data, shards, AudioReader.from_data_dir(data, config.data.sample_rate, config.data.resample)
 
 
+def cpu_lacks_bf16() -> bool:
+    """Whether this CPU has no native bfloat16 arithmetic (AVX512-BF16 or AMX), as oneDNN reports it."""
+    try:
+        return not torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    except (AttributeError, RuntimeError):  # a build without oneDNN's query
+        return False
+
+
+def warn_if_amp_is_emulated(amp: str, device: torch.device) -> None:
+    """Warn when bf16 autocast runs on a CPU that emulates bfloat16: slower than float32 there.
+
+    On one with AVX512-BF16 (an AMD EPYC of this project's CPU machine) a forward and
+    backward pass of the LibriSpeech recipe's x-vector took 0.33 s in bf16 against 0.60 s.
+    """
+    if amp == "bf16" and device.type == "cpu" and cpu_lacks_bf16():
+        logger.warning(
+            "--amp bf16 on a CPU without AVX512-BF16 or AMX: bfloat16 is emulated and training will be "
+            "slower than with --amp none"
+        )
+
+
 def _build_optimisation(
     config: TrainConfig, network: nn.Module, device: torch.device
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, torch.amp.GradScaler]:
@@ -168,6 +189,7 @@ def build_components(config: TrainConfig, data_dir: str | Path, context: Distrib
     network = TrainingNetwork(model, head, SpecAugment() if config.augment.spec_augment else None)
     network.to(context.device)
     optimizer, scheduler, scaler = _build_optimisation(config, network, context.device)
+    warn_if_amp_is_emulated(config.training.amp, context.device)
     ddp = _wrap_ddp(network, context)
     augmenter = build_augmenter(config)
     options = config.training
