@@ -21,7 +21,6 @@ from pathlib import Path
 from spkverif.errors import SpkverifError
 from spkverif.registry import Registry
 from spkverif.runtime.base import METADATA_NAME, Embedder, fit_length
-from spkverif.runtime.ensemble import EnsembleEmbedder
 
 RUNTIMES: Registry = Registry("model file kind")
 
@@ -92,7 +91,8 @@ def open_models(paths: str | Path | Sequence[str | Path], device: str = "auto") 
         raise SpkverifError("no model file given")
     if len(paths) == 1:
         return open_model(paths[0], device)
-    return EnsembleEmbedder([open_model(path, device) for path in paths], [str(path) for path in paths])
+    ensemble = importlib.import_module("spkverif.runtime.ensemble")  # only here: it loads the back ends
+    return ensemble.EnsembleEmbedder([open_model(path, device) for path in paths], [str(path) for path in paths])
 
 
 __all__ = ["METADATA_NAME", "RUNTIMES", "Embedder", "file_kind", "fit_length", "open_model", "open_models"]

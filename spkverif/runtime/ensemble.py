@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from spkverif.backends.base import length_normalise
 from spkverif.errors import SpkverifError
 from spkverif.runtime.base import Embedder
 
@@ -57,11 +58,7 @@ class EnsembleEmbedder(Embedder):
 
     def __call__(self, waveforms: np.ndarray) -> np.ndarray:
         """Embeddings (B, D_1 + ... + D_N) float32 of waveforms (B, T) float32 (see the module)."""
-        parts, lengths = [], []
-        for member in self.members:
-            embeddings = member(waveforms).astype(np.float64)
-            length = np.linalg.norm(embeddings, axis=1, keepdims=True)
-            lengths.append(length)
-            parts.append(embeddings / np.maximum(length, 1e-12))
-        scale = np.mean(lengths, axis=0) / np.sqrt(len(self.members))
-        return (np.concatenate(parts, axis=1) * scale).astype(np.float32)
+        embeddings = [member(waveforms).astype(np.float64) for member in self.members]
+        lengths = np.stack([np.linalg.norm(part, axis=1) for part in embeddings], axis=1)  # (B, N)
+        scale = lengths.mean(axis=1, keepdims=True) / np.sqrt(len(self.members))
+        return (np.concatenate([length_normalise(part) for part in embeddings], axis=1) * scale).astype(np.float32)
