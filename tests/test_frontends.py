@@ -188,7 +188,11 @@ def test_model_files_from_before_front_ends_were_components_load_bit_for_bit(pat
     torch.manual_seed(7)
     waveforms = torch.randn(2, model.sample_rate) * 0.1
     with torch.no_grad():
-        assert torch.equal(model(waveforms), payload["expected"])
+        outputs = model(waveforms)
+    # The weights are compared exactly (the fingerprint); the outputs within float32 rounding,
+    # since `expected` was computed on another CPU, whose kernels sum in another order (an
+    # Intel Xeon with AMX differs from the AMD EPYC that wrote them by up to 9e-8).
+    torch.testing.assert_close(outputs, payload["expected"], rtol=1.3e-6, atol=1e-6)
     assert model_fingerprint(model) == payload["fingerprint"]
     # the same seed builds the same initial weights (the old code saved them untrained)
     torch.manual_seed(_seed(path))
