@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -88,6 +89,7 @@ def test_every_stage_on_a_fake_tree(tmp_path: Path) -> None:
     # 0 and 1000, each final model the mean of its last 14 epochs, here the only 2 (a warning says so)
     assert "stage 1: train took" not in times and not (tmp_path / "exp" / "cpu_pretrain").exists()
     assert "stage 1: cpu took" in times and "stage 1: cpu_member2 took" in times
+    assert "warning: member 1 took" not in result.stderr  # seconds, against --train-budget's 600
     for member, seed in (("cpu", 0), ("cpu_member2", 1000)):
         config = yaml.safe_load((tmp_path / "exp" / member / "config.yaml").read_text())
         assert (config["training"]["init"], config["training"]["average_last"], config["seed"]) == ("", 14, seed)
@@ -142,7 +144,10 @@ def test_every_stage_on_a_fake_tree(tmp_path: Path) -> None:
 
 
 def test_stage_1_fine_tunes_with_the_lm_config_beside_the_config(tmp_path: Path) -> None:
-    """`--lm-config auto` (the default) finds CONFIG_lm.yaml, as conf/gpu.yaml's conf/gpu_lm.yaml."""
+    """`--lm-config auto` (the default) finds CONFIG_lm.yaml, as conf/gpu.yaml's conf/gpu_lm.yaml.
+
+    With `--train-budget 1` (seconds), member 1's two trainings (at least a second each, to start
+    Python and PyTorch) project past the budget: a warning, and member 2 still trains."""
     make_fake_librispeech(tmp_path / "corpus", {"train-clean-100": 6, "test-other": 3}, seconds=1.0)
     conf = tmp_path / "conf"
     conf.mkdir()
@@ -150,11 +155,16 @@ def test_stage_1_fine_tunes_with_the_lm_config_beside_the_config(tmp_path: Path)
     (conf / "small_lm.yaml").write_text("defaults: small.yaml\nloss:\n  margin: 0.4\n")
     result = _run(
         tmp_path, tmp_path / "corpus", "--stop-stage", "1", "--config", str(conf / "small.yaml"),
-        "--name", "small", "--train-opts", TINY_TRAINING,
+        "--name", "small", "--train-opts", TINY_TRAINING, "--train-budget", "1",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     times = (tmp_path / "exp" / "stage_times.txt").read_text()
     assert "stage 1: train took" in times and "stage 1: fine-tune took" in times
+    took = int(re.search(r"stage 1: small took (\d+) s", times)[1])
+    warning = f"warning: member 1 took {took} s, so 2 members will take about {2 * took} s, over --train-budget 1 s"
+    assert result.stderr.count(warning) == 1, result.stderr[-3000:]
+    assert "--members 1 keeps to it" in result.stderr
+    assert (tmp_path / "exp" / "small_member2" / "models" / "final.pt").is_file()
     config = yaml.safe_load((tmp_path / "exp" / "small" / "config.yaml").read_text())
     assert config["training"]["init"] == str(tmp_path / "exp" / "small_pretrain" / "models" / "epoch_0002.pt")
     assert (config["data"]["chunk_seconds"], config["loss"]["margin"]) == (0.5, 0.4)  # --train-opts, then small_lm

@@ -49,6 +49,8 @@ num_trials=""         # default: every pair of each test set; N: N balanced pair
 mini=""               # a `prepare mini` output dir: its training speakers are combined in
 seed=0
 members=2             # trainings in stage 1 (seeds $seed, $seed + 1000, ...), run as one ensemble from stage 2 on
+train_budget=600      # seconds of stage-1 training conf/cpu.yaml is sized for: after member 1, a warning where
+                      # all members would take longer at its pace (0: no check)
 train_opts=""         # options for stage 1's trainings (and stage 6's)
 lm_config=auto        # the large-margin fine-tuning: auto = ${config%.yaml}_lm.yaml where it exists; none: skip
 lm_opts=""            # options for the fine-tuning only, after $train_opts
@@ -56,7 +58,7 @@ cohort_utts=3         # training utterances per speaker for the AS-norm cohort
 top_n=100             # AS-norm: closest cohort speakers per side (at most the cohort's)
 losses="softmax center coco aam am subcenter_aam contrastive triplet"   # stage 6
 average_sweep="1 4 8 12 14 16 20"  # stage 8: numbers of last epoch checkpoints to average
-__recipe_options="stage stop_stage corpus data exp config name train_sets test_sets num_trials mini seed members train_opts
+__recipe_options="stage stop_stage corpus data exp config name train_sets test_sets num_trials mini seed members train_budget train_opts
   lm_config lm_opts cohort_utts top_n losses average_sweep"
 
 . ./path.sh
@@ -123,6 +125,7 @@ report() {
 
 # The members' directories and final models: extract and verify take them as one ensemble.
 [[ "$members" =~ ^[1-9][0-9]*$ ]] || { echo "$0: --members must be 1 or more, not '$members'" >&2; exit 1; }
+[[ "$train_budget" =~ ^[0-9]+$ ]] || { echo "$0: --train-budget must be seconds (0 or more), not '$train_budget'" >&2; exit 1; }
 member_dirs=("$exp/$name")
 for (( k = 2; k <= members; k++ )); do member_dirs+=("$exp/${name}_member$k"); done
 model_opts=() model_list=""
@@ -165,12 +168,20 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
     fi
   }
   train_members() {
-    local k member_seed how
+    local k member_seed how start took
     for (( k = 1; k <= members; k++ )); do
       member_seed=$(( seed + 1000 * (k - 1) )) how="$config"
       [ "$lm_config" = none ] || how="$config, then fine-tuned with $lm_config"
       echo "stage 1: train ${member_dirs[k-1]##*/} (member $k of $members: $how, seed $member_seed)"
+      start=$SECONDS
       timed "stage 1: ${member_dirs[k-1]##*/}" train_member "${member_dirs[k-1]}" "$member_seed"
+      took=$(( SECONDS - start ))
+      # A CPU whose bf16 is slow (no AMX, or none at all) trains a member in more than half the budget.
+      if (( k == 1 && members > 1 && train_budget > 0 && took * members > train_budget )); then
+        echo "$0: warning: member 1 took $took s, so $members members will take about $(( took * members )) s," \
+          "over --train-budget $train_budget s; ./run.sh --members 1 keeps to it (docs/librispeech.md," \
+          "\"Eight seeds, and a second machine\")" >&2
+      fi
     done
   }
   timed "stage 1" train_members
