@@ -69,6 +69,11 @@ class DataOptions:
     num_workers: int = setting(0, "Data-loader worker processes.", valid=NOT_NEGATIVE, flag=True)
     resample: bool = setting(False, "Resample audio not at the model's rate.", flag=True)
     shuffle_buffer: int = setting(1000, "Chunks a reader stream shuffles when training from shards.")
+    preload: bool = setting(
+        False,
+        "Decode the training audio into memory once (4 bytes a sample) and cut chunks from there.",
+        flag=True,
+    )
 
 
 @dataclass

@@ -10,7 +10,7 @@ import pytest
 import soundfile
 
 from spkverif.errors import SpkverifError
-from spkverif.io.audio import AudioReader
+from spkverif.io.audio import AudioReader, PreloadedAudio
 from spkverif.io.datadir import Segment
 from tests.conftest import write_wav
 
@@ -74,3 +74,39 @@ def test_failing_command_and_missing_file(tmp_path: Path) -> None:
         AudioReader({"u": "exit 3 |"}).read("u")
     with pytest.raises(SpkverifError, match="cannot read audio"):
         AudioReader({"u": str(tmp_path / "missing.wav")}).read("u")
+
+
+def test_preloaded_audio_cuts_what_the_reader_reads(tmp_path: Path, wav: Path) -> None:
+    """FLAC, WAV, a pipe, segments and a resampled file: every chunk equal to the reader's own."""
+    soundfile.write(tmp_path / "a.flac", _reference(wav), 16000, subtype="PCM_16")
+    slow = write_wav(tmp_path / "slow.wav", seconds=1.0, rate=8000)
+    scp = {"f": str(wav), "c": str(tmp_path / "a.flac"), "p": f"cat {wav} |", "r": str(slow)}
+    segments = {
+        "f": Segment("f", 0.0, None), "c1": Segment("c", 0.25, 1.5), "c2": Segment("c", 1.0, None),
+        "p1": Segment("p", 0.5, 1.25), "r": Segment("r", 0.0, None),
+    }  # fmt: skip
+    reader = AudioReader(scp, segments, allow_resample=True)
+    preloaded = PreloadedAudio(reader, list(segments))
+    rng = np.random.default_rng(0)
+    for utt in segments:
+        length = reader.num_samples(utt)
+        assert preloaded.num_samples(utt) == length
+        np.testing.assert_array_equal(preloaded.read(utt), reader.read(utt))
+        for _ in range(20):
+            offset = int(rng.integers(0, length))
+            count = int(rng.integers(1, length + 100))  # past the end too: both stop at it
+            np.testing.assert_array_equal(preloaded.read(utt, offset, count), reader.read(utt, offset, count))
+    chunk = preloaded.read("c1", 0, 100)
+    chunk[:] = 1.0  # the caller's copy: augmentation may change it in place
+    np.testing.assert_array_equal(preloaded.read("c1", 0, 100), reader.read("c1", 0, 100))
+    with pytest.raises(SpkverifError, match="has no samples"):
+        preloaded.read("c1", preloaded.num_samples("c1"), 10)
+
+
+def test_preloading_unreadable_audio_names_its_line(tmp_path: Path, wav: Path) -> None:
+    scp = tmp_path / "wav.scp"
+    scp.write_text(f"a {wav}\nb {tmp_path / 'missing.flac'}\n")
+    reader = AudioReader({"a": str(wav), "b": str(tmp_path / "missing.flac")}, wav_scp_path=scp)
+    with pytest.raises(SpkverifError, match="cannot read audio of 'b'") as caught:
+        PreloadedAudio(reader, ["a", "b"])
+    assert (caught.value.line, Path(caught.value.path)) == (2, scp)

@@ -155,3 +155,6 @@ def test_training_from_shards_resumes_to_the_same_weights(tiny_corpus: Path, tmp
     refused = run_cli("train", "--data", tmp_path / "sharded", "--exp", tmp_path / "pairs", "--loss", "triplet",
                       "--utts-per-speaker", "2", *TINY)  # fmt: skip
     assert refused.exit_code == 1 and "needs P x K batches, which shards cannot give" in refused.output
+    refused = run_cli("train", "--data", tmp_path / "sharded", "--exp", tmp_path / "preload", "--preload", *TINY)
+    assert refused.exit_code == 1 and "--preload) reads a data directory's audio into memory" in refused.output
+    assert not (tmp_path / "preload" / "models").exists()

@@ -215,7 +215,7 @@ def test_average_of_last_epochs_and_validation(tiny_corpus: Path, tmp_path: Path
     assert (models / "best.pt").is_file()
 
 
-def test_mixed_precision_and_workers_run(tiny_corpus: Path, tmp_path: Path) -> None:
+def test_mixed_precision_workers_and_preloaded_audio_run(tiny_corpus: Path, tmp_path: Path) -> None:
     config = _config(*TINY_SETTINGS, "training.epochs=1", "training.batches_per_epoch=4", "training.amp=bf16")
     train(config, tiny_corpus / "train", tmp_path / "amp")
     records = [json.loads(line) for line in (tmp_path / "amp" / "train_log.jsonl").read_text().splitlines()]
@@ -224,6 +224,11 @@ def test_mixed_precision_and_workers_run(tiny_corpus: Path, tmp_path: Path) -> N
     train(_config(*base), tiny_corpus / "train", tmp_path / "inline")
     train(_config(*base, "data.num_workers=2"), tiny_corpus / "train", tmp_path / "workers")
     _assert_identical(_weights(tmp_path / "inline"), _weights(tmp_path / "workers"))
+    # audio decoded into memory once (data.preload) gives the same chunks, so the same weights
+    train(_config(*base, "data.preload=true"), tiny_corpus / "train", tmp_path / "preload")
+    _assert_identical(_weights(tmp_path / "inline"), _weights(tmp_path / "preload"))
+    train(_config(*base, "data.preload=true", "data.num_workers=2"), tiny_corpus / "train", tmp_path / "both")
+    _assert_identical(_weights(tmp_path / "inline"), _weights(tmp_path / "both"))
 
 
 def _learning_rates(name: str, steps: int, lr: float = 0.1, **options) -> list[float]:

@@ -2,7 +2,7 @@
 # The mini recipe: synthesise speakers with eSpeak NG, train an x-vector with
 # AAM, extract embeddings, score the test trials by cosine and by adaptive
 # s-norm (a cohort of training speakers), report EER/minDCF and a DET plot.
-# Runs anywhere in about ten minutes on two CPU cores; nothing is downloaded.
+# Runs anywhere in about five minutes on two CPU cores; nothing is downloaded.
 # Stages 5 (the loss comparison) and 6 (fbank vs SincNet networks) are left out
 # unless asked for; each trains several models.
 #

@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from spkverif.config import TrainConfig
-from spkverif.io.audio import AudioReader
+from spkverif.io.audio import AudioReader, PreloadedAudio
 from spkverif.io.datadir import DataDir, load_data_dir
 from spkverif.io.datautils import measure_lengths
 from spkverif.io.shards import SHARD_LIST, read_shard_list
@@ -70,7 +70,7 @@ class Components:
 
     data: DataDir
     shards: list | None
-    reader: AudioReader
+    reader: AudioReader | PreloadedAudio
     model: SpeakerEmbeddingModel
     head: LossHead
     speeds: tuple[float, ...]
@@ -85,7 +85,7 @@ class Components:
     validator: Validator | None
 
 
-def utterance_lengths(data: DataDir, reader: AudioReader, sample_rate: int) -> dict[str, int]:
+def utterance_lengths(data: DataDir, reader: AudioReader | PreloadedAudio, sample_rate: int) -> dict[str, int]:
     """Lengths in samples at `sample_rate`: from utt2dur when the directory has one, else measured
     in memory (the data directory is never written to; `spkverif data durations` saves them)."""
     if data.utt2dur is not None:
@@ -182,6 +182,8 @@ def build_components(config: TrainConfig, data_dir: str | Path, context: Distrib
     check_setup(config, data, model, head)
     if shards is not None:
         check_shards(config, head)
+    if config.data.preload:  # after the checks, which take seconds where preloading may take minutes
+        reader = PreloadedAudio(reader, data.utterances)
     margin_schedule = build_margin_schedule(
         config.margin_scheduler.name, config.margin_scheduler.options, config.loss.name, head.final_margin,
         config.training.batches_per_epoch,

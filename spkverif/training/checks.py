@@ -74,3 +74,8 @@ def check_shards(config: TrainConfig, head: LossHead) -> None:
             f"loss {config.loss.name!r} needs P x K batches, which shards cannot give: "
             "train from a data directory without shards.list"
         )
+    if config.data.preload:
+        raise SpkverifError(
+            "data.preload (--preload) reads a data directory's audio into memory; shards stream it: "
+            "train from a data directory without shards.list, or leave preload off"
+        )

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from spkverif.io.audio import AudioReader
+from spkverif.io.audio import AudioReader, PreloadedAudio
 from spkverif.runtime.base import fit_length
 from spkverif.training.augment import ChunkAugmenter, speed_perturb
 from spkverif.training.sampler import ChunkRequest, SpeakerChunkSampler
@@ -37,7 +37,7 @@ class ChunkBatches(IterableDataset):
     def __init__(
         self,
         sampler: SpeakerChunkSampler,
-        reader: AudioReader,
+        reader: AudioReader | PreloadedAudio,
         epochs: int,
         steps_per_epoch: int,
         start_epoch: int = 0,
