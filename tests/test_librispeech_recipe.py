@@ -90,6 +90,7 @@ def test_every_stage_on_a_fake_tree(tmp_path: Path) -> None:
     assert "stage 1: train took" not in times and not (tmp_path / "exp" / "cpu_pretrain").exists()
     assert "stage 1: cpu took" in times and "stage 1: cpu_member2 took" in times
     assert "warning: member 1 took" not in result.stderr  # seconds, against --train-budget's 600
+    assert "warning: the 2 members took" not in result.stderr
     for member, seed in (("cpu", 0), ("cpu_member2", 1000)):
         config = yaml.safe_load((tmp_path / "exp" / member / "config.yaml").read_text())
         assert (config["training"]["init"], config["training"]["average_last"], config["seed"]) == ("", 14, seed)
@@ -164,6 +165,8 @@ def test_stage_1_fine_tunes_with_the_lm_config_beside_the_config(tmp_path: Path)
     warning = f"warning: member 1 took {took} s, so 2 members will take about {2 * took} s, over --train-budget 1 s"
     assert result.stderr.count(warning) == 1, result.stderr[-3000:]
     assert "--members 1 keeps to it" in result.stderr
+    total = int(re.search(r"stage 1 took (\d+) s", times)[1])  # and afterwards, what they did take
+    assert re.search(rf"warning: the 2 members took ({total}|{total - 1}) s, over --train-budget 1 s", result.stderr)
     assert (tmp_path / "exp" / "small_member2" / "models" / "final.pt").is_file()
     config = yaml.safe_load((tmp_path / "exp" / "small" / "config.yaml").read_text())
     assert config["training"]["init"] == str(tmp_path / "exp" / "small_pretrain" / "models" / "epoch_0002.pt")

@@ -50,7 +50,7 @@ mini=""               # a `prepare mini` output dir: its training speakers are c
 seed=0
 members=2             # trainings in stage 1 (seeds $seed, $seed + 1000, ...), run as one ensemble from stage 2 on
 train_budget=600      # seconds of stage-1 training conf/cpu.yaml is sized for: after member 1, a warning where
-                      # all members would take longer at its pace (0: no check)
+                      # all members would take longer at its pace, and after the last where they did (0: no check)
 train_opts=""         # options for stage 1's trainings (and stage 6's)
 lm_config=auto        # the large-margin fine-tuning: auto = ${config%.yaml}_lm.yaml where it exists; none: skip
 lm_opts=""            # options for the fine-tuning only, after $train_opts
@@ -168,7 +168,7 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
     fi
   }
   train_members() {
-    local k member_seed how start took
+    local k member_seed how start took first=$SECONDS
     for (( k = 1; k <= members; k++ )); do
       member_seed=$(( seed + 1000 * (k - 1) )) how="$config"
       [ "$lm_config" = none ] || how="$config, then fine-tuned with $lm_config"
@@ -183,6 +183,10 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
           "\"Eight seeds, and a second machine\")" >&2
       fi
     done
+    # ... and where the members together ran over it all the same (a machine that slowed down later)
+    if (( members > 1 && train_budget > 0 && SECONDS - first > train_budget )); then
+      echo "$0: warning: the $members members took $(( SECONDS - first )) s, over --train-budget $train_budget s" >&2
+    fi
   }
   timed "stage 1" train_members
 fi
