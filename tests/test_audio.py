@@ -99,8 +99,10 @@ def test_preloaded_audio_cuts_what_the_reader_reads(tmp_path: Path, wav: Path) -
     chunk = preloaded.read("c1", 0, 100)
     chunk[:] = 1.0  # the caller's copy: augmentation may change it in place
     np.testing.assert_array_equal(preloaded.read("c1", 0, 100), reader.read("c1", 0, 100))
-    with pytest.raises(SpkverifError, match="has no samples"):
+    with pytest.raises(SpkverifError, match="has no samples"):  # past the end of a file: the reader's error
         preloaded.read("c1", preloaded.num_samples("c1"), 10)
+    past = preloaded.num_samples("p1") + 5  # ... and of a pipe, the reader's empty chunk
+    np.testing.assert_array_equal(preloaded.read("p1", past, 10), reader.read("p1", past, 10))
 
 
 def test_preloading_unreadable_audio_names_its_line(tmp_path: Path, wav: Path) -> None:

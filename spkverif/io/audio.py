@@ -316,7 +316,7 @@ class PreloadedAudio:
     part of a training step on a CPU (the shared LibriSpeech subset, FLAC: about 70 ms a batch of
     64 chunks of 2 s on 2 cores). The reader's errors (unreadable audio, no samples, a wrong
     rate) are raised while preloading, with the file and line; a chunk that starts past its
-    utterance's end is the reader's "no samples" error.
+    utterance's end is asked of the reader, whose answer it is (for a file, "no samples").
     """
 
     def __init__(self, reader: AudioReader, utterances: Sequence[str]):
@@ -333,8 +333,8 @@ class PreloadedAudio:
     def read(self, utt: str, offset: int = 0, num_samples: int | None = None) -> np.ndarray:
         """Samples [offset, offset + num_samples) of `utt`, shape (T,), float32 at `sample_rate`."""
         samples = self.samples[utt]
-        if offset >= samples.shape[0] and offset > 0:
-            raise self.reader._empty(utt, self.reader._bounds(utt)[0])
+        if offset >= samples.shape[0] and offset > 0:  # past the end: the reader's own answer (for a file, an error)
+            return self.reader.read(utt, offset, num_samples)
         stop = None if num_samples is None else offset + num_samples
         return samples[offset:stop].copy()
 
