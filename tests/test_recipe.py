@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -39,12 +40,18 @@ def test_recipe_runs_end_to_end(tmp_path: Path) -> None:
     assert rows[0]["ci"]["unit"] == "enrolment speaker"
     assert "EER (%)" in result.stdout
     assert (tmp_path / "exp" / "det.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    times = (tmp_path / "exp" / "stage_times.txt").read_text().splitlines()
+    assert [line.split(" took ")[0] for line in times] == [f"stage {n}" for n in range(5)]
+    assert all(re.fullmatch(r"stage \d took \d+ s", line) for line in times)
 
     first = (tmp_path / "exp" / "xvector_aam" / "scores" / "test.cosine").read_text()
     (tmp_path / "exp" / "report.json").unlink()
     again = _run(tmp_path, "--stage", "3", "--stop-stage", "3")
     assert again.returncode == 0
     assert "stage 3:" in again.stdout and "stage 2:" not in again.stdout and "stage 4:" not in again.stdout
+    assert (tmp_path / "exp" / "stage_times.txt").read_text().splitlines()[5:] == [
+        line for line in again.stdout.splitlines() if line.startswith("stage 3 took ")
+    ]  # appended: the rerun's stage 3 alone
     assert not (tmp_path / "exp" / "report.json").exists()
     assert (tmp_path / "exp" / "xvector_aam" / "scores" / "test.cosine").read_text() == first
 

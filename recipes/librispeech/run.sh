@@ -63,6 +63,7 @@ __recipe_options="stage stop_stage corpus data exp config name train_sets test_s
 
 . ./path.sh
 . ../../bin/parse_options.sh
+. ../../bin/stage_times.sh   # timed NAME COMMAND...: $exp/stage_times.txt
 
 if [ -z "$test_sets" ]; then
   root="$corpus"; [ -d "$root/LibriSpeech" ] && root="$root/LibriSpeech"
@@ -132,12 +133,6 @@ model_opts=() model_list=""
 for dir in "${member_dirs[@]}"; do
   model_opts+=(--model "$dir/models/final.pt"); model_list="$model_list${model_list:+,}$dir/models/final.pt"
 done
-
-timed() {  # timed STAGE-NAME COMMAND...: run, then log the stage's wall time
-  local start=$SECONDS
-  "${@:2}"
-  echo "$1 took $(( SECONDS - start )) s" | tee -a "$exp/stage_times.txt"
-}
 
 mkdir -p "$exp"
 

@@ -35,6 +35,7 @@ __recipe_options="stage stop_stage data exp config name num_speakers num_test_sp
 
 . ./path.sh
 . ../../bin/parse_options.sh
+. ../../bin/stage_times.sh   # stage_done NAME: each stage's wall time in $exp/stage_times.txt
 require_dir_name "$name" --name
 for each in $losses $models; do require_dir_name "$each" "--losses/--models entry"; done
 
@@ -68,6 +69,7 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
     --num-trials "$num_trials" --seed "$seed"
   spkverif validate -q "$data/train"
   spkverif validate -q "$data/test" --trials "$data/test/trials"
+  stage_done "stage 0"
 fi
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
@@ -75,6 +77,7 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   rm -rf "${exp:?}/$name"
   # shellcheck disable=SC2086  # train_opts holds several options
   spkverif train --config "$config" --data "$data/train" --exp "$exp/$name" --seed "$seed" $train_opts
+  stage_done "stage 1"
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
@@ -84,6 +87,7 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   subset_per_speaker.sh "$data/train" "$cohort_utts" "$data/cohort"
   spkverif extract --model "$exp/$name/models/final.pt" "scp:$data/cohort/wav.scp" \
     "ark,scp:$exp/$name/embeddings/cohort.ark,$exp/$name/embeddings/cohort.scp"
+  stage_done "stage 2"
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
@@ -94,12 +98,14 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   spkverif score --method asnorm --cohort "scp:$exp/$name/embeddings/cohort.scp" \
     --cohort-utt2spk "$data/cohort/utt2spk" --top-n $(( top_n < cohort_speakers ? top_n : cohort_speakers )) \
     --trials "$data/test/trials" "scp:$exp/$name/embeddings/test.scp" "$exp/$name/scores/test.asnorm"
+  stage_done "stage 3"
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   echo "stage 4: report (table, $exp/report.{json,md}, DET plot $exp/det.png)"
   spkverif report --trials "$data/test/trials" --utt2spk "$data/test/utt2spk" --out-dir "$exp" \
     "$exp/$name/scores/test.cosine" "$exp/$name/scores/test.asnorm"
+  stage_done "stage 4"
 fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
@@ -109,6 +115,7 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   # losses), the same optimiser; then cosine scoring and one report.
   # shellcheck disable=SC2086  # one word a loss
   compare_configs losses $losses
+  stage_done "stage 5"
 fi
 
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
@@ -124,6 +131,7 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
       sinc_*) spkverif report -q --filters "$exp/models/$model/models/final.pt" ;;
     esac
   done
+  stage_done "stage 6"
 fi
 
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
@@ -134,4 +142,5 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   calibrate_folds.sh --cohort "scp:$exp/$name/embeddings/cohort.scp" --cohort-utt2spk "$data/cohort/utt2spk" \
     --top-n $(( top_n < cohort_speakers ? top_n : cohort_speakers )) "$data/test" "$exp/$name/scores/test.cosine" \
     "scp:$exp/$name/embeddings/test.scp" "$exp/$name/models/final.pt" "$exp/$name/calibration"
+  stage_done "stage 7"
 fi
