@@ -3,7 +3,8 @@
 # printed. Source it after parse_options.sh:  . ../../bin/stage_times.sh
 #   stage_done NAME         at the end of an inline stage: the seconds since the last
 #                           stage_done or timed (or since this file was sourced)
-#   timed NAME COMMAND...   run COMMAND (a shell function too), then its own seconds
+#   timed NAME COMMAND...   run COMMAND (a shell function too), then its own seconds,
+#                           also left in $stage_seconds for the caller
 
 __stage_start=$SECONDS
 
@@ -20,6 +21,7 @@ stage_done() {
 timed() {
   local start=$SECONDS
   "${@:2}"
-  __stage_took "$1" $(( SECONDS - start ))
+  stage_seconds=$(( SECONDS - start ))
+  __stage_took "$1" "$stage_seconds"
   __stage_start=$SECONDS
 }

@@ -163,27 +163,26 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
     fi
   }
   train_members() {
-    local k member_seed how start took first=$SECONDS
+    local k member_seed how
     for (( k = 1; k <= members; k++ )); do
       member_seed=$(( seed + 1000 * (k - 1) )) how="$config"
       [ "$lm_config" = none ] || how="$config, then fine-tuned with $lm_config"
       echo "stage 1: train ${member_dirs[k-1]##*/} (member $k of $members: $how, seed $member_seed)"
-      start=$SECONDS
       timed "stage 1: ${member_dirs[k-1]##*/}" train_member "${member_dirs[k-1]}" "$member_seed"
-      took=$(( SECONDS - start ))
       # A CPU whose bf16 is slow (no AMX, or none at all) trains a member in more than half the budget.
-      if (( k == 1 && members > 1 && train_budget > 0 && took * members > train_budget )); then
-        echo "$0: warning: member 1 took $took s, so $members members will take about $(( took * members )) s," \
+      if (( k == 1 && members > 1 && train_budget > 0 && stage_seconds * members > train_budget )); then
+        echo "$0: warning: member 1 took $stage_seconds s, so $members members will take about" \
+          "$(( stage_seconds * members )) s," \
           "over --train-budget $train_budget s; ./run.sh --members 1 keeps to it (docs/librispeech.md," \
           "\"Eight seeds, and a second machine\")" >&2
       fi
     done
-    # ... and where the members together ran over it all the same (a machine that slowed down later)
-    if (( members > 1 && train_budget > 0 && SECONDS - first > train_budget )); then
-      echo "$0: warning: the $members members took $(( SECONDS - first )) s, over --train-budget $train_budget s" >&2
-    fi
   }
   timed "stage 1" train_members
+  # ... and where the members together ran over it all the same (a machine that slowed down later)
+  if (( members > 1 && train_budget > 0 && stage_seconds > train_budget )); then
+    echo "$0: warning: the $members members took $stage_seconds s, over --train-budget $train_budget s" >&2
+  fi
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
