@@ -2,17 +2,22 @@
 
     python bench/train_throughput.py                          # xvector and sinc_tdnn, 128 x 2 s, 20 steps
     python bench/train_throughput.py --models xvector --workers 0 2 --amp none bf16
+    python bench/train_throughput.py --models xvector --workers 0 --amp bf16 --compile off on
     python bench/train_throughput.py --models ecapa_tdnn:channels=1024 resnet34 --amp bf16 fp16
 
 Each configuration trains a fresh model for `--steps` steps (after `--warmup` steps that
 are not timed) on a synthetic corpus of 130 speakers made on the fly, through the same
 Trainer `spkverif train` uses, and reads its figures back from the JSON log. The device
-is the GPU when there is one (pass --device cpu to force the CPU).
+is the GPU when there is one (pass --device cpu to force the CPU). With `--compile off on`
+each configuration is trained eager and with its encoder compiled (`train --compile`; the
+compilation falls in the untimed steps, the wall time holds it), and the compiled rows give
+their samples/s as a ratio to the eager row's, measured in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import tempfile
@@ -35,7 +40,9 @@ def model_settings(spec: str) -> tuple[str, list[str]]:
     return name, [f"model.{option}" for option in options.split(",") if option]
 
 
-def measure(data: Path, work: Path, model: str, workers: int, amp: str, args: argparse.Namespace) -> dict:
+def measure(
+    data: Path, work: Path, model: str, workers: int, amp: str, compiled: bool, args: argparse.Namespace
+) -> dict:
     steps = args.warmup + args.steps
     model, model_options = model_settings(model)
     config = load_train_config(
@@ -53,13 +60,14 @@ def measure(data: Path, work: Path, model: str, workers: int, amp: str, args: ar
                 f"data.num_workers={workers}",
                 f"training.amp={amp}",
                 f"training.device={args.device}",
+                f"training.compile={compiled}",
                 *model_options,
             )
         ],
     )
     label = ",".join([model, *(option.removeprefix("model.") for option in model_options)])
     # One experiment a row: ecapa_tdnn:channels=512 and :channels=1024 must not share one.
-    exp = work / f"{label.replace(',', '_').replace('=', '')}-{workers}-{amp}"
+    exp = work / f"{label.replace(',', '_').replace('=', '')}-{workers}-{amp}-{'compiled' if compiled else 'eager'}"
     cuda = torch.cuda.is_available() and args.device != "cpu"
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -75,6 +83,7 @@ def measure(data: Path, work: Path, model: str, workers: int, amp: str, args: ar
         "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan"),
         "workers": workers,
         "amp": amp,
+        "compile": "on" if compiled else "off",
         "samples_per_s": window["samples_per_s"],
         "data_wait_fraction": window["data_wait_fraction"],
         "seconds": time.monotonic() - started,
@@ -88,6 +97,7 @@ def main() -> None:
     )
     parser.add_argument("--workers", nargs="+", type=int, default=[0, 2])
     parser.add_argument("--amp", nargs="+", default=["none"])
+    parser.add_argument("--compile", nargs="+", choices=("off", "on"), default=["off"], help="train --compile")
     parser.add_argument("--batch", type=int, default=128, help="chunks a step (distinct speakers)")
     parser.add_argument("--seconds", type=float, default=2.0, help="chunk length")
     parser.add_argument("--steps", type=int, default=10, help="timed steps")
@@ -104,17 +114,21 @@ def main() -> None:
                         max_seconds=4.0, num_trials=2, jobs=2),
         )  # fmt: skip
         print(
-            f"{'model':<22} {'workers':>7} {'amp':>5} {'samples/s':>10} {'data wait':>10} {'peak GiB':>9} {'wall s':>7}"
+            f"{'model':<22} {'workers':>7} {'amp':>5} {'compile':>7} {'samples/s':>10} {'vs eager':>8} "
+            f"{'data wait':>10} {'peak GiB':>9} {'wall s':>7}"
         )
-        for model in args.models:
-            for workers in args.workers:
-                for amp in args.amp:
-                    row = measure(work / "corpus" / "train", work, model, workers, amp, args)
-                    print(
-                        f"{row['model']:<22} {row['workers']:>7} {row['amp']:>5} {row['samples_per_s']:>10.1f} "
-                        f"{100 * row['data_wait_fraction']:>9.1f}% {row['peak_gib']:>9.2f} {row['seconds']:>7.1f}",
-                        flush=True,
-                    )
+        for model, workers, amp in itertools.product(args.models, args.workers, args.amp):
+            eager = None
+            for compiled in args.compile:
+                row = measure(work / "corpus" / "train", work, model, workers, amp, compiled == "on", args)
+                eager = row["samples_per_s"] if compiled == "off" else eager
+                ratio = f"{row['samples_per_s'] / eager:.2f}x" if eager and compiled == "on" else ""
+                print(
+                    f"{row['model']:<22} {row['workers']:>7} {row['amp']:>5} {row['compile']:>7} "
+                    f"{row['samples_per_s']:>10.1f} {ratio:>8} {100 * row['data_wait_fraction']:>9.1f}% "
+                    f"{row['peak_gib']:>9.2f} {row['seconds']:>7.1f}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -96,6 +96,12 @@ class TrainingOptions:
         choices=("none", "bf16", "fp16"),
         flag=True,
     )
+    compile: bool = setting(
+        False,
+        "Compile the encoder with torch.compile (the front end and loss head stay eager): faster steps "
+        "after a first one that compiles; needs a C++ compiler on a CPU.",
+        flag=True,
+    )
     checkpoint_every: int = setting(
         0, "Also checkpoint every N steps within an epoch (0: at epoch ends only).", valid=NOT_NEGATIVE, flag=True
     )

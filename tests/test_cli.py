@@ -66,6 +66,16 @@ def test_train_refuses_to_overwrite_without_resume(run_cli, tiny_corpus: Path, t
     assert result.exit_code == 1 and "--resume" in result.stderr
 
 
+def test_compile_without_a_compiler_is_refused_before_training(
+    run_cli, tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CXX", "no-such-c++")
+    result = run_cli("train", "--data", tiny_corpus / "train", "--exp", tmp_path / "e", "--compile", *TINY_MODEL)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "--compile) on the CPU needs a C++ compiler, and no-such-c++ is not on PATH" in result.stderr
+    assert not (tmp_path / "e" / "models").exists()
+
+
 def test_dry_run_prints_sizes(run_cli, tiny_corpus: Path, tmp_path: Path) -> None:
     result = run_cli(
         "train",

@@ -106,10 +106,13 @@ def test_the_train_flags_are_the_declared_ones(run_cli) -> None:
         "--average": "training.average_last", "--skip-nonfinite": "training.skip_nonfinite",
         "--valid-data": "training.valid_data", "--valid-trials": "training.valid_trials",
     }  # fmt: skip
-    added = {"--init": "training.init", "--preload": "data.preload"}  # flags added since, each its own setting
+    added = {  # flags added since, each its own setting
+        "--init": "training.init", "--preload": "data.preload", "--compile": "training.compile",
+    }  # fmt: skip
     assert {name: flag.key for name, flag in declared.items()} == {**before, **added}
     assert generated["--amp"].type.choices == ("none", "bf16", "fp16")
-    assert all(generated[name].is_flag for name in ("--resample", "--speed-perturb", "--spec-augment", "--preload"))
+    switches = ("--resample", "--speed-perturb", "--spec-augment", "--preload", "--compile")
+    assert all(generated[name].is_flag for name in switches)
 
 
 def _captured_config(run_cli, monkeypatch: pytest.MonkeyPatch, *args: object) -> TrainConfig:

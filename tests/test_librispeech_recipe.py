@@ -85,21 +85,21 @@ def test_every_stage_on_a_fake_tree(tmp_path: Path) -> None:
     assert (tmp_path / "exp" / "det.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     times = (tmp_path / "exp" / "stage_times.txt").read_text()
     assert all(f"stage {stage} took" in times for stage in range(5))
-    # stage 1 is two trainings (--members 2, the default; conf/cpu.yaml has no _lm.yaml beside it), seeds
-    # 0 and 1000, each final model the mean of its last 14 epochs, here the only 2 (a warning says so)
+    # stage 1 is three trainings (--members 3, the default; conf/cpu.yaml has no _lm.yaml beside it), seeds
+    # 0, 1000 and 2000, each final model the mean of its last 14 epochs, here the only 2 (a warning says so)
     assert "stage 1: train took" not in times and not (tmp_path / "exp" / "cpu_pretrain").exists()
-    assert "stage 1: cpu took" in times and "stage 1: cpu_member2 took" in times
+    assert all(f"stage 1: {member} took" in times for member in ("cpu", "cpu_member2", "cpu_member3"))
     assert "warning: member 1 took" not in result.stderr  # seconds, against --train-budget's 600
-    assert "warning: the 2 members took" not in result.stderr
-    for member, seed in (("cpu", 0), ("cpu_member2", 1000)):
+    assert "warning: the 3 members took" not in result.stderr
+    for member, seed in (("cpu", 0), ("cpu_member2", 1000), ("cpu_member3", 2000)):
         config = yaml.safe_load((tmp_path / "exp" / member / "config.yaml").read_text())
         assert (config["training"]["init"], config["training"]["average_last"], config["seed"]) == ("", 14, seed)
-    assert result.stderr.count("--average 14 asked for, but only 2 epoch checkpoints exist") == 2
+    assert result.stderr.count("--average 14 asked for, but only 2 epoch checkpoints exist") == 3
     assert "final model: the mean of epoch_0001.pt, epoch_0002.pt" in result.stderr
-    # stages 2-5 run the two as one ensemble: 16-d embeddings each, concatenated
-    members = [tmp_path / "exp" / member / "models" / "final.pt" for member in ("cpu", "cpu_member2")]
+    # stages 2-5 run the three as one ensemble: 16-d embeddings each, concatenated
+    members = [tmp_path / "exp" / member / "models" / "final.pt" for member in ("cpu", "cpu_member2", "cpu_member3")]
     keys, vectors = load_vectors(f"scp:{tmp_path / 'exp' / 'cpu' / 'embeddings' / 'test_other.scp'}")
-    assert vectors.shape == (12, 32)
+    assert vectors.shape == (12, 48)
     ensemble = open_models(members, "cpu")
     table = dict(line.split(maxsplit=1) for line in (data / "test_other" / "wav.scp").read_text().splitlines())
     for key, vector in list(zip(keys, vectors, strict=True))[:3]:
@@ -148,7 +148,7 @@ def test_stage_1_fine_tunes_with_the_lm_config_beside_the_config(tmp_path: Path)
     """`--lm-config auto` (the default) finds CONFIG_lm.yaml, as conf/gpu.yaml's conf/gpu_lm.yaml.
 
     With `--train-budget 1` (seconds), member 1's two trainings (at least a second each, to start
-    Python and PyTorch) project past the budget: a warning, and member 2 still trains."""
+    Python and PyTorch) project past the budget: a warning, and members 2 and 3 still train."""
     make_fake_librispeech(tmp_path / "corpus", {"train-clean-100": 6, "test-other": 3}, seconds=1.0)
     conf = tmp_path / "conf"
     conf.mkdir()
@@ -162,12 +162,12 @@ def test_stage_1_fine_tunes_with_the_lm_config_beside_the_config(tmp_path: Path)
     times = (tmp_path / "exp" / "stage_times.txt").read_text()
     assert "stage 1: train took" in times and "stage 1: fine-tune took" in times
     took = int(re.search(r"stage 1: small took (\d+) s", times)[1])
-    warning = f"warning: member 1 took {took} s, so 2 members will take about {2 * took} s, over --train-budget 1 s"
+    warning = f"warning: member 1 took {took} s, so 3 members will take about {3 * took} s, over --train-budget 1 s"
     assert result.stderr.count(warning) == 1, result.stderr[-3000:]
-    assert "--members 1 keeps to it" in result.stderr
+    assert "--members 1 keeps to it" in result.stderr  # no member fits in 1 s: one all the same
     total = int(re.search(r"stage 1 took (\d+) s", times)[1])  # and afterwards, what they did take
-    assert re.search(rf"warning: the 2 members took ({total}|{total - 1}) s, over --train-budget 1 s", result.stderr)
-    assert (tmp_path / "exp" / "small_member2" / "models" / "final.pt").is_file()
+    assert re.search(rf"warning: the 3 members took ({total}|{total - 1}) s, over --train-budget 1 s", result.stderr)
+    assert (tmp_path / "exp" / "small_member3" / "models" / "final.pt").is_file()
     config = yaml.safe_load((tmp_path / "exp" / "small" / "config.yaml").read_text())
     assert config["training"]["init"] == str(tmp_path / "exp" / "small_pretrain" / "models" / "epoch_0002.pt")
     assert (config["data"]["chunk_seconds"], config["loss"]["margin"]) == (0.5, 0.4)  # --train-opts, then small_lm

@@ -263,3 +263,26 @@ def test_training_curves_are_drawn(run_cli, tiny_corpus: Path, tmp_path: Path) -
     png = (tmp_path / "curves" / "training.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     assert run_cli("report", "--training", tmp_path / "none").exit_code == 1
+
+
+def test_compiled_encoder_trains_the_same_network(
+    tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # torch.compile fuses the encoder's operations: the weights differ from eager training's by rounding
+    # alone, far less than an epoch moves them, and the checkpoints keep the eager model's names
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    base = (*TINY_SETTINGS, "training.epochs=2", "training.batches_per_epoch=3")
+    train(_config(*base), tiny_corpus / "train", tmp_path / "eager")
+    train(_config(*base, "training.compile=true"), tiny_corpus / "train", tmp_path / "compiled")
+    assert any((tmp_path / "inductor").rglob("*.py"))  # inductor generated the encoder's code
+
+    def state(run: str, epoch: int) -> dict[str, torch.Tensor]:
+        return read_checkpoint(tmp_path / run / "models" / f"epoch_000{epoch}.pt")["model_state"]
+
+    eager, compiled, before = state("eager", 2), state("compiled", 2), state("eager", 1)
+    assert eager.keys() == compiled.keys()
+    for key in (k for k in eager if k.endswith(".weight")):
+        moved = (eager[key] - before[key]).abs().max()
+        assert moved > 0, key
+        assert (compiled[key] - eager[key]).abs().max() < 0.05 * moved, key
+    _assert_identical(_weights(tmp_path / "compiled"), compiled)

@@ -24,7 +24,7 @@ from spkverif.losses import LossHead, build_loss
 from spkverif.models import SpeakerEmbeddingModel, build_model
 from spkverif.training.augment import SPEEDS, ChunkAugmenter, LazyAudioPool, SpecAugment, noise_kinds
 from spkverif.training.channel import AugmentChain, ChannelAugmenter
-from spkverif.training.checks import check_setup, check_shards
+from spkverif.training.checks import check_compiler, check_setup, check_shards
 from spkverif.training.dataset import ChunkBatches, single_threaded_worker
 from spkverif.training.distributed import DistributedContext
 from spkverif.training.margin import MarginSchedule, build_margin_schedule
@@ -182,6 +182,7 @@ def build_components(config: TrainConfig, data_dir: str | Path, context: Distrib
     check_setup(config, data, model, head)
     if shards is not None:
         check_shards(config, head)
+    check_compiler(config, context.device)
     if config.data.preload:  # after the checks, which take seconds where preloading may take minutes
         reader = PreloadedAudio(reader, data.utterances)
     margin_schedule = build_margin_schedule(
@@ -190,6 +191,12 @@ def build_components(config: TrainConfig, data_dir: str | Path, context: Distrib
     )  # fmt: skip
     network = TrainingNetwork(model, head, SpecAugment() if config.augment.spec_augment else None)
     network.to(context.device)
+    if config.training.compile:
+        # in place: the state dict keeps its names, so checkpoints load into an eager model
+        model.encoder.compile()
+        # inductor imports cpp_extension, which warns of a missing CUDA runtime on every machine without one
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+        logger.info("compiling the encoder (torch.compile): the first step takes tens of seconds more")
     optimizer, scheduler, scaler = _build_optimisation(config, network, context.device)
     warn_if_amp_is_emulated(config.training.amp, context.device)
     ddp = _wrap_ddp(network, context)

@@ -8,6 +8,13 @@ with a message that names the setting to change.
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
+
+import torch
+from torch.utils._triton import has_triton
+
 from spkverif.config import TrainConfig
 from spkverif.errors import SpkverifError
 from spkverif.frontends import FRONTENDS
@@ -78,4 +85,22 @@ def check_shards(config: TrainConfig, head: LossHead) -> None:
         raise SpkverifError(
             "data.preload (--preload) reads a data directory's audio into memory; shards stream it: "
             "train from a data directory without shards.list, or leave preload off"
+        )
+
+
+def check_compiler(config: TrainConfig, device: torch.device) -> None:
+    """`training.compile` needs what torch.compile's inductor generates code with: a C++ compiler
+    on a CPU (`$CXX`, else g++, as inductor looks for it), Triton on a GPU. Raises `SpkverifError`."""
+    if not config.training.compile:
+        return
+    if device.type == "cpu":
+        compiler = os.environ.get("CXX", "clang++" if sys.platform == "darwin" else "g++")
+        if shutil.which(compiler) is None:
+            raise SpkverifError(
+                f"training.compile (--compile) on the CPU needs a C++ compiler, and {compiler} is not on PATH: "
+                "install one (apt-get install g++) or set CXX, or leave compile off"
+            )
+    elif device.type == "cuda" and not has_triton():
+        raise SpkverifError(
+            "training.compile (--compile) on a GPU needs Triton: pip install triton, or leave compile off"
         )
