@@ -99,7 +99,7 @@ class TrainingOptions:
     compile: bool = setting(
         False,
         "Compile the encoder with torch.compile (the front end and loss head stay eager): faster steps "
-        "after a first one that compiles; needs a C++ compiler on a CPU.",
+        "after a first one that compiles; needs a C++ compiler and Python's headers on a CPU, Triton on a GPU.",
         flag=True,
     )
     checkpoint_every: int = setting(

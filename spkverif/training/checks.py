@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import sysconfig
+from pathlib import Path
 
 import torch
 from torch.utils._triton import has_triton
@@ -89,8 +91,9 @@ def check_shards(config: TrainConfig, head: LossHead) -> None:
 
 
 def check_compiler(config: TrainConfig, device: torch.device) -> None:
-    """`training.compile` needs what torch.compile's inductor generates code with: a C++ compiler
-    on a CPU (`$CXX`, else g++, as inductor looks for it), Triton on a GPU. Raises `SpkverifError`."""
+    """`training.compile` needs what torch.compile's inductor builds its code with: on a CPU a C++
+    compiler (`$CXX`, else g++, as inductor looks for it) and Python's C headers (its kernels are
+    Python extensions); on a GPU, Triton. Raises `SpkverifError` naming what is missing."""
     if not config.training.compile:
         return
     if device.type == "cpu":
@@ -100,7 +103,14 @@ def check_compiler(config: TrainConfig, device: torch.device) -> None:
                 f"training.compile (--compile) on the CPU needs a C++ compiler, and {compiler} is not on PATH: "
                 "install one (apt-get install g++) or set CXX, or leave compile off"
             )
+        headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
+        if not headers.is_file():
+            raise SpkverifError(
+                f"training.compile (--compile) on the CPU needs Python's C headers, and {headers} is missing: "
+                "install them (apt-get install python3-dev), or leave compile off"
+            )
     elif device.type == "cuda" and not has_triton():
         raise SpkverifError(
-            "training.compile (--compile) on a GPU needs Triton: pip install triton, or leave compile off"
+            "training.compile (--compile) on a GPU needs Triton and a GPU of compute capability 7.0 or more: "
+            "pip install triton, or leave compile off"
         )

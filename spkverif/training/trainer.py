@@ -77,6 +77,7 @@ class Trainer:
         self.log = TrainingLog(self.exp_dir / "train_log.jsonl", self.context.is_main)
         self.checkpointer = self._checkpointer()
         self.train_step = TrainStep(config, self.parts, self.context, self.progress, self.checkpointer)
+        self.first_steps: list[float] = []  # with training.compile, the seconds of this process's first two steps
 
     #: The parts `initialise` takes from another run's checkpoint: the network and loss head,
     #: each refused when it was built otherwise or trained on other speakers.
@@ -207,12 +208,25 @@ class Trainer:
                 batches = [next(iterator) for _ in self.micro_batches]
                 window.waited(time.monotonic() - wait_start)
                 margin = self._schedule_margin()
+                step_start = time.monotonic()
                 result = self.train_step(batches)
+                self._time_compilation(time.monotonic() - step_start)
                 self._count(result, sum(len(batch.labels) for batch in batches) * self.context.world_size, window)
                 self.progress.step += 1
                 self._report_step(result, margin, window, bar)
                 self._checkpoint_mid_epoch()
         self._end_epoch(time.monotonic() - epoch_start)
+
+    def _time_compilation(self, seconds: float) -> None:
+        """With `training.compile`, log once what compiling cost this process: its first step's seconds
+        less its second's (`{"event": "compiled", "seconds": ...}`; run.sh's budget projection reads it)."""
+        if not self.config.training.compile or len(self.first_steps) >= 2:
+            return
+        self.first_steps.append(seconds)
+        if len(self.first_steps) == 2:
+            compiling = max(0.0, self.first_steps[0] - self.first_steps[1])
+            self.log.write({"event": "compiled", "global_step": self.progress.global_step, "seconds": compiling})
+            logger.info("compiling the encoder took %.0f s", compiling)
 
     def _count(self, result: StepResult, samples: int, window: Throughput) -> None:
         """Add a step's loss and accuracy to the epoch's means (or count it skipped)."""
