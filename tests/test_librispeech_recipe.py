@@ -181,13 +181,16 @@ def test_stage_1_fine_tunes_with_the_lm_config_beside_the_config(tmp_path: Path)
 
 @needs_librispeech
 def test_short_training_on_real_speech_meets_its_bound(tmp_path: Path) -> None:
-    result = _run(tmp_path, LIBRISPEECH, "--stop-stage", "3", "--members", "1", "--train-opts", SHORT_TRAINING)
+    # conf/cpu.yaml compiles its encoder; where no C++ compiler is here, train refuses it, so eager
+    compiles = shutil.which(os.environ.get("CXX", "g++")) is not None
+    options = SHORT_TRAINING if compiles else f"{SHORT_TRAINING} --set training.compile=false"
+    result = _run(tmp_path, LIBRISPEECH, "--stop-stage", "3", "--members", "1", "--train-opts", options)
     assert result.returncode == 0, result.stderr[-3000:]
     trials = tmp_path / "data" / "test_other" / "trials"
     assert len(trials.read_text().splitlines()) == 4950
     config = yaml.safe_load((tmp_path / "exp" / "cpu" / "config.yaml").read_text())
     log = [json.loads(line) for line in (tmp_path / "exp" / "cpu" / "train_log.jsonl").read_text().splitlines()]
-    assert config["training"]["compile"] is True and [r["event"] for r in log].count("compiled") == 1
+    assert config["training"]["compile"] is compiles and [r["event"] for r in log].count("compiled") == int(compiles)
     eer = _eer_from_files(tmp_path / "exp" / "cpu" / "scores" / "test_other.cosine", trials)
     asnorm = _eer_from_files(tmp_path / "exp" / "cpu" / "scores" / "test_other.asnorm", trials)
     print(
