@@ -159,7 +159,7 @@ def measure(source: Path, augmenter: ChunkAugmenter | None, workers: int, second
     chunks, count = 0, 0
     started = time.perf_counter()
     while count < 2 or time.perf_counter() - started < seconds:
-        chunks += len(next(batches).waveforms)
+        chunks += len(next(batches).inputs)
         count += 1
     rate = chunks / (time.perf_counter() - started)
     del batches

@@ -74,6 +74,12 @@ class DataOptions:
         "Decode the training audio into memory once (4 bytes a sample) and cut chunks from there.",
         flag=True,
     )
+    precompute_features: bool = setting(
+        False,
+        "Compute each training utterance's fbank once (4 bytes a bin a frame) and cut chunks from it, as "
+        "Kaldi cuts examples from feats.scp; no waveform augmentation.",
+        flag=True,
+    )
 
 
 @dataclass

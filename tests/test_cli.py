@@ -78,6 +78,26 @@ def test_compile_without_a_compiler_is_refused_before_training(
     assert not exp.exists()  # refused while the parts were built, before the run wrote anything
 
 
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--preload",), "so data.preload (--preload) cannot work on their waveforms"),
+        (("--speed-perturb",), "so augment.speed_perturb (--speed-perturb) cannot work on their waveforms"),
+        (("--set", "model.name=sinc_tdnn"), "needs a front end whose chunk features are frames of the utterance's"),
+        (("--set", "frontend.snip_edges=false"), "not KaldiFbank without snip_edges"),
+    ],
+)
+def test_precomputed_features_refuse_what_needs_waveforms(
+    run_cli, tiny_corpus: Path, tmp_path: Path, extra: tuple[str, ...], message: str
+) -> None:
+    exp = tmp_path / "e"
+    args = ("--data", tiny_corpus / "train", "--exp", exp, "--precompute-features", *TINY_MODEL, *extra)
+    result = run_cli("train", *args)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not exp.exists()
+
+
 def test_dry_run_prints_sizes(run_cli, tiny_corpus: Path, tmp_path: Path) -> None:
     result = run_cli(
         "train",

@@ -108,10 +108,11 @@ def test_the_train_flags_are_the_declared_ones(run_cli) -> None:
     }  # fmt: skip
     added = {  # flags added since, each its own setting
         "--init": "training.init", "--preload": "data.preload", "--compile": "training.compile",
+        "--precompute-features": "data.precompute_features",
     }  # fmt: skip
     assert {name: flag.key for name, flag in declared.items()} == {**before, **added}
     assert generated["--amp"].type.choices == ("none", "bf16", "fp16")
-    switches = ("--resample", "--speed-perturb", "--spec-augment", "--preload", "--compile")
+    switches = ("--resample", "--speed-perturb", "--spec-augment", "--preload", "--compile", "--precompute-features")
     assert all(generated[name].is_flag for name in switches)
 
 

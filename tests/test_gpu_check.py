@@ -45,7 +45,7 @@ def test_gpu_check_runs_every_step_at_tiny_size_on_the_cpu(tmp_path: Path) -> No
     assert sorted(row["system"] for row in report) == ["gpu test_other.asnorm", "gpu test_other.cosine"]
     rows = [line.split() for line in (out / "train_throughput.txt").read_text().splitlines()]
     for model in ("xvector,channels=32", "xvector,channels=48"):  # two options of one network: an experiment each
-        assert any(row[:4] == [model, "0", "none", "off"] and float(row[4]) > 0 for row in rows), model
+        assert any(row[:5] == [model, "0", "none", "off", "waveform"] and float(row[5]) > 0 for row in rows), model
     assert "| xvector" in (out / "extract_rtf.txt").read_text()
     report = json.loads((out / "work" / "exp" / "report" / "report.json").read_text())
     assert sorted({row["system"].split()[1] for row in report}) == ["vox1-E", "vox1-H", "vox1-O"]

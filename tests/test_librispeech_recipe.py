@@ -90,21 +90,24 @@ def test_every_stage_on_a_fake_tree(tmp_path: Path) -> None:
     assert (tmp_path / "exp" / "det.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     times = (tmp_path / "exp" / "stage_times.txt").read_text()
     assert all(f"stage {stage} took" in times for stage in range(5))
-    # stage 1 is three trainings (--members 3, the default; conf/cpu.yaml has no _lm.yaml beside it), seeds
-    # 0, 1000 and 2000, each final model the mean of its last 14 epochs, here the only 2 (a warning says so)
+    # stage 1 is five trainings (--members 5, the default; conf/cpu.yaml has no _lm.yaml beside it), seeds
+    # 0, 1000, ..., 4000, each final model the mean of its last 14 epochs, here the only 2 (a warning says so)
+    member_names = ["cpu", *(f"cpu_member{k}" for k in range(2, 6))]
     assert "stage 1: train took" not in times and not (tmp_path / "exp" / "cpu_pretrain").exists()
-    assert all(f"stage 1: {member} took" in times for member in ("cpu", "cpu_member2", "cpu_member3"))
+    assert all(f"stage 1: {member} took" in times for member in member_names)
+    assert not (tmp_path / "exp" / "cpu_member6").exists()
     assert "warning: member 1 took" not in result.stderr  # seconds, against --train-budget's 600
-    assert "warning: the 3 members took" not in result.stderr
-    for member, seed in (("cpu", 0), ("cpu_member2", 1000), ("cpu_member3", 2000)):
+    assert "warning: the 5 members took" not in result.stderr
+    for member, seed in zip(member_names, range(0, 5000, 1000), strict=True):
         config = yaml.safe_load((tmp_path / "exp" / member / "config.yaml").read_text())
         assert (config["training"]["init"], config["training"]["average_last"], config["seed"]) == ("", 14, seed)
-    assert result.stderr.count("--average 14 asked for, but only 2 epoch checkpoints exist") == 3
+        assert config["data"]["precompute_features"] is True
+    assert result.stderr.count("--average 14 asked for, but only 2 epoch checkpoints exist") == 5
     assert "final model: the mean of epoch_0001.pt, epoch_0002.pt" in result.stderr
-    # stages 2-5 run the three as one ensemble: 16-d embeddings each, concatenated
-    members = [tmp_path / "exp" / member / "models" / "final.pt" for member in ("cpu", "cpu_member2", "cpu_member3")]
+    # stages 2-5 run the five as one ensemble: 16-d embeddings each, concatenated
+    members = [tmp_path / "exp" / member / "models" / "final.pt" for member in member_names]
     keys, vectors = load_vectors(f"scp:{tmp_path / 'exp' / 'cpu' / 'embeddings' / 'test_other.scp'}")
-    assert vectors.shape == (12, 48)
+    assert vectors.shape == (12, 80)
     ensemble = open_models(members, "cpu")
     table = dict(line.split(maxsplit=1) for line in (data / "test_other" / "wav.scp").read_text().splitlines())
     for key, vector in list(zip(keys, vectors, strict=True))[:3]:
@@ -152,8 +155,9 @@ def test_every_stage_on_a_fake_tree(tmp_path: Path) -> None:
 def test_stage_1_fine_tunes_with_the_lm_config_beside_the_config(tmp_path: Path) -> None:
     """`--lm-config auto` (the default) finds CONFIG_lm.yaml, as conf/gpu.yaml's conf/gpu_lm.yaml.
 
-    With `--train-budget 1` (seconds), member 1's two trainings (at least a second each, to start
-    Python and PyTorch) project past the budget: a warning, and members 2 and 3 still train."""
+    With `--members 3` and `--train-budget 1` (seconds), member 1's two trainings (at least a second
+    each, to start Python and PyTorch) project past the budget: a warning, and members 2 and 3 still
+    train."""
     make_fake_librispeech(tmp_path / "corpus", {"train-clean-100": 6, "test-other": 3}, seconds=1.0)
     conf = tmp_path / "conf"
     conf.mkdir()
@@ -161,7 +165,7 @@ def test_stage_1_fine_tunes_with_the_lm_config_beside_the_config(tmp_path: Path)
     (conf / "small_lm.yaml").write_text("defaults: small.yaml\nloss:\n  margin: 0.4\n")
     result = _run(
         tmp_path, tmp_path / "corpus", "--stop-stage", "1", "--config", str(conf / "small.yaml"),
-        "--name", "small", "--train-opts", TINY_TRAINING, "--train-budget", "1",
+        "--name", "small", "--train-opts", TINY_TRAINING, "--train-budget", "1", "--members", "3",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     times = (tmp_path / "exp" / "stage_times.txt").read_text()

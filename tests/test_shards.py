@@ -94,7 +94,7 @@ def itertools_take(iterator, count: int) -> list:
 
 def _batches(dataset: ShardChunks, workers: int) -> list[tuple]:
     loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers)
-    return [(b.epoch, b.step, b.part, b.waveforms.numpy().copy(), b.labels.numpy().copy()) for b in loader]
+    return [(b.epoch, b.step, b.part, b.inputs.numpy().copy(), b.labels.numpy().copy()) for b in loader]
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -158,3 +158,8 @@ def test_training_from_shards_resumes_to_the_same_weights(tiny_corpus: Path, tmp
     refused = run_cli("train", "--data", tmp_path / "sharded", "--exp", tmp_path / "preload", "--preload", *TINY)
     assert refused.exit_code == 1 and "--preload) reads a data directory's audio into memory" in refused.output
     assert not (tmp_path / "preload" / "models").exists()
+    refused = run_cli(
+        "train", "--data", tmp_path / "sharded", "--exp", tmp_path / "pre", "--precompute-features", *TINY
+    )
+    assert refused.exit_code == 1 and "computes the features of a data directory's audio once" in refused.output
+    assert not (tmp_path / "pre" / "models").exists()

@@ -20,8 +20,13 @@ import torch
 
 from spkverif.config import load_train_config, parse_override
 from spkverif.errors import SpkverifError
+from spkverif.io.audio import AudioReader
+from spkverif.io.datadir import load_data_dir
+from spkverif.models import build_model
 from spkverif.models.files import load_model
 from spkverif.training.checkpoint import average_states, read_checkpoint
+from spkverif.training.dataset import ChunkBatches
+from spkverif.training.features import PrecomputedFeatures
 from spkverif.training.optim import SCHEDULERS
 from spkverif.training.sampler import SpeakerChunkSampler, SpeakerIndex
 from spkverif.training.trainer import train
@@ -291,3 +296,50 @@ def test_compiled_encoder_trains_the_same_network(tiny_corpus: Path, tmp_path: P
     loaded = load_model(tmp_path / "compiled" / "models" / "final.pt")  # an eager model, as extract builds it
     _assert_identical(loaded.state_dict(), compiled)
     assert not hasattr(loaded.encoder, "_compiled_call_impl") or loaded.encoder._compiled_call_impl is None
+
+
+def test_precomputed_features_are_the_chunks_features(tiny_corpus: Path, tmp_path: Path) -> None:
+    # data.precompute_features: a chunk's features cut from its utterance's (computed once) are the front
+    # end's features of the chunk's samples, from the chunk's start rounded down to a frame
+    config = _config(*TINY_SETTINGS, "frontend.dither=0", "data.precompute_features=true")
+    data = load_data_dir(tiny_corpus / "train")
+    reader = AudioReader.from_data_dir(data, 16000)
+    model = build_model("xvector", config.model.options, vars(config.frontend), 16000)
+    features = PrecomputedFeatures(reader, data.utterances, model.frontend)
+    index = SpeakerIndex.build(data.utt2spk, {utt: reader.num_samples(utt) for utt in data.utterances})
+    sampler = SpeakerChunkSampler(index, 4, 1, 8000, seed=3)
+    with_features = ChunkBatches(sampler, reader, 1, 2, features=features)
+    with_samples = ChunkBatches(sampler, reader, 1, 2)
+    for position in (0, 1):
+        batch = with_features.load(position, 0)
+        requests = sampler.batch(0, position)
+        assert batch.inputs.shape == (4, model.frontend.num_frames(8000), model.frontend.output_dim)
+        np.testing.assert_array_equal(batch.labels, with_samples.load(position, 0).labels)
+        for chunk, request in zip(batch.inputs, requests, strict=True):
+            utt = index.utterances[request.utterance]
+            start = request.offset // 160 * 160
+            samples = torch.from_numpy(reader.read(utt, start, 8000))[None]
+            torch.testing.assert_close(chunk[None], model.frontend.unnormalised(samples), rtol=1e-5, atol=1e-4)
+    short = next(utt for utt in data.utterances if reader.num_samples(utt) < 48000)  # repeated, as fit_length does
+    wanted = model.frontend.num_frames(48000)
+    repeated = features.chunk(short, 0, 48000)
+    own = features.features[short]
+    assert repeated.shape == (wanted, model.frontend.output_dim) and len(own) < wanted
+    np.testing.assert_array_equal(repeated[len(own) : 2 * len(own)], own[: min(len(own), wanted - len(own))])
+
+    # the network on them embeds as the model does from the samples (the front end's normalisation included)
+    samples = torch.from_numpy(reader.read(data.utterances[0], 0, 8000))[None]
+    model.eval()
+    with_mean = model.embed_features(model.frontend.unnormalised(samples))
+    torch.testing.assert_close(with_mean, model(samples), rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(model.encoder(model.frontend.unnormalised(samples)), with_mean, atol=1e-3)
+
+    # a training from them, whose model extracts from audio
+    base = (*TINY_SETTINGS, "training.epochs=2", "training.batches_per_epoch=3", "training.average_last=2")
+    train(_config(*base, "data.precompute_features=true"), tiny_corpus / "train", tmp_path / "pre")
+    records = [json.loads(line) for line in (tmp_path / "pre" / "train_log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in records if r["event"] == "step"]
+    assert len(losses) == 6 and all(np.isfinite(losses))
+    loaded = load_model(tmp_path / "pre" / "models" / "final.pt")
+    embeddings = loaded.eval()(torch.from_numpy(reader.read(data.utterances[0]))[None])
+    assert embeddings.shape == (1, 16) and torch.isfinite(embeddings).all()

@@ -5,7 +5,7 @@
 # cohort of training speakers; a report with intervals and a DET plot; the same
 # trials through a simulated telephone line (GSM, through ffmpeg).
 #
-#   ./run.sh                                   # the shared subset, CPU configuration (three 3-min trainings)
+#   ./run.sh                                   # the shared subset, CPU configuration (five trainings of ~100 s)
 #   ./run.sh --corpus /corpora/LibriSpeech --config conf/gpu.yaml --members 1 \
 #            --train-sets "train-clean-100 train-clean-360 train-other-500" --train-opts "--device cuda"
 #   ./run.sh --stage 2                         # from extraction on
@@ -48,7 +48,7 @@ test_sets=""          # default: every dev-*/test-* subset present
 num_trials=""         # default: every pair of each test set; N: N balanced pairs
 mini=""               # a `prepare mini` output dir: its training speakers are combined in
 seed=0
-members=3             # trainings in stage 1 (seeds $seed, $seed + 1000, ...), run as one ensemble from stage 2 on
+members=5             # trainings in stage 1 (seeds $seed, $seed + 1000, ...), run as one ensemble from stage 2 on
 train_budget=600      # seconds of stage-1 training conf/cpu.yaml is sized for: after member 1 (or 2), a warning
                       # where all members would take longer at its pace, after the last where they did (0: none)
 train_opts=""         # options for stage 1's trainings (and stage 6's)
@@ -201,7 +201,7 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
         "$projected s, over --train-budget $train_budget s;" \
         "$( (( fits >= 1 )) && echo "./run.sh --members $fits keeps to it" \
           || echo "not even one member keeps to it: --train-opts \"--epochs N\" shortens each")" \
-        "(docs/librispeech.md, \"A ninth round: a compiled encoder, and a third member\")" >&2
+        "(docs/librispeech.md, \"A tenth round: features computed once, and five members\")" >&2
     done
   }
   timed "stage 1" train_members

@@ -169,6 +169,24 @@ class KaldiFbank(nn.Module):
         return energy if self.log_energy_floor is None else energy.clamp_min(self.log_energy_floor)
 
     def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+        return self.normalise(self.unnormalised(waveforms))
+
+    @property
+    def cuts_frames(self) -> bool:
+        """Whether the features of samples [k * window_shift, k * window_shift + n) are frames [k, k + m) of
+        the whole utterance's `unnormalised` features (m = `num_frames(n)`): true with `snip_edges`, whose
+        frames never reach past the signal. Training computes them once an utterance where this holds
+        (`data.precompute_features`)."""
+        return self.snip_edges
+
+    def normalise(self, features: torch.Tensor) -> torch.Tensor:
+        """`mean_norm`'s step on (B, frames, dims): each item's mean over its frames subtracted."""
+        if not self.mean_norm:
+            return features
+        return features - features.mean(dim=1, keepdim=True)
+
+    def unnormalised(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """(B, T) -> (B, frames, dims): the features before `normalise`, in float32 whatever the autocast."""
         with torch.autocast(device_type=waveforms.device.type, enabled=False):
             samples = waveforms.float() * _INT16_SCALE
             frames = self._frames(samples)
@@ -196,8 +214,6 @@ class KaldiFbank(nn.Module):
                 features = features.clamp_min(_EPSILON).log()
             if energy is not None:
                 features = torch.cat((features, energy) if self.htk_compat else (energy, features), dim=-1)
-            if self.mean_norm:
-                features = features - features.mean(dim=1, keepdim=True)
         return features
 
     def _mel_energies(self, padded: torch.Tensor) -> torch.Tensor:

@@ -45,6 +45,18 @@ class SpeakerEmbeddingModel(nn.Module):
             features = feature_transform(features)
         return self.encoder(features)
 
+    def embed_features(
+        self, features: torch.Tensor, feature_transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Embeddings (B, D) of features (B, frames, dims) computed ahead by the front end's `unnormalised`
+        (training's `data.precompute_features`): the front end's `normalise`, the hook, then the encoder,
+        as `forward` does after its own front end. Only for front ends that offer both methods (Kaldi's
+        fbank); others raise AttributeError."""
+        features = self.frontend.normalise(features)
+        if feature_transform is not None:
+            features = feature_transform(features)
+        return self.encoder(features)
+
 
 def count_parameters(module: nn.Module) -> int:
     return sum(parameter.numel() for parameter in module.parameters())

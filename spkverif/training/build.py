@@ -27,6 +27,7 @@ from spkverif.training.channel import AugmentChain, ChannelAugmenter
 from spkverif.training.checks import check_compiler, check_setup, check_shards
 from spkverif.training.dataset import ChunkBatches, single_threaded_worker
 from spkverif.training.distributed import DistributedContext
+from spkverif.training.features import PrecomputedFeatures
 from spkverif.training.margin import MarginSchedule, build_margin_schedule
 from spkverif.training.optim import OPTIMIZERS, SCHEDULERS
 from spkverif.training.sampler import SpeakerChunkSampler, SpeakerIndex
@@ -49,16 +50,25 @@ class TrainingNetwork(nn.Module):
     cannot hand a head tensors of two dtypes).
     """
 
-    def __init__(self, model: SpeakerEmbeddingModel, head: LossHead, spec_augment: SpecAugment | None = None):
+    def __init__(
+        self,
+        model: SpeakerEmbeddingModel,
+        head: LossHead,
+        spec_augment: SpecAugment | None = None,
+        features_given: bool = False,
+    ):
         super().__init__()
         self.model = model
         self.head = head
         self.spec_augment = spec_augment
+        self.features_given = features_given
 
-    def forward(self, waveforms: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Loss (scalar) and logits (B, classes) or None, for waveforms (B, T) and labels (B,)."""
+    def forward(self, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Loss (scalar) and logits (B, classes) or None, for labels (B,) and inputs: waveforms (B, T), or
+        with `features_given` the front end's unnormalised features (B, frames, dims) (`PrecomputedFeatures`)."""
         transform = self.spec_augment if self.training else None
-        embeddings = self.model(waveforms, transform)
+        embed = self.model.embed_features if self.features_given else self.model
+        embeddings = embed(inputs, transform)
         with torch.autocast(embeddings.device.type, enabled=False):
             output = self.head(embeddings.float(), labels)
         return output.loss, output.logits
@@ -71,6 +81,7 @@ class Components:
     data: DataDir
     shards: list | None
     reader: AudioReader | PreloadedAudio
+    features: PrecomputedFeatures | None
     model: SpeakerEmbeddingModel
     head: LossHead
     speeds: tuple[float, ...]
@@ -183,13 +194,17 @@ def build_components(config: TrainConfig, data_dir: str | Path, context: Distrib
     if shards is not None:
         check_shards(config, head)
     check_compiler(config, context.device)
-    if config.data.preload:  # after the checks, which take seconds where preloading may take minutes
+    # after the checks, which take seconds where preloading may take minutes
+    if config.data.preload:
         reader = PreloadedAudio(reader, data.utterances)
+    features = None
+    if config.data.precompute_features:  # the front end as built: in training mode, so dithered as Kaldi's
+        features = PrecomputedFeatures(reader, data.utterances, model.frontend)
     margin_schedule = build_margin_schedule(
         config.margin_scheduler.name, config.margin_scheduler.options, config.loss.name, head.final_margin,
         config.training.batches_per_epoch,
     )  # fmt: skip
-    network = TrainingNetwork(model, head, SpecAugment() if config.augment.spec_augment else None)
+    network = TrainingNetwork(model, head, SpecAugment() if config.augment.spec_augment else None, features is not None)
     network.to(context.device)
     if config.training.compile:
         # in place: the state dict keeps its names, so checkpoints load into an eager model
@@ -206,7 +221,7 @@ def build_components(config: TrainConfig, data_dir: str | Path, context: Distrib
     if options.valid_trials and context.is_main:
         validator = Validator(options.valid_data, options.valid_trials, config.data.sample_rate, config.data.resample)
     return Components(
-        data, shards, reader, model, head, speeds, margin_schedule, network, optimizer, scheduler, scaler,
+        data, shards, reader, features, model, head, speeds, margin_schedule, network, optimizer, scheduler, scaler,
         AMP_TYPES.get(options.amp), ddp, augmenter, validator,
     )  # fmt: skip
 
@@ -237,7 +252,7 @@ def build_loader(
             config.data.shuffle_buffer, (context.rank, context.world_size), config.data.sample_rate,
         )  # fmt: skip
     else:
-        dataset = ChunkBatches(sampler, parts.reader, *position, micro_batches, parts.augmenter)
+        dataset = ChunkBatches(sampler, parts.reader, *position, micro_batches, parts.augmenter, parts.features)
     return DataLoader(
         dataset,
         batch_size=None,

@@ -41,6 +41,26 @@ def check_config(config: TrainConfig) -> None:
         FRONTENDS.get(config.frontend.name)
     if bool(config.training.valid_data) != bool(config.training.valid_trials):
         raise SpkverifError("validation needs both --valid-data and --valid-trials")
+    if config.data.precompute_features:
+        check_precomputable(config)
+
+
+def check_precomputable(config: TrainConfig) -> None:
+    """`data.precompute_features` cuts chunks from features: nothing may change the waveform first."""
+    augment = config.augment
+    waveform_work = {
+        "augment.noise (--noise)": augment.noise,
+        "augment.rir (--rir)": augment.rir,
+        "augment.channel_prob": augment.channel_prob > 0,
+        "augment.speed_perturb (--speed-perturb)": augment.speed_perturb,
+        "data.preload (--preload)": config.data.preload,
+    }
+    for name, wanted in waveform_work.items():
+        if wanted:
+            raise SpkverifError(
+                f"data.precompute_features (--precompute-features) cuts chunks from features computed once, so "
+                f"{name} cannot work on their waveforms: leave one of the two off"
+            )
 
 
 def check_batch_fits(speakers_per_batch: int, utts_per_speaker: int, num_speakers: int, source: str) -> None:
@@ -69,6 +89,12 @@ def check_setup(config: TrainConfig, data: DataDir, model: SpeakerEmbeddingModel
             f"training.speakers_per_batch is {options.speakers_per_batch}"
         )
     check_batch_fits(options.speakers_per_batch, options.utts_per_speaker, len(data.speakers), str(data.path))
+    if config.data.precompute_features and not getattr(model.frontend, "cuts_frames", False):
+        raise SpkverifError(
+            f"data.precompute_features (--precompute-features) needs a front end whose chunk features are frames "
+            f"of the utterance's (kaldi_fbank with snip_edges: true), not {type(model.frontend).__name__}"
+            f"{' without snip_edges' if hasattr(model.frontend, 'cuts_frames') else ''}: leave it off"
+        )
     if round(config.data.chunk_seconds * rate) < model.min_samples:
         raise SpkverifError(
             f"data.chunk_seconds {config.data.chunk_seconds} is shorter than the model's minimum "
@@ -83,11 +109,15 @@ def check_shards(config: TrainConfig, head: LossHead) -> None:
             f"loss {config.loss.name!r} needs P x K batches, which shards cannot give: "
             "train from a data directory without shards.list"
         )
-    if config.data.preload:
-        raise SpkverifError(
-            "data.preload (--preload) reads a data directory's audio into memory; shards stream it: "
-            "train from a data directory without shards.list, or leave preload off"
-        )
+    for name, what in (
+        ("preload (--preload)", "reads a data directory's audio into memory"),
+        ("precompute_features (--precompute-features)", "computes the features of a data directory's audio once"),
+    ):
+        if getattr(config.data, name.split()[0]):
+            raise SpkverifError(
+                f"data.{name} {what}; shards stream it: train from a data directory without shards.list, "
+                "or leave it off"
+            )
 
 
 def check_compiler(config: TrainConfig, device: torch.device) -> None:

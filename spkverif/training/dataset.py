@@ -21,15 +21,19 @@ from torch.utils.data import IterableDataset, get_worker_info
 from spkverif.io.audio import AudioReader, PreloadedAudio
 from spkverif.runtime.base import fit_length
 from spkverif.training.augment import ChunkAugmenter, speed_perturb
+from spkverif.training.features import PrecomputedFeatures
 from spkverif.training.sampler import ChunkRequest, SpeakerChunkSampler
 
 
 @dataclass
 class Batch:
+    """One micro-batch: `inputs` are waveforms (B, T), or features (B, frames, dims) where training
+    precomputes them (`PrecomputedFeatures`); `labels` (B,) are class indices."""
+
     epoch: int
     step: int
     part: int
-    waveforms: torch.Tensor
+    inputs: torch.Tensor
     labels: torch.Tensor
 
 
@@ -44,6 +48,7 @@ class ChunkBatches(IterableDataset):
         start_step: int = 0,
         parts: tuple[int, ...] = (0,),
         augmenter: ChunkAugmenter | None = None,
+        features: PrecomputedFeatures | None = None,
     ):
         super().__init__()
         self.sampler = sampler
@@ -53,6 +58,7 @@ class ChunkBatches(IterableDataset):
         self.start = start_epoch * steps_per_epoch + start_step
         self.parts = parts
         self.augmenter = augmenter
+        self.features = features
 
     def items(self) -> list[tuple[int, int]]:
         return [
@@ -65,8 +71,11 @@ class ChunkBatches(IterableDataset):
         return len(self.items())
 
     def read_chunk(self, request: ChunkRequest, rng: np.random.Generator) -> np.ndarray:
+        """The chunk's samples (T,), or its features (frames, dims) where they are precomputed."""
         length = self.sampler.chunk_samples
         utterance = self.sampler.index.utterances[request.utterance]
+        if self.features is not None:  # checks.check_precomputable: no speed, no augmentation
+            return self.features.chunk(utterance, request.offset, length)
         source = request.source_samples or length
         samples = fit_length(self.reader.read(utterance, request.offset, source), source)
         if request.speed != 1.0:

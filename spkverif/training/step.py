@@ -82,7 +82,7 @@ class TrainStep:
         """Forward and backward of one micro-batch of `count` in the step, gradients synchronised
         across processes on the `last`; (loss, logits, labels), or None for a non-finite loss."""
         torch.manual_seed(micro_batch_seed(self.seed, batch.epoch, batch.step, batch.part))
-        waveforms = batch.waveforms.to(self.context.device, non_blocking=True)
+        inputs = batch.inputs.to(self.context.device, non_blocking=True)
         labels = batch.labels.to(self.context.device, non_blocking=True)
         ddp = self.parts.ddp
         sync = contextlib.nullcontext() if last or not self.context.enabled else ddp.no_sync()  # type: ignore[operator]
@@ -91,7 +91,7 @@ class TrainStep:
             with torch.autocast(
                 self.context.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
             ):
-                loss, logits = ddp(waveforms, labels)
+                loss, logits = ddp(inputs, labels)
             if not self.check_loss_isfinite(loss, batchnorm):
                 return None
             self.parts.scaler.scale(loss / count).backward()
