@@ -417,3 +417,17 @@ def test_bf16_on_a_cpu_that_emulates_it_warns(monkeypatch, caplog) -> None:
         with caplog.at_level("WARNING", logger="spkverif.training.build"):
             build.warn_if_amp_is_emulated(amp, torch.device(device))
         assert ("bfloat16 is emulated" in caplog.text) == warned, (lacks, amp, device)
+
+
+def test_compiling_on_a_cpu_skips_only_the_first_vector_isa_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    from torch._inductor import config as inductor_config
+
+    from spkverif.training.build import skip_vector_isa_probe
+
+    monkeypatch.setattr(inductor_config.cpp, "vec_isa_ok", None)  # inductor's default: probe each set
+    monkeypatch.setenv("TORCHINDUCTOR_VEC_ISA_OK", "0")  # the user's word wins: here, no vector code at all
+    skip_vector_isa_probe()
+    assert inductor_config.cpp.vec_isa_ok is None
+    monkeypatch.delenv("TORCHINDUCTOR_VEC_ISA_OK")
+    skip_vector_isa_probe()
+    assert inductor_config.cpp.vec_isa_ok is True
