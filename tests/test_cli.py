@@ -81,10 +81,15 @@ def test_compile_without_a_compiler_is_refused_before_training(
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (("--preload",), "so data.preload (--preload) cannot work on their waveforms"),
+        (("--preload",), "so data.preload (--preload) cannot work on their waveforms: drop --preload, or"),
         (("--speed-perturb",), "so augment.speed_perturb (--speed-perturb) cannot work on their waveforms"),
-        (("--set", "model.name=sinc_tdnn"), "needs a front end whose chunk features are frames of the utterance's"),
-        (("--set", "frontend.snip_edges=false"), "not KaldiFbank without snip_edges"),
+        (
+            ("--set", "augment.channel_prob=0.2"),
+            "augment.channel_prob cannot work on their waveforms: set augment.channel_prob to 0",
+        ),
+        (("--set", "model.name=sinc_tdnn"), "chunk features are frames of the utterance's (kaldi_fbank or"),
+        (("--set", "model.name=sinc_tdnn"), "not sinc: leave --precompute-features off"),
+        (("--set", "frontend.snip_edges=false"), "not kaldi_fbank with snip_edges false: leave"),
     ],
 )
 def test_precomputed_features_refuse_what_needs_waveforms(

@@ -424,10 +424,13 @@ def test_compiling_on_a_cpu_skips_only_the_first_vector_isa_probe(monkeypatch: p
 
     from spkverif.training.build import skip_vector_isa_probe
 
-    monkeypatch.setattr(inductor_config.cpp, "vec_isa_ok", None)  # inductor's default: probe each set
-    monkeypatch.setenv("TORCHINDUCTOR_VEC_ISA_OK", "0")  # the user's word wins: here, no vector code at all
-    skip_vector_isa_probe()
-    assert inductor_config.cpp.vec_isa_ok is None
-    monkeypatch.delenv("TORCHINDUCTOR_VEC_ISA_OK")
-    skip_vector_isa_probe()
-    assert inductor_config.cpp.vec_isa_ok is True
+    # inductor's own patch, which puts the setting back (pytest's monkeypatch would delete it from the module)
+    before = inductor_config.cpp.vec_isa_ok
+    with inductor_config.patch({"cpp.vec_isa_ok": None}):  # inductor's default: probe each set
+        monkeypatch.setenv("TORCHINDUCTOR_VEC_ISA_OK", "0")  # the user's word wins: here, no vector code at all
+        skip_vector_isa_probe()
+        assert inductor_config.cpp.vec_isa_ok is None
+        monkeypatch.delenv("TORCHINDUCTOR_VEC_ISA_OK")
+        skip_vector_isa_probe()
+        assert inductor_config.cpp.vec_isa_ok is True
+    assert inductor_config.cpp.vec_isa_ok == before

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ from spkverif.io.audio import AudioReader
 from spkverif.io.datadir import load_data_dir
 from spkverif.models import build_model
 from spkverif.models.files import load_model
+from spkverif.runtime.base import fit_length
 from spkverif.training.checkpoint import average_states, read_checkpoint
 from spkverif.training.dataset import ChunkBatches
 from spkverif.training.features import PrecomputedFeatures
@@ -305,7 +307,7 @@ def test_precomputed_features_are_the_chunks_features(tiny_corpus: Path, tmp_pat
     data = load_data_dir(tiny_corpus / "train")
     reader = AudioReader.from_data_dir(data, 16000)
     model = build_model("xvector", config.model.options, vars(config.frontend), 16000)
-    features = PrecomputedFeatures(reader, data.utterances, model.frontend)
+    features = PrecomputedFeatures(reader, data.utterances, model.frontend, 8000)
     index = SpeakerIndex.build(data.utt2spk, {utt: reader.num_samples(utt) for utt in data.utterances})
     sampler = SpeakerChunkSampler(index, 4, 1, 8000, seed=3)
     with_features = ChunkBatches(sampler, reader, 1, 2, features=features)
@@ -320,12 +322,15 @@ def test_precomputed_features_are_the_chunks_features(tiny_corpus: Path, tmp_pat
             start = request.offset // 160 * 160
             samples = torch.from_numpy(reader.read(utt, start, 8000))[None]
             torch.testing.assert_close(chunk[None], model.frontend.unnormalised(samples), rtol=1e-5, atol=1e-4)
-    short = next(utt for utt in data.utterances if reader.num_samples(utt) < 48000)  # repeated, as fit_length does
-    wanted = model.frontend.num_frames(48000)
-    repeated = features.chunk(short, 0, 48000)
-    own = features.features[short]
-    assert repeated.shape == (wanted, model.frontend.output_dim) and len(own) < wanted
-    np.testing.assert_array_equal(repeated[len(own) : 2 * len(own)], own[: min(len(own), wanted - len(own))])
+    utt = data.utterances[0]  # a start past the last whole chunk (utt2dur a frame long) ends at the last frame
+    np.testing.assert_array_equal(features.chunk(utt, reader.num_samples(utt)), features.features[utt][-48:])
+
+    # utterances shorter than a chunk, one shorter than a 25 ms window: repeated, as fit_length does
+    audio = {"short": reader.read(utt)[:5000], "tiny": reader.read(utt)[:100]}
+    short = PrecomputedFeatures(SimpleNamespace(read=audio.__getitem__), list(audio), model.frontend, 8000)
+    for name, samples in audio.items():
+        expected = model.frontend.unnormalised(torch.from_numpy(fit_length(samples, 8000))[None])[0]
+        torch.testing.assert_close(torch.from_numpy(short.chunk(name, 0)), expected, rtol=0, atol=0)
 
     # the network on them embeds as the model does from the samples (the front end's normalisation included)
     samples = torch.from_numpy(reader.read(data.utterances[0], 0, 8000))[None]
@@ -340,6 +345,8 @@ def test_precomputed_features_are_the_chunks_features(tiny_corpus: Path, tmp_pat
     records = [json.loads(line) for line in (tmp_path / "pre" / "train_log.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in records if r["event"] == "step"]
     assert len(losses) == 6 and all(np.isfinite(losses))
+    train(_config(*base, "data.precompute_features=true", "data.num_workers=2"), tiny_corpus / "train", tmp_path / "w")
+    _assert_identical(_weights(tmp_path / "pre"), _weights(tmp_path / "w"))  # workers cut the same chunks
     loaded = load_model(tmp_path / "pre" / "models" / "final.pt")
     embeddings = loaded.eval()(torch.from_numpy(reader.read(data.utterances[0]))[None])
     assert embeddings.shape == (1, 16) and torch.isfinite(embeddings).all()

@@ -181,7 +181,7 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
       timed "stage 1: ${member_dirs[k-1]##*/}" train_member "${member_dirs[k-1]}" "$member_seed"
       (( k == 1 )) && first=$stage_seconds
       (( k <= 2 && k < members && train_budget > 0 )) && [ -z "$warned" ] || continue
-      # A CPU whose bf16 or compiled code is slow trains a member in more than a third of the budget.
+      # A CPU whose bf16 or compiled code is slow trains a member in more than a fifth of the budget.
       # After member 1, the others' pace leaves out its compiling (inductor's cache, cold for member 1
       # on a fresh machine, is warm for them, though they compile too): an overrun it projects is sure.
       # After member 2, its own pace, compiling and all.

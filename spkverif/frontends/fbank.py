@@ -169,6 +169,7 @@ class KaldiFbank(nn.Module):
         return energy if self.log_energy_floor is None else energy.clamp_min(self.log_energy_floor)
 
     def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """Waveforms (B, T) in [-1, 1] -> features (B, frames, dims), float32: `unnormalised`, then `normalise`."""
         return self.normalise(self.unnormalised(waveforms))
 
     @property

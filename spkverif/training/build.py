@@ -43,8 +43,10 @@ AMP_TYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 class TrainingNetwork(nn.Module):
     """Embedding network and loss head as one module: what DDP wraps and the optimiser steps.
 
-    SpecAugment, when given, goes in through the model's feature hook
-    (`SpeakerEmbeddingModel.forward(waveforms, feature_transform)`), in training mode only.
+    It reads waveforms (B, T), or with `features_given` the front end's unnormalised features
+    (B, frames, dims) computed once an utterance (`data.precompute_features`), which go through
+    `SpeakerEmbeddingModel.embed_features`. SpecAugment, when given, goes in through the model's
+    feature hook (`feature_transform`), in training mode only.
     Under mixed precision the network runs in the autocast dtype and the loss head in float32,
     autocast off: margins, pair distances and the softmax are computed at full precision (and
     CUDA's autocast, which keeps some of the margin's operations in float32 and lowers the rest,
@@ -213,7 +215,8 @@ def build_components(config: TrainConfig, data_dir: str | Path, context: Distrib
         reader = PreloadedAudio(reader, data.utterances)
     features = None
     if config.data.precompute_features:  # the front end as built: in training mode, so dithered as Kaldi's
-        features = PrecomputedFeatures(reader, data.utterances, model.frontend)
+        chunk_samples = round(config.data.chunk_seconds * config.data.sample_rate)
+        features = PrecomputedFeatures(reader, data.utterances, model.frontend, chunk_samples)
     margin_schedule = build_margin_schedule(
         config.margin_scheduler.name, config.margin_scheduler.options, config.loss.name, head.final_margin,
         config.training.batches_per_epoch,
@@ -227,7 +230,7 @@ def build_components(config: TrainConfig, data_dir: str | Path, context: Distrib
         logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
         if context.device.type == "cpu":
             skip_vector_isa_probe()
-        logger.info("compiling the encoder (torch.compile): the first step takes tens of seconds more")
+        logger.info("compiling the encoder (torch.compile): the first step takes seconds more, a minute cold")
     optimizer, scheduler, scaler = _build_optimisation(config, network, context.device)
     warn_if_amp_is_emulated(config.training.amp, context.device)
     ddp = _wrap_ddp(network, context)

@@ -23,6 +23,7 @@ from spkverif.frontends import FRONTENDS
 from spkverif.io.datadir import DataDir
 from spkverif.losses import LOSSES, LossHead
 from spkverif.models import MODELS, SpeakerEmbeddingModel
+from spkverif.models.registry import default_frontend
 from spkverif.training.margin import MARGIN_SCHEDULERS
 from spkverif.training.optim import OPTIMIZERS, SCHEDULERS
 
@@ -48,18 +49,18 @@ def check_config(config: TrainConfig) -> None:
 def check_precomputable(config: TrainConfig) -> None:
     """`data.precompute_features` cuts chunks from features: nothing may change the waveform first."""
     augment = config.augment
-    waveform_work = {
-        "augment.noise (--noise)": augment.noise,
-        "augment.rir (--rir)": augment.rir,
-        "augment.channel_prob": augment.channel_prob > 0,
-        "augment.speed_perturb (--speed-perturb)": augment.speed_perturb,
-        "data.preload (--preload)": config.data.preload,
+    waveform_work = {  # what would change the waveform, and how to leave it off
+        "augment.noise (--noise)": (augment.noise, "drop --noise"),
+        "augment.rir (--rir)": (augment.rir, "drop --rir"),
+        "augment.channel_prob": (augment.channel_prob > 0, "set augment.channel_prob to 0"),
+        "augment.speed_perturb (--speed-perturb)": (augment.speed_perturb, "drop --speed-perturb"),
+        "data.preload (--preload)": (config.data.preload, "drop --preload"),
     }
-    for name, wanted in waveform_work.items():
+    for name, (wanted, remedy) in waveform_work.items():
         if wanted:
             raise SpkverifError(
                 f"data.precompute_features (--precompute-features) cuts chunks from features computed once, so "
-                f"{name} cannot work on their waveforms: leave one of the two off"
+                f"{name} cannot work on their waveforms: {remedy}, or leave --precompute-features off"
             )
 
 
@@ -90,10 +91,12 @@ def check_setup(config: TrainConfig, data: DataDir, model: SpeakerEmbeddingModel
         )
     check_batch_fits(options.speakers_per_batch, options.utts_per_speaker, len(data.speakers), str(data.path))
     if config.data.precompute_features and not getattr(model.frontend, "cuts_frames", False):
+        frontend = config.frontend.name or default_frontend(config.model.name)
         raise SpkverifError(
             f"data.precompute_features (--precompute-features) needs a front end whose chunk features are frames "
-            f"of the utterance's (kaldi_fbank with snip_edges: true), not {type(model.frontend).__name__}"
-            f"{' without snip_edges' if hasattr(model.frontend, 'cuts_frames') else ''}: leave it off"
+            f"of the utterance's (kaldi_fbank or wespeaker_fbank, with frontend.snip_edges true), not "
+            f"{frontend}{' with snip_edges false' if hasattr(model.frontend, 'cuts_frames') else ''}: "
+            "leave --precompute-features off"
         )
     if round(config.data.chunk_seconds * rate) < model.min_samples:
         raise SpkverifError(

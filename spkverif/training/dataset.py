@@ -75,7 +75,7 @@ class ChunkBatches(IterableDataset):
         length = self.sampler.chunk_samples
         utterance = self.sampler.index.utterances[request.utterance]
         if self.features is not None:  # checks.check_precomputable: no speed, no augmentation
-            return self.features.chunk(utterance, request.offset, length)
+            return self.features.chunk(utterance, request.offset)
         source = request.source_samples or length
         samples = fit_length(self.reader.read(utterance, request.offset, source), source)
         if request.speed != 1.0:

@@ -21,6 +21,7 @@ import torch
 
 from spkverif.io.audio import AudioReader
 from spkverif.progress import ProgressBar
+from spkverif.runtime.base import fit_length
 
 logger = logging.getLogger(__name__)
 
@@ -30,33 +31,36 @@ class PrecomputedFeatures:
 
     `frontend` is the model's front end, in training mode (Kaldi's dither is applied once, to
     the utterance); it must offer `unnormalised`, `num_frames`, `window_shift` and
-    `cuts_frames` (checked by `checks.check_setup`). Held as float32 (frames, dims): at 16 kHz
-    with 40 mel bins 16 kB a second of audio, a quarter of what `data.preload` holds. The
-    reader's errors (unreadable audio, no samples, a wrong rate) are raised here, with the file
-    and line. Utterances are computed one at a time (a long one holds its waveform and frames
-    of 25 ms in memory while it is computed).
+    `cuts_frames` (checked by `checks.check_setup`). Chunks are `chunk_samples` long; an
+    utterance shorter than that is repeated up to it before its features are computed, as the
+    waveform path repeats it (`fit_length`), so its chunk is the same. Held as float32
+    (frames, dims): at 16 kHz with 40 mel bins 16 kB a second of audio, a quarter of what
+    `data.preload` holds. The reader's errors (unreadable audio, no samples, a wrong rate) are
+    raised here, with the file and line. Utterances are computed one at a time (a long one
+    holds its waveform and frames of 25 ms in memory while it is computed).
     """
 
-    def __init__(self, reader: AudioReader, utterances: Sequence[str], frontend: torch.nn.Module):
+    def __init__(self, reader: AudioReader, utterances: Sequence[str], frontend: torch.nn.Module, chunk_samples: int):
         self.frame_shift = int(frontend.window_shift)
-        self.frontend = frontend
+        self.chunk_frames = int(frontend.num_frames(chunk_samples))
         self.features: dict[str, np.ndarray] = {}
         with torch.no_grad(), ProgressBar(len(utterances), "precompute features", unit="utt") as bar:
             for utt in utterances:
-                samples = torch.from_numpy(reader.read(utt)).unsqueeze(0)
+                samples = torch.from_numpy(fit_at_least(reader.read(utt), chunk_samples)).unsqueeze(0)
                 self.features[utt] = frontend.unnormalised(samples)[0].numpy()
                 bar.advance(1)
         megabytes = sum(features.nbytes for features in self.features.values()) / 1e6
         logger.info("precomputed the features of %d utterances: %.0f MB", len(self.features), megabytes)
 
-    def chunk(self, utt: str, offset: int, num_samples: int) -> np.ndarray:
-        """The features (frames, dims) of samples [offset, offset + num_samples) of `utt`, the start
-        rounded down to a frame: `frontend.num_frames(num_samples)` frames, an utterance shorter than
-        that repeated (as `fit_length` repeats a short waveform), float32, a copy."""
+    def chunk(self, utt: str, offset: int) -> np.ndarray:
+        """The features (chunk_frames, dims) of the chunk of `utt` that starts at sample `offset`,
+        rounded down to a frame, float32, a copy. A chunk reaching past the end (a length in utt2dur
+        a frame longer than the audio) ends at the last frame instead."""
         features = self.features[utt]
-        wanted = self.frontend.num_frames(num_samples)
-        start = offset // self.frame_shift
-        chunk = features[start : start + wanted]
-        if len(chunk) < wanted:
-            chunk = np.resize(features, (wanted, features.shape[1]))
-        return chunk.copy()
+        start = min(offset // self.frame_shift, len(features) - self.chunk_frames)
+        return features[start : start + self.chunk_frames].copy()
+
+
+def fit_at_least(samples: np.ndarray, length: int) -> np.ndarray:
+    """`samples` (T,) when T >= `length`, else repeated up to `length` (`fit_length`'s repetition)."""
+    return samples if len(samples) >= length else fit_length(samples, length)
