@@ -81,6 +81,11 @@ class DataOptions:
         flag=True,
     )
 
+    @property
+    def chunk_samples(self) -> int:
+        """A training chunk's length in samples at `sample_rate`: `chunk_seconds` rounded to a sample."""
+        return round(self.chunk_seconds * self.sample_rate)
+
 
 @dataclass
 class TrainingOptions:

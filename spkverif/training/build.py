@@ -215,8 +215,7 @@ def build_components(config: TrainConfig, data_dir: str | Path, context: Distrib
         reader = PreloadedAudio(reader, data.utterances)
     features = None
     if config.data.precompute_features:  # the front end as built: in training mode, so dithered as Kaldi's
-        chunk_samples = round(config.data.chunk_seconds * config.data.sample_rate)
-        features = PrecomputedFeatures(reader, data.utterances, model.frontend, chunk_samples)
+        features = PrecomputedFeatures(reader, data.utterances, model.frontend, config.data.chunk_samples)
     margin_schedule = build_margin_schedule(
         config.margin_scheduler.name, config.margin_scheduler.options, config.loss.name, head.final_margin,
         config.training.batches_per_epoch,
@@ -256,7 +255,7 @@ def build_loader(
     """Batches from (epoch, step) `start` to the end of training: this process's `micro_batches`
     of every step, from the data directory or streamed from its shards (`data.num_workers` workers)."""
     options = config.training
-    chunk_samples = round(config.data.chunk_seconds * config.data.sample_rate)
+    chunk_samples = config.data.chunk_samples
     sampler = SpeakerChunkSampler(
         index, options.speakers_per_batch, options.utts_per_speaker, chunk_samples, config.seed, parts.speeds
     )

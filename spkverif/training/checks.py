@@ -98,7 +98,7 @@ def check_setup(config: TrainConfig, data: DataDir, model: SpeakerEmbeddingModel
             f"{frontend}{' with snip_edges false' if hasattr(model.frontend, 'cuts_frames') else ''}: "
             "leave --precompute-features off"
         )
-    if round(config.data.chunk_seconds * rate) < model.min_samples:
+    if config.data.chunk_samples < model.min_samples:
         raise SpkverifError(
             f"data.chunk_seconds {config.data.chunk_seconds} is shorter than the model's minimum "
             f"{model.min_samples / rate:.3f} s"
@@ -112,11 +112,15 @@ def check_shards(config: TrainConfig, head: LossHead) -> None:
             f"loss {config.loss.name!r} needs P x K batches, which shards cannot give: "
             "train from a data directory without shards.list"
         )
-    for name, what in (
-        ("preload (--preload)", "reads a data directory's audio into memory"),
-        ("precompute_features (--precompute-features)", "computes the features of a data directory's audio once"),
+    for wanted, name, what in (
+        (config.data.preload, "preload (--preload)", "reads a data directory's audio into memory"),
+        (
+            config.data.precompute_features,
+            "precompute_features (--precompute-features)",
+            "computes the features of a data directory's audio once",
+        ),
     ):
-        if getattr(config.data, name.split()[0]):
+        if wanted:
             raise SpkverifError(
                 f"data.{name} {what}; shards stream it: train from a data directory without shards.list, "
                 "or leave it off"

@@ -46,8 +46,10 @@ class PrecomputedFeatures:
         self.features: dict[str, np.ndarray] = {}
         with torch.no_grad(), ProgressBar(len(utterances), "precompute features", unit="utt") as bar:
             for utt in utterances:
-                samples = torch.from_numpy(fit_at_least(reader.read(utt), chunk_samples)).unsqueeze(0)
-                self.features[utt] = frontend.unnormalised(samples)[0].numpy()
+                samples = reader.read(utt)
+                if len(samples) < chunk_samples:  # repeated, as the waveform path's fit_length repeats it
+                    samples = fit_length(samples, chunk_samples)
+                self.features[utt] = frontend.unnormalised(torch.from_numpy(samples)[None])[0].numpy()
                 bar.advance(1)
         megabytes = sum(features.nbytes for features in self.features.values()) / 1e6
         logger.info("precomputed the features of %d utterances: %.0f MB", len(self.features), megabytes)
@@ -59,8 +61,3 @@ class PrecomputedFeatures:
         features = self.features[utt]
         start = min(offset // self.frame_shift, len(features) - self.chunk_frames)
         return features[start : start + self.chunk_frames].copy()
-
-
-def fit_at_least(samples: np.ndarray, length: int) -> np.ndarray:
-    """`samples` (T,) when T >= `length`, else repeated up to `length` (`fit_length`'s repetition)."""
-    return samples if len(samples) >= length else fit_length(samples, length)
