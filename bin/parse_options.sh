@@ -53,3 +53,14 @@ require_dir_name() {
     ''|.|..|*/*) echo "$0: $2 '$1' must name one directory (not empty, no '/', not '.' or '..')" >&2; exit 1 ;;
   esac
 }
+
+# keep_or_clear DIR...: the recipes' one rule for what a run made. Nothing is deleted unless
+# the recipe was given `--overwrite true` (its variable `overwrite`), which removes each DIR
+# first. Otherwise the directories stay, and the recipes train with `--resume`: a stopped
+# training (a cluster's time limit, a crash) continues from its last checkpoint, and a
+# finished one only writes its final.pt again.
+keep_or_clear() {
+  if [ "${overwrite:-false}" = true ]; then
+    rm -rf -- "$@"
+  fi
+}

@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from spkverif import __version__
-from spkverif.errors import SpkverifError
+from spkverif.errors import SpkverifError, os_error
 from spkverif.progress import set_quiet
 from spkverif.ranges import AT_LEAST_ONE, NOT_NEGATIVE, OPEN_PROBABILITY, POSITIVE, Range, at_least, lower, upper
 from spkverif.registry import CATALOGUE, choices_help, render_listing
@@ -110,6 +110,11 @@ def seed_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., 
 
 
 device_option = click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+channel_option = click.option(
+    "--channel",
+    type=ranged(int, NOT_NEGATIVE),
+    help="Channel of multi-channel audio to embed (0 first) [default: 0, with a warning naming the file].",
+)
 resample_option = click.option(
     "--resample", is_flag=True, help="Resample audio not at the model's rate instead of failing."
 )
@@ -191,6 +196,9 @@ class SpkverifGroup(click.Group):
         except BrokenPipeError:
             _silence_stdout()
             self._fail(ctx, "the reader of standard output closed it early (broken pipe)")
+        except OSError as error:
+            # the machine's refusals (missing file, full disk, read-only, no permission): one line too
+            self._fail(ctx, str(os_error(error)))
         except KeyboardInterrupt:
             click.echo("spkverif: interrupted", err=True)
             ctx.exit(130)
@@ -687,11 +695,7 @@ def train_command(
     metavar="SEC",
     help="Distance between window starts [default: 0.1 with --window].",
 )
-@click.option(
-    "--channel",
-    type=ranged(int, NOT_NEGATIVE),
-    help="Channel of multi-channel audio to embed (0 first) [default: 0, with a warning naming the file].",
-)
+@channel_option
 @common_options
 def extract_command(
     model_path: tuple[str, ...],
@@ -826,6 +830,7 @@ def import_command(source: str, checkpoint: str, config: str, output: str) -> No
 @click.option("--pairs", type=click.Path(), help="File of `ENROLL... TEST` lines, instead of FILES.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the results here [default: stdout].")
 @resample_option
+@channel_option
 @device_option
 @cohort_options("a calibration with cohort measures", None)
 @click.argument("files", nargs=-1)
@@ -838,6 +843,7 @@ def verify_command(
     pairs: str | None,
     out: str | None,
     resample: bool,
+    channel: int | None,
     device: str,
     cohort: str | None,
     cohort_utt2spk: str | None,
@@ -854,7 +860,9 @@ def verify_command(
     if pairs is None and len(files) < 2:
         raise click.UsageError("give at least one enrolment file and one test file")
     todo = read_pairs(pairs) if pairs is not None else [Pair(tuple(files[:-1]), files[-1])]
-    verify(model_path, todo, calibration, p_target, fa_rate, resample, device, out, (cohort, cohort_utt2spk))
+    verify(
+        model_path, todo, calibration, p_target, fa_rate, resample, device, out, (cohort, cohort_utt2spk), channel
+    )
 
 
 # score -----------------------------------------------------------------------

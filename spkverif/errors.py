@@ -6,6 +6,7 @@ any other exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -24,3 +25,13 @@ class SpkverifError(Exception):
         if self.line is None:
             return f"{self.path}: {self.message}"
         return f"{self.path}:{self.line}: {self.message}"
+
+
+def os_error(error: OSError, path: str | Path | None = None) -> SpkverifError:
+    """An error of the machine (full disk, file-size limit, read-only file system, no permission,
+    a missing file) as a user error naming `path` (else the file the error names):
+    `PATH: no space left on device`, in the words of the C library's strerror, lower-cased."""
+    text = error.strerror or (os.strerror(error.errno) if error.errno else str(error))
+    text = text[:1].lower() + text[1:]
+    where = path if path is not None else error.filename
+    return SpkverifError(text, where)

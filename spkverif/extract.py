@@ -25,12 +25,21 @@ from pathlib import Path
 import numpy as np
 
 from spkverif.errors import SpkverifError
-from spkverif.io.audio import NAMED_WARNINGS, AudioReader, read_wav_ark, resample, select_channel, wrong_rate
+from spkverif.io.audio import (
+    NAMED_WARNINGS,
+    OPTION_ADVICE,
+    AudioReader,
+    bad_sample,
+    read_wav_ark,
+    resample,
+    select_channel,
+    wrong_rate,
+)
 from spkverif.io.datadir import load_data_dir, read_segments
 from spkverif.io.specifiers import ArchiveWriter, parse_specifier
 from spkverif.io.tables import read_rest_of_line
 from spkverif.progress import ProgressBar
-from spkverif.runtime import Embedder, fit_length, open_models
+from spkverif.runtime import Embedder, check_finite_embedding, fit_length, open_models
 
 logger = logging.getLogger(__name__)
 
@@ -56,14 +65,16 @@ def open_audio(
     """A data directory, `scp:wav.scp` (with optional segments) or `ark:` of Kaldi wav arks."""
     if Path(source).is_dir():
         data = load_data_dir(source)
-        reader = AudioReader.from_data_dir(data, sample_rate, allow_resample, channel)
+        reader = AudioReader.from_data_dir(data, sample_rate, allow_resample, channel, OPTION_ADVICE)
         return AudioSource(_read_all(data.utterances, reader), len(data.utterances))
     spec = parse_specifier(source, writing=False)
     if spec.scp is not None:
         table = {key: value for key, (_, value) in read_rest_of_line(spec.scp).items()}
         segment_table = read_segments(segments) if segments is not None else None
         keys = list(segment_table) if segment_table is not None else list(table)
-        reader = AudioReader(table, segment_table, sample_rate, allow_resample, Path(spec.scp), channel)
+        reader = AudioReader(
+            table, segment_table, sample_rate, allow_resample, Path(spec.scp), channel, channel_advice=OPTION_ADVICE
+        )
         return AudioSource(_read_all(keys, reader), len(keys))
     if segments is not None:
         raise SpkverifError("--segments works with an scp: input or a data directory, not an ark")
@@ -81,9 +92,12 @@ def _read_wav_ark(
         if samples.shape[0] == 0:
             raise SpkverifError(f"recording {key!r} has no samples", path)
         try:
-            audio = np.ascontiguousarray(select_channel(samples, key, channel, warned), dtype=np.float32)
+            audio = np.ascontiguousarray(select_channel(samples, key, channel, warned, OPTION_ADVICE), dtype=np.float32)
         except SpkverifError as error:
             raise SpkverifError(error.message, path) from None
+        problem = bad_sample(audio, rate)
+        if problem is not None:
+            raise SpkverifError(f"recording {key!r} has {problem}", path)
         if rate != sample_rate:
             if not allow_resample:
                 raise SpkverifError(wrong_rate(key, rate, sample_rate), path)
@@ -250,6 +264,7 @@ def extract(
             else:
                 embeddings = embed_block_windowed(model, audio, windowing, batch_size)
             for (key, _), embedding in zip(block, embeddings, strict=True):
+                check_finite_embedding(embedding, key)
                 writer.write(key, embedding.astype(np.float32))
             count += len(block)
             bar.advance(len(block))

@@ -30,10 +30,10 @@ from spkverif.backends.calibration import Calibration, TrialQuality
 from spkverif.backends.snorm import CohortMeans
 from spkverif.errors import SpkverifError
 from spkverif.io.atomic import atomic_write
-from spkverif.io.audio import AudioReader, is_pipe
+from spkverif.io.audio import OPTION_ADVICE, AudioReader, is_pipe
 from spkverif.io.tables import iter_lines
 from spkverif.progress import ProgressBar
-from spkverif.runtime import Embedder, open_models
+from spkverif.runtime import Embedder, check_finite_embedding, open_models
 
 logger = logging.getLogger(__name__)
 
@@ -69,16 +69,21 @@ def read_pairs(path: str | Path) -> list[Pair]:
 class RecordingEmbedder:
     """Embeds audio files once each, refusing audio shorter than the model accepts."""
 
-    def __init__(self, embedder: Embedder, allow_resample: bool):
+    def __init__(self, embedder: Embedder, allow_resample: bool, channel: int | None = None):
         self.embedder = embedder
         self.allow_resample = allow_resample
+        self.channel = channel
+        self.warned: set[str] = set()
         self.cache: dict[str, Side] = {}
 
     def side(self, path: str) -> Side:
         if path not in self.cache:
             if not is_pipe(path) and not Path(path).is_file():
                 raise SpkverifError("no such audio file", path)
-            reader = AudioReader({path: path}, None, self.embedder.sample_rate, self.allow_resample)
+            reader = AudioReader(
+                {path: path}, None, self.embedder.sample_rate, self.allow_resample, channel=self.channel,
+                warned=self.warned, channel_advice=OPTION_ADVICE,
+            )  # fmt: skip
             try:
                 samples = reader.read(path)
             except SpkverifError as error:
@@ -90,6 +95,7 @@ class RecordingEmbedder:
                     path,
                 )
             embedding = self.embedder(samples[None, :])[0].astype(np.float64)
+            check_finite_embedding(embedding, path)
             self.cache[path] = Side(embedding, len(samples) / rate)
         return self.cache[path]
 
@@ -137,6 +143,7 @@ def verify(
     device: str = "auto",
     out: str | Path | None = None,
     cohort: tuple[str | None, str | None] = (None, None),
+    channel: int | None = None,
 ) -> list[dict[str, object]]:
     """Run the verify stage; returns one dict per pair (score, and llr and decision with a calibration).
 
@@ -149,7 +156,9 @@ def verify(
     Raises `SpkverifError` for a bad model or calibration file (including one made
     for another model), unreadable audio, audio at another rate without
     `allow_resample`, audio shorter than the model's shortest input, or a cohort
-    calibration without a cohort.
+    calibration without a cohort, a channel the audio lacks (`channel`: which channel of
+    multi-channel audio to embed; None, channel 0 with a warning), and audio with a
+    non-finite sample.
     """
     embedder = open_models(model_path, device)
     calibration = None
@@ -157,7 +166,7 @@ def verify(
         calibration = Calibration.load(calibration_path, embedder.fingerprint)
     threshold, rule = _decision_rule(calibration, p_target, fa_rate)
     cohort_means = _cohort_means(calibration, *cohort)
-    recordings = RecordingEmbedder(embedder, allow_resample)
+    recordings = RecordingEmbedder(embedder, allow_resample, channel)
     results: list[dict[str, object]] = []
     with ProgressBar(len(pairs), "verify", unit="pair") as bar:
         for pair in pairs:

@@ -311,14 +311,14 @@ def test_mini_recipe_refuses_a_name_that_would_remove_outside_exp(tmp_path: Path
     assert result.returncode == 1 and "must name one directory (not empty, no '/', not '.' or '..')" in result.stderr
 
 
-def test_voxceleb_recipe_with_resume_True_keeps_the_experiment(tmp_path: Path) -> None:
+def test_voxceleb_recipe_with_overwrite_True_keeps_the_experiment(tmp_path: Path) -> None:
     kept = tmp_path / "exp" / "sinc_tdnn_aam" / "models"
     kept.mkdir(parents=True)
     recipe = ROOT / "recipes" / "voxceleb" / "run.sh"
-    result = _bash(str(recipe), "--stage", "2", "--stop-stage", "2", "--exp", str(tmp_path / "exp"), "--resume",
+    result = _bash(str(recipe), "--stage", "2", "--stop-stage", "2", "--exp", str(tmp_path / "exp"), "--overwrite",
                    "True", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 1
-    assert "option --resume takes true or false, not 'True'" in result.stderr
+    assert "option --overwrite takes true or false, not 'True'" in result.stderr
     assert kept.is_dir()
 
 

@@ -52,13 +52,14 @@ members=5             # trainings in stage 1 (seeds $seed, $seed + 1000, ...), r
 train_budget=600      # seconds of stage-1 training conf/cpu.yaml is sized for: after member 1 (or 2), a warning
                       # where all members would take longer at its pace, after the last where they did (0: none)
 train_opts=""         # options for stage 1's trainings (and stage 6's)
+overwrite=false       # true: delete the experiment directories a stage trains into first (else training resumes)
 lm_config=auto        # the large-margin fine-tuning: auto = ${config%.yaml}_lm.yaml where it exists; none: skip
 lm_opts=""            # options for the fine-tuning only, after $train_opts
 cohort_utts=3         # training utterances per speaker for the AS-norm cohort
 top_n=100             # AS-norm: closest cohort speakers per side (at most the cohort's)
 losses="softmax center coco aam am subcenter_aam contrastive triplet"   # stage 6
 average_sweep="1 4 8 12 14 16 20"  # stage 8: numbers of last epoch checkpoints to average
-__recipe_options="stage stop_stage corpus data exp config name train_sets test_sets num_trials mini seed members train_budget train_opts
+__recipe_options="stage stop_stage corpus data exp config name train_sets test_sets num_trials mini seed members train_budget train_opts overwrite
   lm_config lm_opts cohort_utts top_n losses average_sweep"
 
 . ./path.sh
@@ -144,22 +145,22 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
 fi
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
-  rm -rf "${exp:?}/$name" "${exp:?}/${name}_pretrain" "${exp:?}/${name}"_member*
+  keep_or_clear "${exp:?}/$name" "${exp:?}/${name}_pretrain" "${exp:?}/${name}"_member*
   # train_member DIR SEED: one training into DIR, or with $lm_config a pretraining into
   # DIR_pretrain fine-tuned into DIR
   train_member() {
     local dir="$1" member_seed="$2" last
     if [ "$lm_config" = none ]; then
       # shellcheck disable=SC2086  # train_opts holds several options
-      spkverif train --config "$config" --data "$data/train" --exp "$dir" --seed "$member_seed" $train_opts
+      spkverif train --config "$config" --data "$data/train" --exp "$dir" --seed "$member_seed" --resume $train_opts
     else
       # shellcheck disable=SC2086  # options
       timed "stage 1: train" spkverif train --config "$config" --data "$data/train" --exp "${dir}_pretrain" \
-        --seed "$member_seed" $train_opts
+        --seed "$member_seed" --resume $train_opts
       last=$(ls "${dir}_pretrain"/models/epoch_*.pt | tail -n 1)
       # shellcheck disable=SC2086  # options
       timed "stage 1: fine-tune" spkverif train --config "$lm_config" --init "$last" --data "$data/train" \
-        --exp "$dir" --seed "$member_seed" $train_opts $lm_opts
+        --exp "$dir" --seed "$member_seed" --resume $train_opts $lm_opts
     fi
   }
   # compiling DIR: the seconds member DIR's trainings spent compiling (train --compile logs them), rounded
@@ -264,12 +265,12 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
     local loss dir pairs
     for loss in $losses; do
       dir="$exp/losses/$loss"
-      rm -rf "$dir"
+      keep_or_clear "$dir"
       pairs=""
       case "$loss" in contrastive|triplet) pairs="--utts-per-speaker 4 --speakers-per-batch 16" ;; esac
       # shellcheck disable=SC2086  # options
       timed "stage 6: train $loss" spkverif train -q --config "$config" --loss "$loss" $pairs --data "$data/train" \
-        --exp "$dir" --seed "$seed" $train_opts
+        --exp "$dir" --seed "$seed" --resume $train_opts
       compare_model "$dir" "$loss"
     done
     compare_report "$exp/losses"
@@ -302,9 +303,9 @@ if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
     models=$(cd "$exp/$name/models" && pwd)
     for k in $average_sweep; do
       dir="$exp/averages/k$k"
-      rm -rf "$dir"
+      keep_or_clear "$dir"
       mkdir -p "$dir/models"
-      ln -s "$models"/epoch_*.pt "$dir/models/"
+      ln -sf "$models"/epoch_*.pt "$dir/models/"
       spkverif train -q --config "$exp/$name/config.yaml" --data "$data/train" --exp "$dir" --resume --average "$k"
       compare_model "$dir" "last $k"
     done

@@ -26,12 +26,13 @@ num_test_speakers=40
 utts_per_speaker=12
 num_trials=3000
 seed=0
+overwrite=false   # true: delete the experiment directories a stage trains into first (else training resumes)
 train_opts=""
 cohort_utts=3     # training utterances per speaker extracted for the AS-norm cohort
 top_n=50          # AS-norm: closest cohort speakers per side (at most the training speakers)
 losses="softmax center coco aam aam_modern am subcenter_aam contrastive triplet"  # stage 5: conf/losses/NAME.yaml
 models="xvector sinc_tdnn sinc_xvector"   # stage 6: networks compared, each conf/models/NAME.yaml
-__recipe_options="stage stop_stage data exp config name num_speakers num_test_speakers utts_per_speaker num_trials seed train_opts cohort_utts top_n losses models"
+__recipe_options="stage stop_stage data exp config name num_speakers num_test_speakers utts_per_speaker num_trials seed overwrite train_opts cohort_utts top_n losses models"
 
 . ./path.sh
 . ../../bin/parse_options.sh
@@ -48,9 +49,10 @@ compare_configs() {
   for name in "$@"; do
     echo "  $group: $name"
     dir="$exp/$group/$name"
-    rm -rf "$dir"
+    keep_or_clear "$dir"
     # shellcheck disable=SC2086  # train_opts holds several options
-    spkverif train --config "conf/$group/$name.yaml" --data "$data/train" --exp "$dir" --seed "$seed" $train_opts
+    spkverif train --config "conf/$group/$name.yaml" --data "$data/train" --exp "$dir" --seed "$seed" --resume \
+      $train_opts
     spkverif extract -q --model "$dir/models/final.pt" "scp:$data/test/wav.scp" \
       "ark,scp:$dir/embeddings/test.ark,$dir/embeddings/test.scp"
     spkverif score -q --method cosine --trials "$data/test/trials" \
@@ -74,9 +76,9 @@ fi
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   echo "stage 1: train $name ($config)"
-  rm -rf "${exp:?}/$name"
+  keep_or_clear "${exp:?}/$name"
   # shellcheck disable=SC2086  # train_opts holds several options
-  spkverif train --config "$config" --data "$data/train" --exp "$exp/$name" --seed "$seed" $train_opts
+  spkverif train --config "$config" --data "$data/train" --exp "$exp/$name" --seed "$seed" --resume $train_opts
   stage_done "stage 1"
 fi
 

@@ -42,9 +42,9 @@ top_n=300
 lists="O E H"
 train_extra=""
 extract_extra=""
-resume=false
+overwrite=false   # true: delete each experiment directory before training it (else training resumes)
 __recipe_options="stage stop_stage voxceleb1 voxceleb2 musan rirs trials_dir audio_ext pipes decode_to decode_format data exp experiments conf
-  train_set gpus num_nodes node_rank master_addr nj cohort_utts top_n lists train_extra extract_extra resume"
+  train_set gpus num_nodes node_rank master_addr nj cohort_utts top_n lists train_extra extract_extra overwrite"
 
 . ./path.sh
 . ./cmd.sh
@@ -67,16 +67,11 @@ fi
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   for name in $experiments; do
     echo "stage 2: train $name on $train_set ($gpus GPU(s) x $num_nodes node(s)); log in $exp/$name/log/train.log"
-    resume_flag=""
-    case "$resume" in
-      true) resume_flag="--resume" ;;
-      false) rm -rf "${exp:?}/$name" ;;
-      *) echo "$0: --resume takes true or false, not '$resume'" >&2; exit 1 ;;
-    esac
+    keep_or_clear "${exp:?}/$name"
     # shellcheck disable=SC2086  # train_extra holds several options
     train_cmd --gpus "$gpus" --nodes "$num_nodes" --node-rank "$node_rank" --master-addr "$master_addr" \
       "$exp/$name/log/train.log" spkverif train -q --config "$conf/$name.yaml" --data "$data/$train_set" \
-      --exp "$exp/$name" $resume_flag $train_extra
+      --exp "$exp/$name" --resume $train_extra
     spkverif report -q --training "$exp/$name"
   done
 fi

@@ -7,7 +7,10 @@ As Kaldi's feature extractors (`--channel`, default -1): a recording with severa
 channels is read from the channel asked for; with none asked for, from channel 0
 with a warning naming the recording. A recording with no samples, or a segment that
 starts past its recording's end (or ends more than `SEGMENT_OVERSHOOT` past it), is
-an error naming the utterance and its line.
+an error naming the utterance and its line. So is audio with a sample that is not a
+finite number or lies beyond `MAX_ABS_SAMPLE` (a float WAV holding NaN, inf or 1e29,
+which would make every embedding computed from it NaN): the error names the
+utterance and the time of the first such sample.
 """
 
 from __future__ import annotations
@@ -35,6 +38,11 @@ from spkverif.progress import ProgressBar
 logger = logging.getLogger(__name__)
 
 NAMED_WARNINGS = 3
+
+# Full scale is ±1 (int16 audio is divided by 32768); float audio written at int16 scale
+# (±32768) is still accepted. Beyond this, a frame's power spectrum (400 samples squared)
+# nears float32's range, and no recording holds such values: the file is corrupt.
+MAX_ABS_SAMPLE = 1e6
 
 
 def is_pipe(spec: str) -> bool:
@@ -136,9 +144,18 @@ def resample(samples: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
     return scipy.signal.resample_poly(samples, target_rate // common, rate // common).astype(np.float32)
 
 
-def select_channel(samples: np.ndarray, recording: str, channel: int | None, warned: set[str]) -> np.ndarray:
+# How a user picks another channel, said in the warning: a command with --channel (extract,
+# verify) says so; the others (train, shard) read what wav.scp gives them.
+OPTION_ADVICE = "choose one with --channel, as Kaldi's --channel"
+PIPE_ADVICE = "choose one with a `sox FILE -t wav - remix N |` pipe in wav.scp"
+
+
+def select_channel(
+    samples: np.ndarray, recording: str, channel: int | None, warned: set[str], advice: str = PIPE_ADVICE
+) -> np.ndarray:
     """Channel `channel` of (T, C) samples; with None, channel 0 and a warning the first few times
-    (`warned` holds the recordings already named). Raises `SpkverifError` for a channel the audio lacks."""
+    (`warned` holds the recordings already named; `advice` says how to choose another). Raises
+    `SpkverifError` for a channel the audio lacks."""
     channels = samples.shape[1]
     if channel is not None:
         if channel >= channels:
@@ -148,10 +165,25 @@ def select_channel(samples: np.ndarray, recording: str, channel: int | None, war
         warned.add(recording)
         if len(warned) <= NAMED_WARNINGS:
             logger.warning(
-                "%r has %d channels; reading channel 0 (choose one with --channel, as Kaldi's --channel)",
-                recording, channels,
+                "%r has %d channels; reading channel 0 (%s)", recording, channels, advice,
             )  # fmt: skip
     return samples[:, 0]
+
+
+def bad_sample(samples: np.ndarray, rate: int, start: int = 0) -> str | None:
+    """None when every sample of `samples` (T,) is finite and within ±`MAX_ABS_SAMPLE`; else
+    what and where the first bad one is (`a NaN sample at 1.234 s`), `start` being the
+    position of `samples[0]` in its utterance, in samples at `rate` Hz. One pass over the
+    samples where they are good (their maximum and minimum), the search only where not."""
+    if samples.size == 0:
+        return None
+    if max(float(samples.max()), -float(samples.min())) <= MAX_ABS_SAMPLE:  # False for NaN
+        return None
+    bad = ~(np.abs(samples) <= MAX_ABS_SAMPLE)
+    index = int(np.argmax(bad))
+    value = float(samples[index])
+    what = "a NaN sample" if math.isnan(value) else f"a sample of {value:g}"
+    return f"{what} at {(start + index) / rate:.3f} s (audio must be finite, within ±{MAX_ABS_SAMPLE:g})"
 
 
 def wrong_rate(recording: str, rate: int, expected: int) -> str:
@@ -170,13 +202,21 @@ class AudioReader:
     wav_scp_path: Path | None = None
     channel: int | None = None
     warned: set[str] = field(default_factory=set)
+    channel_advice: str = PIPE_ADVICE
 
     @classmethod
     def from_data_dir(
-        cls, data: DataDir, sample_rate: int = 16000, allow_resample: bool = False, channel: int | None = None
+        cls,
+        data: DataDir,
+        sample_rate: int = 16000,
+        allow_resample: bool = False,
+        channel: int | None = None,
+        channel_advice: str = PIPE_ADVICE,
     ) -> AudioReader:
         path = data.path / "wav.scp" if data.path is not None else None
-        return cls(data.wav_scp, data.segments, sample_rate, allow_resample, path, channel)
+        return cls(
+            data.wav_scp, data.segments, sample_rate, allow_resample, path, channel, channel_advice=channel_advice
+        )
 
     def _fail(self, key: str, message: str) -> SpkverifError:
         return SpkverifError(message, self.wav_scp_path or "wav.scp", locate_key(self.wav_scp_path, key))
@@ -227,7 +267,7 @@ class AudioReader:
             first += offset
             stop = last if num_samples is None else min(last, first + num_samples)
             samples, _ = soundfile.read(spec, start=first, stop=stop, dtype="float32", always_2d=True)
-            return self._finish(utt, recording, samples, rate, 0, None, cropped=True)
+            return self._finish(utt, recording, samples, rate, 0, None, cropped=True, start=offset)
         except SpkverifError:
             raise
         except (soundfile.LibsndfileError, RuntimeError, ValueError, OSError) as error:
@@ -251,7 +291,7 @@ class AudioReader:
 
     def _mono(self, recording: str, samples: np.ndarray) -> np.ndarray:
         try:
-            return select_channel(samples, recording, self.channel, self.warned)
+            return select_channel(samples, recording, self.channel, self.warned, self.channel_advice)
         except SpkverifError as error:
             raise self._fail(recording, error.message) from None
 
@@ -264,10 +304,15 @@ class AudioReader:
         offset: int,
         num_samples: int | None,
         cropped: bool,
+        start: int = 0,
     ) -> np.ndarray:
         if samples.shape[0] == 0 and offset == 0:
             raise self._empty(utt, recording)
         mono = np.ascontiguousarray(self._mono(recording, samples), dtype=np.float32)
+        problem = bad_sample(mono, rate, start)
+        if problem is not None:
+            what = f"utterance {utt!r}" if utt != recording else f"recording {recording!r}"
+            raise self._fail(recording, f"{what} has {problem}")
         if rate != self.sample_rate:
             if not self.allow_resample:
                 raise self._fail(

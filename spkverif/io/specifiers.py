@@ -20,7 +20,7 @@ import kaldiio
 import kaldiio.utils
 import numpy as np
 
-from spkverif.errors import SpkverifError
+from spkverif.errors import SpkverifError, os_error
 from spkverif.io.atomic import AtomicFileGroup
 from spkverif.io.tables import locate_key, read_text_lines
 
@@ -356,13 +356,9 @@ class ArchiveWriter:
             assert self._process.stdin is not None
             self._ark = self._process.stdin
         else:
-            try:
-                self._ark = self._group.open(ark, "wb")
-                if self.spec.scp is not None:
-                    self._scp = self._group.open(self.spec.scp, "w", index=True)
-            except OSError as error:
-                self._group.abort()
-                raise SpkverifError(f"cannot write: {error.strerror}", error.filename) from None
+            self._ark = self._group.open(ark, "wb")
+            if self.spec.scp is not None:
+                self._scp = self._group.open(self.spec.scp, "w", index=True)
 
     def write(self, key: str, array: np.ndarray) -> None:
         if not key or any(character.isspace() for character in key):
@@ -370,12 +366,22 @@ class ArchiveWriter:
         if key in self._keys:
             raise SpkverifError(f"key {key!r} written twice", self.spec.spec)
         self._keys.add(key)
-        offset = self._ark.tell() if self._scp is not None else 0
-        kaldiio.save_ark(self._ark, {key: np.ascontiguousarray(array)}, text=self.spec.text)
-        if self._scp is not None:
-            self._scp.write(f"{key} {self.spec.ark}:{offset + len(key.encode('utf-8')) + 1}\n")
-        if self.spec.flush:
-            self._ark.flush()
+        handle: IO[Any] = self._ark
+        try:
+            offset = self._ark.tell() if self._scp is not None else 0
+            kaldiio.save_ark(self._ark, {key: np.ascontiguousarray(array)}, text=self.spec.text)
+            if self._scp is not None:
+                handle = self._scp
+                self._scp.write(f"{key} {self.spec.ark}:{offset + len(key.encode('utf-8')) + 1}\n")
+            if self.spec.flush:
+                handle = self._ark
+                self._ark.flush()
+        except OSError as error:
+            if isinstance(error, BrokenPipeError) or self._group.final_path(handle) is None:
+                raise
+            final = self._group.final_path(handle)
+            self._group.abort()
+            raise os_error(error, final) from None
 
     def __setitem__(self, key: str, array: np.ndarray) -> None:
         self.write(key, array)
@@ -389,9 +395,6 @@ class ArchiveWriter:
             if self._process.wait() != 0 and commit:
                 raise SpkverifError(f"output command exited with status {self._process.returncode}", self.spec.spec)
             return
-        self._ark.close()
-        if self._scp is not None:
-            self._scp.close()
         if commit:
             self._group.commit()
         else:

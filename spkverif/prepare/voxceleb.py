@@ -245,6 +245,8 @@ def prepare_voxceleb1(
         raise SpkverifError("no such directory", root)
     given = {name.upper(): Path(path) for name, path in (trial_lists or {}).items() if path is not None}
     directory = Path(trials_dir) if trials_dir is not None else root
+    if not directory.is_dir():
+        raise SpkverifError("no such directory (--trials-dir)", directory)
     lists = {
         spec.name: found
         for spec in TRIAL_LISTS

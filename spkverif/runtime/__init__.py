@@ -20,7 +20,7 @@ from pathlib import Path
 
 from spkverif.errors import SpkverifError
 from spkverif.registry import Registry
-from spkverif.runtime.base import METADATA_NAME, Embedder, fit_length
+from spkverif.runtime.base import METADATA_NAME, Embedder, check_finite_embedding, fit_length
 
 RUNTIMES: Registry = Registry("model file kind")
 
@@ -95,4 +95,9 @@ def open_models(paths: str | Path | Sequence[str | Path], device: str = "auto") 
     return ensemble.EnsembleEmbedder([open_model(path, device) for path in paths], [str(path) for path in paths])
 
 
-__all__ = ["METADATA_NAME", "RUNTIMES", "Embedder", "file_kind", "fit_length", "open_model", "open_models"]
+__all__ = [
+    "METADATA_NAME",
+    "RUNTIMES",
+    "Embedder",
+    "check_finite_embedding",
+    "file_kind", "fit_length", "open_model", "open_models"]

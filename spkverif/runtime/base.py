@@ -87,3 +87,10 @@ def fit_length(samples: np.ndarray, length: int) -> np.ndarray:
         return np.zeros(length, dtype=np.float32)
     repeats = -(-length // len(samples))
     return np.tile(samples, repeats)[:length]
+
+
+def check_finite_embedding(embedding: np.ndarray, key: str) -> None:
+    """Raise `SpkverifError` where a model computed NaN or inf for `key`'s embedding (D,):
+    such a vector is never written, and no score is made from it."""
+    if not np.isfinite(embedding).all():
+        raise SpkverifError(f"the model computed a non-finite embedding for {key!r} (NaN or inf); nothing is written")
