@@ -30,7 +30,10 @@ def _indices(keys: np.ndarray, index_of: dict[str, int]) -> np.ndarray:
     return np.fromiter((index_of.get(key, -1) for key in keys), dtype=np.int64, count=len(keys))
 
 
-def _count_lines(path: str | Path) -> int:
+def _count_lines(path: str | Path) -> int | None:
+    """Lines of a regular file, for the progress bar; None for `-` and pipes, which are read once."""
+    if str(path) == "-" or not Path(path).is_file():
+        return None
     with open(path, "rb") as handle:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
 

@@ -187,7 +187,8 @@ MISSING_INPUTS = [
     ),
     (
         "score",
-        "score --trials {trials} --method plda --plda-model {out}.p --train-plda scp:{scp} --utt2spk {M} scp:{scp} {out}",
+        "score --trials {trials} --method plda --plda-model {out}.p --train-plda scp:{scp} --utt2spk {M} "
+        "scp:{scp} {out}",
     ),
     ("report", "report --trials {M} {scores}"),
     ("report", "report --trials {trials} {M}"),
@@ -459,3 +460,43 @@ def test_keep_or_clear_removes_only_with_overwrite_true(tmp_path: Path) -> None:
     for overwrite, kept in (("false", True), ("true", False)):
         done = subprocess.run(["bash", "-c", f"overwrite=false; {script}", "x", "--overwrite", overwrite], check=False)
         assert done.returncode == 0 and (exp / "models" / "epoch_0001.pt").exists() is kept
+
+
+# --- `-`, pipes and links, as Kaldi's tools take them ------------------------------------------------
+
+
+def test_dash_and_process_substitution_read_and_write_in_place(corpus: dict[str, Path], tmp_path: Path) -> None:
+    expected = corpus["scores"].read_text()
+    trials, scp = corpus["trials"], corpus["scp"]
+    piped = subprocess.run(
+        ["bash", "-c", f"cat {trials} | {sys.executable} -m spkverif score -q --trials - scp:{scp} -"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert piped.returncode == 0 and piped.stdout == expected, piped.stderr
+    substituted = subprocess.run(
+        ["bash", "-c", f"{sys.executable} -m spkverif score -q --trials <(cat {trials}) scp:<(cat {scp}) /dev/fd/3"
+         f" 3>{tmp_path}/via_fd"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert substituted.returncode == 0 and (tmp_path / "via_fd").read_text() == expected, substituted.stderr
+    fed = subprocess.run(
+        [*SPKVERIF, "score", "-q", "--trials", str(trials), "scp:-", str(tmp_path / "from_stdin")],
+        input=scp.read_text(), capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert fed.returncode == 0 and (tmp_path / "from_stdin").read_text() == expected, fed.stderr
+
+
+def test_a_fifo_is_written_in_place_and_a_link_stays_a_link(corpus: dict[str, Path], tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE, text=True)
+    assert invoke("score", "-q", "--trials", corpus["trials"], f"scp:{corpus['scp']}", fifo).exit_code == 0
+    assert reader.communicate(timeout=60)[0] == corpus["scores"].read_text() and fifo.is_fifo()
+    target = tmp_path / "real.cosine"
+    target.write_text("earlier\n")
+    (tmp_path / "link.cosine").symlink_to(target.name)
+    assert (
+        invoke("score", "-q", "--trials", corpus["trials"], f"scp:{corpus['scp']}", tmp_path / "link.cosine").exit_code
+        == 0
+    )
+    assert (tmp_path / "link.cosine").is_symlink() and target.read_text() == corpus["scores"].read_text()

@@ -57,9 +57,12 @@ def _new_mode(path: Path, directory: bool) -> int:
 
 
 def writes_in_place(path: str | Path) -> bool:
-    """True for `-` and for a path that exists and is not a regular file or directory
-    (a character device such as /dev/stdout, a pipe such as /dev/fd/63 or a FIFO)."""
+    """True for `-`, for a path under /dev or /proc (/dev/stdout, /dev/fd/N, /proc/self/fd/N:
+    where standard output goes to a file, renaming over the name would replace the link),
+    and for a path that exists and is not a regular file or directory (a FIFO)."""
     if str(path) == "-":
+        return True
+    if Path(os.path.abspath(path)).parts[1:2] in (("dev",), ("proc",)):
         return True
     try:
         mode = os.stat(path).st_mode
@@ -113,14 +116,16 @@ def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-
         yield stream
         stream.flush()
         return
-    path = Path(path)
     if writes_in_place(path):
         try:
             with open(path, mode, encoding=None if "b" in mode else encoding) as handle:
                 yield handle
         except OSError as error:
-            raise (os_error(error, path) if _ours(error, path) else error) from None
+            raise (os_error(error, path) if _ours(error, Path(path)) else error) from None
         return
+    path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))  # a symbolic link stays one: its target is replaced
     _make_parent(path)
     temporary: Path | None = None
     try:
@@ -155,11 +160,22 @@ class AtomicFileGroup:
 
     def __init__(self) -> None:
         self._pending: list[tuple[Path, Path, IO[Any]]] = []
+        self._in_place: list[tuple[Path, IO[Any]]] = []
         self._index: set[Path] = set()
 
     def open(self, path: str | Path, mode: str = "wb", index: bool = False) -> IO[Any]:
         """A temporary file to fill in place of `path`, renamed over it on `commit`."""
         final = Path(path)
+        if writes_in_place(final):  # /dev/stdout, a FIFO: written as it comes, nothing to rename
+            try:
+                handle = open(final, mode, encoding=None if "b" in mode else "utf-8")  # noqa: SIM115 - closed by commit/abort
+            except OSError as error:
+                self.abort()
+                raise os_error(error, final) from None
+            self._in_place.append((final, handle))
+            return handle
+        if final.is_symlink():
+            final = Path(os.path.realpath(final))
         try:
             _make_parent(final)
             temporary = _temporary_path(final)
@@ -177,12 +193,17 @@ class AtomicFileGroup:
 
     def final_path(self, handle: IO[Any]) -> Path | None:
         """The output a handle of this group stands for (to name it in an error)."""
-        return next((final for _, final, pending in self._pending if pending is handle), None)
+        places = [(final, pending) for _, final, pending in self._pending] + self._in_place
+        return next((final for final, pending in places if pending is handle), None)
 
     def commit(self) -> None:
         """Close every file and rename each over its final path (indexes last)."""
         current: Path | None = None
         try:
+            for final, handle in self._in_place:
+                current = final
+                handle.close()
+            self._in_place.clear()
             for _, final, handle in self._pending:
                 current = final
                 handle.flush()
@@ -205,6 +226,10 @@ class AtomicFileGroup:
 
     def abort(self) -> None:
         """Close (errors ignored) and remove every temporary file."""
+        for _, handle in self._in_place:
+            with contextlib.suppress(OSError):
+                handle.close()
+        self._in_place.clear()
         for temporary, _, handle in self._pending:
             with contextlib.suppress(OSError):
                 handle.close()

@@ -143,15 +143,18 @@ def read_vectors(rspecifier: str) -> Iterator[tuple[str, np.ndarray]]:
     """Yield (key, array) pairs from an rspecifier; failures become one-line user errors."""
     spec = parse_specifier(rspecifier, writing=False)
     source = _source_path(spec)
-    if not _is_pipe(source) and not Path(source).is_file():
+    if not _is_pipe(source) and not Path(source).exists():
         raise SpkverifError("no such file", source)
-    if spec.scp is None and not _is_pipe(source) and _is_text_ark(source):
+    if Path(source).is_dir():
+        raise SpkverifError("is a directory, not an archive", source)
+    streamed = _is_pipe(source) or not Path(source).is_file()  # `-`, `cmd |`, /dev/fd/N: read once, in order
+    if spec.scp is None and not streamed and _is_text_ark(source):
         yield from read_text_ark(source)
         return
     try:
         if spec.scp is None:
             yield from _read_binary_ark(source)
-        elif _is_pipe(source):
+        elif streamed:
             yield from _read_scp(source, {}, spec.permissive)
         else:
             yield from _read_scp(source, _check_scp(source), spec.permissive)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from spkverif.errors import SpkverifError
 from spkverif.io.atomic import atomic_write
@@ -18,19 +19,30 @@ def read_text_lines(path: str | Path) -> Iterator[tuple[int, str]]:
     The one reader of text tables: a byte sequence that is not UTF-8 is a user
     error at its line (`SpkverifError`), never a `UnicodeDecodeError`. CRLF
     endings and blank lines reach the caller unchanged; `split()` treats the CR
-    as white space, so a file written on Windows reads the same.
+    as white space, so a file written on Windows reads the same. `-` reads standard
+    input, and a pipe (`/dev/fd/63` from `<(...)`, a FIFO) is read as it comes, as
+    Kaldi's tools read them. Raises `SpkverifError` for a missing path or a directory.
     """
+    if str(path) == "-":
+        yield from _numbered_lines(sys.stdin.buffer, "-")
+        return
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        raise SpkverifError("is a directory, not a file", path)
+    if not path.exists():
         raise SpkverifError("no such file", path)
     with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                yield number, raw.decode("utf-8")
-            except UnicodeDecodeError as error:
-                raise SpkverifError(
-                    f"not UTF-8 text (byte 0x{raw[error.start]:02x} at column {error.start + 1})", path, number
-                ) from None
+        yield from _numbered_lines(handle, path)
+
+
+def _numbered_lines(handle: IO[bytes], path: str | Path) -> Iterator[tuple[int, str]]:
+    for number, raw in enumerate(handle, start=1):
+        try:
+            yield number, raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise SpkverifError(
+                f"not UTF-8 text (byte 0x{raw[error.start]:02x} at column {error.start + 1})", path, number
+            ) from None
 
 
 def iter_lines(path: str | Path) -> Iterator[tuple[int, list[str]]]:
