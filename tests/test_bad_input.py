@@ -153,14 +153,14 @@ def test_plda_on_too_little_data_says_what_it_needs(run_cli, tmp_path: Path, lda
     assert not (tmp_path / "scores").exists()
 
 
-def test_plda_with_lda_to_one_dimension(run_cli, tmp_path: Path) -> None:
+def test_plda_with_lda_to_one_dimension_is_refused(run_cli, tmp_path: Path) -> None:
+    """Length normalisation after LDA to one dimension leaves +1 and -1: PLDA scores would take two values."""
     emb = _speaker_vectors(tmp_path, speakers=60, per_speaker=6, dim=32)
     result = run_cli("score", "--method", "plda", "--trials", tmp_path / "trials", "--train-plda", emb,
                      "--utt2spk", tmp_path / "utt2spk", "--plda-model", tmp_path / "plda", "--lda-dim", "1", emb,
                      tmp_path / "scores")  # fmt: skip
-    assert result.exit_code == 0, result.stderr
-    scores = [float(line.split()[2]) for line in (tmp_path / "scores").read_text().splitlines()]
-    assert len(scores) == 2 and all(np.isfinite(scores))
+    _assert_one_line_error(result, "--lda-dim 1 is too small: length normalisation follows LDA", "--lda-dim 2 or more")
+    assert not (tmp_path / "scores").exists()
 
 
 # 4. matrices where vectors belong ------------------------------------------------------------------

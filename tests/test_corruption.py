@@ -48,6 +48,12 @@ UTTERANCES = {"a1": ("a", 1.0), "a2": ("a", 1.2), "b1": ("b", 1.4), "b2": ("b", 
 KALDI_TRIALS = "a1 a2 target\na1 b1 nontarget\na2 b2 nontarget\nb1 b2 target\n"
 VOXCELEB_TRIALS = "1 a1 a2\n0 a1 b1\n0 a2 b2\n1 b1 b2\n"
 SCORES = "a1 a2 0.9\na1 b1 0.1\na2 b2 0.3\nb1 b2 0.8\n"
+# Held-out trials for --calibrate: the four above first (the corruptions edit their lines), then 16 more, so that
+# each class has the 10 trials a calibration needs (spkverif.backends.calibration.MIN_TRIALS_PER_CLASS), with
+# classes that overlap (perfectly separated ones are fitted with a warning).
+HELD_OUT = [(f"h{i}", f"g{i}", i % 2 == 0, 0.25 + 0.03 * i + 0.2 * (i % 2 == 0)) for i in range(16)]
+HELD_OUT_TRIALS = KALDI_TRIALS + "".join(f"{e} {t} {'target' if same else 'nontarget'}\n" for e, t, same, _ in HELD_OUT)
+HELD_OUT_SCORES = SCORES + "".join(f"{e} {t} {score:.2f}\n" for e, t, _, score in HELD_OUT)
 CONFIG = """seed: 0
 training:
   epochs: 2
@@ -112,6 +118,8 @@ def build_world(root: Path) -> None:
     (root / "trials").write_text(KALDI_TRIALS)
     (root / "vox_trials").write_text(VOXCELEB_TRIALS)
     (root / "scores").write_text(SCORES)
+    (root / "held_out_scores").write_text(HELD_OUT_SCORES)
+    (root / "held_out_trials").write_text(HELD_OUT_TRIALS)
     (root / "config.yaml").write_text(CONFIG)
     network = build_model("xvector", {"channels": 16, "stats_channels": 32, "embedding_dim": 8})
     save_atomic(model_payload(network.eval()), root / "model.pt")
@@ -202,8 +210,15 @@ TYPES = {
         FileType("score file", "scores", (*REPORT, "{root}/scores"), "report.json", number_field=2),
         FileType(
             "held-out scores for --calibrate",
-            "scores",
-            (*REPORT, "--calibrate", "{root}/scores", "--calibrate-trials", "{root}/trials", "{root}/clean_scores"),
+            "held_out_scores",
+            (
+                *REPORT,
+                "--calibrate",
+                "{root}/held_out_scores",
+                "--calibrate-trials",
+                "{root}/held_out_trials",
+                "{root}/clean_scores",
+            ),
             "report.json",
             number_field=2,
         ),

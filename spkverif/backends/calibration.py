@@ -18,11 +18,35 @@ A calibration file is JSON: format, method, the feature names in order, weights,
 offset, the fingerprint of the model whose scores it was fitted on, how many
 trials, and LLR thresholds for a range of false-accept rates measured on the
 held-out nontarget trials.
+
+What a fit needs to mean something (`fit_calibration_file`; the constants below):
+
+- at least `MIN_TRIALS_PER_CLASS` = 10 target and 10 nontarget trials, else refused.
+  Ten events per estimated variable is the accepted floor for logistic-regression
+  coefficients (Peduzzi et al. 1996, J Clin Epidemiol 49:1373); linear calibration
+  estimates one (the scale, beside the offset), and the prior-weighted fit gives each
+  class half the objective whatever its count, so the rule holds for each class, not
+  only the rarer one. Fewer than 10 nontargets also resolve no false-accept rate below
+  10% for `--fa-rate`. A calibration fitted on two trials gets a scale of 59: that
+  is where the optimiser stopped, not a property of the system.
+- QMF estimates one weight per feature: below `TRIALS_PER_WEIGHT` = 10 trials of each
+  class per weight it is fitted, with a warning that its weights are unreliable.
+- every feature must vary over the trials (a range above `CONSTANT_FEATURE` of its
+  size): a constant column cannot be told from the offset, and fitted as it is it gets
+  a weight of 1e7 to 1e9 (the fit standardises by its spread, which is rounding),
+  which any trial where it differs turns into a nonsense LLR. A constant score is
+  refused (there is nothing to calibrate); a constant quality measure (utterances all
+  3 s long, embeddings all of norm 1) gets weight 0, with a warning.
+- perfectly separated classes (every target's LLR at or above every nontarget's) are
+  fitted with a warning: the likelihood then has no finite optimum and the weights
+  grow without bound, so the fitted scale is unreliable; a score weight at or below
+  0 (LLRs falling as scores rise: labels or scores reversed?) is warned about too.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,7 +60,17 @@ from spkverif.io.tables import read_json
 from spkverif.metrics import bayes_threshold, fit_logistic_regression
 from spkverif.registry import Registry
 
+logger = logging.getLogger(__name__)
+
 CALIBRATION_FORMAT = "spkverif-calibration"
+
+TRIALS_PER_WEIGHT = 10
+"""Trials of each class per fitted weight below which a fit's weights are unreliable (Peduzzi et al. 1996)."""
+MIN_TRIALS_PER_CLASS = TRIALS_PER_WEIGHT
+"""Target trials, and nontarget trials, that any calibration needs: enough for its one scale."""
+CONSTANT_FEATURE = 1e-9
+"""A feature whose range over the trials is at most this fraction of its largest magnitude is constant
+(far below the precision of any score or duration file: score files carry 6 decimals)."""
 
 
 @dataclass
@@ -299,12 +333,21 @@ def fit_calibration_file(
     """Fit `method` (`linear` or `qmf`) on labelled held-out trials; labels (N,) bool, True for target.
 
     QMF with `cohort_top_n` (and `quality.cohort_means`) adds the two cohort-mean measures.
+    Raises `SpkverifError` (at `source["trials"]` when given) for fewer than
+    `MIN_TRIALS_PER_CLASS` trials of either class or a feature that does not vary;
+    logs a warning for perfectly separated classes, a score weight at or below 0, and
+    QMF on fewer than `TRIALS_PER_WEIGHT` trials of each class per weight.
     """
     measures = list(CALIBRATIONS.get(method)())
     if cohort_top_n is not None and method != "linear":
         measures += COHORT_MEASURES
     labels = np.asarray(labels, dtype=bool)
-    weights, offset = fit_logistic_regression(feature_matrix(quality, measures), labels, 0.5)
+    where = (source or {}).get("trials")
+    _require_trials(labels, where)
+    features = feature_matrix(quality, measures)
+    varying = _varying_features(features, measures, where)
+    weights = np.zeros(features.shape[1])
+    weights[varying], offset = fit_logistic_regression(features[:, varying], labels, 0.5)
     calibration = Calibration(
         method,
         measures,
@@ -315,5 +358,69 @@ def fit_calibration_file(
         source=source or {},
         cohort_top_n=cohort_top_n if any(name in COHORT_MEASURES for name in measures) else None,
     )
-    calibration.fa_thresholds = false_accept_thresholds(calibration.llrs(quality)[~labels])
+    llrs = calibration.llrs(quality)
+    calibration.fa_thresholds = false_accept_thresholds(llrs[~labels])
+    _warn_if_unreliable(calibration, llrs, labels, int(varying.sum()))
     return calibration
+
+
+def _require_trials(labels: np.ndarray, where: str | None) -> None:
+    """At least `MIN_TRIALS_PER_CLASS` target and nontarget trials, or `SpkverifError`."""
+    targets, nontargets = int(labels.sum()), int((~labels).sum())
+    if min(targets, nontargets) < MIN_TRIALS_PER_CLASS:
+        raise SpkverifError(
+            f"calibration needs at least {MIN_TRIALS_PER_CLASS} target and {MIN_TRIALS_PER_CLASS} nontarget trials "
+            f"(a logistic fit on fewer follows those few trials, not the system); the held-out trials have "
+            f"{targets} target and {nontargets} nontarget",
+            where,
+        )
+
+
+def _varying_features(features: np.ndarray, measures: list[str], where: str | None) -> np.ndarray:
+    """(F,) bool: which columns of (N, F) `features` (the score, then `measures`) vary over the trials.
+
+    A constant score raises `SpkverifError`; constant quality measures are named in a
+    warning (they will get weight 0). Constant: a range at most `CONSTANT_FEATURE` of
+    the column's largest magnitude.
+    """
+    varying = np.ptp(features, axis=0) > CONSTANT_FEATURE * np.abs(features).max(axis=0)
+    if not varying[0]:
+        raise SpkverifError(
+            f"every one of the {len(features)} held-out trials has the score {features[0, 0]:.6g}: calibration "
+            "needs scores that differ, to fit a scale",
+            where,
+        )
+    if not varying.all():
+        values = zip(measures, features[0, 1:], varying[1:], strict=True)
+        constant = [f"{name} = {value:.6g}" for name, value, keep in values if not keep]
+        logger.warning(
+            "the quality measure(s) %s are the same for all %d calibration trials: a weight cannot be told from the "
+            "offset, so they get weight 0 (they say nothing about these trials)",
+            ", ".join(constant), len(features),
+        )  # fmt: skip
+    return varying
+
+
+def _warn_if_unreliable(calibration: Calibration, llrs: np.ndarray, labels: np.ndarray, weights: int) -> None:
+    """One warning line for each reason the `weights` fitted may mean nothing (see the module's docstring)."""
+    targets, nontargets = int(labels.sum()), int((~labels).sum())
+    scale = calibration.weights[0]
+    if min(targets, nontargets) < TRIALS_PER_WEIGHT * weights:
+        logger.warning(
+            "%s calibration fits %d weights on %d target and %d nontarget trials, fewer than %d of each per weight: "
+            "its quality weights are unreliable; calibrate on at least %d of each, or with --calibration-method linear",
+            calibration.method, weights, targets, nontargets, TRIALS_PER_WEIGHT, TRIALS_PER_WEIGHT * weights,
+        )  # fmt: skip
+    if llrs[labels].min() >= llrs[~labels].max():
+        logger.warning(
+            "the %d target and %d nontarget calibration trials are perfectly separated: logistic regression has no "
+            "finite optimum there, and the fitted score weight %.3g is where the optimiser stopped, not an estimate "
+            "(unreliable); calibrate on more trials, with some errors among them",
+            targets, nontargets, scale,
+        )  # fmt: skip
+    if scale <= 0:
+        logger.warning(
+            "the fitted score weight is %.3g, not positive: the calibrated LLR falls as the score rises; are the "
+            "trial labels or the scores reversed?",
+            scale,
+        )

@@ -8,6 +8,24 @@ trial is scored by the log-likelihood ratio of "same speaker" against
 
 The model file (`--plda-model`) holds the whole chain (mean, LDA, B, W, mu),
 so scoring needs nothing else.
+
+The smallest training data that give each estimate a meaning (`PldaModel.train`
+refuses less with `SpkverifError`, saying what is needed):
+
+- the between-speaker covariance B (and LDA's between-speaker scatter): speaker
+  means, at least `MIN_PLDA_SPEAKERS` = 2 of them. Fewer speakers than dimensions
+  make B low-rank, which is meaningful (PLDA with a speaker subspace; a ridge keeps
+  it invertible), so that is not refused;
+- the within-speaker scatter W, inverted by LDA and by PLDA: full rank in the input
+  dimension D, so at least D + S embeddings of S speakers (its rank is at most N - S:
+  each speaker's mean takes one), spanning every dimension. Speakers with one
+  embedding add nothing to it and are allowed; one speaker with enough embeddings
+  suffices, as W is assumed shared by all speakers;
+- LDA to d dimensions: the between-speaker scatter has rank at most S - 1, so
+  d <= S - 1 (at least d + 1 speakers) and d no more than the rank the speaker means
+  actually span (else the last directions are arbitrary); and d >= `MIN_LDA_DIM` = 2,
+  since length normalisation follows: in one dimension it maps every embedding to
+  +1 or -1 and PLDA scores take two values.
 """
 
 from __future__ import annotations
@@ -32,6 +50,11 @@ logger = logging.getLogger(__name__)
 
 FORMAT = "spkverif-plda-1"
 
+MIN_PLDA_SPEAKERS = 2
+"""Speaker means needed for a between-speaker covariance."""
+MIN_LDA_DIM = 2
+"""The smallest LDA dimension: length normalisation follows, and in one dimension it leaves only +1 and -1."""
+
 
 def _class_sums(vectors: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-class sums of rows and per-class counts, through a sparse indicator matrix."""
@@ -53,13 +76,30 @@ def _floored(covariance: np.ndarray, relative: float = 1e-6) -> np.ndarray:
 
 
 def train_lda(vectors: np.ndarray, labels: np.ndarray, dim: int) -> np.ndarray:
-    """Columns: the `dim` directions maximising between- over within-class variance, within-whitened."""
+    """Columns (D, dim): the `dim` directions maximising between- over within-class variance, within-whitened.
+
+    `vectors` (N, D), `labels` (N,) in 0..S-1. Raises `SpkverifError` when the speaker
+    means span fewer than `dim` dimensions (the between-class scatter's rank, at most
+    S - 1): the directions past that rank would separate no speakers. The rank counts
+    singular values above NumPy's default tolerance at float32 precision, the
+    precision embeddings carry: a spread below it is the rounding of collinear means.
+    """
     sums, counts = _class_sums(vectors, labels)
     means = sums / counts[:, None]
     centred = vectors - means[labels]
     within = centred.T @ centred / len(vectors)
     grand = vectors.mean(axis=0)
     between = ((means - grand).T * counts) @ (means - grand) / len(vectors)
+    spread = (means - grand) * np.sqrt(counts)[:, None]
+    singular = np.linalg.svd(spread, compute_uv=False)
+    rank = int(np.sum(singular > singular.max(initial=0.0) * max(spread.shape) * np.finfo(np.float32).eps))
+    if rank < dim:
+        remedy = f"use --lda-dim {MIN_LDA_DIM} to {rank}" if rank >= MIN_LDA_DIM else "train without --lda-dim"
+        raise SpkverifError(
+            f"--lda-dim {dim} needs speaker means that span {dim} dimensions; the {len(counts)} speakers' means "
+            f"span {rank} (the rank of the between-speaker scatter), and LDA past it keeps directions that separate "
+            f"no speakers: {remedy}"
+        )
     _, vectors_ = scipy.linalg.eigh(_symmetric(between), _floored(within))
     return vectors_[:, ::-1][:, :dim]
 
@@ -98,20 +138,42 @@ def train_two_covariance(
     return mu, between, within
 
 
-def _require_full_within_rank(centred: np.ndarray, labels: np.ndarray, speakers: int, lda_dim: int | None) -> None:
+def _require_full_within_rank(centred: np.ndarray, labels: np.ndarray, speakers: int) -> None:
     """The within-class scatter must be invertible in the input dimension (LDA and PLDA both invert it):
-    its rank is at most N - S, and less when embeddings repeat or lie in a subspace."""
+    its rank is at most N - S, and less when embeddings repeat or lie in a subspace. LDA does not lift
+    this: it inverts the same scatter in the input dimension before it reduces anything."""
     count, dim = centred.shape
     sums, counts = _class_sums(centred, labels)
     within = centred - (sums / counts[:, None])[labels]
     rank = np.linalg.matrix_rank(within)
     if rank < dim:
         needed = dim + speakers
-        hint = "" if lda_dim is not None else f"; or reduce the dimension first with --lda-dim (at most {speakers - 1})"
         raise SpkverifError(
             f"the within-class scatter of the PLDA training embeddings is singular: rank {rank} in dimension {dim} "
             f"({count} embeddings of {speakers} speakers); PLDA in {dim} dimensions needs at least {needed} "
-            f"embeddings (dimension + speakers) spanning every dimension{hint}"
+            "embeddings (dimension + speakers) spanning every dimension"
+        )
+
+
+def _require_lda_dim(lda_dim: int, dim: int, speakers: int) -> None:
+    """`lda_dim` from `MIN_LDA_DIM` to min(D, S - 1), or `SpkverifError` saying why."""
+    if lda_dim < MIN_LDA_DIM:
+        raise SpkverifError(
+            f"--lda-dim {lda_dim} is too small: length normalisation follows LDA, and in {lda_dim} dimension it "
+            f"maps every embedding to +1 or -1, so PLDA scores would take two values; use --lda-dim {MIN_LDA_DIM} "
+            f"or more, or no --lda-dim"
+        )
+    if lda_dim > min(dim, speakers - 1):
+        if lda_dim > dim:
+            reason = "LDA reduces the dimension, it cannot add to it"
+        else:
+            reason = "LDA to d dimensions needs at least d + 1 speakers (the between-speaker scatter has rank at most "
+            reason += "speakers - 1)"
+        if speakers - 1 < MIN_LDA_DIM:
+            reason += f"; {speakers} speakers allow no LDA: train without --lda-dim"
+        raise SpkverifError(
+            f"--lda-dim {lda_dim} must be between {MIN_LDA_DIM} and min(dimension {dim}, speakers - 1 = "
+            f"{speakers - 1}): {reason}"
         )
 
 
@@ -171,23 +233,24 @@ class PldaModel:
     def train(cls, embeddings: np.ndarray, labels: np.ndarray, lda_dim: int | None, iterations: int) -> PldaModel:
         """Train the chain on (N, D) embeddings with speaker labels (N,) in 0..S-1.
 
-        Raises `SpkverifError` when the data cannot support the model: fewer than two
-        speakers, or a within-class scatter that is singular in the dimension used
-        (it needs at least D + S embeddings spanning D dimensions; LDA to at most S - 1).
+        Raises `SpkverifError` when the data cannot support the model (the limits in the
+        module's docstring): fewer than `MIN_PLDA_SPEAKERS` speakers, no more embeddings
+        than speakers, a within-class scatter that is singular in the input dimension
+        (it needs at least D + S embeddings spanning D dimensions), or `lda_dim` outside
+        `MIN_LDA_DIM`..min(D, S - 1) or above the rank the speaker means span.
         """
         speakers, dim = int(labels.max()) + 1, embeddings.shape[1]
-        if speakers < 2 or len(embeddings) <= speakers:
+        if speakers < MIN_PLDA_SPEAKERS or len(embeddings) <= speakers:
             raise SpkverifError(
-                f"PLDA needs at least two speakers and more embeddings than speakers; got {speakers} speakers "
-                f"and {len(embeddings)} embeddings"
+                f"PLDA needs embeddings of at least {MIN_PLDA_SPEAKERS} speakers (a between-speaker covariance) and "
+                f"more embeddings than speakers (a within-speaker one); got {speakers} speaker(s) and "
+                f"{len(embeddings)} embeddings"
             )
-        if lda_dim is not None and not 1 <= lda_dim <= min(dim, speakers - 1):
-            raise SpkverifError(
-                f"--lda-dim {lda_dim} must be between 1 and min(dimension {dim}, speakers - 1 = {speakers - 1})"
-            )
+        if lda_dim is not None:
+            _require_lda_dim(lda_dim, dim, speakers)
         mean = embeddings.astype(np.float64).mean(axis=0)
         centred = embeddings - mean
-        _require_full_within_rank(centred, labels, speakers, lda_dim)
+        _require_full_within_rank(centred, labels, speakers)
         lda = np.eye(dim)
         if lda_dim is not None:
             lda = train_lda(centred, labels, lda_dim)

@@ -10,6 +10,23 @@ cohort, over the whole cohort (S-norm) or only its `top_n` highest scores
 The statistics depend on one embedding only, so they are computed once per
 embedding, lazily as trial blocks name it, a block of embeddings at a time:
 a (block x cohort) score matrix, never (embeddings x cohort).
+
+The smallest inputs that give these statistics a meaning (each refused below, with
+`SpkverifError`; the constants below are the limits):
+
+- the cohort: at least `MIN_COHORT_SIZE` = 2 entries (embeddings, or speakers with
+  `cohort_utt2spk`), not all pointing the same way after length normalisation: a
+  standard deviation of one value, or of equal values, is 0, and s-norm divides by it;
+- AS-norm's `top_n`: from `MIN_TOP_N` = 2 (the same reason, per side) to the cohort's
+  size (more than the cohort is refused, not clamped: the user asked for scores that
+  do not exist, and a silent clamp would make two `--top-n` values give one result);
+- each embedding: its top-N cohort scores must differ by more than float32 rounding
+  (`SCORE_RESOLUTION`, one float32 step at 1, the largest cosine): a zero embedding,
+  or a top N of identical cohort entries, gives a standard deviation of 0 and is
+  refused when its trials are scored, naming the embedding's place in its archive.
+
+The QMF cohort mean (`CohortMeans`) takes no standard deviation: there one cohort
+entry and `top_n` = `MIN_MEAN_TOP_N` = 1 suffice.
 """
 
 from __future__ import annotations
@@ -31,7 +48,14 @@ from spkverif.registry import Count
 
 logger = logging.getLogger(__name__)
 
-STD_FLOOR = 1e-8
+MIN_COHORT_SIZE = 2
+"""Cohort entries needed for a standard deviation of the cohort scores (s-norm divides by it)."""
+MIN_TOP_N = 2
+"""AS-norm's smallest `top_n`: a standard deviation needs two scores per side."""
+MIN_MEAN_TOP_N = 1
+"""The QMF cohort mean's smallest `top_n`: a mean is defined from one score."""
+SCORE_RESOLUTION = float(np.finfo(np.float32).eps)
+"""Cosine scores are float32 in [-1, 1]: spreads below one float32 step at 1 are rounding, not signal."""
 
 
 SELECTION_THREADS = max(1, min(os.cpu_count() or 1, 8))
@@ -68,13 +92,21 @@ class CohortStatistics:
     (block x cohort) float32 buffer (no fresh allocation to page in per block),
     then its rows are split over `SELECTION_THREADS` threads, each selecting its
     rows' top-n in place and reducing them to mean and standard deviation.
+
+    `spread_of` names the embeddings ("enrolment", "test") when their standard
+    deviations will be divided by: `ensure` then raises `SpkverifError` for an
+    embedding whose top-n scores do not differ (standard deviation below
+    `SCORE_RESOLUTION`); None (the QMF cohort mean) checks nothing.
     """
 
-    def __init__(self, embeddings: np.ndarray, cohort: np.ndarray, top_n: int, block: int = 4096):
+    def __init__(
+        self, embeddings: np.ndarray, cohort: np.ndarray, top_n: int, block: int = 4096, spread_of: str | None = None
+    ):
         self.embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
         self.cohort_transposed = np.ascontiguousarray(cohort, dtype=np.float32).T
         self.top_n = top_n
         self.block = block
+        self.spread_of = spread_of
         self.mean = np.full(len(embeddings), np.nan)
         self.std = np.full(len(embeddings), np.nan)
 
@@ -93,15 +125,37 @@ class CohortStatistics:
             statistics = pool.map(lambda share, block=scores: top_statistics(block[slice(*share)], self.top_n), shares)
             for (low, high), (mean, std) in zip(shares, statistics, strict=True):
                 self.mean[rows[low:high]] = mean
-                self.std[rows[low:high]] = np.maximum(std, STD_FLOOR)
+                self.std[rows[low:high]] = std
+            if self.spread_of is not None:
+                self._require_spread(rows)
+
+    def _require_spread(self, rows: np.ndarray) -> None:
+        flat = rows[self.std[rows] < SCORE_RESOLUTION]
+        if len(flat):
+            raise SpkverifError(
+                f"s-norm cannot normalise embedding {flat[0] + 1} of the {self.spread_of} embeddings (in archive "
+                f"order{f', and {len(flat) - 1} more' if len(flat) > 1 else ''}): its top {self.top_n} cohort "
+                "scores are all equal (standard deviation 0: a zero embedding, or identical cohort embeddings); "
+                f"s-norm needs a nonzero embedding whose top {self.top_n} cohort scores differ"
+            )
 
 
 class CohortNormScorer:
     """Cosine scores normalised by cohort statistics of both sides of each trial."""
 
-    def __init__(self, cohort: np.ndarray, top_n: int | None, cosine: CosineScorer, block: int = 4096):
+    def __init__(
+        self,
+        cohort: np.ndarray,
+        top_n: int | None,
+        cosine: CosineScorer,
+        block: int = 4096,
+        source: str | None = None,
+        per_speaker: bool = False,
+    ):
+        """`cohort` (C, D) raw; `top_n` None for S-norm. `SpkverifError` (at `source`) as `check_cohort` says."""
         self.cosine = cosine
         self.cohort = cosine.normalise(cohort)
+        check_cohort(self.cohort, top_n, source, per_speaker)
         self.top_n = len(cohort) if top_n is None else top_n
         self.block = block
 
@@ -109,8 +163,9 @@ class CohortNormScorer:
         check_dimension(enroll.shape[1], self.cohort.shape[1], "the cohort")
         left = self.cosine.normalise(enroll)
         right = left if test is enroll else self.cosine.normalise(test)
-        left_stats = CohortStatistics(left, self.cohort, self.top_n, self.block)
-        right_stats = left_stats if test is enroll else CohortStatistics(right, self.cohort, self.top_n, self.block)
+        same = test is enroll
+        left_stats = CohortStatistics(left, self.cohort, self.top_n, self.block, "trial" if same else "enrolment")
+        right_stats = left_stats if same else CohortStatistics(right, self.cohort, self.top_n, self.block, "test")
 
         def score(enroll_index: np.ndarray, test_index: np.ndarray) -> np.ndarray:
             left_stats.ensure(enroll_index)
@@ -146,8 +201,10 @@ class CohortMeans:
     def __init__(self, cohort: str, cohort_utt2spk: str | None, top_n: int):
         self.cosine = CosineScorer()
         self.cohort = self.cosine.normalise(load_cohort(cohort, cohort_utt2spk, self.cosine))
-        if not 1 <= top_n <= len(self.cohort):
-            raise SpkverifError(f"--top-n {top_n} must be between 1 and the cohort's size, {len(self.cohort)}", cohort)
+        if not MIN_MEAN_TOP_N <= top_n <= len(self.cohort):
+            raise SpkverifError(
+                f"--top-n {top_n} must be between {MIN_MEAN_TOP_N} and the cohort's size, {len(self.cohort)}", cohort
+            )
         self.top_n = top_n
 
     def __call__(self, embeddings: np.ndarray) -> np.ndarray:
@@ -158,14 +215,46 @@ class CohortMeans:
         return statistics.mean
 
 
+def check_cohort(cohort: np.ndarray, top_n: int | None, source: str | None, per_speaker: bool) -> None:
+    """Refuse a cohort (C, D), length-normalised, too small or too alike for s-norm's standard deviations.
+
+    `top_n` None is S-norm (the whole cohort). Raises `SpkverifError` (at `source`)
+    for fewer than `MIN_COHORT_SIZE` entries, a `top_n` outside `MIN_TOP_N`..C, or
+    entries that all point the same way (within `SCORE_RESOLUTION`).
+    """
+    entries = "speakers" if per_speaker else "embeddings"
+    size = len(cohort)
+    if size < MIN_COHORT_SIZE:
+        raise SpkverifError(
+            f"score normalisation needs at least {MIN_COHORT_SIZE} cohort {entries} (it divides by the standard "
+            f"deviation of the cohort scores); the cohort has {size}",
+            source,
+        )
+    if top_n is not None and top_n > size:
+        raise SpkverifError(
+            f"--top-n {top_n} must be between 1 and the cohort's size, {size} (and at least {MIN_TOP_N} for AS-norm)",
+            source,
+        )
+    if top_n is not None and top_n < MIN_TOP_N:
+        raise SpkverifError(
+            f"--top-n {top_n} is too few for AS-norm: the standard deviation of each side's top scores needs at "
+            f"least {MIN_TOP_N} of them; use --top-n {MIN_TOP_N} to {size} (the cohort's size)"
+        )
+    if np.ptp(cohort, axis=0).max() <= SCORE_RESOLUTION:
+        raise SpkverifError(
+            f"the {size} cohort {entries} all point the same way after length normalisation, so every embedding "
+            f"scores the same against each and s-norm would divide by a standard deviation of 0; it needs at least "
+            f"{MIN_COHORT_SIZE} cohort {entries} that differ",
+            source,
+        )
+
+
 def _build(cohort: str | None, cohort_utt2spk: str | None, mean: str | None, top_n: int | None) -> CohortNormScorer:
     if cohort is None:
         raise SpkverifError("score normalisation needs a cohort: --cohort scp:cohort.scp")
     cosine = CosineScorer(mean_vector(mean) if mean else None)
     vectors = load_cohort(cohort, cohort_utt2spk, cosine)
-    if top_n is not None and not 1 <= top_n <= len(vectors):
-        raise SpkverifError(f"--top-n {top_n} must be between 1 and the cohort's size, {len(vectors)}", cohort)
-    return CohortNormScorer(vectors, top_n, cosine)
+    return CohortNormScorer(vectors, top_n, cosine, source=cohort, per_speaker=cohort_utt2spk is not None)
 
 
 @BACKENDS.register("snorm")
