@@ -14,9 +14,13 @@ format is one exporter in `EXPORTERS`:
 
 The metadata is the same for both: model name and options, sample rate,
 embedding size, shortest input, and the model's fingerprint
-(`spkverif.models.files.model_fingerprint`). Before writing, the exported
-network is run on a batch of another size and length and must give the model's
-embeddings within 1e-4 (relative to their largest magnitude).
+(`spkverif.models.files.model_fingerprint`). Beside it each file carries
+`spkverif.seal` (an extra file, a metadata property): the hash of the metadata's
+text and of the exported network as written (`spkverif.runtime.base.seal`), so
+metadata that is edited or copied onto another network is refused when the file is
+opened. Before writing, the exported network is run on a batch of another size and
+length and must give the model's embeddings within 1e-4 (relative to their largest
+magnitude).
 """
 
 from __future__ import annotations
@@ -38,8 +42,8 @@ from spkverif.io.atomic import atomic_write
 from spkverif.models import SpeakerEmbeddingModel
 from spkverif.models.files import load_model
 from spkverif.registry import Registry
-from spkverif.runtime.base import METADATA_NAME
-from spkverif.runtime.pytorch import model_metadata
+from spkverif.runtime.base import METADATA_NAME, SEAL_NAME, seal
+from spkverif.runtime.pytorch import model_metadata, torchscript_digest
 
 ONNX_OPSET = 18
 _TOLERANCE = 1e-4
@@ -79,8 +83,24 @@ def export_torchscript(model: SpeakerEmbeddingModel, info: dict[str, Any], path:
     traced, deviation = trace_model(model)
     _check(deviation, "torchscript")
     with atomic_write(path, "wb") as handle:
-        torch.jit.save(traced, handle, _extra_files={METADATA_NAME: json.dumps(info)})
+        handle.write(torchscript_bytes(traced, json.dumps(info)))
     return deviation
+
+
+def torchscript_bytes(module: torch.jit.ScriptModule, text: str) -> bytes:
+    """`module` saved by `torch.jit.save` with extra files `spkverif.json` (`text`) and its seal.
+
+    The seal hashes what the archive computes (`torchscript_digest`), so the module is
+    saved twice: once to compute it, once with it (the computed members must not change).
+    """
+    unsealed = io.BytesIO()
+    torch.jit.save(module, unsealed, _extra_files={METADATA_NAME: text})
+    digest = torchscript_digest(unsealed.getvalue())
+    sealed = io.BytesIO()
+    torch.jit.save(module, sealed, _extra_files={METADATA_NAME: text, SEAL_NAME: seal(text, digest)})
+    if torchscript_digest(sealed.getvalue()) != digest:
+        raise RuntimeError("torch.jit.save wrote another network the second time: the seal would not match")
+    return sealed.getvalue()
 
 
 @contextlib.contextmanager
@@ -100,10 +120,11 @@ def _quiet_onnx_export() -> Iterator[None]:
 
 
 def onnx_bytes(model: SpeakerEmbeddingModel, info: dict[str, Any]) -> bytes:
-    """The serialised ONNX model (opset `ONNX_OPSET`) with `info` as metadata property `spkverif.json`."""
+    """The serialised ONNX model (opset `ONNX_OPSET`) with `info` as metadata property `spkverif.json`
+    and its seal as `spkverif.seal` (over the model's other fields, `spkverif.runtime.onnx.graph_digest`)."""
     import onnx
 
-    from spkverif.runtime.onnx import INPUT_NAME, OUTPUT_NAME
+    from spkverif.runtime.onnx import INPUT_NAME, OUTPUT_NAME, graph_digest
 
     model = model.eval()
     dynamic = {INPUT_NAME: {0: torch.export.Dim.DYNAMIC, 1: torch.export.Dim.DYNAMIC}}
@@ -120,9 +141,15 @@ def onnx_bytes(model: SpeakerEmbeddingModel, info: dict[str, Any]) -> bytes:
             verbose=False,
         )
     proto = program.model_proto
-    proto.metadata_props.add(key=METADATA_NAME, value=json.dumps(info))
+    text = json.dumps(info)
+    proto.metadata_props.add(key=METADATA_NAME, value=text)
+    digest = graph_digest(proto.SerializeToString())
+    proto.metadata_props.add(key=SEAL_NAME, value=seal(text, digest))
     onnx.checker.check_model(proto)
-    return proto.SerializeToString()
+    data = proto.SerializeToString()
+    if graph_digest(data) != digest:
+        raise RuntimeError("the ONNX model serialised differently the second time: the seal would not match")
+    return data
 
 
 @EXPORTERS.register("onnx")

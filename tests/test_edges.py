@@ -500,3 +500,21 @@ def test_a_fifo_is_written_in_place_and_a_link_stays_a_link(corpus: dict[str, Pa
         == 0
     )
     assert (tmp_path / "link.cosine").is_symlink() and target.read_text() == corpus["scores"].read_text()
+
+
+def test_train_past_a_file_size_limit_keeps_its_last_checkpoint(corpus: dict[str, Path], tmp_path: Path) -> None:
+    tiny = ["--model", "xvector", "--set", "model.channels=16", "--set", "model.stats_channels=32"]
+    tiny += ["--set", "model.embedding_dim=8", "--speakers-per-batch", "2", "--utts-per-speaker", "2"]
+    tiny += ["--chunk-seconds", "0.5", "--batches-per-epoch", "1", "--num-workers", "0", "-q"]
+    exp = tmp_path / "exp"
+    assert invoke("train", "--data", corpus["data"], "--exp", exp, "--epochs", "1", *tiny).exit_code == 0
+    first = (exp / "models" / "epoch_0001.pt").read_bytes()
+    assert len(first) > 60_000  # the limit below is smaller than a checkpoint
+    command = [*SPKVERIF, "train", "--data", str(corpus["data"]), "--exp", str(exp), "--epochs", "2", "--resume", *tiny]
+    result = subprocess.run(command, preexec_fn=_limited(60_000), capture_output=True, text=True, check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"spkverif train: error: {exp / 'models' / 'epoch_0002.pt'}: file too large"
+    ]
+    assert sorted(p.name for p in (exp / "models").iterdir()) == ["epoch_0001.pt", "final.pt"]
+    assert (exp / "models" / "epoch_0001.pt").read_bytes() == first and not temporary_files(tmp_path)

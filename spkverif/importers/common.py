@@ -11,7 +11,7 @@ import yaml
 
 from spkverif.errors import SpkverifError
 from spkverif.models import SpeakerEmbeddingModel, build_model
-from spkverif.models.files import model_fingerprint, model_payload, save_atomic
+from spkverif.models.files import load_safely, model_fingerprint, model_payload, save_atomic
 
 # The tensors of a BatchNorm layer, as a regex group for the importers' key-renaming rules.
 BATCH_NORM_KEYS = r"(weight|bias|running_mean|running_var|num_batches_tracked)"
@@ -60,13 +60,15 @@ def _resolve(value: Any, root: dict[str, Any], path: Path) -> Any:
 
 
 def read_state_dict(path: Path, nested: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
-    """A checkpoint's tensors: the file's dict itself, or the first of `nested` keys holding one."""
+    """A checkpoint's tensors: the file's dict itself, or the first of `nested` keys holding one.
+
+    Read with `weights_only=True` and nothing allowed beyond torch's defaults (`load_safely`):
+    a file that names a function or class of its own is refused with one line, unrun.
+    Raises `SpkverifError` for a missing, unreadable or refused file, or one without a state_dict.
+    """
     if not path.is_file():
         raise SpkverifError("no such checkpoint", path)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a foreign or corrupt file
-        raise SpkverifError(f"not a readable PyTorch checkpoint: {str(error).splitlines()[0]}", path) from None
+    payload = load_safely(path, "not a PyTorch checkpoint of weights", "not a readable PyTorch checkpoint")
     for key in nested:
         if isinstance(payload, dict) and isinstance(payload.get(key), dict):
             payload = payload[key]

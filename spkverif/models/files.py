@@ -8,12 +8,24 @@ sample rate; `spkverif.models.build_model`'s arguments), and its `state_dict`; a
 training checkpoint (`format: spkverif-train-state`) holds the same network under
 `model_state`. Files written before front ends were components (front-end options
 inside the model's) are read too (`spkverif.models.legacy`).
+
+Opening a file runs nothing from it. `torch.load` is called with `weights_only=True`:
+its unpickler rebuilds tensors and plain Python values (dict, list, tuple, str, number,
+None) and, besides those, only the globals in `SAFE_GLOBALS` (the NumPy array a
+training checkpoint's random-generator state holds). A file naming any other global (a
+function such as `os.system`, a class of its own) is refused with one line before
+anything in it is called; so is a file whose entries contradict its network.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import pickle
+import re
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +41,73 @@ MODEL_FORMAT = "spkverif-model"
 STATE_FORMAT = "spkverif-train-state"
 
 
+def _numpy_globals() -> list[Any]:
+    """What `np.random.get_state()` (a training checkpoint's `rng.numpy`) pickles as: an
+    ndarray of uint32 rebuilt by `_reconstruct`, under NumPy 2's module name and NumPy
+    1's (files written with either open under either)."""
+    core = getattr(np, "_core", None) or np.core
+    reconstruct = core.multiarray._reconstruct
+    return [
+        (reconstruct, "numpy._core.multiarray._reconstruct"),
+        (reconstruct, "numpy.core.multiarray._reconstruct"),
+        np.ndarray,
+        np.dtype,
+        type(np.dtype(np.uint32)),  # numpy.dtypes.UInt32DType: a dtype's state is set on an instance of it
+    ]
+
+
+# The globals a spkverif model file or training checkpoint may name, besides what
+# torch's weights-only unpickler allows by default (tensors, storages, OrderedDict).
+SAFE_GLOBALS: list[Any] = _numpy_globals()
+
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def _first_line(error: Exception) -> str:
+    """torch's reason for refusing a file, on one line (the weights-only unpickler's own, if it gave one)."""
+    text = str(error).partition("WeightsUnpickler error:")[2] or str(error)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if lines:
+        return lines[0]
+    return "Ran out of input" if isinstance(error, EOFError) else type(error).__name__
+
+
+def load_safely(path: str | Path, refused: str, unreadable: str, allowed: Sequence[Any] = ()) -> Any:
+    """`torch.load(path)` on the CPU with `weights_only=True`: nothing in the file runs.
+
+    `allowed` are globals the file may name besides torch's defaults (tensors, storages,
+    OrderedDict), allowed for this call only (`torch.serialization.safe_globals`).
+    Raises `SpkverifError` naming the file: `REFUSED: it holds pickled code (GLOBAL
+    posix.system), which spkverif never runs` for a file naming any other global,
+    `UNREADABLE: <torch's reason>` for one torch cannot read (empty, truncated, not a
+    pickle).
+    """
+    try:
+        with torch.serialization.safe_globals(list(allowed)), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. about a pickle protocol torch.save does not write
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        named = _GLOBAL.search(str(error))
+        if named:
+            raise SpkverifError(
+                f"{refused}: it holds pickled code (GLOBAL {named.group(1)}), which spkverif never runs", path
+            ) from None
+        raise SpkverifError(f"{unreadable}: {_first_line(error)}", path) from None
+    except Exception as error:  # torch raises many types for a corrupt or foreign file
+        raise SpkverifError(f"{unreadable}: {_first_line(error)}", path) from None
+
+
 def save_atomic(payload: dict[str, Any], path: str | Path) -> None:
-    """`torch.save` to a temporary file, then rename: readers never see half a file."""
+    """`torch.save` to a temporary file, then rename: readers never see half a file.
+
+    The payload is serialised in memory first, so a full disk or a file-size limit
+    reaches `atomic_write` as the OSError of a plain write (one line naming `path`,
+    `SpkverifError`) rather than as torch's zip writer's RuntimeError.
+    """
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
     with atomic_write(path, "wb") as handle:
-        torch.save(payload, handle)
+        handle.write(buffer.getbuffer())
 
 
 def model_payload(model: SpeakerEmbeddingModel, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -49,31 +124,64 @@ def model_payload(model: SpeakerEmbeddingModel, extra: dict[str, Any] | None = N
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The payload of a spkverif model file or training checkpoint.
+    """The payload of a spkverif model file or training checkpoint, read without running anything in it.
 
-    Raises `SpkverifError` when the file is missing, unreadable, or of another kind.
+    Only tensors, plain values and `SAFE_GLOBALS` are rebuilt (`load_safely`).
+    Raises `SpkverifError` when the file is missing, unreadable, names any other
+    global (pickled code), or is of another kind.
     """
     path = Path(path)
     if not path.is_file():
         raise SpkverifError("no such model file", path)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # torch raises many types for a corrupt or foreign file
-        raise SpkverifError(f"not a readable checkpoint: {error}", path) from None
+    payload = load_safely(
+        path, "not a spkverif model file or training checkpoint", "not a readable checkpoint", SAFE_GLOBALS
+    )
     if not isinstance(payload, dict) or payload.get("format") not in (MODEL_FORMAT, STATE_FORMAT):
         raise SpkverifError("not a spkverif model or training checkpoint", path)
     return payload
 
 
+def _mismatch(error: RuntimeError) -> str:
+    """The first particular of `load_state_dict`'s complaint (after its 'Error(s) in loading' heading)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    details = [line for line in lines if not line.startswith("Error(s) in loading")]
+    return (details or lines or [type(error).__name__])[0].rstrip(".")
+
+
 def load_model(path: str | Path) -> SpeakerEmbeddingModel:
-    """Rebuild a model from a model file or a training checkpoint, in eval mode."""
+    """Rebuild a model from a model file or a training checkpoint, in eval mode.
+
+    Raises `SpkverifError` (see `read_checkpoint`) for a file that is not one, and for
+    one that contradicts itself: a `model` entry that is not a network's description,
+    weights that do not fit the network it describes, or an `embedding_dim` or
+    `sample_rate` entry other than that network's.
+    """
     payload = read_checkpoint(path)
-    stored = payload["model"]
-    model = build_model(**upgrade_spec(stored, payload.get("sample_rate")))
+    stored = payload.get("model")
+    key = "state_dict" if payload["format"] == MODEL_FORMAT else "model_state"
+    state = payload.get(key)
+    if not isinstance(stored, dict) or not isinstance(stored.get("name"), str):
+        raise SpkverifError("the file's `model` entry is not a network's name and options", path)
+    if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
+        raise SpkverifError(f"the file's `{key}` entry is not a dictionary of tensors", path)
+    try:
+        model = build_model(**upgrade_spec(stored, payload.get("sample_rate")))
+    except TypeError as error:  # an entry build_model does not take
+        raise SpkverifError(f"the file's `model` entry does not describe a network: {error}", path) from None
     if is_legacy(stored):
         model.stored_spec = stored  # the fingerprint of an old file stays what it was (`model_fingerprint`)
-    state = payload["state_dict"] if payload["format"] == MODEL_FORMAT else payload["model_state"]
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise SpkverifError(
+            f"the weights do not fit the network the file describes ({stored['name']}): {_mismatch(error)}", path
+        ) from None
+    for entry in ("embedding_dim", "sample_rate"):
+        if entry in payload and payload[entry] != getattr(model, entry):
+            raise SpkverifError(
+                f"the file says {entry} {payload[entry]!r}, but the network it holds has {getattr(model, entry)}",
+                path,
+            )
     return model.eval()
 
 

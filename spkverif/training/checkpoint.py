@@ -10,6 +10,12 @@ of torch modules, optimisers, schedulers and grad scalers; SpeechBrain's
 `Checkpointer` and its "recoverables" follow the same idea). A part is stored
 under its name, or spread over several top-level keys, so the files keep the
 layout of earlier releases and old checkpoints resume.
+
+A checkpoint is read back without running anything in it (`read_checkpoint`, with
+torch's `weights_only=True`): a part's state must be made of tensors, plain Python
+values (dict, list, tuple, str, int, float, bool, None) and NumPy uint32 arrays (NumPy's
+generator state, `rng.numpy`), the `SAFE_GLOBALS` of `spkverif.models.files`; a part
+holding any other object writes a checkpoint that is refused when read.
 """
 
 from __future__ import annotations
