@@ -818,17 +818,26 @@ def import_command(source: str, checkpoint: str, config: str, output: str) -> No
 @model_files_option("Model file, TorchScript or ONNX export; repeated, the models as one ensemble (as extract's).")
 @click.option("--calibration", type=click.Path(), help="Calibration from `report --save-calibration` (LLR, decision).")
 @click.option(
+    "--threshold",
+    type=ranged(float, None),
+    help="Without a calibration: accept when the cosine score is at least this.",
+)
+@click.option(
     "--p-target",
     type=ranged(float, OPEN_PROBABILITY),
-    help="Prior of a target trial for the decision (Bayes threshold) [default: 0.01].",
+    cls=ModuleDefault,
+    default_from="spkverif.verify:APPLICATION_P_TARGET",
+    help="With --calibration: prior of a target trial; accept when the LLR reaches its Bayes threshold "
+    "(0.5: claims as likely genuine as not, LLR >= 0; evaluations use 0.01).",
 )
 @click.option(
     "--fa-rate",
     type=ranged(float, OPEN_PROBABILITY),
-    help="Decide at this false-accept rate (on the calibration's trials) instead.",
+    help="With --calibration: decide at this false-accept rate (on the calibration's trials) instead.",
 )
 @click.option("--pairs", type=click.Path(), help="File of `ENROLL... TEST` lines, instead of FILES.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the results here [default: stdout].")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per pair instead of the table.")
 @resample_option
 @channel_option
 @device_option
@@ -838,10 +847,12 @@ def import_command(source: str, checkpoint: str, config: str, output: str) -> No
 def verify_command(
     model_path: tuple[str, ...],
     calibration: str | None,
+    threshold: float | None,
     p_target: float | None,
     fa_rate: float | None,
     pairs: str | None,
     out: str | None,
+    as_json: bool,
     resample: bool,
     channel: int | None,
     device: str,
@@ -851,7 +862,18 @@ def verify_command(
 ) -> None:
     """Same speaker? FILES is ENROLL... TEST: the enrolment recordings (averaged) and the test recording.
 
-    Prints `ENROLL TEST score`, and with --calibration the LLR and accept/reject.
+    \b
+    Prints a header line, then `ENROLL TEST score [llr] [decision]`. The score is the
+    cosine similarity of the two embeddings (-1 to 1, higher: more alike). It decides
+    with --threshold T on the score, or with --calibration at --p-target. A calibration
+    comes from your own labelled pairs, scored and then fitted in one command:
+      spkverif report --trials pairs.trials --calibrate pairs.cosine \\
+        --calibrate-trials pairs.trials --model M --save-calibration cal.json pairs.cosine
+
+    \b
+    Examples:
+      spkverif verify --model model.pt --threshold 0.5 alice1.wav alice2.wav
+      spkverif verify --model model.onnx --calibration cal.json --json enrol1.wav enrol2.wav test.wav
     """
     from spkverif.verify import Pair, read_pairs, verify
 
@@ -860,9 +882,12 @@ def verify_command(
     if pairs is None and len(files) < 2:
         raise click.UsageError("give at least one enrolment file and one test file")
     todo = read_pairs(pairs) if pairs is not None else [Pair(tuple(files[:-1]), files[-1])]
+    if click.get_current_context().get_parameter_source("p_target") is click.core.ParameterSource.DEFAULT:
+        p_target = None  # the stage applies its default to calibrated LLRs only, and never beside --fa-rate
     verify(
-        model_path, todo, calibration, p_target, fa_rate, resample, device, out, (cohort, cohort_utt2spk), channel
-    )
+        model_path, todo, calibration, p_target, fa_rate, resample, device, out, (cohort, cohort_utt2spk), channel,
+        threshold, as_json,
+    )  # fmt: skip
 
 
 # score -----------------------------------------------------------------------

@@ -2,20 +2,29 @@
 
 For each pair, the enrolment side is one or more recordings whose embeddings are
 averaged (as Kaldi's `ivector-mean` averages a speaker's utterances) and the test
-side one recording; the score is the cosine similarity, the same as
-`score --method cosine`. With a calibration (`report --calibrate ...
---save-calibration`), the score becomes a log-likelihood ratio, and the decision
-is "accept" when the LLR reaches the Bayes threshold at `--p-target` (or the
-threshold that gave `--fa-rate` false accepts on the calibration's nontarget
-trials). The calibration must have been fitted on scores of this very model:
-its fingerprint is checked.
+side one recording; the score is the cosine similarity of the two length-normalised
+embeddings (-1 to 1; for an ensemble, of the models' concatenated normalised
+embeddings), the same as `score --method cosine`. Three ways to decide:
 
-Output, one line per pair: `ENROLL TEST score [llr decision]`, ENROLL being the
-enrolment files joined by commas.
+- `--threshold T`: accept when the score is at least T (a threshold read off one's own
+  labelled pairs, e.g. report's threshold at the EER or minDCF point);
+- `--calibration FILE` (`report --calibrate ... --save-calibration`): the score becomes a
+  log-likelihood ratio, accepted when it reaches the Bayes threshold at `--p-target`
+  (default `APPLICATION_P_TARGET` = 0.5: an application where a claim is as likely to be
+  genuine as not, so accept when LLR >= 0; evaluations such as VoxCeleb's use 0.01, which
+  needs an LLR of 4.6) or the threshold that gave `--fa-rate` false accepts on the
+  calibration's nontarget trials. The calibration must have been fitted on scores of
+  this very model: its fingerprint is checked;
+- neither: the score alone.
+
+Output: a table with a header line (`# enroll test score [llr] [decision]`) and one line
+per pair, ENROLL being the enrolment files joined by commas; or with `--json` one JSON
+object per line (files, score and its kind, LLR, threshold, decision).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -105,18 +114,27 @@ class RecordingEmbedder:
         return Side(np.mean([s.embedding for s in sides], axis=0), sum(s.seconds for s in sides))
 
 
+APPLICATION_P_TARGET = 0.5
+"""verify's prior of a target trial with a calibration: claims as likely genuine as not (LLR threshold 0)."""
+
+
 def _decision_rule(
-    calibration: Calibration | None, p_target: float | None, fa_rate: float | None
+    calibration: Calibration | None, p_target: float | None, fa_rate: float | None, threshold: float | None
 ) -> tuple[float | None, str]:
+    """The threshold and a sentence saying what it applies to; None: scores only."""
     if p_target is not None and fa_rate is not None:
         raise SpkverifError("give --p-target or --fa-rate, not both")
+    if threshold is not None and calibration is not None:
+        raise SpkverifError("give --threshold (on the score) or --calibration (an LLR threshold), not both")
     if calibration is None:
         if p_target is not None or fa_rate is not None:
             raise SpkverifError("--p-target and --fa-rate need --calibration: a threshold applies to calibrated LLRs")
-        return None, "no calibration: scores only"
+        if threshold is not None:
+            return threshold, f"cosine score threshold {threshold:g}"
+        return None, "no calibration and no --threshold: scores only"
     if fa_rate is not None and not 0 < fa_rate < 1:
         raise SpkverifError(f"--fa-rate must be in (0, 1), not {fa_rate:g}")
-    return calibration.threshold(p_target, fa_rate)
+    return calibration.threshold(APPLICATION_P_TARGET if p_target is None and fa_rate is None else p_target, fa_rate)
 
 
 def _cohort_means(calibration: Calibration | None, cohort: str | None, utt2spk: str | None) -> CohortMeans | None:
@@ -144,13 +162,17 @@ def verify(
     out: str | Path | None = None,
     cohort: tuple[str | None, str | None] = (None, None),
     channel: int | None = None,
+    threshold: float | None = None,
+    as_json: bool = False,
 ) -> list[dict[str, object]]:
     """Run the verify stage; returns one dict per pair (score, and llr and decision with a calibration).
 
     `model_path`: one model file of any kind, or several run as one ensemble
     (`spkverif.runtime.ensemble`; a calibration must have been made with the same files, in order).
 
-    Writes `ENROLL TEST score [llr decision]` lines to `out` (atomically) or stdout.
+    Writes the table (or with `as_json` JSON lines) to `out` (atomically; `-` is stdout) or
+    stdout. `threshold` decides on the cosine score without a calibration; with one, the
+    decision is at `p_target` (default `APPLICATION_P_TARGET`) or `fa_rate`.
     A calibration with cohort measures (`report --cohort`) needs the same `cohort`
     (rspecifier, utt2spk or None) to compute each side's mean top-N cohort score.
     Raises `SpkverifError` for a bad model or calibration file (including one made
@@ -164,7 +186,7 @@ def verify(
     calibration = None
     if calibration_path is not None:
         calibration = Calibration.load(calibration_path, embedder.fingerprint)
-    threshold, rule = _decision_rule(calibration, p_target, fa_rate)
+    threshold, rule = _decision_rule(calibration, p_target, fa_rate, threshold)
     cohort_means = _cohort_means(calibration, *cohort)
     recordings = RecordingEmbedder(embedder, allow_resample, channel)
     results: list[dict[str, object]] = []
@@ -174,6 +196,8 @@ def verify(
             unit = length_normalise(np.stack([enroll.embedding, test.embedding]))
             result: dict[str, object] = {"enroll": ",".join(pair.enroll), "test": pair.test}
             result["score"] = float(unit[0] @ unit[1])
+            if calibration is None and threshold is not None:
+                result["decision"] = "accept" if result["score"] >= threshold else "reject"
             if calibration is not None and threshold is not None:
                 sides = np.stack([enroll.embedding, test.embedding])
                 quality = TrialQuality(
@@ -188,17 +212,41 @@ def verify(
             results.append(result)
             bar.advance(1)
     logger.info("decision rule: %s%s", rule, "" if threshold is None else f" (accept when LLR >= {threshold:.3f})")
+    write = _write_json if as_json else _write_table
     if out is None:
-        _write(results, sys.stdout)
+        write(results, sys.stdout, threshold)
     else:
         with atomic_write(out) as handle:
-            _write(results, handle)
+            write(results, handle, threshold)
     return results
 
 
-def _write(results: list[dict[str, object]], handle: TextIO) -> None:
+def _write_table(results: list[dict[str, object]], handle: TextIO, threshold: float | None) -> None:
+    """A header line naming the columns, then `ENROLL TEST score [llr] [decision]` per pair."""
+    columns = ["enroll", "test", "score"] + ["llr"] * ("llr" in results[0]) + ["decision"] * ("decision" in results[0])
+    handle.write("# " + " ".join(columns) + "\n")
     for result in results:
         fields = [str(result["enroll"]), str(result["test"]), f"{result['score']:.6f}"]
         if "llr" in result:
-            fields += [f"{result['llr']:.4f}", str(result["decision"])]
+            fields.append(f"{result['llr']:.4f}")
+        if "decision" in result:
+            fields.append(str(result["decision"]))
         handle.write(" ".join(fields) + "\n")
+
+
+def _write_json(results: list[dict[str, object]], handle: TextIO, threshold: float | None) -> None:
+    """One JSON object per pair: enrolment files (a list), test file, score and its kind, LLR,
+    threshold and what it applies to, decision (null where not asked for)."""
+    for result in results:
+        calibrated = "llr" in result
+        record = {
+            "enroll": str(result["enroll"]).split(","),
+            "test": result["test"],
+            "score": round(float(result["score"]), 6),  # type: ignore[arg-type]
+            "score_kind": "cosine",
+            "llr": round(float(result["llr"]), 4) if calibrated else None,  # type: ignore[arg-type]
+            "threshold": threshold,
+            "threshold_on": None if threshold is None else "llr" if calibrated else "score",
+            "decision": result.get("decision"),
+        }
+        handle.write(json.dumps(record) + "\n")

@@ -100,7 +100,7 @@ def test_a_calibration_of_an_ensemble_is_refused_for_another(run_cli, tmp_path: 
     assert result.exit_code == 0, result.stderr
     a, b = write_wav(tmp_path / "a.wav", 1.0, seed=1), write_wav(tmp_path / "b.wav", 1.2, seed=2)
     accepted = run_cli("verify", "-q", "--model", first, "--model", second, "--calibration", calibration, a, b)
-    assert accepted.exit_code == 0 and len(accepted.output.split()) == 5, accepted.stderr
+    assert accepted.exit_code == 0 and len(accepted.output.splitlines()[1].split()) == 5, accepted.stderr
     for models in ([first], [second, first]):
         arguments = [option for model in models for option in ("--model", model)]
         refused = run_cli("verify", "-q", *arguments, "--calibration", calibration, a, b)

@@ -79,16 +79,21 @@ def test_verify_prints_score_llr_and_decision(run_cli, setup, tmp_path: Path) ->
     result = run_cli("verify", "-q", "--model", setup["model"], "--calibration", setup["calibration"], setup["a1"],
                      setup["b"])  # fmt: skip
     assert result.exit_code == 0, result.stderr
-    enroll, test, score, llr, decision = result.output.split()
+    header, line = result.output.splitlines()
+    assert header == "# enroll test score llr decision"
+    enroll, test, score, llr, decision = line.split()
     assert (enroll, test) == (str(setup["a1"]), str(setup["b"]))
     assert float(score) == pytest.approx(_cosine(vectors["a1"], vectors["b"]), abs=2e-6)
     assert float(llr) == pytest.approx(scale * float(score) + offset, abs=1e-3)
-    assert decision == ("accept" if float(llr) >= bayes_threshold(0.01) else "reject")
+    assert decision == ("accept" if float(llr) >= 0.0 else "reject")  # verify's prior is 0.5: LLR >= 0
 
-    for options, threshold in ((["--p-target", "0.5"], 0.0), (["--p-target", "0.001"], bayes_threshold(0.001))):
+    for options, threshold in (
+        (["--p-target", "0.01"], bayes_threshold(0.01)),
+        (["--p-target", "0.001"], bayes_threshold(0.001)),
+    ):
         result = run_cli("verify", "-q", "--model", setup["model"], "--calibration", setup["calibration"], *options,
                          setup["a1"], setup["b"])  # fmt: skip
-        assert result.output.split()[4] == ("accept" if float(llr) >= threshold else "reject")
+        assert result.output.splitlines()[1].split()[4] == ("accept" if float(llr) >= threshold else "reject")
 
 
 def test_enrolment_averages_embeddings_and_pairs_file(run_cli, setup, tmp_path: Path) -> None:
@@ -98,7 +103,9 @@ def test_enrolment_averages_embeddings_and_pairs_file(run_cli, setup, tmp_path: 
     out = tmp_path / "out" / "verdicts"
     result = run_cli("verify", "-q", "--model", setup["model"], "--pairs", pairs, "--out", out)
     assert result.exit_code == 0 and result.output == "", result.stderr
-    lines = [line.split() for line in out.read_text().splitlines()]
+    header, *rows = out.read_text().splitlines()
+    assert header == "# enroll test score"
+    lines = [line.split() for line in rows]
     assert lines[0][:2] == [f"{setup['a1']},{setup['a2']}", str(setup["b"])] and len(lines[0]) == 3
     mean = (vectors["a1"] + vectors["a2"]) / 2
     assert float(lines[0][2]) == pytest.approx(_cosine(mean, vectors["b"]), abs=2e-6)
@@ -121,7 +128,7 @@ def test_verify_refuses_what_does_not_fit(run_cli, setup, tmp_path: Path) -> Non
         assert result.exit_code == 1 and message in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
     resampled = run_cli("verify", "-q", "--model", setup["model"], "--resample", a, setup["a8k"])
-    assert resampled.exit_code == 0 and len(resampled.output.split()) == 3
+    assert resampled.exit_code == 0 and len(resampled.output.splitlines()[1].split()) == 3
 
 
 def test_fa_rate_threshold_holds_on_the_calibration_trials(setup, tmp_path: Path) -> None:
@@ -260,7 +267,7 @@ def test_qmf_with_cohort_means_lowers_cllr_and_verify_applies_it(run_cli, setup,
     assert result.exit_code == 1 and "include cohort means: pass the --cohort" in result.stderr
     result = run_cli(*arguments, "--cohort", f"scp:{tmp_path / 'cohort.scp'}", setup["a1"], setup["b"])
     assert result.exit_code == 0, result.stderr
-    _, _, score, llr, _ = result.output.split()
+    _, _, score, llr, _ = result.output.splitlines()[1].split()
     vectors = _embeddings(run_cli, setup["model"], [setup["a1"], setup["b"]], tmp_path)
     sides = np.stack([vectors["a1"], vectors["b"]])
     durations = np.array([1.2, 1.5])
@@ -269,3 +276,28 @@ def test_qmf_with_cohort_means_lowers_cllr_and_verify_applies_it(run_cli, setup,
     assert float(llr) == pytest.approx(np.dot(saved.weights, features) + saved.offset, abs=2e-3)
     result = run_cli("verify", "-q", "--model", setup["model"], "--cohort", "scp:x.scp", setup["a1"], setup["b"])
     assert result.exit_code == 1 and "--cohort is for a calibration with cohort measures" in result.stderr
+
+
+def test_threshold_and_json_decide_on_the_score(run_cli, setup, tmp_path: Path) -> None:
+    vectors = _embeddings(run_cli, setup["model"], [setup["a1"], setup["b"]], tmp_path)
+    cosine = _cosine(vectors["a1"], vectors["b"])
+    for threshold, decision in ((cosine - 0.01, "accept"), (cosine + 0.01, "reject")):
+        table = run_cli("verify", "-q", "--model", setup["model"], "--threshold", f"{threshold:.6f}", setup["a1"],
+                        setup["b"])  # fmt: skip
+        assert table.exit_code == 0, table.stderr
+        assert table.output.splitlines()[0] == "# enroll test score decision"
+        assert table.output.splitlines()[1].split()[3] == decision
+        as_json = run_cli("verify", "-q", "--model", setup["model"], "--threshold", f"{threshold:.6f}", "--json",
+                          setup["a1"], setup["b"])  # fmt: skip
+        record = json.loads(as_json.output)
+        assert record["decision"] == decision and record["threshold_on"] == "score" and record["llr"] is None
+        assert record["enroll"] == [str(setup["a1"])] and record["score"] == pytest.approx(cosine, abs=2e-6)
+        assert record["score_kind"] == "cosine"
+    calibrated = run_cli("verify", "-q", "--model", setup["model"], "--calibration", setup["calibration"], "--json",
+                         setup["a1"], setup["b"])  # fmt: skip
+    record = json.loads(calibrated.output)
+    assert record["threshold"] == 0.0 and record["threshold_on"] == "llr"
+    assert record["decision"] == ("accept" if record["llr"] >= 0 else "reject")
+    both = run_cli("verify", "-q", "--model", setup["model"], "--calibration", setup["calibration"], "--threshold",
+                   "0.5", setup["a1"], setup["b"])  # fmt: skip
+    assert both.exit_code == 1 and "not both" in both.stderr
