@@ -19,7 +19,17 @@ import click
 from spkverif import __version__
 from spkverif.errors import SpkverifError, os_error
 from spkverif.progress import set_quiet
-from spkverif.ranges import AT_LEAST_ONE, NOT_NEGATIVE, OPEN_PROBABILITY, POSITIVE, Range, at_least, lower, upper
+from spkverif.ranges import (
+    AT_LEAST_ONE,
+    COSINE,
+    NOT_NEGATIVE,
+    OPEN_PROBABILITY,
+    POSITIVE,
+    Range,
+    at_least,
+    lower,
+    upper,
+)
 from spkverif.registry import CATALOGUE, choices_help, render_listing
 
 # The one conversion of a `Range` into a Click type: `--help` shows it, a flag out of range is a usage error.
@@ -819,7 +829,7 @@ def import_command(source: str, checkpoint: str, config: str, output: str) -> No
 @click.option("--calibration", type=click.Path(), help="Calibration from `report --save-calibration` (LLR, decision).")
 @click.option(
     "--threshold",
-    type=ranged(float, None),
+    type=ranged(float, COSINE),
     help="Without a calibration: accept when the cosine score is at least this.",
 )
 @click.option(
@@ -941,7 +951,8 @@ def score_command(trials: str, method: str, allow_missing: bool, archives: tuple
 @click.option(
     "--out-dir",
     type=click.Path(file_okay=False),
-    help="Where report.json, report.md and det.png go [default: beside the first input].",
+    help="Where report.json, report.md and det.png go (each path is logged; earlier ones are replaced with a "
+    "warning) [default: the folder of the first score file].",
 )
 @click.option("--name", "names", multiple=True, help="A row label per score file, in order.")
 @click.option(

@@ -119,6 +119,22 @@ def min_dcf_of(points: OperatingPoints, p_target: float, c_miss: float = 1.0, c_
     return float(costs.min() / min(c_miss * p_target, c_fa * (1 - p_target)))
 
 
+def eer_threshold(points: OperatingPoints) -> float:
+    """The score threshold (accept at or above it) of the operating point nearest the EER:
+    of the two points the ROC crosses FNR = FPR between, the one where they differ least."""
+    gap = points.fpr - points.fnr
+    crossing = int(np.argmax(gap <= 0))
+    candidates = [crossing] if crossing == 0 else [crossing - 1, crossing]
+    return float(points.thresholds[min(candidates, key=lambda i: abs(gap[i]))])
+
+
+def min_dcf_threshold(points: OperatingPoints, p_target: float, c_miss: float = 1.0, c_fa: float = 1.0) -> float:
+    """The score threshold (accept at or above it) where the detection cost at `p_target` is least;
+    +inf where rejecting every trial costs least."""
+    costs = c_miss * p_target * points.fnr + c_fa * (1 - p_target) * points.fpr
+    return float(points.thresholds[int(np.argmin(costs))])
+
+
 def compute_eer(scores: np.ndarray, labels: np.ndarray) -> float:
     """Equal error rate as a fraction (0.05 is 5%)."""
     return eer_of(operating_points(scores, labels))

@@ -23,6 +23,7 @@ AT_LEAST_ONE = Range(ge=1)
 NOT_NEGATIVE = Range(ge=0)
 PROBABILITY = Range(ge=0, le=1)
 OPEN_PROBABILITY = Range(gt=0, lt=1)
+COSINE = Range(ge=-1, le=1)
 
 
 def at_least(bound: float) -> Range:

@@ -9,6 +9,7 @@ for PLDA, or after `--calibrate`), and a DET curve on a shared plot.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,9 +30,13 @@ from spkverif.metrics import (
     compute_cllr,
     det_curve,
     eer_of,
+    eer_threshold,
     min_dcf_of,
+    min_dcf_threshold,
     operating_points,
 )
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_P_TARGETS = (0.01, 0.001, 0.05)
 
@@ -57,8 +62,13 @@ class ReportSettings:
     level: float = 0.95
 
 
+SCORE_LABELS = frozenset({"target", "nontarget", "1", "0"})
+"""A fourth field a score file may hold: the trial's label, as WeSpeaker writes `enroll test score target`."""
+
+
 def read_scores(path: str | Path) -> dict[tuple[str, str], float]:
-    """A Kaldi score file `enroll test score`, each line checked.
+    """A Kaldi score file `enroll test score`, or WeSpeaker's `enroll test score LABEL`, each line checked.
+    The label is not read (the trial list's is); the score is.
 
     Raises `SpkverifError` at the line for a wrong number of fields, a score that is not
     a finite number (NaN and inf are refused here, so they are never taken for missing
@@ -68,8 +78,12 @@ def read_scores(path: str | Path) -> dict[tuple[str, str], float]:
     table: dict[tuple[str, str], float] = {}
     lines: dict[tuple[str, str], int] = {}
     for number, fields in iter_lines(path):
-        if len(fields) != 3:
-            raise SpkverifError(f"expected `enroll test score`, found {len(fields)} fields", path, number)
+        if not (len(fields) == 3 or (len(fields) == 4 and fields[3] in SCORE_LABELS)):
+            raise SpkverifError(
+                f"expected `enroll test score` (or `enroll test score target|nontarget`), found {len(fields)} fields",
+                path,
+                number,
+            )
         value = parse_number(fields[2], "score", path, number)
         pair = (fields[0], fields[1])
         if pair in table and table[pair] != value:
@@ -101,6 +115,13 @@ def match_scores(
             "pass --allow-missing to evaluate the rest",
             trials.path,
         )
+    listed = set(zip(trials.enroll, trials.test, strict=True))
+    extra = [pair for pair in scores if pair not in listed]
+    if extra:
+        logger.warning(
+            "%s: %d of its %d scores are of pairs the trial list %s does not hold (e.g. %s); they are left out",
+            path, len(extra), len(scores), trials.path, " ".join(extra[0]),
+        )  # fmt: skip
     return ScoredTrials(values[present], labels[present], missing, trials.enroll[present], trials.test[present])
 
 
@@ -126,9 +147,12 @@ def evaluate(scored: ScoredTrials, settings: ReportSettings, llrs: np.ndarray | 
         "targets": int(scored.labels.sum()),
         "missing": scored.missing,
         "eer": eer_of(points),
+        "eer_threshold": eer_threshold(points),
     }
     for p_target in settings.p_targets:
         result[f"min_dcf_{p_target:g}"] = min_dcf_of(points, p_target)
+        threshold = min_dcf_threshold(points, p_target)
+        result[f"min_dcf_{p_target:g}_threshold"] = threshold if np.isfinite(threshold) else None  # None: reject all
     for p_target in settings.p_targets:
         result[f"act_dcf_{p_target:g}"] = compute_act_dcf(llrs, scored.labels, p_target)
     result["cllr"] = compute_cllr(llrs, scored.labels)
@@ -239,6 +263,9 @@ def report(
         rows.append(row)
         curves.append((name, row_trials[position], det_curve(scored.scores, scored.labels)))
     out = Path(out_dir) if out_dir is not None else Path(score_paths[0]).parent
+    earlier = [name for name in ("report.json", "report.md", "det.png") if (out / name).exists()]
+    if earlier:
+        logger.warning("replacing the earlier %s in %s (give --out-dir to keep them)", ", ".join(earlier), out)
     if plot:
         from spkverif.plots.det import LabelledCurve, plot_det
 
@@ -253,6 +280,8 @@ def report(
     with atomic_write(out / "report.md") as handle:
         handle.write(markdown_table(rows, settings.p_targets))
     (console or _console()).print(rich_table(rows, settings.p_targets))
+    written = [out / "report.json", out / "report.md"] + ([Path(rows[0]["det"])] if plot else [])
+    logger.info("wrote %s", ", ".join(str(path) for path in written))
     return rows
 
 
@@ -387,7 +416,10 @@ def _cells(rows: list[dict[str, Any]], p_targets: tuple[float, ...]) -> tuple[li
     level = next((row["ci"]["level"] for row in rows if "ci" in row), 0.95)
     headers = ["system"] + (["trials list"] if several_lists else []) + ["EER (%)"]
     headers += [f"{100 * level:g}% CI"] if with_ci else []
-    headers += [f"minDCF({p:g})" for p in p_targets] + [f"actDCF({p_targets[0]:g})", "Cllr", "trials"]
+    raw = not all(row.get("calibrated") for row in rows)
+    mark = RAW_MARK if raw else ""
+    headers += ["EER thr."] + [f"minDCF({p:g})" for p in p_targets] + [f"minDCF({p_targets[0]:g}) thr."]
+    headers += [f"actDCF({p_targets[0]:g}){mark}", f"Cllr{mark}", "trials"]
     headers += ["missing"] if with_missing else []
     table = []
     for row in rows:
@@ -396,17 +428,35 @@ def _cells(rows: list[dict[str, Any]], p_targets: tuple[float, ...]) -> tuple[li
         if with_ci:
             low, high = row.get("eer_ci", [np.nan, np.nan])
             cells.append(f"[{100 * low:.2f}, {100 * high:.2f}]")
+        cells.append(f"{row['eer_threshold']:.6g}")
         cells += [f"{row[f'min_dcf_{p:g}']:.4f}" for p in p_targets]
+        dcf_threshold = row[f"min_dcf_{p_targets[0]:g}_threshold"]
+        cells.append("reject all" if dcf_threshold is None else f"{dcf_threshold:.6g}")
         cells += [f"{row[f'act_dcf_{p_targets[0]:g}']:.4f}", f"{row['cllr']:.4f}", str(row["trials"])]
         cells += [str(row["missing"])] if with_missing else []
         table.append(cells)
     return headers, table
 
 
+RAW_MARK = "*"
+RAW_NOTE = (
+    "* actDCF and Cllr read the scores as log-likelihood ratios: they mean something for calibrated scores "
+    "(--calibrate, or PLDA's LLRs) only."
+)
+THRESHOLD_NOTE = "Thresholds (thr.): accept a trial whose score is at or above this."
+
+
+def _note(rows: list[dict[str, Any]]) -> str:
+    """The footnote under a table: what the thresholds are, and (with raw rows) what actDCF and Cllr need."""
+    if all(row.get("calibrated") for row in rows):
+        return THRESHOLD_NOTE
+    return f"{RAW_NOTE} {THRESHOLD_NOTE}"
+
+
 def rich_table(rows: list[dict[str, Any]], p_targets: tuple[float, ...]) -> Table:
     headers, cells = _cells(rows, p_targets)
     lists = sorted({row["trials_file"] for row in rows})
-    table = Table(title=f"trials: {lists[0]}" if len(lists) == 1 else None)
+    table = Table(title=f"trials: {lists[0]}" if len(lists) == 1 else None, caption=_note(rows))
     for position, header in enumerate(headers):
         table.add_column(header, justify="left" if position == 0 else "right")
     for row in cells:
@@ -418,4 +468,4 @@ def markdown_table(rows: list[dict[str, Any]], p_targets: tuple[float, ...]) -> 
     headers, cells = _cells(rows, p_targets)
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(row) + " |" for row in cells]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n\n" + _note(rows) + "\n"

@@ -551,7 +551,12 @@ CASES = [
     # score files (report) ------------------------------------------------------------------------------
     E("score file", "empty file", "the score file is empty"),
     S("score file", "empty line", BLANK),
-    E("score file", "wrong number of fields", "expected `enroll test score`, found 4 fields", 2),
+    E(
+        "score file",
+        "wrong number of fields",
+        "expected `enroll test score` (or `enroll test score target|nontarget`), found 4 fields",
+        2,
+    ),
     S("score file", "duplicate key", "a repeated line is the same score: `score` writes one for each repeated trial"),
     E("score file", "repeat with another score", "trial a1 b1 is scored twice, differently (first on line 2)", 3),
     S("score file", "unsorted keys", ORDER),

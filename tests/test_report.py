@@ -109,3 +109,44 @@ def test_det_plot_of_a_large_list_stays_small(tmp_path: Path) -> None:
     ]
     path = plot_det(curves, tmp_path / "det.png")
     assert path.stat().st_size < 200_000
+
+
+def test_report_reads_wespeaker_scores_names_what_it_writes_and_gives_thresholds(tmp_path) -> None:
+    """A fourth field (WeSpeaker's label) is read; pairs the trials lack are named; the thresholds at the
+    EER and minDCF points decide as the figures say; every written path is logged; an earlier report is
+    replaced only with a warning; actDCF and Cllr of raw scores are marked."""
+    from click.testing import CliRunner
+
+    from spkverif.cli import cli
+
+    rng = np.random.default_rng(0)
+    labels = rng.random(400) < 0.3
+    scores = np.round(np.where(labels, rng.normal(0.6, 0.1, 400), rng.normal(0.2, 0.1, 400)), 6)  # as written
+    trials = tmp_path / "trials"
+    trials.write_text("".join(f"e{i} t{i} {'target' if lab else 'nontarget'}\n" for i, lab in enumerate(labels)))
+    wespeaker = tmp_path / "wespeaker.score"
+    lines = [
+        f"e{i} t{i} {s:.6f} {'target' if lab else 'nontarget'}\n"
+        for i, (s, lab) in enumerate(zip(scores, labels, strict=True))
+    ]
+    wespeaker.write_text("".join(lines) + "x y 0.5 nontarget\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["report", "--trials", str(trials), "--bootstrap", "0", "--out-dir", str(out),
+                                      str(wespeaker)], catch_exceptions=False)  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert "1 of its 401 scores are of pairs the trial list" in result.stderr and "(e.g. x y)" in result.stderr
+    assert f"wrote {out / 'report.json'}, {out / 'report.md'}, {out / 'det.png'}" in result.stderr
+    row = json.loads((out / "report.json").read_text())[0]
+    accepted = scores >= row["eer_threshold"]
+    miss, false_alarm = (~accepted[labels]).mean(), accepted[~labels].mean()
+    assert abs(miss - false_alarm) <= 2 / labels.sum() and abs(row["eer"] - (miss + false_alarm) / 2) < 0.01
+    at = scores >= row["min_dcf_0.01_threshold"]
+    cost = (0.01 * (~at[labels]).mean() + 0.99 * at[~labels].mean()) / 0.01
+    assert cost == pytest.approx(row["min_dcf_0.01"], abs=1e-9)
+    assert (
+        "actDCF(0.01)*" in (out / "report.md").read_text()
+        and "log-likelihood ratios" in (out / "report.md").read_text()
+    )
+    again = CliRunner().invoke(cli, ["report", "-q", "--trials", str(trials), "--bootstrap", "0", "--out-dir",
+                                     str(out), str(wespeaker)], catch_exceptions=False)  # fmt: skip
+    assert again.exit_code == 0 and "replacing the earlier report.json, report.md, det.png" in again.stderr
