@@ -45,6 +45,8 @@ TINY_TRAINING = (
 # batches, then 30 of large-margin fine-tuning), 5.33% and 4.47% (120 batches; 5.58% and 4.22% with seed
 # 1). The bound of 10% leaves room for other CPUs, thread counts and library versions, which change the
 # rounding that training amplifies.
+# the fake tree's 6 training speakers with four 1-s utterances each: 2 held out, cut into 0.5-s segments
+FAKE_DEV = ("--dev-speakers", "2", "--dev-seconds", "0.5")
 SHORT_TRAINING = "--epochs 6 --batches-per-epoch 25 --average 4"
 SHORT_TRAINING_EER_BOUND = 0.10
 
@@ -73,21 +75,34 @@ def _eer_from_files(scores: Path, trials_path: Path) -> float:
 
 def test_every_stage_on_a_fake_tree(tmp_path: Path) -> None:
     make_fake_librispeech(tmp_path / "corpus", {"train-clean-100": 6, "test-other": 3}, seconds=1.0)
-    result = _run(tmp_path, tmp_path / "corpus", "--top-n", "5", "--train-opts", TINY_TRAINING)
+    result = _run(tmp_path, tmp_path / "corpus", "--top-n", "5", "--train-opts", TINY_TRAINING, *FAKE_DEV)
     assert result.returncode == 0, result.stderr[-3000:]
     for stage in range(6):
         assert f"stage {stage}:" in result.stdout
     data = tmp_path / "data"
     assert sorted(p.name for p in data.iterdir() if not p.name.endswith("_telephone")) == [
-        "cohort", "test_other", "train", "train_clean_100",
+        "cohort", "dev", "dev_speakers", "test_other", "train", "train_clean_100",
     ]  # fmt: skip
+    # the dev set: 2 of the 6 training speakers held out (train and cohort keep the other 4), their
+    # utterances cut into as many 0.5-s segments as fit, every pair of segments a trial
+    held_out = (data / "dev_speakers").read_text().split()
+    assert len(held_out) == 2 and len((data / "train" / "spk2utt").read_text().splitlines()) == 4
+    assert not set(held_out) & set((data / "cohort" / "utt2spk").read_text().split()[1::2])
+    durations = [line.split() for line in (data / "train_clean_100" / "utt2dur").read_text().splitlines()]
+    segments = sum(int(float(d) / 0.5 + 1e-6) for utt, d in durations if utt.split("-")[0] in held_out)
+    assert len((data / "dev" / "segments").read_text().splitlines()) == segments >= 8
+    dev_trials = segments * (segments - 1) // 2
+    assert len((data / "dev" / "trials").read_text().splitlines()) == dev_trials
     assert len((data / "test_other" / "trials").read_text().splitlines()) == 12 * 11 // 2
     rows = json.loads((tmp_path / "exp" / "report.json").read_text())
-    assert [row["system"] for row in rows] == ["cpu test_other.cosine", "cpu test_other.asnorm"]
-    assert all(row["trials"] == 66 and 0.0 <= row["eer"] <= 1.0 for row in rows)
-    assert rows[0]["ci"]["unit"] == "enrolment speaker"
+    assert [row["system"] for row in rows] == [
+        "cpu dev.cosine", "cpu dev.asnorm", "cpu test_other.cosine", "cpu test_other.asnorm",
+    ]  # fmt: skip
+    assert [row["trials"] for row in rows] == [dev_trials, dev_trials, 66, 66]
+    assert all(0.0 <= row["eer"] <= 1.0 for row in rows)
+    assert rows[2]["ci"]["unit"] == "enrolment speaker"
     eer = _eer_from_files(tmp_path / "exp" / "cpu" / "scores" / "test_other.cosine", data / "test_other" / "trials")
-    assert eer == pytest.approx(rows[0]["eer"])
+    assert eer == pytest.approx(rows[2]["eer"])
     assert (tmp_path / "exp" / "det.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     times = (tmp_path / "exp" / "stage_times.txt").read_text()
     assert all(f"stage {stage} took" in times for stage in range(5))
@@ -115,7 +130,9 @@ def test_every_stage_on_a_fake_tree(tmp_path: Path) -> None:
         samples = soundfile.read(table[key], dtype="float32")[0]
         np.testing.assert_allclose(vector, ensemble(samples[None])[0], atol=1e-5)
     # stage 8: the same checkpoints averaged over the last 1 and the last 2, one table
-    sweep = _run(tmp_path, tmp_path / "corpus", "--stage", "8", "--stop-stage", "8", "--average-sweep", "1 2")
+    sweep = _run(
+        tmp_path, tmp_path / "corpus", "--stage", "8", "--stop-stage", "8", "--average-sweep", "1 2", *FAKE_DEV
+    )
     assert sweep.returncode == 0, sweep.stderr[-3000:]
     models = tmp_path / "exp" / "cpu" / "models"
     for k, epochs in ((1, [2]), (2, [1, 2])):
@@ -124,10 +141,11 @@ def test_every_stage_on_a_fake_tree(tmp_path: Path) -> None:
         for key, value in expected.items():
             torch.testing.assert_close(final[key], value, rtol=0, atol=1e-7)
     rows = json.loads((tmp_path / "exp" / "averages" / "report.json").read_text())
-    assert [(row["system"], row["trials"]) for row in rows] == [("last 1", 66), ("last 2", 66)]
-    last = _eer_from_files(
-        tmp_path / "exp" / "averages" / "k2" / "scores" / "test_other.cosine", data / "test_other" / "trials"
-    )
+    assert [(row["system"], row["trials"]) for row in rows] == [
+        ("last 1", dev_trials),
+        ("last 2", dev_trials),
+    ]  # chosen on dev
+    last = _eer_from_files(tmp_path / "exp" / "averages" / "k2" / "scores" / "dev.cosine", data / "dev" / "trials")
     assert last == pytest.approx(rows[1]["eer"])
     first = read_checkpoint(models / "final.pt")["state_dict"]  # "last 2" is the first member's own final model
     swept = read_checkpoint(tmp_path / "exp" / "averages" / "k2" / "models" / "final.pt")["state_dict"]
@@ -136,11 +154,11 @@ def test_every_stage_on_a_fake_tree(tmp_path: Path) -> None:
     # stage 6: the loss comparison, one table of the losses asked for
     losses = _run(
         tmp_path, tmp_path / "corpus", "--stage", "6", "--stop-stage", "6", "--losses", "softmax triplet",
-        "--train-opts", TINY_TRAINING,
+        "--train-opts", TINY_TRAINING, *FAKE_DEV,
     )  # fmt: skip
     assert losses.returncode == 0, losses.stderr[-3000:]
     rows = json.loads((tmp_path / "exp" / "losses" / "report.json").read_text())
-    assert [(row["system"], row["trials"]) for row in rows] == [("softmax", 66), ("triplet", 66)]
+    assert [(row["system"], row["trials"]) for row in rows] == [("softmax", dev_trials), ("triplet", dev_trials)]
     triplet = yaml.safe_load((tmp_path / "exp" / "losses" / "triplet" / "config.yaml").read_text())
     assert (triplet["loss"]["name"], triplet["training"]["utts_per_speaker"]) == ("triplet", 4)
     if shutil.which("ffmpeg") is None:
@@ -148,6 +166,7 @@ def test_every_stage_on_a_fake_tree(tmp_path: Path) -> None:
     else:
         rows = json.loads((tmp_path / "exp" / "telephone" / "report.json").read_text())
         assert [row["system"] for row in rows] == [
+            "cpu dev_telephone.cosine", "cpu dev_telephone.asnorm",
             "cpu test_other_telephone.cosine", "cpu test_other_telephone.asnorm",
         ]  # fmt: skip
         assert "ffmpeg" in (data / "test_other_telephone" / "wav.scp").read_text()
@@ -166,7 +185,7 @@ def test_stage_1_fine_tunes_with_the_lm_config_beside_the_config(tmp_path: Path)
     (conf / "small_lm.yaml").write_text("defaults: small.yaml\nloss:\n  margin: 0.4\n")
     result = _run(
         tmp_path, tmp_path / "corpus", "--stop-stage", "1", "--config", str(conf / "small.yaml"),
-        "--name", "small", "--train-opts", TINY_TRAINING, "--train-budget", "1", "--members", "3",
+        "--name", "small", "--train-opts", TINY_TRAINING, "--train-budget", "1", "--members", "3", *FAKE_DEV,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     times = (tmp_path / "exp" / "stage_times.txt").read_text()

@@ -55,12 +55,14 @@ train_opts=""         # options for stage 1's trainings (and stage 6's)
 overwrite=false       # true: delete the experiment directories a stage trains into first (else training resumes)
 lm_config=auto        # the large-margin fine-tuning: auto = ${config%.yaml}_lm.yaml where it exists; none: skip
 lm_opts=""            # options for the fine-tuning only, after $train_opts
+dev_speakers=40       # training speakers held out as the dev sets (seeded by --seed), on which choices are made
+dev_seconds="3 2 1"   # segment lengths of the dev sets: data/dev (the first), data/dev_2s, data/dev_1s
 cohort_utts=3         # training utterances per speaker for the AS-norm cohort
 top_n=100             # AS-norm: closest cohort speakers per side (at most the cohort's)
 losses="softmax center coco aam am subcenter_aam contrastive triplet"   # stage 6
 average_sweep="1 4 8 12 14 16 20"  # stage 8: numbers of last epoch checkpoints to average
 __recipe_options="stage stop_stage corpus data exp config name train_sets test_sets num_trials mini seed members train_budget train_opts overwrite
-  lm_config lm_opts cohort_utts top_n losses average_sweep"
+  lm_config lm_opts dev_speakers dev_seconds cohort_utts top_n losses average_sweep"
 
 . ./path.sh
 . ../../bin/parse_options.sh
@@ -77,7 +79,11 @@ if [ "$lm_config" = auto ]; then
 fi
 tests=$(for subset in $test_sets; do echo "${subset//-/_}"; done)
 [ -n "$tests" ] || { echo "$0: no dev-*/test-* subset in $corpus" >&2; exit 1; }
-first_test=$(echo $tests | cut -d' ' -f1)  # stages 6 and 8 compare models on it
+# The dev sets (local/make_dev.sh: $dev_speakers training speakers held out, cut into segments of
+# each length in $dev_seconds) are scored beside the test sets; choices (stages 6 and 8) are made on dev.
+devs=$(first=1; for length in $dev_seconds; do if (( first )); then echo dev; first=0; else echo "dev_${length}s"; fi; done)
+tests="$devs $tests"
+first_test=dev  # stages 6 and 8 compare models on it
 
 # score_set NAME SET: embeddings of $data/SET into $exp/NAME, cosine and AS-norm scores.
 score_set() {
@@ -96,7 +102,7 @@ score_set() {
 compared_names=() compared_scores=()
 compare_model() {
   local dir="$1" set="$first_test"
-  spkverif extract -q --model "$dir/models/final.pt" "scp:$data/$set/wav.scp" \
+  spkverif extract -q --model "$dir/models/final.pt" "$data/$set" \
     "ark,scp:$dir/embeddings/$set.ark,$dir/embeddings/$set.scp"
   spkverif score -q --method cosine --trials "$data/$set/trials" \
     "scp:$dir/embeddings/$set.scp" "$dir/scores/$set.cosine"
@@ -141,6 +147,7 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   echo "stage 0: prepare $train_sets $test_sets from $corpus into $data"
   # shellcheck disable=SC2086  # lists of subsets
   timed "stage 0" local/prepare_data.sh --num-trials "$num_trials" --seed "$seed" --mini "$mini" \
+    --dev-speakers "$dev_speakers" --dev-seconds "$dev_seconds" \
     --cohort-utts "$cohort_utts" "$corpus" "$data" "$train_sets" "$test_sets"
 fi
 
@@ -217,7 +224,7 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   extract_all() {
     local set
     for set in $tests cohort; do
-      spkverif extract -q "${model_opts[@]}" "scp:$data/$set/wav.scp" \
+      spkverif extract -q "${model_opts[@]}" "$data/$set" \
         "ark,scp:$exp/$name/embeddings/$set.ark,$exp/$name/embeddings/$set.scp"
     done
   }
@@ -245,7 +252,7 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
       local set
       for set in $tests; do
         local/telephone.sh "$data/$set" "$data/${set}_telephone"
-        spkverif extract -q "${model_opts[@]}" "scp:$data/${set}_telephone/wav.scp" \
+        spkverif extract -q "${model_opts[@]}" "$data/${set}_telephone" \
           "ark,scp:$exp/$name/embeddings/${set}_telephone.ark,$exp/$name/embeddings/${set}_telephone.scp"
         score_set "$name" "${set}_telephone"
       done
