@@ -24,10 +24,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.samples import MEAN_SECONDS, VOX2_FILES, make_m4a_tree
-from spkverif.decode import DecodeOptions
+from spkverif.base.progress import set_quiet
 from spkverif.io.decoders import DECODERS
-from spkverif.prepare.voxceleb import prepare_voxceleb2
-from spkverif.progress import set_quiet
+from spkverif.stages.decode import DecodeOptions
+from spkverif.stages.prepare.voxceleb import prepare_voxceleb2
 
 
 def time_decoder(name: str, paths: list[Path]) -> float:

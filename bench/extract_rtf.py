@@ -2,8 +2,8 @@
 
 Each network is built at its published size with random weights (speed does not
 depend on the weights), saved as a model file, exported to TorchScript and ONNX
-(`spkverif.export`), and each file is run through the extract stage
-(`spkverif.extract.extract`: reading the audio, the forward pass, writing the ark)
+(`spkverif.stages.export`), and each file is run through the extract stage
+(`spkverif.stages.extract.extract`: reading the audio, the forward pass, writing the ark)
 on one recording of --seconds; the best of --repeats runs counts. `pytorch` is the
 model file run by PyTorch, `torchscript` the traced file run by libtorch, `onnx`
 the ONNX file run by onnxruntime (CPU provider). The machine's load average is
@@ -27,10 +27,10 @@ import numpy as np
 import soundfile
 import torch
 
-from spkverif.export import export_model
-from spkverif.extract import extract
+from spkverif.base.progress import set_quiet
 from spkverif.models import build_model, count_parameters
-from spkverif.progress import set_quiet
+from spkverif.stages.export import export_model
+from spkverif.stages.extract import extract
 from spkverif.training.checkpoint import model_payload, save_atomic
 
 NETWORKS = [

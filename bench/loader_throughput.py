@@ -44,11 +44,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from bench.samples import MEAN_SECONDS, speech_sources, vox2_path
-from spkverif.decode import DecodeOptions
+from spkverif.base.progress import set_quiet
 from spkverif.io.audio import AudioReader
 from spkverif.io.datadir import DataDir, load_data_dir
-from spkverif.prepare.voxceleb import ffmpeg_command, prepare_voxceleb2
-from spkverif.progress import set_quiet
+from spkverif.stages.decode import DecodeOptions
+from spkverif.stages.prepare.voxceleb import ffmpeg_command, prepare_voxceleb2
 from spkverif.training.augment import SPEEDS, ChunkAugmenter, LazyAudioPool, noise_kinds
 from spkverif.training.dataset import ChunkBatches, single_threaded_worker
 from spkverif.training.sampler import SpeakerChunkSampler, SpeakerIndex
@@ -93,9 +93,9 @@ def make_sources(work: Path, count: int) -> dict[str, Path]:
     prepare_voxceleb2(work / "tree", work / "decoded", decode_to=work / "audio", decode=DecodeOptions(jobs=2))
     made["decoded copy"] = work / "decoded" / "vox2_dev"
     try:
-        from spkverif.shard import shard
+        from spkverif.stages.shard import shard
     except ImportError:
-        print("note: spkverif.shard is not here: shards are not measured")
+        print("note: spkverif.stages.shard is not here: shards are not measured")
     else:
         shard(made["decoded copy"], work / "sharded", work / "shards", shard_bytes=8 << 20)
         made["shards"] = work / "sharded"
@@ -133,7 +133,7 @@ def dataset_for(source: Path, augmenter: ChunkAugmenter | None) -> torch.utils.d
     index = SpeakerIndex.build(data.utt2spk, lengths)
     if (source / "shards.list").is_file():
         from spkverif.io.shards import read_shard_list
-        from spkverif.training.shards import ShardChunks
+        from spkverif.training.streaming import ShardChunks
 
         labels = dict(zip(index.utterances, index.labels.tolist(), strict=True))
         shards = read_shard_list(source / "shards.list")

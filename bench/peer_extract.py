@@ -3,7 +3,7 @@
 The same utterances (crops of 4-8 s) are written as 16-bit WAV files and a
 wav.scp; each contestant reads them, embeds them and writes a Kaldi ark:
 
-- spkverif: the `extract` stage (`spkverif.extract.extract`) on an `ecapa_tdnn`
+- spkverif: the `extract` stage (`spkverif.stages.extract.extract`) on an `ecapa_tdnn`
   (C = 512) model file with random weights;
 - SpeechBrain: `EncoderClassifier.encode_batch` one utterance at a time (the
   loop of its speaker-verification recipes) over its `ECAPA_TDNN` of the same
@@ -41,9 +41,9 @@ import torch
 
 from bench.audio import utterances, write_wav_scp
 from bench.common import Row, Section
-from spkverif.extract import extract
+from spkverif.base.progress import set_quiet
 from spkverif.models import build_model, count_parameters
-from spkverif.progress import set_quiet
+from spkverif.stages.extract import extract
 from spkverif.training.checkpoint import model_payload, save_atomic
 
 

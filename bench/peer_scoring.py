@@ -24,7 +24,7 @@ from bench.common import Row, Section, interleaved
 from bench.score_bench import spkverif_asnorm, straightforward_asnorm
 from spkverif.backends.cosine import CosineScorer
 from spkverif.backends.snorm import SELECTION_THREADS, _selection_pool
-from spkverif.score import TRIAL_BLOCK, _indices
+from spkverif.stages.score import TRIAL_BLOCK, _indices
 
 
 @dataclass

@@ -34,10 +34,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from bench.audio import utterances, write_wav_scp
 from bench.peer_extract import speechbrain_classifier, speechbrain_loop
-from spkverif.extract import extract
+from spkverif.base.progress import set_quiet
 from spkverif.models import build_model
-from spkverif.progress import set_quiet
 from spkverif.runtime.buckets import bucket_convolutions
+from spkverif.stages.extract import extract
 from spkverif.training.checkpoint import model_payload, save_atomic
 
 

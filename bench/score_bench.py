@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from spkverif.backends.cosine import CosineScorer
 from spkverif.backends.snorm import CohortNormScorer
 from spkverif.io.specifiers import ArchiveWriter
-from spkverif.score import TRIAL_BLOCK, _indices
+from spkverif.stages.score import TRIAL_BLOCK, _indices
 
 
 def make_data(scale: float, seed: int = 0):
@@ -93,8 +93,8 @@ def whole_stages(keys, embeddings, cohort, enroll, test, top_n: int) -> tuple[fl
     """Seconds of `score` (archives on disk -> score file) and of `report` on its output (random labels)."""
     from rich.console import Console
 
-    from spkverif.report import report
-    from spkverif.score import score
+    from spkverif.stages.report import report
+    from spkverif.stages.score import score
 
     with tempfile.TemporaryDirectory() as directory:
         root = Path(directory)

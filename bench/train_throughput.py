@@ -32,10 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
-from spkverif.config import load_train_config, parse_override
-from spkverif.prepare.mini import MiniOptions, prepare_mini
-from spkverif.progress import set_quiet
-from spkverif.training.trainer import train
+from spkverif.base.progress import set_quiet
+from spkverif.stages.prepare.mini import MiniOptions, prepare_mini
+from spkverif.stages.train import train
+from spkverif.training.config import load_train_config, parse_override
 
 
 def model_settings(spec: str) -> tuple[str, list[str]]:

@@ -17,9 +17,9 @@ from typing import Any
 import click
 
 from spkverif import __version__
-from spkverif.errors import SpkverifError, os_error
-from spkverif.progress import set_quiet
-from spkverif.ranges import (
+from spkverif.base.errors import SpkverifError, os_error
+from spkverif.base.progress import set_quiet
+from spkverif.base.ranges import (
     AT_LEAST_ONE,
     COSINE,
     NOT_NEGATIVE,
@@ -30,7 +30,7 @@ from spkverif.ranges import (
     lower,
     upper,
 )
-from spkverif.registry import CATALOGUE, choices_help, render_listing
+from spkverif.stages.catalogue import CATALOGUE, choices_help, render_listing
 
 # The one conversion of a `Range` into a Click type: `--help` shows it, a flag out of range is a usage error.
 
@@ -170,7 +170,7 @@ def _silence_stdout() -> None:
 class RegistryOption(click.Option):
     """An option whose help ends with the names its registries accept, each with its one-line description.
 
-    The registries (keys of spkverif.registry.CATALOGUE) are imported only when help is
+    The registries (keys of spkverif.base.registry.CATALOGUE) are imported only when help is
     shown, so a plain `spkverif ...` does not import every model for its help text.
     """
 
@@ -254,7 +254,7 @@ def trial_sample_options(minimum: int, help_text: str) -> Callable[[Callable[...
 def mini_option(name: str, kind: type, valid: Range, help_text: str) -> Callable[..., Any]:
     """An option of `prepare mini` whose default is the same field of `MiniOptions` (--num-speakers: num_speakers)."""
     field = name.lstrip("-").replace("-", "_")
-    default_from = f"spkverif.prepare.mini:MiniOptions.{field}"
+    default_from = f"spkverif.stages.prepare.mini:MiniOptions.{field}"
     return click.option(name, cls=ModuleDefault, default_from=default_from, type=ranged(kind, valid), help=help_text)
 
 
@@ -276,7 +276,7 @@ def mini_option(name: str, kind: type, valid: Range, help_text: str) -> Callable
 @common_options
 def prepare_mini_command(out: str, jobs: int | None, **options: Any) -> None:
     """Synthesise a multi-speaker corpus with eSpeak NG: no download needed."""
-    from spkverif.prepare.mini import MiniOptions, default_jobs, prepare_mini
+    from spkverif.stages.prepare.mini import MiniOptions, default_jobs, prepare_mini
 
     prepare_mini(out, MiniOptions(jobs=jobs or default_jobs(), **options))
 
@@ -291,7 +291,7 @@ def prepare_mini_command(out: str, jobs: int | None, **options: Any) -> None:
 @common_options
 def prepare_dir_command(root: str, out: str, jobs: int, num_trials: int | None, seed: int) -> None:
     """Turn ROOT/<speaker>/**/*.{wav,flac} into a data directory (ids: speaker-path-below-it)."""
-    from spkverif.prepare.directory import prepare_dir
+    from spkverif.stages.prepare.directory import prepare_dir
 
     prepare_dir(root, out, jobs, num_trials=num_trials, seed=seed)
 
@@ -325,7 +325,7 @@ def prepare_voxceleb1_command(
     jobs: int,
 ) -> None:
     """VoxCeleb1 (ROOT/wav/idXXXXX/<video>/NNNNN.wav) and its O/E/H trial lists as Kaldi data."""
-    from spkverif.prepare.voxceleb import prepare_voxceleb1
+    from spkverif.stages.prepare.voxceleb import prepare_voxceleb1
 
     lists = {"O": trials_o, "E": trials_e, "H": trials_h}
     prepare_voxceleb1(root, out, trials_dir=trials_dir, trial_lists=lists, meta=meta, jobs=jobs)
@@ -383,8 +383,8 @@ def prepare_voxceleb2_command(
     root: str, out: str, subset: str, audio_ext: str, ffmpeg: str, decode_to: str | None, jobs: int, **decoding: Any
 ) -> None:
     """VoxCeleb2 (ROOT/dev/aac/idXXXXX/<video>/NNNNN.m4a) as a Kaldi data directory."""
-    from spkverif.decode import DecodeOptions, parse_part
-    from spkverif.prepare.voxceleb import prepare_voxceleb2
+    from spkverif.stages.decode import DecodeOptions, parse_part
+    from spkverif.stages.prepare.voxceleb import prepare_voxceleb2
 
     part = parse_part(decoding.pop("part"))
     decode = DecodeOptions(jobs=jobs, part=part, **decoding) if decode_to is not None else None
@@ -412,7 +412,7 @@ def prepare_librispeech_command(
     root: str, out: str, subsets: tuple[str, ...], num_trials: int | None, seed: int, jobs: int
 ) -> None:
     """LibriSpeech (ROOT[/LibriSpeech]/<subset>/<speaker>/<chapter>/*.flac), one data directory per subset."""
-    from spkverif.prepare.librispeech import prepare_librispeech
+    from spkverif.stages.prepare.librispeech import prepare_librispeech
 
     names = [name for value in subsets for name in value.replace(",", " ").split()]
     prepare_librispeech(root, out, subsets=names or None, num_trials=num_trials, seed=seed, jobs=jobs)
@@ -425,7 +425,7 @@ def prepare_librispeech_command(
 @common_options
 def prepare_musan_command(root: str, out: str, jobs: int) -> None:
     """MUSAN (ROOT/{noise,music,speech}/<source>/*.wav), one data directory per subset and one for all."""
-    from spkverif.prepare.musan import prepare_musan
+    from spkverif.stages.prepare.musan import prepare_musan
 
     prepare_musan(root, out, jobs=jobs)
 
@@ -437,7 +437,7 @@ def prepare_musan_command(root: str, out: str, jobs: int) -> None:
 @common_options
 def prepare_rirs_command(root: str, out: str, jobs: int) -> None:
     """RIRS_NOISES (simulated and real room impulse responses, isotropic and point-source noises)."""
-    from spkverif.prepare.rirs import prepare_rirs
+    from spkverif.stages.prepare.rirs import prepare_rirs
 
     prepare_rirs(root, out, jobs=jobs)
 
@@ -460,7 +460,7 @@ def data_group() -> None:
 @common_options
 def data_combine_command(out: str, sources: tuple[str, ...]) -> None:
     """OUT := the union of SOURCES (utils/combine_data.sh); clashing ids are an error."""
-    from spkverif.io.datautils import combine_data_dirs
+    from spkverif.stages.data import combine_data_dirs
 
     combine_data_dirs(list(sources), out)
 
@@ -477,7 +477,7 @@ def data_combine_command(out: str, sources: tuple[str, ...]) -> None:
 @common_options
 def data_subset_command(source: str, out: str, **ways: Any) -> None:
     """OUT := part of SOURCE (utils/subset_data_dir.sh); give exactly one way to choose."""
-    from spkverif.io.datautils import subset_data_dir
+    from spkverif.stages.data import subset_data_dir
 
     subset_data_dir(source, out, **ways)
 
@@ -488,7 +488,7 @@ def data_subset_command(source: str, out: str, **ways: Any) -> None:
 @common_options
 def data_fix_command(data_dir: str, out: str | None) -> None:
     """Keep the utterances every file knows, sort, rebuild spk2utt (utils/fix_data_dir.sh)."""
-    from spkverif.io.datautils import fix_data_dir
+    from spkverif.stages.data import fix_data_dir
 
     fix_data_dir(data_dir, out)
 
@@ -501,7 +501,7 @@ def data_fix_command(data_dir: str, out: str | None) -> None:
 @common_options
 def data_copy_command(source: str, out: str, spk_prefix: str, utt_prefix: str) -> None:
     """OUT := SOURCE with prefixed ids (utils/copy_data_dir.sh), so clashing corpora combine."""
-    from spkverif.io.datautils import copy_data_dir
+    from spkverif.stages.data import copy_data_dir
 
     copy_data_dir(source, out, spk_prefix=spk_prefix, utt_prefix=utt_prefix)
 
@@ -512,14 +512,14 @@ def data_copy_command(source: str, out: str, spk_prefix: str, utt_prefix: str) -
     "--sample-rate",
     type=ranged(int, AT_LEAST_ONE),
     cls=ModuleDefault,
-    default_from="spkverif.config:DataOptions.sample_rate",
+    default_from="spkverif.training.config:DataOptions.sample_rate",
     help="Rate lengths count at (Hz).",
 )
 @click.option("--force", is_flag=True, help="Measure again even when utt2dur covers every utterance.")
 @common_options
 def data_durations_command(data_dir: str, sample_rate: int, force: bool) -> None:
     """Write DATA_DIR/utt2dur from the audio (utils/data/get_utt2dur.sh); `train` reads it instead of measuring."""
-    from spkverif.io.datautils import write_durations
+    from spkverif.stages.data import write_durations
 
     write_durations(data_dir, sample_rate, force)
 
@@ -534,7 +534,7 @@ def data_durations_command(data_dir: str, sample_rate: int, force: bool) -> None
 def data_decode_command(data_dir: str, out: str, audio_dir: str, jobs: int, **decoding: Any) -> None:
     """Decode every recording of DATA_DIR (files, `cmd |` pipes, arks) once into AUDIO_DIR as
     16 kHz mono files; OUT is DATA_DIR naming them, with utt2dur of the decoded lengths."""
-    from spkverif.decode import DecodeOptions, decode, parse_part
+    from spkverif.stages.decode import DecodeOptions, decode, parse_part
 
     part = parse_part(decoding.pop("part"))
     decode(data_dir, out, audio_dir, DecodeOptions(jobs=jobs, part=part, **decoding))
@@ -551,7 +551,7 @@ def data_decode_command(data_dir: str, out: str, audio_dir: str, jobs: int, **de
 def shard_command(data_dir: str, out: str, shard_dir: str, shard_size: str, seed: int, resample: bool) -> None:
     """Pack DATA_DIR's utterances into tar shards (WebDataset layout) for streaming training;
     OUT is the data directory with shards.list (`spkverif train --data OUT` reads the shards)."""
-    from spkverif.shard import parse_size, shard
+    from spkverif.stages.shard import parse_size, shard
 
     shard(data_dir, out, shard_dir, parse_size(shard_size), seed, resample)
 
@@ -563,7 +563,7 @@ def shard_command(data_dir: str, out: str, shard_dir: str, shard_size: str, seed
 @common_options
 def validate_command(data_dir: str, trials: str | None, no_audio_check: bool) -> None:
     """Check a data directory the way Kaldi's validate_data_dir.sh does."""
-    from spkverif.validate import validate
+    from spkverif.stages.validate import validate
 
     validate(data_dir, trials, check_audio_files=not no_audio_check)
 
@@ -572,7 +572,7 @@ def validate_command(data_dir: str, trials: str | None, no_audio_check: bool) ->
 
 
 class ConfigOption(RegistryOption):
-    """A `train` flag made from a configuration `Flag` (spkverif.config): its type, valid values and help
+    """A `train` flag made from a configuration `Flag` (spkverif.training.config): its type, valid values and help
     come from the setting's declaration, and its help ends with the setting it sets (`[training.epochs; x>=1]`).
     Every such flag defaults to None, so a flag not given leaves the config file's value."""
 
@@ -596,8 +596,8 @@ class ConfigOption(RegistryOption):
 
 
 def config_flags(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add the `train` flags generated from the configuration's declarations (spkverif.config.train_flags)."""
-    from spkverif.config import train_flags
+    """Add the `train` flags generated from the configuration's declarations (spkverif.training.config.train_flags)."""
+    from spkverif.training.config import train_flags
 
     for flag in reversed(train_flags()):
         command = click.option(flag.name, flag.key.replace(".", "_"), cls=ConfigOption, flag=flag)(command)
@@ -656,8 +656,8 @@ def train_command(
     Runs the same on a CPU, a GPU, or under torchrun across GPUs and nodes:
     `torchrun --nproc_per_node 4 $(which spkverif) train ...`.
     """
-    from spkverif.config import load_train_config, parse_override
-    from spkverif.training.trainer import train
+    from spkverif.stages.train import train
+    from spkverif.training.config import load_train_config, parse_override
 
     keys = {parameter.name: parameter.key for parameter in click.get_current_context().command.params
             if isinstance(parameter, ConfigOption)}  # fmt: skip
@@ -687,7 +687,7 @@ def train_command(
 @click.option(
     "--batch-size",
     cls=ModuleDefault,
-    default_from="spkverif.extract:BATCH_SIZE",
+    default_from="spkverif.stages.extract:BATCH_SIZE",
     type=ranged(int, AT_LEAST_ONE),
     help="Utterances of equal length, or windows, per forward pass.",
 )
@@ -724,7 +724,7 @@ def extract_command(
     RSPECIFIER is scp:wav.scp, ark:wav.ark or a data directory; WSPECIFIER e.g.
     ark,scp:emb.ark,emb.scp or ark:- for a pipe.
     """
-    from spkverif.extract import extract
+    from spkverif.stages.extract import extract
 
     extract(
         model_path,
@@ -763,7 +763,7 @@ def export_command(model_path: str, fmt: str | None, output: str) -> None:
     TorchScript loads with torch.jit.load (Python) or torch::jit::load (C++); ONNX runs in onnxruntime,
     and `spkverif extract --model model.onnx` runs it without torch. Neither needs spkverif's training code.
     """
-    from spkverif.export import export_model
+    from spkverif.stages.export import export_model
 
     result = export_model(model_path, output, fmt)
     logger.info(
@@ -815,7 +815,7 @@ def import_command(source: str, checkpoint: str, config: str, output: str) -> No
     The model keeps the front end it was trained with; extract, export and verify take the file.
     Local files only: nothing is downloaded.
     """
-    from spkverif.importers import import_checkpoint
+    from spkverif.stages.importers import import_checkpoint
 
     result = import_checkpoint(source, checkpoint, config, output)
     logger.info("imported %s as %s (fingerprint %s)", checkpoint, result["model"]["name"], result["fingerprint"])
@@ -836,7 +836,7 @@ def import_command(source: str, checkpoint: str, config: str, output: str) -> No
     "--p-target",
     type=ranged(float, OPEN_PROBABILITY),
     cls=ModuleDefault,
-    default_from="spkverif.verify:APPLICATION_P_TARGET",
+    default_from="spkverif.stages.verify:APPLICATION_P_TARGET",
     help="With --calibration: prior of a target trial; accept when the LLR reaches its Bayes threshold "
     "(0.5: claims as likely genuine as not, LLR >= 0; evaluations use 0.01).",
 )
@@ -885,7 +885,7 @@ def verify_command(
       spkverif verify --model model.pt --threshold 0.5 alice1.wav alice2.wav
       spkverif verify --model model.onnx --calibration cal.json --json enrol1.wav enrol2.wav test.wav
     """
-    from spkverif.verify import Pair, read_pairs, verify
+    from spkverif.stages.verify import Pair, read_pairs, verify
 
     if (pairs is None) == (len(files) == 0):
         raise click.UsageError("give ENROLL... TEST files or --pairs FILE (not both)")
@@ -927,7 +927,7 @@ def verify_command(
 @common_options
 def score_command(trials: str, method: str, allow_missing: bool, archives: tuple[str, ...], **backend: Any) -> None:
     """Score trials: ARCHIVES is EMB_RSPECIFIER OUTPUT, or ENROLL_RSPECIFIER TEST_RSPECIFIER OUTPUT."""
-    from spkverif.score import score
+    from spkverif.stages.score import score
 
     if len(archives) not in (2, 3):
         raise click.UsageError("expected EMB_RSPECIFIER OUTPUT or ENROLL_RSPECIFIER TEST_RSPECIFIER OUTPUT")
@@ -961,7 +961,7 @@ def score_command(trials: str, method: str, allow_missing: bool, archives: tuple
     multiple=True,
     type=ranged(float, OPEN_PROBABILITY),
     cls=ModuleDefault,
-    default_from="spkverif.report:ReportSettings.p_targets",
+    default_from="spkverif.stages.report:ReportSettings.p_targets",
     help="Priors for minDCF and actDCF.",
 )
 @click.option("--allow-missing", is_flag=True, help="Evaluate the trials that have scores; count the rest.")
@@ -969,7 +969,7 @@ def score_command(trials: str, method: str, allow_missing: bool, archives: tuple
     "--bootstrap",
     "replicates",
     cls=ModuleDefault,
-    default_from="spkverif.report:ReportSettings.bootstrap",
+    default_from="spkverif.stages.report:ReportSettings.bootstrap",
     type=ranged(int, NOT_NEGATIVE),
     help="Bootstrap replicates for the 95% confidence intervals; 0 for none.",
 )
@@ -1077,7 +1077,7 @@ def report_command(
     if scores:
         if not trials:
             raise click.UsageError("score files need --trials")
-        from spkverif.report import CohortOption, ReportSettings, load_calibration_options, report
+        from spkverif.stages.report import CohortOption, ReportSettings, load_calibration_options, report
 
         settings = ReportSettings(tuple(p_targets), allow_missing, replicates, seed, utt2spk)
         if cohort is None and (cohort_utt2spk is not None or top_n is not None):

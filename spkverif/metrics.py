@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spkverif.errors import SpkverifError
+from spkverif.base.errors import SpkverifError
 
 
 @dataclass

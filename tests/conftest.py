@@ -10,7 +10,7 @@ import soundfile
 from click.testing import CliRunner
 
 from spkverif.cli import cli
-from spkverif.prepare.mini import MiniOptions, prepare_mini
+from spkverif.stages.prepare.mini import MiniOptions, prepare_mini
 
 TINY = MiniOptions(
     num_speakers=10, num_test_speakers=4, utts_per_speaker=4, min_seconds=1.0, max_seconds=1.6, num_trials=40, jobs=2

@@ -62,12 +62,12 @@ def test_ctrl_c_during_extract_exits_130(tmp_path: Path) -> None:
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    import spkverif.extract
+    import spkverif.stages.extract
 
-    original = spkverif.extract.extract
-    spkverif.extract.extract = interrupt
+    original = spkverif.stages.extract.extract
+    spkverif.stages.extract.extract = interrupt
     try:
         result = CliRunner().invoke(cli, ["extract", "--model", "m.pt", "scp:a.scp", "ark:b.ark"])
     finally:
-        spkverif.extract.extract = original
+        spkverif.stages.extract.extract = original
     assert result.exit_code == 130 and "interrupted" in result.stderr

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from spkverif.errors import SpkverifError
+from spkverif.base.errors import SpkverifError
 from spkverif.io.audio import AudioReader, PreloadedAudio
 from spkverif.io.datadir import Segment
 from tests.conftest import write_wav

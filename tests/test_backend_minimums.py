@@ -19,7 +19,7 @@ from spkverif.backends.calibration import (
 from spkverif.backends.cosine import CosineScorer
 from spkverif.backends.plda import MIN_LDA_DIM, MIN_PLDA_SPEAKERS, PldaModel, PldaScorer
 from spkverif.backends.snorm import MIN_COHORT_SIZE, MIN_MEAN_TOP_N, MIN_TOP_N, CohortMeans, CohortNormScorer
-from spkverif.errors import SpkverifError
+from spkverif.base.errors import SpkverifError
 from spkverif.io.specifiers import ArchiveWriter
 
 WARNING = logging.WARNING

@@ -10,9 +10,9 @@ from spkverif.backends.base import score_pairs
 from spkverif.backends.cosine import CosineScorer
 from spkverif.backends.plda import PldaModel
 from spkverif.backends.snorm import CohortNormScorer, load_cohort
-from spkverif.errors import SpkverifError
+from spkverif.base.errors import SpkverifError
 from spkverif.io.specifiers import ArchiveWriter
-from spkverif.score import score
+from spkverif.stages.score import score
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spkverif.errors import SpkverifError
+from spkverif.base.errors import SpkverifError
 from spkverif.training.channel import (
     CHANNELS,
     AugmentChain,

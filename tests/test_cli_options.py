@@ -8,15 +8,15 @@ from typing import Any
 import pytest
 
 from spkverif.cli import ModuleDefault, cli
-from spkverif.extract import BATCH_SIZE
-from spkverif.prepare.mini import MiniOptions
-from spkverif.report import ReportSettings
+from spkverif.stages.extract import BATCH_SIZE
+from spkverif.stages.prepare.mini import MiniOptions
+from spkverif.stages.report import ReportSettings
 from tests.test_cli import _commands
 
 
 def test_prepare_mini_passes_the_modules_defaults(run_cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     seen: dict[str, Any] = {}
-    monkeypatch.setattr("spkverif.prepare.mini.prepare_mini", lambda out, options: seen.update(options=options))
+    monkeypatch.setattr("spkverif.stages.prepare.mini.prepare_mini", lambda out, options: seen.update(options=options))
     assert run_cli("prepare", "mini", "--out", tmp_path / "m", "--jobs", "2").exit_code == 0
     assert seen["options"] == MiniOptions(jobs=2)
     assert run_cli("prepare", "mini", "--out", tmp_path / "m", "--num-trials", "8", "--jobs", "1").exit_code == 0
@@ -25,10 +25,10 @@ def test_prepare_mini_passes_the_modules_defaults(run_cli, monkeypatch: pytest.M
 
 def test_report_and_extract_defaults_come_from_their_modules(run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, Any] = {}
-    monkeypatch.setattr("spkverif.report.report", lambda *args, **kwargs: seen.update(settings=args[4]))
+    monkeypatch.setattr("spkverif.stages.report.report", lambda *args, **kwargs: seen.update(settings=args[4]))
     assert run_cli("report", "--trials", "t", "s").exit_code == 0
     assert seen["settings"] == ReportSettings()
-    monkeypatch.setattr("spkverif.extract.extract", lambda *args, **kwargs: seen.update(batch_size=args[4]))
+    monkeypatch.setattr("spkverif.stages.extract.extract", lambda *args, **kwargs: seen.update(batch_size=args[4]))
     assert run_cli("extract", "-q", "--model", "m", "a", "b").exit_code == 0
     assert seen["batch_size"] == BATCH_SIZE
     help_text = " ".join(run_cli("extract", "--help").output.split())

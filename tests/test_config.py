@@ -9,7 +9,9 @@ import click
 import pytest
 import yaml
 
-from spkverif.config import (
+from spkverif.base.errors import SpkverifError
+from spkverif.base.ranges import describe
+from spkverif.training.config import (
     COMPONENT_FLAGS,
     TrainConfig,
     load_train_config,
@@ -19,8 +21,6 @@ from spkverif.config import (
     settings_markdown,
     train_flags,
 )
-from spkverif.errors import SpkverifError
-from spkverif.ranges import describe
 
 
 def test_file_then_flags(tmp_path: Path) -> None:
@@ -123,7 +123,7 @@ def _captured_config(run_cli, monkeypatch: pytest.MonkeyPatch, *args: object) ->
         captured["config"] = config
         return {}
 
-    monkeypatch.setattr("spkverif.training.trainer.train", fake_train)
+    monkeypatch.setattr("spkverif.stages.train.train", fake_train)
     result = run_cli("train", "-q", "--data", "d", "--exp", "e", *args)
     assert result.exit_code == 0, result.output
     return captured["config"]

@@ -920,7 +920,7 @@ def test_corruption(case: Case, world: Path, tmp_path: Path) -> None:
 def test_a_binary_archive_cut_anywhere_is_an_error_or_a_shorter_archive(world: Path, tmp_path: Path) -> None:
     """Cut at every byte, a vector archive reads as an error or as its first entries exactly (a cut between
     entries is a shorter archive to any reader); never as a different vector."""
-    from spkverif.errors import SpkverifError
+    from spkverif.base.errors import SpkverifError
     from spkverif.io.specifiers import load_vectors
 
     keys, vectors = load_vectors(f"ark:{world / 'emb.ark'}")
@@ -944,7 +944,7 @@ def test_a_binary_archive_cut_anywhere_is_an_error_or_a_shorter_archive(world: P
 
 
 def test_a_wav_archive_cut_anywhere_is_an_error_or_a_shorter_archive(world: Path, tmp_path: Path) -> None:
-    from spkverif.errors import SpkverifError
+    from spkverif.base.errors import SpkverifError
     from spkverif.io.audio import read_wav_ark
 
     whole = [(key, samples) for key, samples, _ in read_wav_ark(str(world / "wav.ark"))]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from spkverif.errors import SpkverifError
+from spkverif.base.errors import SpkverifError
 from spkverif.io.datadir import DataDir, Segment, load_data_dir, validate_data_dir
 from tests.conftest import write_data_dir, write_wav
 

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import soundfile
 
-from spkverif.decode import DecodeOptions, finished_frames
 from spkverif.io.datadir import load_data_dir, validate_data_dir
 from spkverif.io.decoders import decode_ffmpeg, decode_pyav
-from spkverif.prepare.voxceleb import prepare_voxceleb2
+from spkverif.stages.decode import DecodeOptions, finished_frames
+from spkverif.stages.prepare.voxceleb import prepare_voxceleb2
 from tests.fake_corpora import make_fake_voxceleb2, write_audio, write_m4a
 
 REPO = Path(__file__).resolve().parents[1]

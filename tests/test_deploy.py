@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from spkverif.export import export_model
 from spkverif.io.specifiers import load_vectors
 from spkverif.models import build_model
+from spkverif.stages.export import export_model
 from spkverif.training.checkpoint import model_payload, save_atomic
 from tests.conftest import write_wav
 

@@ -24,8 +24,8 @@ import pytest
 import soundfile
 from click.testing import CliRunner
 
+from spkverif.base.errors import SpkverifError
 from spkverif.cli import cli
-from spkverif.errors import SpkverifError
 from spkverif.io.atomic import AtomicFileGroup, atomic_directory, atomic_write
 from spkverif.io.audio import MAX_ABS_SAMPLE, AudioReader, bad_sample
 from tests.conftest import write_data_dir, write_wav
@@ -397,8 +397,8 @@ def _options(command: click.Command) -> set[str]:
 
 # The modules whose messages reach each command's user, read for the options they recommend.
 MESSAGE_SOURCES = {
-    "verify": ["verify.py", "io/audio.py", "runtime/__init__.py", "runtime/base.py"],
-    "extract": ["extract.py", "io/audio.py", "runtime/__init__.py", "runtime/base.py"],
+    "verify": ["stages/verify.py", "io/audio.py", "runtime/__init__.py", "runtime/base.py"],
+    "extract": ["stages/extract.py", "io/audio.py", "runtime/__init__.py", "runtime/base.py"],
     "train": ["io/audio.py"],
     "shard": ["io/audio.py"],
 }

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from spkverif.export import load_exported
 from spkverif.models import build_model, count_parameters
 from spkverif.models.files import model_fingerprint
+from spkverif.stages.export import load_exported
 from spkverif.training.checkpoint import load_model, model_payload, save_atomic
 
 SMALL_SINC = {"channels": 16, "stats_channels": 32, "embedding_dim": 8}

@@ -10,10 +10,10 @@ import pytest
 import soundfile
 import torch
 
-from spkverif.extract import Windowing, embed_block_windowed
 from spkverif.io.specifiers import load_vectors
 from spkverif.models import build_model
 from spkverif.runtime import open_model
+from spkverif.stages.extract import Windowing, embed_block_windowed
 from spkverif.training.checkpoint import load_model, model_payload, save_atomic
 from tests.conftest import write_wav
 

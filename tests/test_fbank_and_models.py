@@ -6,7 +6,7 @@ import pytest
 import torch
 import torchaudio.compliance.kaldi as kaldi
 
-from spkverif.errors import SpkverifError
+from spkverif.base.errors import SpkverifError
 from spkverif.frontends import KaldiFbank
 from spkverif.models import build_model, count_parameters
 

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from spkverif.errors import SpkverifError
-from spkverif.training.margin import MARGIN_SCHEDULERS, build_margin_schedule
+from spkverif.base.errors import SpkverifError
+from spkverif.training.margin_schedules import MARGIN_SCHEDULERS, build_margin_schedule
 
 
 def _values(name: str, **options: float) -> list[float]:

@@ -8,7 +8,7 @@ from scipy.interpolate import interp1d
 from scipy.optimize import brentq
 from sklearn.metrics import roc_curve
 
-from spkverif.errors import SpkverifError
+from spkverif.base.errors import SpkverifError
 from spkverif.metrics import (
     bootstrap,
     compute_act_dcf,

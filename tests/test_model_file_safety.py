@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-from spkverif.errors import SpkverifError
-from spkverif.importers.common import read_state_dict
+from spkverif.base.errors import SpkverifError
 from spkverif.models import build_model
 from spkverif.models.files import SAFE_GLOBALS, load_model, model_payload, read_checkpoint, save_atomic
+from spkverif.stages.importers.common import read_state_dict
 from tests.conftest import write_wav
 from tests.test_cli import TINY_MODEL
 

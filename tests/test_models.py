@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from spkverif.errors import SpkverifError
-from spkverif.export import export_model, load_exported
+from spkverif.base.errors import SpkverifError
 from spkverif.models import MODELS, build_model, count_parameters
 from spkverif.models.pooling import AttentiveStatisticsPooling, StatisticsPooling
 from spkverif.runtime import open_model
+from spkverif.stages.export import export_model, load_exported
 from spkverif.training.checkpoint import model_payload, save_atomic
 
 SMALL = {

@@ -8,7 +8,7 @@ from scipy.stats import multivariate_normal
 
 from spkverif.backends.base import score_pairs
 from spkverif.backends.plda import PldaModel, PldaScorer, train_lda, train_two_covariance
-from spkverif.errors import SpkverifError
+from spkverif.base.errors import SpkverifError
 
 
 def _random_covariance(rng: np.random.Generator, dim: int, scale: float) -> np.ndarray:

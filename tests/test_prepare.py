@@ -10,8 +10,8 @@ import soundfile
 
 from spkverif.io.datadir import load_data_dir, validate_data_dir
 from spkverif.io.trials import read_trials
-from spkverif.prepare.directory import prepare_dir
-from spkverif.prepare.mini import MiniOptions, prepare_mini
+from spkverif.stages.prepare.directory import prepare_dir
+from spkverif.stages.prepare.mini import MiniOptions, prepare_mini
 from tests.conftest import TINY, write_wav
 
 

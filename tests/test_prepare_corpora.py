@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import soundfile
 
-from spkverif.errors import SpkverifError
+from spkverif.base.errors import SpkverifError
 from spkverif.io.audio import AudioReader
 from spkverif.io.datadir import load_data_dir, validate_data_dir
 from spkverif.io.mp4 import mp4_audio_duration
 from spkverif.io.trials import read_trials
-from spkverif.prepare.musan import prepare_musan
-from spkverif.prepare.rirs import prepare_rirs
-from spkverif.prepare.voxceleb import prepare_voxceleb1, prepare_voxceleb2
+from spkverif.stages.prepare.musan import prepare_musan
+from spkverif.stages.prepare.rirs import prepare_rirs
+from spkverif.stages.prepare.voxceleb import prepare_voxceleb1, prepare_voxceleb2
 from tests.fake_corpora import make_fake_musan, make_fake_rirs, make_fake_voxceleb1, make_fake_voxceleb2
 
 needs_ffmpeg = pytest.mark.skipif(

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from spkverif.errors import SpkverifError
+from spkverif.base.errors import SpkverifError
 from spkverif.io.datadir import load_data_dir, validate_data_dir
 from spkverif.io.trials import read_trials
-from spkverif.prepare.librispeech import prepare_librispeech
+from spkverif.stages.prepare.librispeech import prepare_librispeech
 from tests.fake_corpora import make_fake_librispeech
 from tests.shared_data import LIBRISPEECH, needs_librispeech
 
@@ -112,7 +112,7 @@ def test_a_failed_run_leaves_the_old_data_directory_whole(tmp_path: Path, monkey
     def fail(*args: object, **kwargs: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("spkverif.prepare.librispeech.write_trials", fail)
+    monkeypatch.setattr("spkverif.stages.prepare.librispeech.write_trials", fail)
     with pytest.raises(OSError):
         prepare_librispeech(tmp_path / "corpus", tmp_path / "data")
     after = {p.name: p.read_bytes() for p in (tmp_path / "data" / "test_other").iterdir()}

@@ -13,12 +13,13 @@ import pytest
 from click.testing import CliRunner
 
 import spkverif
+from spkverif.base.errors import SpkverifError
+from spkverif.base.registry import Count, OneOf, Range, Registry, builder_options
 from spkverif.cli import cli
-from spkverif.errors import SpkverifError
 from spkverif.losses import LOSSES, build_loss
 from spkverif.losses.base import LossHead
 from spkverif.models import MODELS, build_model
-from spkverif.registry import CATALOGUE, Count, OneOf, Range, Registry, builder_options
+from spkverif.stages.catalogue import CATALOGUE
 
 
 def _run_wide(*args: str):
@@ -57,7 +58,7 @@ def test_every_registry_is_in_the_catalogue() -> None:
     _import_every_module()
     catalogued = [entry.registry() for entry in CATALOGUE.values()]
     missing = [registry.kind for registry in Registry.instances if not any(registry is r for r in catalogued)]
-    assert not missing, f"registries not in spkverif.registry.CATALOGUE (so not in --help): {missing}"
+    assert not missing, f"registries not in spkverif.stages.catalogue.CATALOGUE (so not in --help): {missing}"
 
 
 @pytest.mark.parametrize("key", list(CATALOGUE))

@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 import torch
 
-from spkverif.export import export_model
 from spkverif.models import build_model
 from spkverif.models.files import load_model, model_fingerprint, model_payload, save_atomic
 from spkverif.runtime import open_model
 from spkverif.runtime.base import METADATA_NAME, SEAL_NAME, seal
 from spkverif.runtime.onnx import graph_digest, top_level_fields
 from spkverif.runtime.pytorch import torchscript_digest
+from spkverif.stages.export import export_model
 from tests.conftest import write_wav
 
 TINY = {"channels": 16, "stats_channels": 32, "embedding_dim": 8}

@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from spkverif.errors import SpkverifError
+from spkverif.base.errors import SpkverifError
 from spkverif.training.sampler import SpeakerChunkSampler, SpeakerIndex
 
 

@@ -13,12 +13,12 @@ import pytest
 import soundfile
 import torch
 
-from spkverif.errors import SpkverifError
+from spkverif.base.errors import SpkverifError
 from spkverif.io.datadir import DataDir, load_data_dir
 from spkverif.io.shards import read_shard_list
-from spkverif.shard import parse_size, shard
+from spkverif.stages.shard import parse_size, shard
 from spkverif.training.sampler import SpeakerIndex
-from spkverif.training.shards import ShardChunks
+from spkverif.training.streaming import ShardChunks
 
 RATE = 16000
 

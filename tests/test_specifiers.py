@@ -10,7 +10,7 @@ import kaldi_io
 import numpy as np
 import pytest
 
-from spkverif.errors import SpkverifError
+from spkverif.base.errors import SpkverifError
 from spkverif.io.specifiers import ArchiveWriter, load_vectors, parse_specifier, read_vectors
 
 

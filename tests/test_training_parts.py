@@ -16,16 +16,16 @@ import pytest
 import torch
 from torch import nn
 
-from spkverif.errors import SpkverifError
-from spkverif.extract import extract
+from spkverif.base.errors import SpkverifError
 from spkverif.io.specifiers import load_vectors
 from spkverif.losses import build_loss
 from spkverif.models import build_model
+from spkverif.stages.extract import extract
 from spkverif.training.batchnorm import BatchNormStep
 from spkverif.training.build import TrainingNetwork
 from spkverif.training.checkpoint import Checkpointer, GlobalRng, Record, model_payload, read_checkpoint, save_atomic
+from spkverif.training.held_out import Validator
 from spkverif.training.log import Progress, RunningMean, TrainingLog
-from spkverif.training.validation import Validator
 from tests.test_cli import TINY_MODEL
 
 REPO = Path(__file__).resolve().parents[1]
@@ -302,8 +302,9 @@ def test_training_never_writes_into_the_data_directory(run_cli, tiny_corpus: Pat
 
 
 @pytest.mark.parametrize(
-    "module", ["spkverif.extract", "spkverif.export", "spkverif.verify", "spkverif.score", "spkverif.report",
-               "spkverif.runtime", "spkverif.runtime.pytorch", "spkverif.models.files", "spkverif.plots.filters"],
+    "module", ["spkverif.stages.extract", "spkverif.stages.export", "spkverif.stages.verify", "spkverif.stages.score",
+               "spkverif.stages.report", "spkverif.runtime", "spkverif.runtime.pytorch", "spkverif.models.files",
+               "spkverif.plots.filters"],
 )  # fmt: skip
 def test_inference_imports_nothing_from_training(module: str) -> None:
     program = f"import sys, {module}; print(sorted(m for m in sys.modules if m.startswith('spkverif.training')))"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from spkverif.errors import SpkverifError
+from spkverif.base.errors import SpkverifError
 from spkverif.io.trials import read_trials, validate_trials, write_trials
 
 

@@ -53,7 +53,7 @@ def test_pool_torn_down_by_an_error_is_quiet(tmp_path: Path) -> None:
     script = (
         "import time\n"
         "from spkverif.cli import install_signal_handlers\n"
-        "from spkverif.workers import worker_pool\n"
+        "from spkverif.base.workers import worker_pool\n"
         "install_signal_handlers()\n"
         "with worker_pool(2, 'fork') as pool:\n"
         "    for _ in pool.imap(time.sleep, [0.0] + [30.0] * 4):\n"
@@ -71,7 +71,7 @@ def test_a_sigterm_while_a_spawned_worker_shuts_down_is_quiet() -> None:
     # SIGTERM from a finalizer and from an atexit handler, every time. (A forked worker leaves by
     # os._exit, where only the finalizer runs, and a SystemExit there is caught quietly.)
     script = (
-        "from spkverif.workers import worker_pool\n"
+        "from spkverif.base.workers import worker_pool\n"
         "from tests.test_workers import sigterm_at_exit\n"
         "if __name__ == '__main__':\n"
         "    with worker_pool(2, 'spawn', setup=sigterm_at_exit) as pool:\n"

@@ -13,9 +13,13 @@ from typing import Protocol
 
 import numpy as np
 
-from spkverif.errors import SpkverifError
+from spkverif.base.errors import SpkverifError
+from spkverif.base.registry import Registry
 from spkverif.io.specifiers import load_vectors
 from spkverif.io.tables import read_table
+
+BACKENDS: Registry = Registry("scoring method")
+"""Every back end by name (`score --method NAME`); each back-end module registers its own."""
 
 PairScorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
 

@@ -54,11 +54,11 @@ from typing import Any
 
 import numpy as np
 
-from spkverif.errors import SpkverifError
+from spkverif.base.errors import SpkverifError
+from spkverif.base.registry import Registry
 from spkverif.io.atomic import atomic_write
 from spkverif.io.tables import read_json
 from spkverif.metrics import bayes_threshold, fit_logistic_regression
-from spkverif.registry import Registry
 
 logger = logging.getLogger(__name__)
 

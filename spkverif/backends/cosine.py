@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from spkverif.backends.base import PairScorer, check_dimension, length_normalise, mean_vector, paired_dot
-from spkverif.backends.registry import BACKENDS
+from spkverif.backends.base import BACKENDS, PairScorer, check_dimension, length_normalise, mean_vector, paired_dot
 
 
 class CosineScorer:

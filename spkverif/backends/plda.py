@@ -39,12 +39,11 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse
 
-from spkverif.backends.base import PairScorer, check_dimension, length_normalise, paired_dot, speaker_labels
-from spkverif.backends.registry import BACKENDS
-from spkverif.errors import SpkverifError
+from spkverif.backends.base import BACKENDS, PairScorer, check_dimension, length_normalise, paired_dot, speaker_labels
+from spkverif.base.errors import SpkverifError
+from spkverif.base.registry import Count
 from spkverif.io.atomic import atomic_write
 from spkverif.io.specifiers import load_vectors
-from spkverif.registry import Count
 
 logger = logging.getLogger(__name__)
 

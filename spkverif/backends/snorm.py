@@ -39,12 +39,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from spkverif.backends.base import PairScorer, check_dimension, mean_vector, paired_dot, speaker_labels
+from spkverif.backends.base import BACKENDS, PairScorer, check_dimension, mean_vector, paired_dot, speaker_labels
 from spkverif.backends.cosine import CosineScorer
-from spkverif.backends.registry import BACKENDS
-from spkverif.errors import SpkverifError
+from spkverif.base.errors import SpkverifError
+from spkverif.base.registry import Count
 from spkverif.io.specifiers import load_vectors
-from spkverif.registry import Count
 
 logger = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ from typing import Any
 
 from torch import nn
 
-from spkverif.errors import SpkverifError
+from spkverif.base.errors import SpkverifError
+from spkverif.base.registry import Count, NonNegative, Registry
 from spkverif.frontends.fbank import KaldiFbank
 from spkverif.frontends.sinc import SincNet
 from spkverif.frontends.speechbrain_fbank import SpeechBrainFbank
-from spkverif.registry import Count, NonNegative, Registry
 
 FRONTENDS: Registry = Registry("front end")
 

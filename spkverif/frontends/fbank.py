@@ -19,8 +19,8 @@ import torch
 import torchaudio.compliance.kaldi as kaldi
 from torch import nn
 
-from spkverif.errors import SpkverifError
-from spkverif.registry import Count, NonNegative, OneOf, Positive, Range
+from spkverif.base.errors import SpkverifError
+from spkverif.base.registry import Count, NonNegative, OneOf, Positive, Range
 
 _INT16_SCALE = 32768.0
 _EPSILON = torch.finfo(torch.float32).eps

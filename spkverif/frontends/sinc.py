@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spkverif.errors import SpkverifError
-from spkverif.registry import Count, NonNegative
+from spkverif.base.errors import SpkverifError
+from spkverif.base.registry import Count, NonNegative
 
 _FRACTION_LIMIT = 1e-4
 _LOWEST_EDGE_OFFSET_HZ = 30.0

@@ -19,7 +19,7 @@ import math
 import torch
 from torch import nn
 
-from spkverif.registry import Count, NonNegative, Positive
+from spkverif.base.registry import Count, NonNegative, Positive
 
 
 def _to_mel(hz: float) -> float:

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from spkverif.errors import SpkverifError, os_error
+from spkverif.base.errors import SpkverifError, os_error
 
 
 def current_umask() -> int:

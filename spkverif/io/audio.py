@@ -30,10 +30,10 @@ import kaldiio.utils
 import numpy as np
 import soundfile
 
-from spkverif.errors import SpkverifError
+from spkverif.base.errors import SpkverifError
+from spkverif.base.progress import ProgressBar
 from spkverif.io.datadir import DataDir, Segment
 from spkverif.io.tables import locate_key
-from spkverif.progress import ProgressBar
 
 logger = logging.getLogger(__name__)
 
@@ -349,6 +349,18 @@ class AudioReader:
         if last <= first:
             raise self._empty(utt, recording)
         return round((last - first) * self.sample_rate / rate)
+
+
+def measure_lengths(reader: AudioReader, utterances: list[str]) -> dict[str, int]:
+    """Length in samples (at the reader's rate) of each utterance, measured from the audio:
+    file headers where they tell, pipes and ark entries decoded. Raises `SpkverifError`
+    for audio that cannot be read or holds no samples."""
+    lengths = {}
+    with ProgressBar(len(utterances), "measure durations", unit="utt") as bar:
+        for utt in utterances:
+            lengths[utt] = reader.num_samples(utt)
+            bar.advance()
+    return lengths
 
 
 class PreloadedAudio:

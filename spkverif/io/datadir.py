@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spkverif.errors import SpkverifError
+from spkverif.base.errors import SpkverifError
 from spkverif.io.tables import kaldi_sort_key, parse_number, read_rest_of_line, read_text_lines, write_table
 
 SEGMENT_OVERSHOOT = 0.5
@@ -377,6 +377,13 @@ def require_valid(problems: list[SpkverifError]) -> None:
         raise problems[0]
 
 
+def save_fresh(data: DataDir, path: Path, stale: Iterable[str] = ()) -> None:
+    """Save a data directory, first removing files of an earlier run this one will not rewrite."""
+    for name in ("segments", "spk2gender", *stale):
+        (path / name).unlink(missing_ok=True)
+    data.save(path)
+
+
 __all__ = [
     "SEGMENT_OVERSHOOT",
     "DataDir",
@@ -385,6 +392,7 @@ __all__ = [
     "parse_segment",
     "read_segments",
     "require_valid",
+    "save_fresh",
     "spk2utt_from_utt2spk",
     "validate_data_dir",
 ]

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from spkverif.registry import Registry
+from spkverif.base.registry import Registry
 
 Decoder = Callable[[str, int], np.ndarray]
 DECODERS: Registry[Decoder] = Registry("decoder")

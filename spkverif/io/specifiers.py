@@ -20,7 +20,7 @@ import kaldiio
 import kaldiio.utils
 import numpy as np
 
-from spkverif.errors import SpkverifError, os_error
+from spkverif.base.errors import SpkverifError, os_error
 from spkverif.io.atomic import AtomicFileGroup
 from spkverif.io.tables import locate_key, read_text_lines
 

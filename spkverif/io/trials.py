@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spkverif.errors import SpkverifError
+from spkverif.base.errors import SpkverifError
 from spkverif.io.atomic import atomic_write
 from spkverif.io.tables import iter_lines
 

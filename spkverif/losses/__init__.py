@@ -10,8 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from spkverif.losses import center, coco, contrastive, margin, softmax, triplet  # noqa: F401  (register their losses)
-from spkverif.losses.base import LossHead, LossOutput
-from spkverif.losses.registry import LOSSES
+from spkverif.losses.base import LOSSES, LossHead, LossOutput
 
 
 def build_loss(name: str, embedding_dim: int, num_classes: int, options: dict[str, Any] | None = None) -> LossHead:

@@ -14,6 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spkverif.base.registry import Registry
+
+LOSSES: Registry = Registry("loss")
+"""Every loss by name (`train --loss NAME`); each loss module registers its own."""
+
 
 @dataclass
 class LossOutput:

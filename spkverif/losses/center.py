@@ -24,10 +24,9 @@ from typing import Annotated
 
 import torch
 
-from spkverif.losses.base import LossHead, LossOutput
-from spkverif.losses.registry import LOSSES
+from spkverif.base.registry import NonNegative, Range
+from spkverif.losses.base import LOSSES, LossHead, LossOutput
 from spkverif.losses.softmax import SoftmaxHead
-from spkverif.registry import NonNegative, Range
 
 
 class CenterLossHead(SoftmaxHead):

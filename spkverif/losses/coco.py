@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from spkverif.losses.base import CosineClassifier, LossHead, LossOutput
-from spkverif.losses.registry import LOSSES
-from spkverif.registry import Positive
+from spkverif.base.registry import Positive
+from spkverif.losses.base import LOSSES, CosineClassifier, LossHead, LossOutput
 
 
 class CongenerousCosine(CosineClassifier):

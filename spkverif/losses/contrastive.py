@@ -13,10 +13,9 @@ from typing import Annotated
 
 import torch
 
-from spkverif.losses.base import LossHead, LossOutput
+from spkverif.base.registry import OneOf, Positive
+from spkverif.losses.base import LOSSES, LossHead, LossOutput
 from spkverif.losses.pairs import DISTANCES, PairLoss, mean_or_zero, same_speaker
-from spkverif.losses.registry import LOSSES
-from spkverif.registry import OneOf, Positive
 
 
 class ContrastiveHead(PairLoss):

@@ -7,7 +7,7 @@ scale * psi(theta_y) for the true class, where psi adds the margin:
   am             psi = cos(theta) - m          CosFace / AM-softmax (Wang et al. 2018)
   subcenter_aam  aam, with theta to the nearest of K centres of a class (Deng et al. 2020)
 
-The margin can be driven by a margin scheduler (spkverif.training.margin)
+The margin can be driven by a margin scheduler (spkverif.training.margin_schedules)
 through `set_margin`; `final_margin` is the value it rises to.
 """
 
@@ -19,10 +19,9 @@ from typing import Annotated
 import torch
 import torch.nn.functional as F
 
-from spkverif.errors import SpkverifError
-from spkverif.losses.base import CosineClassifier, LossHead, LossOutput
-from spkverif.losses.registry import LOSSES
-from spkverif.registry import Count, NonNegative, OneOf, Positive
+from spkverif.base.errors import SpkverifError
+from spkverif.base.registry import Count, NonNegative, OneOf, Positive
+from spkverif.losses.base import LOSSES, CosineClassifier, LossHead, LossOutput
 
 
 class MarginClassifier(CosineClassifier):

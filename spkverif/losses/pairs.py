@@ -13,8 +13,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from spkverif.base.registry import Registry
 from spkverif.losses.base import LossHead
-from spkverif.registry import Registry
 
 DISTANCES: Registry[Callable[[torch.Tensor], torch.Tensor]] = Registry("distance")
 

@@ -6,8 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spkverif.losses.base import LossHead, LossOutput
-from spkverif.losses.registry import LOSSES
+from spkverif.losses.base import LOSSES, LossHead, LossOutput
 
 
 class SoftmaxHead(LossHead):

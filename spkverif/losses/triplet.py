@@ -15,10 +15,9 @@ from typing import Annotated
 
 import torch
 
-from spkverif.losses.base import LossHead, LossOutput
+from spkverif.base.registry import OneOf, Positive, Registry
+from spkverif.losses.base import LOSSES, LossHead, LossOutput
 from spkverif.losses.pairs import DISTANCES, PairLoss, mean_or_zero, same_speaker
-from spkverif.losses.registry import LOSSES
-from spkverif.registry import OneOf, Positive, Registry
 
 Miner = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor]
 MINERS: Registry[Miner] = Registry("triplet mining")

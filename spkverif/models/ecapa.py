@@ -21,11 +21,11 @@ from typing import Annotated
 import torch
 from torch import nn
 
-from spkverif.errors import SpkverifError
+from spkverif.base.errors import SpkverifError
+from spkverif.base.registry import Count, OneOf, Positive
 from spkverif.models.base import SpeakerEmbeddingModel
 from spkverif.models.pooling import AttentiveStatisticsPooling
 from spkverif.models.registry import MODELS, uses_frontend
-from spkverif.registry import Count, OneOf, Positive
 
 
 class ConvReluNorm(nn.Sequential):

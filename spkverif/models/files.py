@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from spkverif.errors import SpkverifError
+from spkverif.base.errors import SpkverifError
 from spkverif.io.atomic import atomic_write
 from spkverif.models import SpeakerEmbeddingModel, build_model
 from spkverif.models.legacy import is_legacy, upgrade_spec

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from spkverif.registry import Registry
+from spkverif.base.registry import Registry
 
 MODELS: Registry = Registry("model")
 

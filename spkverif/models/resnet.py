@@ -11,10 +11,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from spkverif.base.registry import Count
 from spkverif.models.base import SpeakerEmbeddingModel
 from spkverif.models.pooling import StatisticsPooling
 from spkverif.models.registry import MODELS, uses_frontend
-from spkverif.registry import Count
 
 
 def _conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:

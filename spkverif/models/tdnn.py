@@ -22,10 +22,10 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrizations
 
+from spkverif.base.registry import Count
 from spkverif.models.base import SpeakerEmbeddingModel
 from spkverif.models.pooling import StatisticsPooling
 from spkverif.models.registry import MODELS, uses_frontend
-from spkverif.registry import Count
 
 
 class TdnnLayer(nn.Sequential):

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from spkverif.errors import SpkverifError
+from spkverif.base.errors import SpkverifError
 from spkverif.frontends.sinc import SincFilterbank
 from spkverif.models.files import load_model
 from spkverif.plots import save_figure

@@ -13,14 +13,13 @@ embeddings (B, D) float32 out, with the metadata the export stored.
 
 from __future__ import annotations
 
-import importlib
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from spkverif.errors import SpkverifError
-from spkverif.registry import Registry
-from spkverif.runtime.base import METADATA_NAME, Embedder, check_finite_embedding, fit_length
+from spkverif.base.errors import SpkverifError
+from spkverif.base.registry import Registry
+from spkverif.runtime.base import METADATA_NAME, Embedder, check_finite_embedding, embed_block, fit_length
 
 RUNTIMES: Registry = Registry("model file kind")
 
@@ -28,19 +27,25 @@ RUNTIMES: Registry = Registry("model file kind")
 @RUNTIMES.register("pytorch")
 def open_pytorch(path: Path, device: str) -> Embedder:
     """A spkverif model file or training checkpoint, run by PyTorch on `device`."""
-    return importlib.import_module("spkverif.runtime.pytorch").PytorchEmbedder.from_file(path, device)
+    from spkverif.runtime.pytorch import PytorchEmbedder  # torch: imported for this kind alone
+
+    return PytorchEmbedder.from_file(path, device)
 
 
 @RUNTIMES.register("torchscript")
 def open_torchscript(path: Path, device: str) -> Embedder:
     """A TorchScript file from `spkverif export --format torchscript`, run by libtorch on `device`."""
-    return importlib.import_module("spkverif.runtime.pytorch").TorchScriptEmbedder.from_file(path, device)
+    from spkverif.runtime.pytorch import TorchScriptEmbedder
+
+    return TorchScriptEmbedder.from_file(path, device)
 
 
 @RUNTIMES.register("onnx")
 def open_onnx(path: Path, device: str) -> Embedder:
     """An ONNX file from `spkverif export --format onnx`, run by onnxruntime (CUDA if asked and available)."""
-    return importlib.import_module("spkverif.runtime.onnx").OnnxEmbedder.from_file(path, device)
+    from spkverif.runtime.onnx import OnnxEmbedder  # onnxruntime and numpy, without torch
+
+    return OnnxEmbedder.from_file(path, device)
 
 
 def file_kind(path: str | Path) -> str:
@@ -91,8 +96,9 @@ def open_models(paths: str | Path | Sequence[str | Path], device: str = "auto") 
         raise SpkverifError("no model file given")
     if len(paths) == 1:
         return open_model(paths[0], device)
-    ensemble = importlib.import_module("spkverif.runtime.ensemble")  # only here: it loads the back ends
-    return ensemble.EnsembleEmbedder([open_model(path, device) for path in paths], [str(path) for path in paths])
+    from spkverif.runtime.ensemble import EnsembleEmbedder  # only here: it loads the back ends
+
+    return EnsembleEmbedder([open_model(path, device) for path in paths], [str(path) for path in paths])
 
 
 __all__ = [
@@ -100,4 +106,9 @@ __all__ = [
     "RUNTIMES",
     "Embedder",
     "check_finite_embedding",
-    "file_kind", "fit_length", "open_model", "open_models"]
+    "embed_block",
+    "file_kind",
+    "fit_length",
+    "open_model",
+    "open_models",
+]

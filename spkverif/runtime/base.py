@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from spkverif.errors import SpkverifError
+from spkverif.base.errors import SpkverifError
 from spkverif.io.tables import parse_json
 
 METADATA_NAME = "spkverif.json"
@@ -156,3 +156,18 @@ def check_finite_embedding(embedding: np.ndarray, key: str) -> None:
     such a vector is never written, and no score is made from it."""
     if not np.isfinite(embedding).all():
         raise SpkverifError(f"the model computed a non-finite embedding for {key!r} (NaN or inf); nothing is written")
+
+
+def embed_block(embedder: Embedder, audio: list[np.ndarray], batch_size: int) -> list[np.ndarray]:
+    """Embeddings (D,) of whole utterances (T,); equal lengths share a batch of at most `batch_size`."""
+    results: list[np.ndarray | None] = [None] * len(audio)
+    by_length: dict[int, list[int]] = {}
+    for position, samples in enumerate(audio):
+        by_length.setdefault(len(samples), []).append(position)
+    for positions in by_length.values():
+        for start in range(0, len(positions), batch_size):
+            chosen = positions[start : start + batch_size]
+            embeddings = embedder(np.stack([audio[i] for i in chosen]))
+            for i, embedding in zip(chosen, embeddings, strict=False):
+                results[i] = embedding
+    return results  # type: ignore[return-value]

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from spkverif.backends.base import length_normalise
-from spkverif.errors import SpkverifError
+from spkverif.base.errors import SpkverifError
 from spkverif.runtime.base import Embedder
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from spkverif.errors import SpkverifError
+from spkverif.base.errors import SpkverifError
 from spkverif.runtime.base import (
     METADATA_NAME,
     SEAL_NAME,

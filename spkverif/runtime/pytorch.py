@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from spkverif.errors import SpkverifError
+from spkverif.base.errors import SpkverifError
 from spkverif.models import SpeakerEmbeddingModel
 from spkverif.models.files import load_model, model_fingerprint, resolve_device
 from spkverif.runtime.base import (

@@ -22,7 +22,7 @@ import numpy as np
 import scipy.fft
 import soundfile
 
-from spkverif.errors import SpkverifError
+from spkverif.base.errors import SpkverifError
 from spkverif.io.audio import AudioReader, is_pipe
 from spkverif.io.datadir import load_data_dir
 

@@ -16,24 +16,23 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from spkverif.config import TrainConfig
-from spkverif.io.audio import AudioReader, PreloadedAudio
+from spkverif.io.audio import AudioReader, PreloadedAudio, measure_lengths
 from spkverif.io.datadir import DataDir, load_data_dir
-from spkverif.io.datautils import measure_lengths
 from spkverif.io.shards import SHARD_LIST, read_shard_list
 from spkverif.losses import LossHead, build_loss
 from spkverif.models import SpeakerEmbeddingModel, build_model
 from spkverif.training.augment import SPEEDS, ChunkAugmenter, LazyAudioPool, SpecAugment, noise_kinds
 from spkverif.training.channel import AugmentChain, ChannelAugmenter
-from spkverif.training.checks import check_compiler, check_setup, check_shards
+from spkverif.training.config import TrainConfig
 from spkverif.training.dataset import ChunkBatches, single_threaded_worker
 from spkverif.training.distributed import DistributedContext
 from spkverif.training.features import PrecomputedFeatures
-from spkverif.training.margin import MarginSchedule, build_margin_schedule
+from spkverif.training.held_out import Validator
+from spkverif.training.margin_schedules import MarginSchedule, build_margin_schedule
 from spkverif.training.optim import OPTIMIZERS, SCHEDULERS
+from spkverif.training.preflight import check_compiler, check_setup, check_shards
 from spkverif.training.sampler import SpeakerChunkSampler, SpeakerIndex
-from spkverif.training.shards import ShardChunks, check_streams
-from spkverif.training.validation import Validator
+from spkverif.training.streaming import ShardChunks, check_streams
 
 logger = logging.getLogger(__name__)
 

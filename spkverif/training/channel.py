@@ -26,9 +26,9 @@ import numpy as np
 import scipy.linalg
 import scipy.signal
 
-from spkverif.errors import SpkverifError
+from spkverif.base.errors import SpkverifError
+from spkverif.base.registry import Registry
 from spkverif.io.audio import resample
-from spkverif.registry import Registry
 from spkverif.training.augment import reverberate
 
 Channel = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from spkverif.errors import SpkverifError
+from spkverif.base.errors import SpkverifError
 from spkverif.models import SpeakerEmbeddingModel, build_model
 from spkverif.models.files import MODEL_FORMAT, STATE_FORMAT, load_model, model_payload, read_checkpoint, save_atomic
 

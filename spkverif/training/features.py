@@ -19,8 +19,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from spkverif.base.progress import ProgressBar
 from spkverif.io.audio import AudioReader
-from spkverif.progress import ProgressBar
 from spkverif.runtime.base import fit_length
 
 logger = logging.getLogger(__name__)

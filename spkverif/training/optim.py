@@ -7,8 +7,8 @@ from typing import Annotated
 
 import torch
 
-from spkverif.errors import SpkverifError
-from spkverif.registry import NonNegative, Positive, Range, Registry
+from spkverif.base.errors import SpkverifError
+from spkverif.base.registry import NonNegative, Positive, Range, Registry
 
 OPTIMIZERS: Registry = Registry("optimizer")
 SCHEDULERS: Registry = Registry("scheduler")

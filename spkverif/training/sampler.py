@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spkverif.training.checks import check_batch_fits
+from spkverif.training.preflight import check_batch_fits
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The `train` stage: speaker-balanced chunks -> embedding network -> loss head.
+"""The training loop: speaker-balanced chunks -> embedding network -> loss head.
 
 The same code runs on one CPU, one GPU, or under `torchrun` on many (DDP). A step
 is made of micro-batches ("parts"): rank r of a world of W processes, with G
@@ -29,11 +29,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from spkverif.config import TrainConfig
-from spkverif.errors import SpkverifError
+from spkverif.base.errors import SpkverifError
+from spkverif.base.progress import ProgressBar
 from spkverif.models import count_parameters
 from spkverif.models.legacy import upgrade_spec
-from spkverif.progress import ProgressBar
 from spkverif.training.build import build_components, build_loader, utterance_lengths
 from spkverif.training.checkpoint import (
     Checkpointer,
@@ -43,16 +42,17 @@ from spkverif.training.checkpoint import (
     model_payload,
     save_atomic,
 )
-from spkverif.training.checks import check_config
+from spkverif.training.config import TrainConfig
 from spkverif.training.dataset import Batch
-from spkverif.training.distributed import resolve_device, setup_distributed, shutdown_distributed
+from spkverif.training.distributed import resolve_device, setup_distributed
 from spkverif.training.log import Progress, Throughput, TrainingLog
+from spkverif.training.preflight import check_config
 from spkverif.training.sampler import SpeakerIndex
 from spkverif.training.step import StepResult, TrainStep
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Trainer", "resolve_device", "train"]
+__all__ = ["Trainer", "resolve_device"]
 
 
 class Trainer:
@@ -289,43 +289,3 @@ class Trainer:
         self.log.write({"event": "valid", "epoch": epoch, "global_step": self.progress.global_step, "best": improved,
                         **result})  # fmt: skip
         logger.info("epoch %d validation: EER %.2f%%%s", epoch, 100 * result["eer"], " (best)" if improved else "")
-
-
-def train(
-    config: TrainConfig, data_dir: str | Path, exp_dir: str | Path, resume: bool = False, dry_run: bool = False
-) -> dict[str, Any]:
-    """Run the train stage; with `dry_run`, only build everything and describe it.
-
-    Raises `SpkverifError` for bad settings or data, checkpoints in `exp_dir` without
-    `resume`, and a non-finite loss without --skip-nonfinite.
-    """
-    exp_dir = Path(exp_dir)
-    trainer: Trainer | None = None
-    try:
-        trainer = Trainer(config, data_dir, exp_dir)
-        description = trainer.describe()
-        if dry_run:
-            return description
-        if trainer.latest_checkpoint() is not None and not resume:
-            raise SpkverifError(
-                "already holds checkpoints; pass --resume to continue, or choose another --exp", exp_dir
-            )
-        if resume:
-            trainer.resume()
-        if config.training.init and trainer.progress.global_step == 0:
-            trainer.initialise(config.training.init)
-        logger.info(
-            "training %s (%.2fM parameters) with %s on %d speakers (%d classes), %d utterances, "
-            "device %s, %d process(es), %d chunks a step",
-            description["model"], description["model_parameters"] / 1e6, description["loss"],
-            description["speakers"], description["classes"], description["utterances"],
-            description["device"], description["world_size"], description["chunks_per_step"],
-        )  # fmt: skip
-        final = trainer.run()
-        description["final_model"] = str(final)
-        return description
-    finally:
-        if trainer is not None:
-            trainer.parts.ddp = trainer.parts.network  # DDP's reducer holds the process group: release it first
-        del trainer
-        shutdown_distributed()

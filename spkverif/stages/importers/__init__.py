@@ -1,0 +1,28 @@
+"""The `import` stage: another toolkit's checkpoint -> an ordinary spkverif model file.
+
+Each toolkit is one module registering a function in `IMPORTERS`; it reads the
+peer's local files (nothing is downloaded), builds the same network from our
+registered models with the front end it was trained with, renames and reshapes
+the weights, and loads them strictly, so any key that does not fit is an error
+naming it. The result is written like a trained model (`models/final.pt`), so
+`extract`, `export`, `verify` and the recipes take it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from spkverif.base.registry import Registry
+
+Importer = Callable[..., dict[str, Any]]
+IMPORTERS: Registry[Importer] = Registry("checkpoint source")
+
+
+def import_checkpoint(source: str, checkpoint: str | Path, config: str | Path, out: str | Path) -> dict[str, Any]:
+    """Run the import stage for `source` (`speechbrain`, `wespeaker`); returns name, options, fingerprint, path."""
+    return IMPORTERS.get(source)(Path(checkpoint), Path(config), Path(out))
+
+
+from spkverif.stages.importers import speechbrain, wespeaker  # noqa: E402, F401  (register their importers)

@@ -1,0 +1,226 @@
+"""`prepare librispeech`: the LibriSpeech tree as one Kaldi data directory per subset.
+
+The corpus (Panayotov et al., ICASSP 2015; OpenSLR 12) keeps each utterance at
+`<subset>/<speaker>/<chapter>/<speaker>-<chapter>-<nnnn>.flac`, under ROOT or
+ROOT/LibriSpeech, with `SPEAKERS.TXT` (`ID | SEX | SUBSET | MINUTES | NAME`) beside
+the subsets. Utterance ids are the corpus's own file names (`103-1240-0000`), which
+start with the speaker as Kaldi expects; since `-` sorts before every digit, the C
+order of utterances also groups them by speaker. The "speaker" is the reader (Kaldi's
+ASR recipe uses reader-chapter; for verification the reader is the identity).
+Data directories are named as in Kaldi's `egs/librispeech/s5` (`train_clean_100`).
+
+Evaluation subsets (dev-*, test-*) get a Kaldi trial list: every pair of utterances
+by default, or `trials` pairs, half target and half nontarget, drawn with `seed`;
+target pairs across chapters are taken first (the same chapter is the same book
+read in one sitting: an easier target).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from spkverif.base.errors import SpkverifError
+from spkverif.base.progress import warn_about
+from spkverif.io.atomic import atomic_directory
+from spkverif.io.datadir import DataDir
+from spkverif.io.tables import write_table
+from spkverif.io.trials import write_trials
+from spkverif.stages.prepare.directory import AudioEntry, data_dir_from, measure_durations, walk_corpus_tree
+from spkverif.stages.prepare.summary import Reference, SetCounts, TrialCounts, print_tables, sets_table, trials_table
+from spkverif.stages.prepare.trials import all_pairs, balanced_trials
+
+logger = logging.getLogger(__name__)
+
+# Speakers and utterances from the corpus's own counts; hours from Panayotov et al., table 1.
+LIBRISPEECH_SUBSETS = {
+    "train-clean-100": Reference(251, 28539, 100.6),
+    "train-clean-360": Reference(921, 104014, 363.6),
+    "train-other-500": Reference(1166, 148688, 496.7),
+    "dev-clean": Reference(40, 2703, 5.4),
+    "dev-other": Reference(33, 2864, 5.3),
+    "test-clean": Reference(40, 2620, 5.4),
+    "test-other": Reference(33, 2939, 5.1),
+}
+EVALUATION_PREFIXES = ("dev-", "test-")
+SPEAKERS_FILE = "SPEAKERS.TXT"
+_FILE_NAME = re.compile(r"^(\d+)-(\d+)-(\d+)$")
+
+
+@dataclass
+class LibriSpeechResult:
+    """What `prepare_librispeech` wrote: data directories by subset, trials written, problems found."""
+
+    data: dict[str, DataDir] = field(default_factory=dict)
+    trials: dict[str, int] = field(default_factory=dict)
+    unreadable: list[str] = field(default_factory=list)
+    misnamed: list[str] = field(default_factory=list)
+    genders: bool = False
+
+
+def data_dir_name(subset: str) -> str:
+    """Kaldi's name for a subset: `train-clean-100` -> `train_clean_100`."""
+    return subset.replace("-", "_")
+
+
+def is_evaluation_subset(subset: str) -> bool:
+    return subset.startswith(EVALUATION_PREFIXES)
+
+
+def corpus_root(root: Path) -> Path:
+    """ROOT itself or ROOT/LibriSpeech, whichever holds subsets or SPEAKERS.TXT."""
+    if not root.is_dir():
+        raise SpkverifError("no such directory", root)
+    for candidate in (root, root / "LibriSpeech"):
+        if candidate.is_dir() and (
+            (candidate / SPEAKERS_FILE).is_file() or any((candidate / name).is_dir() for name in LIBRISPEECH_SUBSETS)
+        ):
+            return candidate
+    names = ", ".join(LIBRISPEECH_SUBSETS)
+    raise SpkverifError(f"no LibriSpeech subset ({names}) here or in LibriSpeech/", root)
+
+
+def read_speakers_file(path: Path) -> dict[str, str]:
+    """speaker -> Kaldi gender (`m`/`f`) from SPEAKERS.TXT; `;` lines are comments."""
+    genders: dict[str, str] = {}
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip() or line.lstrip().startswith(";"):
+                continue
+            fields = [part.strip() for part in line.split("|")]
+            if len(fields) < 3 or not fields[0].isdigit() or fields[1].upper() not in ("M", "F"):
+                raise SpkverifError("expected `ID | SEX | SUBSET | MINUTES | NAME` with SEX M or F", path, number)
+            genders[fields[0]] = fields[1].lower()
+    if not genders:
+        raise SpkverifError("no speakers in the speaker table", path)
+    return genders
+
+
+def scan_subset(directory: Path) -> tuple[list[AudioEntry], list[str], dict[str, str]]:
+    """Every `<speaker>/<chapter>/<speaker>-<chapter>-<nnnn>.flac` below `directory`.
+
+    Returns the entries sorted by id, the files whose names do not match their
+    folders (as `path: why` lines; they are left out), and each utterance's chapter.
+    """
+    entries: list[AudioEntry] = []
+    misnamed: list[str] = []
+    chapters: dict[str, str] = {}
+    for speaker, chapter, item in walk_corpus_tree(directory):
+        stem, suffix = os.path.splitext(item.name)
+        if suffix.lower() != ".flac":
+            continue
+        match = _FILE_NAME.match(stem)
+        if match is None or match.group(1) != speaker.name or match.group(2) != chapter.name:
+            misnamed.append(f"{item.path}: expected {speaker.name}-{chapter.name}-NNNN.flac in this folder")
+            continue
+        entries.append(AudioEntry(speaker.name, stem, Path(item.path)))
+        chapters[stem] = f"{speaker.name}-{chapter.name}"
+    entries.sort(key=lambda entry: entry.utt.encode())
+    return entries, misnamed, chapters
+
+
+def _select_subsets(root: Path, subsets: list[str] | None) -> list[str]:
+    if subsets:
+        unknown = [name for name in subsets if name not in LIBRISPEECH_SUBSETS]
+        if unknown:
+            raise SpkverifError(f"unknown subset {unknown[0]!r}; LibriSpeech has {', '.join(LIBRISPEECH_SUBSETS)}")
+        missing = [name for name in subsets if not (root / name).is_dir()]
+        if missing:
+            raise SpkverifError(f"subset {missing[0]!r} is not there", root / missing[0])
+        return list(dict.fromkeys(subsets))
+    present = [name for name in LIBRISPEECH_SUBSETS if (root / name).is_dir()]
+    if not present:
+        raise SpkverifError(f"no LibriSpeech subset here ({', '.join(LIBRISPEECH_SUBSETS)})", root)
+    return present
+
+
+def make_trials(
+    data: DataDir, chapters: dict[str, str], num_trials: int | None, seed: int
+) -> Iterable[tuple[str, str, bool]]:
+    """All pairs (`num_trials` None), generated as written (3.4 M for test-clean), or a
+    balanced sample preferring cross-chapter targets."""
+    if num_trials is None:
+        return all_pairs(data.utt2spk)
+    rng = np.random.default_rng(seed)
+    return balanced_trials(data.utt2spk, num_trials, rng, {utt: chapters[utt] for utt in data.utterances})
+
+
+def _counted(rows: Iterable[tuple[str, str, bool]], counts: list[int]) -> Iterator[tuple[str, str, bool]]:
+    """Pass the rows through, adding to counts [trials, targets]."""
+    for row in rows:
+        counts[0] += 1
+        counts[1] += row[2]
+        yield row
+
+
+def prepare_librispeech(
+    root: str | Path,
+    out: str | Path,
+    subsets: list[str] | None = None,
+    num_trials: int | None = None,
+    seed: int = 0,
+    jobs: int = 4,
+) -> LibriSpeechResult:
+    """OUT/<subset> for each subset asked for (default: each one present), with trials for dev/test subsets.
+
+    Raises SpkverifError for a missing ROOT, an unknown or absent subset, an
+    unreadable SPEAKERS.TXT line, a subset with no readable audio, or an output
+    directory holding files that are not a data directory's. Unreadable and
+    misnamed files are listed and left out, not fatal. Each data directory is built
+    apart and renamed into place whole (`atomic_directory`).
+    """
+    root, out = corpus_root(Path(root)), Path(out)
+    if num_trials is not None and num_trials < 2:
+        raise SpkverifError(f"--trials must be at least 2 (one target, one nontarget), not {num_trials}")
+    chosen = _select_subsets(root, subsets)
+    speakers_file = root / SPEAKERS_FILE
+    genders = read_speakers_file(speakers_file) if speakers_file.is_file() else None
+    if genders is None:
+        logger.warning("no %s in %s: spk2gender is not written", SPEAKERS_FILE, root)
+    result = LibriSpeechResult(genders=genders is not None)
+    rows: list[SetCounts] = []
+    trial_rows: list[TrialCounts] = []
+    for subset in chosen:
+        entries, misnamed, chapters = scan_subset(root / subset)
+        warn_about(misnamed, f"files in {root / subset} are not named <speaker>-<chapter>-NNNN.flac", "misnamed")
+        measured = measure_durations(entries, jobs, f"prepare librispeech {subset}")
+        data = data_dir_from(entries, measured.durations)
+        if not data.utterances:
+            raise SpkverifError("no readable <speaker>/<chapter>/<speaker>-<chapter>-NNNN.flac files", root / subset)
+        name = data_dir_name(subset)
+        trials = make_trials(data, chapters, num_trials, seed) if is_evaluation_subset(subset) else None
+        counts = [0, 0]
+        with atomic_directory(out / name) as staging:
+            data.save(staging)
+            if genders is not None:
+                known = [(spk, genders[spk]) for spk in data.speakers if spk in genders]
+                write_table(staging / "spk2gender", known)
+                warn_about(
+                    [spk for spk in data.speakers if spk not in genders],
+                    f"speakers of {subset} are not in {speakers_file}",
+                    "no gender",
+                )
+            if trials is not None:
+                write_trials(staging / "trials", _counted(trials, counts))
+        data.path = out / name
+        result.data[name] = data
+        result.unreadable += measured.unreadable
+        result.misnamed += misnamed
+        left_out = len(measured.unreadable) + len(misnamed)
+        rows.append(SetCounts.of(name, data, left_out, LIBRISPEECH_SUBSETS[subset]))
+        if trials is not None:
+            result.trials[name], targets = counts
+            how = "every pair" if num_trials is None else f"{num_trials:,} balanced, seed {seed}"
+            note = f"{targets:,} target, {counts[0] - targets:,} nontarget"
+            trial_rows.append(TrialCounts(name, how, str(out / name / "trials"), counts[0], counts[0], 0, note=note))
+    caption = "found / official; left out: unreadable or misnamed files"
+    print_tables(
+        sets_table(f"LibriSpeech in {root}", rows, caption), *([trials_table(trial_rows)] if trial_rows else [])
+    )
+    return result
