@@ -40,10 +40,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from spkverif.base.errors import SpkverifError
+from spkverif.config import load_train_config
 from spkverif.losses import build_loss
 from spkverif.models import build_model
 from spkverif.training.channel import ChannelAugmenter
-from spkverif.training.config import load_train_config
 
 REPO = Path(__file__).resolve().parents[1]
 LIBRISPEECH_TRAINING_READERS = 251 + 921 + 1166  # train-clean-100, -360, other-500

@@ -33,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 from spkverif.base.progress import set_quiet
+from spkverif.config import load_train_config, parse_override
 from spkverif.stages.prepare.mini import MiniOptions, prepare_mini
 from spkverif.stages.train import train
-from spkverif.training.config import load_train_config, parse_override
 
 
 def model_settings(spec: str) -> tuple[str, list[str]]:

@@ -23,6 +23,10 @@ import numpy as np
 
 from spkverif.base.errors import SpkverifError
 
+P_TARGET = 0.01
+"""The prior of a target trial that evaluations use (VoxCeleb's, NIST SRE's): the first of `report`'s
+minDCF priors, a calibration's default decision prior, the minDCF that training validation logs."""
+
 
 @dataclass
 class OperatingPoints:

@@ -11,7 +11,7 @@ import yaml
 
 from spkverif.base.errors import SpkverifError
 from spkverif.base.ranges import describe
-from spkverif.training.config import (
+from spkverif.config import (
     COMPONENT_FLAGS,
     TrainConfig,
     load_train_config,
@@ -77,7 +77,7 @@ def _train_command() -> click.Command:
 
 
 def test_the_train_flags_are_the_declared_ones(run_cli) -> None:
-    from spkverif.cli import ConfigOption
+    from spkverif.cli.train import ConfigOption
 
     declared = {flag.name: flag for flag in train_flags()}
     field_flags = {key for key, item in settings() if item.metadata["flag"]}

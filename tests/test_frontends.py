@@ -13,11 +13,11 @@ import torchaudio.compliance.kaldi as kaldi
 
 from spkverif.base.errors import SpkverifError
 from spkverif.base.registry import builder_options
+from spkverif.config import load_train_config, parse_override
 from spkverif.frontends import FRONTENDS, KaldiFbank, SincNet, SpeechBrainFbank, build_frontend
 from spkverif.models import build_model
 from spkverif.models.files import load_model, model_fingerprint, read_checkpoint
 from spkverif.models.legacy import upgrade_spec
-from spkverif.training.config import load_train_config, parse_override
 
 LEGACY = Path(__file__).parent / "data" / "legacy"
 SMALL_TDNN = "model: {name: xvector, channels: 16, stats_channels: 32, embedding_dim: 8}\n"

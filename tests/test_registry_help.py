@@ -67,6 +67,9 @@ def test_every_name_is_in_the_help_of_its_option(run_cli, key: str) -> None:
     registry = entry.registry()
     assert registry.names(), f"{key} has nothing registered"
     text = _option_help(run_cli, entry.option)
+    if entry.option.startswith("train "):  # one line of names: the descriptions are `spkverif list`'s
+        assert set(registry.names()) <= set(re.findall(r"[\w-]+", text)), text
+        return
     assert set(registry.names()) <= _listed_names(text), text
     for name in registry.names():
         first_words = " ".join(registry.describe(name).split()[:3])
@@ -114,10 +117,10 @@ def test_a_new_model_and_loss_appear_without_touching_the_cli(run_cli, monkeypat
     def build_dummy_loss(embedding_dim: int, num_classes: int, spread: Annotated[float, Range(gt=0, le=2)] = 1.5):
         """A dummy loss, registered by the test only."""
 
-    assert "dummy_net" in _listed_names(_option_help(run_cli, "train --model"))
-    assert "A dummy network, registered by the test only." in " ".join(_option_help(run_cli, "train --model").split())
-    assert "dummy_loss" in _listed_names(_option_help(run_cli, "train --loss"))
+    assert "dummy_net" in re.findall(r"\w+", _option_help(run_cli, "train --model"))
+    assert "dummy_loss" in re.findall(r"\w+", _option_help(run_cli, "train --loss"))
     listing = _run_wide("list", "models", "losses").output
+    assert "A dummy network, registered by the test only." in listing
     assert "width: int = 7  [>= 1]" in listing
     assert "spread: float = 1.5  [> 0, <= 2]" in listing
 

@@ -20,6 +20,7 @@ import soundfile
 import torch
 
 from spkverif.base.errors import SpkverifError
+from spkverif.config import load_train_config, parse_override
 from spkverif.io.audio import AudioReader
 from spkverif.io.datadir import load_data_dir
 from spkverif.models import build_model
@@ -27,7 +28,6 @@ from spkverif.models.files import load_model
 from spkverif.runtime.base import fit_length
 from spkverif.stages.train import train
 from spkverif.training.checkpoint import average_states, read_checkpoint
-from spkverif.training.config import load_train_config, parse_override
 from spkverif.training.dataset import ChunkBatches
 from spkverif.training.features import PrecomputedFeatures
 from spkverif.training.optim import SCHEDULERS

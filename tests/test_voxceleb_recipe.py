@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import soundfile
 
+from spkverif.config import load_train_config
 from spkverif.losses import build_loss
 from spkverif.models import build_model, count_parameters
-from spkverif.training.config import load_train_config
 from tests.fake_corpora import make_fake_musan, make_fake_rirs, make_fake_voxceleb1, make_fake_voxceleb2
 
 REPO = Path(__file__).resolve().parents[1]

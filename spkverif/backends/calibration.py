@@ -58,7 +58,7 @@ from spkverif.base.errors import SpkverifError
 from spkverif.base.registry import Registry
 from spkverif.io.atomic import atomic_write
 from spkverif.io.tables import read_json
-from spkverif.metrics import bayes_threshold, fit_logistic_regression
+from spkverif.metrics import P_TARGET, bayes_threshold, fit_logistic_regression
 
 logger = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ class Calibration:
         one asked for). Raises `SpkverifError` for a rate the held-out trials cannot resolve.
         """
         if fa_rate is None:
-            prior = 0.01 if p_target is None else p_target
+            prior = P_TARGET if p_target is None else p_target
             if not 0 < prior < 1:
                 raise SpkverifError(f"--p-target must be in (0, 1), not {prior:g}")
             return bayes_threshold(prior), f"Bayes threshold at p_target={prior:g}"

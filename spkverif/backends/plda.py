@@ -49,6 +49,8 @@ logger = logging.getLogger(__name__)
 
 FORMAT = "spkverif-plda-1"
 
+EM_ITERATIONS = 10
+"""EM iterations of the two-covariance model unless told (`score --plda-iters`)."""
 MIN_PLDA_SPEAKERS = 2
 """Speaker means needed for a between-speaker covariance."""
 MIN_LDA_DIM = 2
@@ -104,7 +106,7 @@ def train_lda(vectors: np.ndarray, labels: np.ndarray, dim: int) -> np.ndarray:
 
 
 def train_two_covariance(
-    vectors: np.ndarray, labels: np.ndarray, iterations: int = 10
+    vectors: np.ndarray, labels: np.ndarray, iterations: int = EM_ITERATIONS
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """EM for (mu, between B, within W) of the two-covariance model; returns (mu, B, W)."""
     sums, counts = _class_sums(vectors, labels)
@@ -298,9 +300,9 @@ def build_plda(
     train_plda: str | None = None,
     utt2spk: str | None = None,
     lda_dim: Count | None = None,
-    plda_iters: Count = 10,
+    plda_iters: Count = EM_ITERATIONS,
 ) -> PldaScorer:
-    """Load `plda_model`, or train it first on `train_plda` (an rspecifier) with speakers from `utt2spk`."""
+    """Load --plda-model, or train it first on --train-plda (an rspecifier) with speakers from --utt2spk."""
     if plda_model is None:
         raise SpkverifError("--method plda needs --plda-model (a file to read, or to write with --train-plda)")
     if train_plda is None:

@@ -47,6 +47,8 @@ from spkverif.io.specifiers import load_vectors
 
 logger = logging.getLogger(__name__)
 
+TOP_N = 300
+"""AS-norm's `top_n` (`score --top-n`), and the QMF cohort mean's (`report --top-n`), unless told: WeSpeaker's."""
 MIN_COHORT_SIZE = 2
 """Cohort entries needed for a standard deviation of the cohort scores (s-norm divides by it)."""
 MIN_TOP_N = 2
@@ -260,13 +262,13 @@ def _build(cohort: str | None, cohort_utt2spk: str | None, mean: str | None, top
 def build_snorm(
     cohort: str | None = None, cohort_utt2spk: str | None = None, mean: str | None = None
 ) -> CohortNormScorer:
-    """S-norm over the whole cohort (an rspecifier; with cohort_utt2spk, averaged per speaker)."""
+    """S-norm over the whole --cohort (an rspecifier; with --cohort-utt2spk, averaged per speaker)."""
     return _build(cohort, cohort_utt2spk, mean, None)
 
 
 @BACKENDS.register("asnorm")
 def build_asnorm(
-    cohort: str | None = None, cohort_utt2spk: str | None = None, mean: str | None = None, top_n: Count = 300
+    cohort: str | None = None, cohort_utt2spk: str | None = None, mean: str | None = None, top_n: Count = TOP_N
 ) -> CohortNormScorer:
-    """AS-norm over each side's `top_n` closest cohort entries (300 as WeSpeaker; the paper used 400)."""
+    """AS-norm over each side's --top-n closest cohort entries (WeSpeaker's number by default; the paper used 400)."""
     return _build(cohort, cohort_utt2spk, mean, top_n)

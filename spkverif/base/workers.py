@@ -26,6 +26,9 @@ from contextlib import contextmanager
 from multiprocessing import get_context, util
 from multiprocessing.pool import Pool
 
+JOBS = 4
+"""Threads or processes a stage runs unless told (`--jobs`): of a preparer, reading audio headers; of a decoder."""
+
 
 def _stop(signum: int, frame: object) -> None:
     raise SystemExit(1)

@@ -19,14 +19,14 @@ from pathlib import Path
 
 from spkverif.base.errors import SpkverifError
 from spkverif.base.registry import Registry
-from spkverif.runtime.base import METADATA_NAME, Embedder, check_finite_embedding, embed_block, fit_length
+from spkverif.runtime.base import DEVICE, METADATA_NAME, Embedder, check_finite_embedding, embed_block, fit_length
 
 RUNTIMES: Registry = Registry("model file kind")
 
 
 @RUNTIMES.register("pytorch")
 def open_pytorch(path: Path, device: str) -> Embedder:
-    """A spkverif model file or training checkpoint, run by PyTorch on `device`."""
+    """A spkverif model file or training checkpoint, run by PyTorch on --device."""
     from spkverif.runtime.pytorch import PytorchEmbedder  # torch: imported for this kind alone
 
     return PytorchEmbedder.from_file(path, device)
@@ -34,7 +34,7 @@ def open_pytorch(path: Path, device: str) -> Embedder:
 
 @RUNTIMES.register("torchscript")
 def open_torchscript(path: Path, device: str) -> Embedder:
-    """A TorchScript file from `spkverif export --format torchscript`, run by libtorch on `device`."""
+    """A TorchScript file from `spkverif export --format torchscript`, run by libtorch on --device."""
     from spkverif.runtime.pytorch import TorchScriptEmbedder
 
     return TorchScriptEmbedder.from_file(path, device)
@@ -74,7 +74,7 @@ def file_kind(path: str | Path) -> str:
     return "pytorch"
 
 
-def open_model(path: str | Path, device: str = "auto") -> Embedder:
+def open_model(path: str | Path, device: str = DEVICE) -> Embedder:
     """The embedder for a model file of any kind (see `file_kind`).
 
     Raises `SpkverifError` for a missing file, a file of none of the kinds, or an
@@ -83,7 +83,7 @@ def open_model(path: str | Path, device: str = "auto") -> Embedder:
     return RUNTIMES.get(file_kind(path))(Path(path), device)
 
 
-def open_models(paths: str | Path | Sequence[str | Path], device: str = "auto") -> Embedder:
+def open_models(paths: str | Path | Sequence[str | Path], device: str = DEVICE) -> Embedder:
     """One model file's embedder, or for several an `EnsembleEmbedder` of them, in order.
 
     Several files (of any kinds, mixed) run as one network whose cosine scores are the
@@ -102,6 +102,7 @@ def open_models(paths: str | Path | Sequence[str | Path], device: str = "auto") 
 
 
 __all__ = [
+    "DEVICE",
     "METADATA_NAME",
     "RUNTIMES",
     "Embedder",

@@ -33,6 +33,10 @@ _SEAL_VERSION = b"spkverif-seal 1\n"
 PROBE_SECONDS = 0.5
 
 
+DEVICE = "auto"
+"""Where a network runs unless told (`--device`): `auto` is the GPU where there is one, else the CPU."""
+
+
 class Embedder(ABC):
     """A network ready to run: waveforms (B, T) float32 in [-1, 1] in, embeddings (B, D) float32 out.
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from spkverif.base.errors import SpkverifError
 from spkverif.runtime.base import (
+    DEVICE,
     METADATA_NAME,
     SEAL_NAME,
     Embedder,
@@ -103,7 +104,7 @@ class OnnxEmbedder(Embedder):
         self.session = session
 
     @classmethod
-    def from_file(cls, path: str | Path, device: str = "auto") -> OnnxEmbedder:
+    def from_file(cls, path: str | Path, device: str = DEVICE) -> OnnxEmbedder:
         """Open `path`; `device` cuda/auto uses onnxruntime's CUDA provider when it is installed.
 
         Raises `SpkverifError` for a file onnxruntime cannot read, one without our

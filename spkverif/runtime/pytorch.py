@@ -15,6 +15,7 @@ from spkverif.base.errors import SpkverifError
 from spkverif.models import SpeakerEmbeddingModel
 from spkverif.models.files import load_model, model_fingerprint, resolve_device
 from spkverif.runtime.base import (
+    DEVICE,
     METADATA_NAME,
     SEAL_NAME,
     Embedder,
@@ -65,7 +66,7 @@ class PytorchEmbedder(Embedder):
         self.device = device
 
     @classmethod
-    def from_file(cls, path: str | Path, device: str = "auto") -> PytorchEmbedder:
+    def from_file(cls, path: str | Path, device: str = DEVICE) -> PytorchEmbedder:
         """Load a model file or training checkpoint (`SpkverifError` if it is neither). On
         the CPU its convolutions run on length buckets (`spkverif.runtime.buckets`: the
         same embeddings, without building oneDNN kernels for every utterance's length)."""
@@ -89,7 +90,7 @@ class TorchScriptEmbedder(Embedder):
         self.device = device
 
     @classmethod
-    def from_file(cls, path: str | Path, device: str = "auto") -> TorchScriptEmbedder:
+    def from_file(cls, path: str | Path, device: str = DEVICE) -> TorchScriptEmbedder:
         """Load `path`, run it once on `PROBE_SECONDS` of silence (`spkverif.runtime.base`).
 
         Raises `SpkverifError` for a file torch.jit cannot read, one without our metadata,

@@ -159,9 +159,20 @@ def choices_help(*keys: str, width: int = 66) -> str:
             )
             for name in registry.names()
         ]
-        heading = f"{entry.option.split(' --set ')[-1]} (spkverif list {key}):" if " --set " in entry.option else ""
+        heading = f"{set_key(key)} (spkverif list {key}):" if set_key(key) else ""
         blocks.append("\b\n" + "\n".join(([heading] if heading else []) + lines))
     return "\n\n".join(blocks)
+
+
+def choices_line(key: str) -> str:
+    """The names a registry holds, on one line (their descriptions are `spkverif list`'s)."""
+    return ", ".join(catalogue_entry(key).registry().names())
+
+
+def set_key(key: str) -> str:
+    """The configuration key a registry's names are given to by `--set` ("optimizer.name"), or ''."""
+    option = catalogue_entry(key).option
+    return option.split(" --set ")[-1] if " --set " in option else ""
 
 
 def render_listing(keys: Iterable[str] = (), width: int = 100) -> str:

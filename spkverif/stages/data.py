@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from spkverif.base.errors import SpkverifError
+from spkverif.config import DataOptions
 from spkverif.io.atomic import atomic_directory
 from spkverif.io.audio import AudioReader, measure_lengths
 from spkverif.io.datadir import load_data_dir, require_valid, spk2utt_from_utt2spk, validate_data_dir
@@ -291,12 +292,14 @@ def combine_data_dirs(sources: list[str | Path], out: str | Path) -> Tables:
     return result
 
 
-def write_durations(path: str | Path, sample_rate: int = 16000, force: bool = False) -> dict[str, float]:
+def write_durations(
+    path: str | Path, sample_rate: int = DataOptions.sample_rate, force: bool = False
+) -> dict[str, float]:
     """Kaldi's utils/data/get_utt2dur.sh: write `path/utt2dur` (`utt seconds`, 4 decimals, C-sorted).
 
-    Lengths are counted at `sample_rate` (a recording at another rate as if resampled;
-    segments by their bounds). A directory whose utt2dur already covers every
-    utterance is left alone unless `force`. Returns the durations in seconds. Raises
+    Lengths are counted at `sample_rate` (by default the rate `train` reads at; a recording
+    at another rate as if resampled; segments by their bounds). A directory whose utt2dur
+    already covers every utterance is left alone unless `force`. Returns the durations in seconds. Raises
     `SpkverifError` for a malformed directory or unreadable audio (utt2dur is then
     not written: the write is atomic).
     """

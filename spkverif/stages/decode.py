@@ -34,7 +34,7 @@ import soundfile
 
 from spkverif.base.errors import SpkverifError
 from spkverif.base.progress import ProgressBar, warn_about
-from spkverif.base.workers import worker_pool
+from spkverif.base.workers import JOBS, worker_pool
 from spkverif.io.atomic import atomic_write
 from spkverif.io.audio import AudioReader, is_pipe
 from spkverif.io.datadir import DataDir, Segment, load_data_dir, save_fresh
@@ -59,7 +59,7 @@ class DecodeOptions:
 
     audio_format: str = "wav"
     decoder: str = "pyav"
-    jobs: int = 4
+    jobs: int = JOBS
     part: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:

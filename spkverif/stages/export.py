@@ -48,6 +48,8 @@ from spkverif.runtime.pytorch import model_metadata, torchscript_digest
 ONNX_OPSET = 18
 _TOLERANCE = 1e-4
 
+logger = logging.getLogger(__name__)
+
 Exporter = Callable[[SpeakerEmbeddingModel, dict[str, Any], Path], float]
 EXPORTERS: Registry[Exporter] = Registry("export format")
 
@@ -103,20 +105,27 @@ def torchscript_bytes(module: torch.jit.ScriptModule, text: str) -> bytes:
     return sealed.getvalue()
 
 
+THIRD_PARTY_LOGGERS = ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "onnx_ir")
+"""The exporter's loggers: its optional-package notes and its passes' steps (`Removed 80 unused nodes`,
+`Replaced initializer ...`, dozens a model), silenced unless debug logging (`-v`) asks for them."""
+
+
 @contextlib.contextmanager
 def _quiet_onnx_export() -> Iterator[None]:
-    """The exporter logs optional-package notes and prints its steps; a stage keeps stdout clean."""
-    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
+    """The exporter logs and prints its steps; a stage keeps stdout clean, and its log to spkverif's own
+    lines unless `-v` (debug logging) asks for the exporter's too."""
+    quiet = not logging.getLogger("spkverif").isEnabledFor(logging.DEBUG)
+    loggers = [logging.getLogger(name) for name in THIRD_PARTY_LOGGERS] if quiet else []
+    levels = [each.level for each in loggers]
+    for each in loggers:
+        each.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             yield
     finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
+        for each, level in zip(loggers, levels, strict=True):
+            each.setLevel(level)
 
 
 def onnx_bytes(model: SpeakerEmbeddingModel, info: dict[str, Any]) -> bytes:
@@ -193,6 +202,7 @@ def export_model(model_path: str | Path, out_path: str | Path, fmt: str | None =
     if Path(out_path).is_dir():
         raise SpkverifError("is a directory; give the exported file's path", out_path)
     deviation = EXPORTERS.get(fmt)(model, info, Path(out_path))
+    logger.info("exported %s to %s as %s (max deviation %.2g)", info["model"]["name"], out_path, fmt, deviation)
     return {**info, "format": fmt, "max_deviation": deviation, "path": str(out_path)}
 
 

@@ -39,7 +39,7 @@ from spkverif.io.audio import (
 from spkverif.io.datadir import load_data_dir, read_segments
 from spkverif.io.specifiers import ArchiveWriter, parse_specifier
 from spkverif.io.tables import read_rest_of_line
-from spkverif.runtime import Embedder, check_finite_embedding, embed_block, fit_length, open_models
+from spkverif.runtime import DEVICE, Embedder, check_finite_embedding, embed_block, fit_length, open_models
 
 logger = logging.getLogger(__name__)
 
@@ -204,7 +204,7 @@ def extract(
     model_path: str | Path | Sequence[str | Path],
     rspecifier: str,
     wspecifier: str,
-    device: str = "auto",
+    device: str = DEVICE,
     batch_size: int = BATCH_SIZE,
     block_size: int = 256,
     segments: str | None = None,

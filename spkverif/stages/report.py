@@ -20,11 +20,13 @@ from rich.console import Console
 from rich.table import Table
 
 from spkverif.backends.calibration import CALIBRATIONS, TrialQuality, fit_calibration_file
+from spkverif.backends.snorm import TOP_N, CohortMeans
 from spkverif.base.errors import SpkverifError
 from spkverif.io.atomic import atomic_write
 from spkverif.io.tables import iter_lines, parse_number
 from spkverif.io.trials import Trials, read_trials
 from spkverif.metrics import (
+    P_TARGET,
     bootstrap,
     compute_act_dcf,
     compute_cllr,
@@ -38,7 +40,7 @@ from spkverif.metrics import (
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_P_TARGETS = (0.01, 0.001, 0.05)
+DEFAULT_P_TARGETS = (P_TARGET, 0.001, 0.05)
 
 
 @dataclass
@@ -285,6 +287,63 @@ def report(
     return rows
 
 
+def run(
+    scores: Sequence[str],
+    trials: Sequence[str],
+    out_dir: str | Path | None = None,
+    names: Sequence[str] = (),
+    settings: ReportSettings | None = None,
+    *,
+    calibration_scores: Sequence[str] = (),
+    calibration_trials: Sequence[str] = (),
+    calibration_method: str = "linear",
+    durations: Sequence[str] = (),
+    embeddings: Sequence[str] = (),
+    cohort: str | None = None,
+    cohort_utt2spk: str | None = None,
+    top_n: int | None = None,
+    model_path: Sequence[str] = (),
+    save_calibration: str | Path | None = None,
+    det_path: str | Path | None = None,
+    plot: bool = True,
+    training: Sequence[str] = (),
+    filters_model: str | Path | None = None,
+) -> list[dict[str, Any]]:
+    """Everything `spkverif report` makes, each where asked for: the learned filters of a SincNet
+    model (`filters_model`: filters.png in `out_dir`, else beside the model), the training curves of
+    experiment directories (`training`: training.png in `out_dir`, else in the first), and the
+    evaluation of `scores` (`report`, calibrated as `load_calibration_options` reads; QMF's cohort
+    takes the `top_n` (default `TOP_N`) highest scores of each side). Returns the rows of `report`."""
+    if filters_model:
+        from spkverif.plots.filters import plot_filters
+
+        target = (Path(out_dir) if out_dir else Path(filters_model).parent) / "filters.png"
+        print(f"learned filters: {plot_filters(filters_model, target)}")
+    if training:
+        from spkverif.plots.training import plot_training
+
+        target = (Path(out_dir) if out_dir else Path(training[0])) / "training.png"
+        print(f"training curves: {plot_training(list(training), target)}")
+    if not scores:
+        return []
+    qmf_cohort = CohortOption(cohort, cohort_utt2spk, TOP_N if top_n is None else top_n) if cohort is not None else None
+    options = load_calibration_options(
+        calibration_method, list(durations), list(embeddings), list(model_path) or None, save_calibration, qmf_cohort
+    )
+    return report(
+        list(trials),
+        list(scores),
+        out_dir,
+        list(names) or None,
+        settings,
+        calibration_scores=list(calibration_scores),
+        calibration_trials=list(calibration_trials),
+        det_path=det_path,
+        plot=plot,
+        calibration_options=options,
+    )
+
+
 @dataclass
 class CalibrationOptions:
     """How `report --calibrate` calibrates: `linear` or `qmf`, and where the fitted calibration goes.
@@ -355,7 +414,7 @@ class CohortOption:
 
     rspecifier: str
     utt2spk: str | None = None
-    top_n: int = 300
+    top_n: int = TOP_N
 
 
 def load_calibration_options(
@@ -369,7 +428,6 @@ def load_calibration_options(
     """Read what `report --calibrate` needs: utt2dur files, embedding rspecifiers (norms and, with
     `cohort`, each embedding's mean top-N cohort score), the model's fingerprint (of an ensemble's, for
     several model files)."""
-    from spkverif.backends.snorm import CohortMeans
     from spkverif.io.specifiers import load_vectors
 
     options = CalibrationOptions(method=method, save_to=save_to)

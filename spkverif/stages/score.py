@@ -22,6 +22,8 @@ from spkverif.io.trials import Trials, iter_trials
 
 logger = logging.getLogger(__name__)
 
+METHOD = "cosine"
+"""The back end unless told (`--method`)."""
 TRIAL_BLOCK = 1 << 18
 MISSING_EXAMPLES = 3
 

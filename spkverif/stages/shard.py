@@ -26,7 +26,8 @@ from spkverif.io.shards import SHARD_LIST, Shard, wav_bytes, write_member
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
-DEFAULT_SHARD_BYTES = 1 << 30
+SHARD_SIZE = "1G"
+"""About the bytes of a shard unless told (`--shard-size`), as `parse_size` reads it."""
 
 
 def parse_size(text: str) -> int:
@@ -42,6 +43,9 @@ def parse_size(text: str) -> int:
     if size <= 0:
         raise SpkverifError(f"--shard-size must be positive, not {text!r}")
     return size
+
+
+DEFAULT_SHARD_BYTES = parse_size(SHARD_SIZE)
 
 
 def shard(

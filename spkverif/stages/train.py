@@ -1,6 +1,6 @@
 """The `train` stage: a configuration and a data directory -> an experiment directory.
 
-The configuration (`spkverif.training.config`: a YAML file, `train`'s flags and `--set`
+The configuration (`spkverif.config`: a YAML file, `train`'s flags and `--set`
 overrides) says everything; `Trainer` (`spkverif.training.trainer`) runs the loop on one
 CPU, one GPU or under `torchrun`, and writes config.yaml, train_log.jsonl and models/.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from spkverif.base.errors import SpkverifError
-from spkverif.training.config import TrainConfig
+from spkverif.config import TrainConfig
 from spkverif.training.distributed import shutdown_distributed
 from spkverif.training.trainer import Trainer
 

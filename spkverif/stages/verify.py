@@ -42,7 +42,7 @@ from spkverif.base.progress import ProgressBar
 from spkverif.io.atomic import atomic_write
 from spkverif.io.audio import OPTION_ADVICE, AudioReader, is_pipe
 from spkverif.io.tables import iter_lines
-from spkverif.runtime import Embedder, check_finite_embedding, open_models
+from spkverif.runtime import DEVICE, Embedder, check_finite_embedding, open_models
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ def verify(
     p_target: float | None = None,
     fa_rate: float | None = None,
     allow_resample: bool = False,
-    device: str = "auto",
+    device: str = DEVICE,
     out: str | Path | None = None,
     cohort: tuple[str | None, str | None] = (None, None),
     channel: int | None = None,

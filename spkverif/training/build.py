@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from spkverif.config import TrainConfig
 from spkverif.io.audio import AudioReader, PreloadedAudio, measure_lengths
 from spkverif.io.datadir import DataDir, load_data_dir
 from spkverif.io.shards import SHARD_LIST, read_shard_list
@@ -23,7 +24,6 @@ from spkverif.losses import LossHead, build_loss
 from spkverif.models import SpeakerEmbeddingModel, build_model
 from spkverif.training.augment import SPEEDS, ChunkAugmenter, LazyAudioPool, SpecAugment, noise_kinds
 from spkverif.training.channel import AugmentChain, ChannelAugmenter
-from spkverif.training.config import TrainConfig
 from spkverif.training.dataset import ChunkBatches, single_threaded_worker
 from spkverif.training.distributed import DistributedContext
 from spkverif.training.features import PrecomputedFeatures

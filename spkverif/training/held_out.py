@@ -18,7 +18,7 @@ from spkverif.base.errors import SpkverifError
 from spkverif.io.audio import AudioReader
 from spkverif.io.datadir import load_data_dir
 from spkverif.io.trials import read_trials, validate_trials
-from spkverif.metrics import compute_eer, compute_min_dcf
+from spkverif.metrics import P_TARGET, compute_eer, compute_min_dcf
 from spkverif.models import SpeakerEmbeddingModel
 from spkverif.runtime import embed_block, fit_length
 from spkverif.runtime.pytorch import PytorchEmbedder
@@ -62,7 +62,8 @@ class Validator:
         return np.stack(embeddings)
 
     def evaluate(self, model: SpeakerEmbeddingModel, device: torch.device) -> dict[str, float]:
-        """EER and minDCF (P_target 0.01) of cosine scores, as fractions."""
+        """EER and minDCF (at the evaluations' `P_TARGET`) of cosine scores, as fractions."""
         matrix = self.embed(model, device)
         scores = self.scorer.bind(matrix, matrix)(self.enroll_index, self.test_index)
-        return {"eer": compute_eer(scores, self.labels), "min_dcf_0.01": compute_min_dcf(scores, self.labels, 0.01)}
+        min_dcf = compute_min_dcf(scores, self.labels, P_TARGET)
+        return {"eer": compute_eer(scores, self.labels), f"min_dcf_{P_TARGET:g}": min_dcf}

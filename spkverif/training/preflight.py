@@ -18,12 +18,12 @@ import torch
 from torch.utils._triton import has_triton
 
 from spkverif.base.errors import SpkverifError
+from spkverif.config import TrainConfig
 from spkverif.frontends import FRONTENDS
 from spkverif.io.datadir import DataDir
 from spkverif.losses import LOSSES, LossHead
 from spkverif.models import MODELS, SpeakerEmbeddingModel
 from spkverif.models.registry import default_frontend
-from spkverif.training.config import TrainConfig
 from spkverif.training.margin_schedules import MARGIN_SCHEDULERS
 from spkverif.training.optim import OPTIMIZERS, SCHEDULERS
 

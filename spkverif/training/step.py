@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 from spkverif.base.errors import SpkverifError
+from spkverif.config import TrainConfig
 from spkverif.training.batchnorm import BatchNormStep
 from spkverif.training.build import Components
 from spkverif.training.checkpoint import Checkpointer
-from spkverif.training.config import TrainConfig
 from spkverif.training.dataset import Batch
 from spkverif.training.distributed import DistributedContext
 from spkverif.training.log import Progress

@@ -31,6 +31,7 @@ import torch
 
 from spkverif.base.errors import SpkverifError
 from spkverif.base.progress import ProgressBar
+from spkverif.config import TrainConfig
 from spkverif.models import count_parameters
 from spkverif.models.legacy import upgrade_spec
 from spkverif.training.build import build_components, build_loader, utterance_lengths
@@ -42,7 +43,6 @@ from spkverif.training.checkpoint import (
     model_payload,
     save_atomic,
 )
-from spkverif.training.config import TrainConfig
 from spkverif.training.dataset import Batch
 from spkverif.training.distributed import resolve_device, setup_distributed
 from spkverif.training.log import Progress, Throughput, TrainingLog

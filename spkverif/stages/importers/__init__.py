@@ -10,11 +10,14 @@ naming it. The result is written like a trained model (`models/final.pt`), so
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from spkverif.base.registry import Registry
+
+logger = logging.getLogger(__name__)
 
 Importer = Callable[..., dict[str, Any]]
 IMPORTERS: Registry[Importer] = Registry("checkpoint source")
@@ -22,7 +25,9 @@ IMPORTERS: Registry[Importer] = Registry("checkpoint source")
 
 def import_checkpoint(source: str, checkpoint: str | Path, config: str | Path, out: str | Path) -> dict[str, Any]:
     """Run the import stage for `source` (`speechbrain`, `wespeaker`); returns name, options, fingerprint, path."""
-    return IMPORTERS.get(source)(Path(checkpoint), Path(config), Path(out))
+    result = IMPORTERS.get(source)(Path(checkpoint), Path(config), Path(out))
+    logger.info("imported %s as %s (fingerprint %s)", checkpoint, result["model"]["name"], result["fingerprint"])
+    return result
 
 
 from spkverif.stages.importers import speechbrain, wespeaker  # noqa: E402, F401  (register their importers)

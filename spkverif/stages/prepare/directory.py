@@ -20,6 +20,7 @@ import soundfile
 
 from spkverif.base.errors import SpkverifError
 from spkverif.base.progress import ProgressBar, warn_about
+from spkverif.base.workers import JOBS
 from spkverif.io.datadir import DataDir, save_fresh
 from spkverif.io.trials import write_trials
 from spkverif.stages.prepare.summary import SetCounts, print_tables, sets_table
@@ -172,7 +173,7 @@ def data_dir_from(
 
 
 def prepare_dir(
-    root: str | Path, out: str | Path, jobs: int = 4, num_trials: int | None = None, seed: int = 0
+    root: str | Path, out: str | Path, jobs: int = JOBS, num_trials: int | None = None, seed: int = 0
 ) -> DataDir:
     """OUT from ROOT/<speaker>/**/*.{wav,flac}; with `num_trials`, also OUT/trials.
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from spkverif.base.errors import SpkverifError
 from spkverif.base.progress import warn_about
+from spkverif.base.workers import JOBS
 from spkverif.io.atomic import atomic_directory
 from spkverif.io.datadir import DataDir
 from spkverif.io.tables import write_table
@@ -165,7 +166,7 @@ def prepare_librispeech(
     subsets: list[str] | None = None,
     num_trials: int | None = None,
     seed: int = 0,
-    jobs: int = 4,
+    jobs: int = JOBS,
 ) -> LibriSpeechResult:
     """OUT/<subset> for each subset asked for (default: each one present), with trials for dev/test subsets.
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from spkverif.base.errors import SpkverifError
 from spkverif.base.progress import warn_about
+from spkverif.base.workers import JOBS
 from spkverif.io.datadir import DataDir, save_fresh
 from spkverif.stages.prepare.directory import AudioEntry, clean_id, data_dir_from, drop_duplicates, measure_durations
 from spkverif.stages.prepare.summary import Reference, SetCounts, print_tables, sets_table
@@ -43,7 +44,7 @@ def wav_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.rglob("*") if p.suffix.lower() == ".wav" and p.is_file())
 
 
-def prepare_musan(root: str | Path, out: str | Path, jobs: int = 4) -> dict[str, DataDir]:
+def prepare_musan(root: str | Path, out: str | Path, jobs: int = JOBS) -> dict[str, DataDir]:
     """OUT/musan_{noise,music,speech} and OUT/musan (all three)."""
     root, out = Path(root), Path(out)
     if not root.is_dir():

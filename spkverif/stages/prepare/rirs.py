@@ -27,6 +27,7 @@ from pathlib import Path, PurePosixPath
 
 from spkverif.base.errors import SpkverifError
 from spkverif.base.progress import warn_about
+from spkverif.base.workers import JOBS
 from spkverif.io.datadir import DataDir, save_fresh
 from spkverif.io.tables import read_text_lines
 from spkverif.stages.prepare.directory import AudioEntry, clean_id, data_dir_from, drop_duplicates, measure_durations
@@ -191,7 +192,7 @@ def _pointsource(base: Path) -> list[_Set]:
     return [_Set("rirs_pointsource_noises", entries, reference, _missing(listed, found, directory / "noise_list"))]
 
 
-def prepare_rirs(root: str | Path, out: str | Path, jobs: int = 4) -> dict[str, DataDir]:
+def prepare_rirs(root: str | Path, out: str | Path, jobs: int = JOBS) -> dict[str, DataDir]:
     """OUT/rirs_{smallroom,mediumroom,largeroom,real}, OUT/rirs (all simulated), and the two noise sets."""
     root, out = Path(root), Path(out)
     if not root.is_dir():

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from spkverif.base.errors import SpkverifError
 from spkverif.base.progress import warn_about
+from spkverif.base.workers import JOBS
 from spkverif.io.datadir import DataDir, save_fresh
 from spkverif.io.mp4 import mp4_audio_duration
 from spkverif.io.tables import read_text_lines, write_table
@@ -236,7 +237,7 @@ def prepare_voxceleb1(
     trials_dir: str | Path | None = None,
     trial_lists: dict[str, str | Path | None] | None = None,
     meta: str | Path | None = None,
-    jobs: int = 4,
+    jobs: int = JOBS,
 ) -> VoxCelebResult:
     """OUT/{vox1_dev,vox1_test,vox1}, and the O/E/H trial lists found in TRIALS_DIR (default ROOT) or given."""
     root, out = Path(root), Path(out)
@@ -332,7 +333,7 @@ def prepare_voxceleb2(
     subset: str = "dev",
     audio_ext: str = "m4a",
     ffmpeg: str = "ffmpeg",
-    jobs: int = 4,
+    jobs: int = JOBS,
     decode_to: str | Path | None = None,
     decode: DecodeOptions | None = None,
 ) -> VoxCelebResult:
