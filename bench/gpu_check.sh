@@ -49,14 +49,14 @@ if $tiny; then
   ls_train="--device cpu --num-workers 0 --epochs 4 --batches-per-epoch 1 --speakers-per-batch 4 --chunk-seconds 0.5
             --set model.channels=16 --set model.embedding_dim=8"
   ls_lm="--epochs 1 --batches-per-epoch 1 --chunk-seconds 0.6"; ls_workers="--num-workers 1 --epochs 2 --batches-per-epoch 1"
-  ls_fake_speakers=5 limit=600
+  ls_fake_speakers=7 ls_dev="--dev-speakers 2" limit=600
 else
   models="xvector sinc_tdnn ecapa_tdnn:channels=512 ecapa_tdnn:channels=1024 resnet34"; amps="none bf16 fp16"
   batch=128; chunk=2.0; steps=10; workers=8; device=cuda; gpus=1
   rtf_args=(--device cuda --seconds 60 --repeats 3)
   speakers=40; train_steps=300; recipe_conf="model: {name: ecapa_tdnn, channels: 512}"
   ls_train="--device cuda --epochs 4 --batches-per-epoch 100"; ls_lm="--epochs 1 --batches-per-epoch 50"
-  ls_workers="--num-workers 15 --epochs 2 --batches-per-epoch 60"; ls_fake_speakers=130 limit=240
+  ls_workers="--num-workers 15 --epochs 2 --batches-per-epoch 60"; ls_fake_speakers=130 ls_dev="" limit=240
 fi
 
 status=0
@@ -98,7 +98,7 @@ fi
 ls_exp="$work/ls_exp"
 # shellcheck disable=SC2086  # option lists
 step librispeech bash recipes/librispeech/run.sh --corpus "$librispeech" --data "$work/ls_data" --exp "$ls_exp" \
-  --config conf/gpu.yaml --name gpu --members 1 --stop-stage 4 --train-opts "$ls_train" --lm-opts "$ls_lm"
+  --config conf/gpu.yaml --name gpu --members 1 --stop-stage 4 --train-opts "$ls_train" --lm-opts "$ls_lm" $ls_dev
 step librispeech_gpu_time $python bench/gpu_estimate.py \
   --measured "recipes/librispeech/conf/gpu.yaml=$ls_exp/gpu_pretrain/train_log.jsonl" \
   --measured "recipes/librispeech/conf/gpu_lm.yaml=$ls_exp/gpu/train_log.jsonl"

@@ -27,11 +27,20 @@ class SpkverifError(Exception):
         return f"{self.path}:{self.line}: {self.message}"
 
 
-def os_error(error: OSError, path: str | Path | None = None) -> SpkverifError:
-    """An error of the machine (full disk, file-size limit, read-only file system, no permission,
-    a missing file) as a user error naming `path` (else the file the error names):
+class MachineError(SpkverifError):
+    """A `SpkverifError` the machine caused (full disk, file-size limit, read-only file system,
+    no permission, a missing file); `errno` is the C library's code, for callers that tell a
+    full disk from the rest."""
+
+    def __init__(self, message: str, path: str | Path | None, errno: int | None):
+        super().__init__(message, path)
+        self.errno = errno
+
+
+def os_error(error: OSError, path: str | Path | None = None) -> MachineError:
+    """An error of the machine as a user error naming `path` (else the file the error names):
     `PATH: no space left on device`, in the words of the C library's strerror, lower-cased."""
     text = error.strerror or (os.strerror(error.errno) if error.errno else str(error))
     text = text[:1].lower() + text[1:]
     where = path if path is not None else error.filename
-    return SpkverifError(text, where)
+    return MachineError(text, where, error.errno)

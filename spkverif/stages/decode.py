@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from spkverif.base.errors import SpkverifError
+from spkverif.base.errors import MachineError, SpkverifError
 from spkverif.base.progress import ProgressBar, warn_about
 from spkverif.base.workers import JOBS, worker_pool
 from spkverif.io.atomic import atomic_write
@@ -178,7 +178,7 @@ def _decode_one(task: _Task) -> _Outcome:
         return _Outcome(task.recording, error=f"{task.source}: decoded to no samples")
     try:
         write_audio(task.target, samples, task.audio_format)
-    except OSError as error:
+    except (OSError, MachineError) as error:
         if error.errno in FULL_DISK:
             return _Outcome(task.recording, full_disk=f"{task.target}: {os.strerror(error.errno)}")
         return _Outcome(task.recording, error=f"{task.target}: cannot write: {error}")
