@@ -209,7 +209,7 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
         "$projected s, over --train-budget $train_budget s;" \
         "$( (( fits >= 1 )) && echo "./run.sh --members $fits keeps to it" \
           || echo "not even one member keeps to it: --train-opts \"--epochs N\" shortens each")" \
-        "(docs/librispeech.md, \"A tenth round: features computed once, and five members\")" >&2
+        "(recipes/librispeech/RESULTS.md)" >&2
     done
   }
   timed "stage 1" train_members
