@@ -186,3 +186,11 @@ def test_wespeaker_mismatches_are_one_line(run_cli, tmp_path: Path) -> None:
         result = run_cli("import", "-q", "wespeaker", checkpoint, "--config", yaml_file, tmp_path / "out.pt")
         assert result.exit_code == 1 and message in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_import_names_the_next_command(run_cli, tmp_path: Path) -> None:
+    out = tmp_path / "my model.pt"
+    result = run_cli("import", "wespeaker", DATA / "wespeaker_resnet34.pt", "--config", DATA / "wespeaker_resnet34.yaml",
+                     out)  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert f"next: spkverif verify --model '{out}' ENROLL.wav TEST.wav" in result.stderr

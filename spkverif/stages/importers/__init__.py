@@ -11,6 +11,7 @@ naming it. The result is written like a trained model (`models/final.pt`), so
 from __future__ import annotations
 
 import logging
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ def import_checkpoint(source: str, checkpoint: str | Path, config: str | Path, o
     """Run the import stage for `source` (`speechbrain`, `wespeaker`); returns name, options, fingerprint, path."""
     result = IMPORTERS.get(source)(Path(checkpoint), Path(config), Path(out))
     logger.info("imported %s as %s (fingerprint %s)", checkpoint, result["model"]["name"], result["fingerprint"])
+    logger.info("next: spkverif verify --model %s ENROLL.wav TEST.wav  (docs/pretrained.md)", shlex.quote(str(out)))
     return result
 
 
