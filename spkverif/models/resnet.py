@@ -1,9 +1,20 @@
-"""Thin ResNet34 on Kaldi fbank, as WeSpeaker's ResNet34-TSTP-emb256.
+"""Thin ResNets on Kaldi fbank, as WeSpeaker builds them (`wespeaker/models/resnet.py`).
 
 The fbank (frames x 80 bins) is a one-channel image. A 3x3 stem, then four
-stages of [3, 4, 6, 3] basic residual blocks with 32, 64, 128 and 256 channels,
-the last three halving both time and frequency; mean+std pooling over time of
-every (channel, frequency) row, and a linear layer giving the 256-d embedding.
+stages of residual blocks with 32, 64, 128 and 256 channels (times 4 at the
+output of a bottleneck block), the last three halving both time and frequency;
+mean+std pooling over time of every (channel, frequency) row, and a linear layer
+giving the 256-d embedding.
+
+| name | blocks | per stage | WeSpeaker |
+|---|---|---|---|
+| `resnet34` | basic | [3, 4, 6, 3] | ResNet34-TSTP-emb256 |
+| `resnet100` | basic | [6, 16, 24, 3] | SimAM_ResNet100's stages (`samresnet.py`), no SimAM, width 32 |
+| `resnet221` | bottleneck | [6, 16, 48, 3] | ResNet221-TSTP-emb256 |
+| `resnet293` | bottleneck | [10, 20, 64, 3] | ResNet293-TSTP-emb256 |
+
+A depth counts every weighted layer: 2 per basic block, 3 per bottleneck, plus the
+stem and the embedding layer (100 = 2 x 49 + 2, 221 = 3 x 73 + 2, 293 = 3 x 97 + 2).
 """
 
 from __future__ import annotations
@@ -11,6 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from spkverif.base.errors import SpkverifError
 from spkverif.base.registry import Count
 from spkverif.models.base import SpeakerEmbeddingModel
 from spkverif.models.pooling import StatisticsPooling
@@ -45,10 +57,48 @@ class BasicBlock(nn.Module):
         return self.activation(self.body(features) + self.shortcut(features))
 
 
+class Bottleneck(nn.Module):
+    """1x1 convolution down to `channels`, 3x3 (strided), 1x1 up to 4 x `channels`, each with
+    BatchNorm, and a shortcut (1x1 when the shape changes): He et al. 2016's bottleneck block."""
+
+    expansion = 4
+
+    def __init__(self, in_channels: int, channels: int, stride: int = 1):
+        super().__init__()
+        out_channels = self.expansion * channels
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, channels, kernel_size=1, bias=False),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(),
+            _conv3x3(channels, channels, stride),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(),
+            nn.Conv2d(channels, out_channels, kernel_size=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+        )
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False),
+                nn.BatchNorm2d(out_channels),
+            )
+        self.activation = nn.ReLU()
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.body(features) + self.shortcut(features))
+
+
+BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
+
+
 class ResNet(nn.Module):
     """Features (B, frames, input_dim) -> embeddings (B, embedding_dim).
 
+    `block`: "basic" (two 3x3 convolutions) or "bottleneck" (1x1, 3x3, 1x1, four times wider out).
+
     >>> ResNet(80, base_channels=4, blocks=(1, 1, 1, 1), embedding_dim=16).eval()(torch.randn(2, 50, 80)).shape
+    torch.Size([2, 16])
+    >>> ResNet(80, 4, (1, 2, 1, 1), 16, block="bottleneck").eval()(torch.randn(2, 50, 80)).shape
     torch.Size([2, 16])
     """
 
@@ -59,8 +109,11 @@ class ResNet(nn.Module):
         blocks: tuple[int, ...] | list[int] = (3, 4, 6, 3),
         embedding_dim: int = 256,
         unbiased_std: bool = False,
+        block: str = "basic",
     ):
         super().__init__()
+        unit = BLOCKS[block]
+        expansion = getattr(unit, "expansion", 1)
         self.stem = nn.Sequential(_conv3x3(1, base_channels), nn.BatchNorm2d(base_channels), nn.ReLU())
         stages = []
         in_channels = base_channels
@@ -68,10 +121,10 @@ class ResNet(nn.Module):
         for index, count in enumerate(blocks):
             out_channels = base_channels * 2**index
             stride = 1 if index == 0 else 2
-            layers = [BasicBlock(in_channels, out_channels, stride)]
-            layers += [BasicBlock(out_channels, out_channels) for _ in range(count - 1)]
+            layers = [unit(in_channels, out_channels, stride)]
+            layers += [unit(expansion * out_channels, out_channels) for _ in range(count - 1)]
             stages.append(nn.Sequential(*layers))
-            in_channels = out_channels
+            in_channels = expansion * out_channels
             frequencies = (frequencies - 1) // stride + 1
         self.stages = nn.Sequential(*stages)
         pooling_eps = 1e-7 if unbiased_std else 1e-5
@@ -102,3 +155,58 @@ def build_resnet34(
     """
     encoder = ResNet(frontend.output_dim, base_channels, tuple(blocks), embedding_dim, unbiased_std)
     return SpeakerEmbeddingModel(frontend, encoder, embedding_dim, min_frames=1, sample_rate=frontend.sample_rate)
+
+
+def _deep_resnet(
+    frontend: nn.Module, base_channels: int, embedding_dim: int, blocks: list[int] | tuple[int, ...],
+    unbiased_std: bool, block: str,
+) -> SpeakerEmbeddingModel:  # fmt: skip
+    if len(blocks) != 4:
+        raise SpkverifError(f"resnet blocks must be 4 counts, one per stage, not {list(blocks)}")
+    encoder = ResNet(frontend.output_dim, base_channels, tuple(blocks), embedding_dim, unbiased_std, block)
+    return SpeakerEmbeddingModel(frontend, encoder, embedding_dim, min_frames=1, sample_rate=frontend.sample_rate)
+
+
+@MODELS.register("resnet100")
+@uses_frontend("kaldi_fbank")
+def build_resnet100(
+    frontend: nn.Module,
+    /,
+    base_channels: Count = 32,
+    embedding_dim: Count = 256,
+    blocks: list[int] | tuple[int, ...] = (6, 16, 24, 3),
+    unbiased_std: bool = False,
+) -> SpeakerEmbeddingModel:
+    """Thin ResNet100: basic blocks [6, 16, 24, 3] (WeSpeaker's SimAM-ResNet100 stages, no SimAM), 32 base
+    channels, temporal statistics pooling, 256-d: 12.90M parameters."""
+    return _deep_resnet(frontend, base_channels, embedding_dim, blocks, unbiased_std, "basic")
+
+
+@MODELS.register("resnet221")
+@uses_frontend("kaldi_fbank")
+def build_resnet221(
+    frontend: nn.Module,
+    /,
+    base_channels: Count = 32,
+    embedding_dim: Count = 256,
+    blocks: list[int] | tuple[int, ...] = (6, 16, 48, 3),
+    unbiased_std: bool = False,
+) -> SpeakerEmbeddingModel:
+    """ResNet221 as WeSpeaker's ResNet221-TSTP-emb256: bottleneck blocks [6, 16, 48, 3], 32 base
+    channels, temporal statistics pooling, 256-d: 23.79M parameters."""
+    return _deep_resnet(frontend, base_channels, embedding_dim, blocks, unbiased_std, "bottleneck")
+
+
+@MODELS.register("resnet293")
+@uses_frontend("kaldi_fbank")
+def build_resnet293(
+    frontend: nn.Module,
+    /,
+    base_channels: Count = 32,
+    embedding_dim: Count = 256,
+    blocks: list[int] | tuple[int, ...] = (10, 20, 64, 3),
+    unbiased_std: bool = False,
+) -> SpeakerEmbeddingModel:
+    """ResNet293 as WeSpeaker's ResNet293-TSTP-emb256: bottleneck blocks [10, 20, 64, 3], 32 base
+    channels, temporal statistics pooling, 256-d: 28.63M parameters."""
+    return _deep_resnet(frontend, base_channels, embedding_dim, blocks, unbiased_std, "bottleneck")

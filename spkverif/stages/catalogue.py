@@ -26,10 +26,12 @@ from spkverif.base.registry import BuilderOption, Registry, builder_options
 @dataclass(frozen=True)
 class Entry:
     """A registry, imported by `load` when asked for, and what chooses from it: `option` is
-    "COMMAND --OPTION", or "COMMAND --set KEY" for a name reached through `--set`."""
+    "COMMAND --OPTION", or "COMMAND --set KEY" for a name reached through `--set`. `columns`
+    loads the extra columns `spkverif list` shows for it: (heading, name -> text) pairs."""
 
     load: Callable[[], Registry]
     option: str
+    columns: Callable[[], tuple[tuple[str, Callable[[str], str]], ...]] | None = None
 
     def registry(self) -> Registry:
         return self.load()
@@ -38,6 +40,22 @@ class Entry:
 def _models() -> Registry:
     from spkverif.models import MODELS
     return MODELS
+
+
+def _model_columns() -> tuple[tuple[str, Callable[[str], str]], ...]:
+    """Parameters and multiply-adds for 2 s of audio of each network at its default options."""
+    from spkverif.models.cost import SECONDS, model_cost, si
+
+    def cost(name: str, field: str) -> str:
+        try:
+            return si(getattr(model_cost(name), field))
+        except Exception:  # a builder that cannot build at its defaults shows no figure, not a traceback
+            return "-"
+
+    return (
+        ("parameters", lambda name: cost(name, "parameters")),
+        (f"mult-adds / {SECONDS:g} s", lambda name: cost(name, "multiply_adds")),
+    )
 
 
 def _losses() -> Registry:
@@ -111,7 +129,7 @@ def _decoders() -> Registry:
 
 
 CATALOGUE: dict[str, Entry] = {
-    "models": Entry(_models, "train --model"),
+    "models": Entry(_models, "train --model", _model_columns),
     "losses": Entry(_losses, "train --loss"),
     "minings": Entry(_minings, "train --mining"),
     "distances": Entry(_distances, "train --set loss.distance"),
@@ -189,13 +207,17 @@ def render_listing(keys: Iterable[str] = (), width: int = 100) -> str:
         entry = catalogue_entry(key)
         registry = entry.registry()
         table = Table(title=f"{key} ({entry.option})", title_justify="left", show_lines=True, expand=False)
+        columns = entry.columns() if entry.columns is not None else ()
         table.add_column("name", no_wrap=True)
+        for heading, _ in columns:
+            table.add_column(heading, justify="right")
         table.add_column("description", ratio=1)
         table.add_column("options: type = default  [valid values]", ratio=1)
         for name in registry.names():
             options = builder_options(registry.get(name))
             described = "\n".join(map(_option_text, options)) or "(none)"
-            table.add_row(Text(name), Text(registry.describe(name)), Text(described))
+            extra = [Text(column(name)) for _, column in columns]
+            table.add_row(Text(name), *extra, Text(registry.describe(name)), Text(described))
         console.print(table)
     return "".join(line.rstrip() + "\n" for line in out.getvalue().splitlines())
 
