@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,16 @@ from spkverif.stages.prepare.mini import MiniOptions, prepare_mini
 TINY = MiniOptions(
     num_speakers=10, num_test_speakers=4, utts_per_speaker=4, min_seconds=1.0, max_seconds=1.6, num_trials=40, jobs=2
 )
+
+
+@pytest.fixture(autouse=True)
+def _spkverif_log_level():
+    """Each test starts with the `spkverif` logger's level as it found it: a benchmark run in-process sets it to
+    WARNING (as its command line asks), and a later test's INFO lines must not depend on the order tests run in."""
+    logger = logging.getLogger("spkverif")
+    level = logger.level
+    yield
+    logger.setLevel(level)
 
 
 @pytest.fixture(scope="session")

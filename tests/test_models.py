@@ -32,6 +32,18 @@ SMALL = {
         "embedding_dim": 8,
     },
     "resnet34": {"base_channels": 4, "embedding_dim": 8, "blocks": [1, 1, 1, 1]},
+    "resnet100": {"base_channels": 4, "embedding_dim": 8, "blocks": [1, 1, 1, 1]},
+    "resnet221": {"base_channels": 4, "embedding_dim": 8, "blocks": [1, 1, 1, 1]},
+    "resnet293": {"base_channels": 4, "embedding_dim": 8, "blocks": [1, 1, 1, 1]},
+    "campplus": {
+        "fcm_channels": 4,
+        "tdnn_channels": 16,
+        "growth_rate": 4,
+        "bottleneck_ratio": 2,
+        "block_layers": [2, 2, 2],
+        "embedding_dim": 8,
+        "segment_frames": 20,
+    },
 }
 SMALL_FRONTEND = {"sinc_tdnn": {"name": "sinc", "options": {"num_filters": 8, "channels": [6, 6]}}}
 
@@ -201,6 +213,7 @@ DOCUMENTED = (
     "models.tdnn",
     "models.ecapa",
     "models.resnet",
+    "models.campplus",
 )
 
 
