@@ -20,12 +20,11 @@ TINY = MiniOptions(
 
 @pytest.fixture(autouse=True)
 def _spkverif_log_level():
-    """Each test starts with the `spkverif` logger's level as it found it: a benchmark run in-process sets it to
-    WARNING (as its command line asks), and a later test's INFO lines must not depend on the order tests run in."""
-    logger = logging.getLogger("spkverif")
-    level = logger.level
+    """Each test starts with the `spkverif` logger's level unset, as a command starts: the benchmarks,
+    run in-process by a module fixture, set it to WARNING (as their command lines ask), and a later test's
+    INFO lines must not depend on the order the tests run in."""
+    logging.getLogger("spkverif").setLevel(logging.NOTSET)
     yield
-    logger.setLevel(level)
 
 
 @pytest.fixture(scope="session")

@@ -325,6 +325,7 @@ def test_voxceleb_recipe_with_overwrite_True_keeps_the_experiment(tmp_path: Path
 # 9. the torchrun helper shows every rank's whole log -------------------------------------------------
 
 
+@pytest.mark.slow
 def test_torchrun_failure_shows_each_ranks_own_error(tmp_path: Path) -> None:
     with pytest.raises(AssertionError) as failure:
         run_torchrun(

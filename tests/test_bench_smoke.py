@@ -62,6 +62,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[dict[st
     return text, rows
 
 
+@pytest.mark.slow
 def test_the_table_has_every_figure_with_positive_finite_values(results) -> None:
     text, rows = results
     assert text.startswith("# spkverif beside its peers")
@@ -110,6 +111,7 @@ def test_results_are_written_whole(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_the_gpu_estimate_counts_operations_and_times_the_augmentation(tmp_path: Path) -> None:
     """bench/gpu_estimate.py on a small configuration: the operation count grows with the
     chunk length, and every channel gets a positive rate."""
@@ -140,6 +142,7 @@ def test_the_gpu_estimate_counts_operations_and_times_the_augmentation(tmp_path:
     assert all(int(rate) > 0 for _, rate in rates)
 
 
+@pytest.mark.slow
 def test_the_gpu_estimate_prices_a_schedule_at_a_logs_measured_rates(tmp_path: Path) -> None:
     """bench/gpu_estimate.py --measured: the steady rate is the median of the step windows after the
     first epoch, the whole-epoch rate counts every later epoch's chunks over its seconds, and the

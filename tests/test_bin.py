@@ -154,6 +154,7 @@ def test_subset_per_speaker_refuses_bad_input_in_one_line(tmp_path: Path) -> Non
     assert done.stderr.startswith(f"spkverif data: error: {tmp_path / 'absent'}: ")
 
 
+@pytest.mark.slow
 def test_calibrate_folds_splits_by_enrolment_speaker_and_summarises(tmp_path: Path) -> None:
     import kaldiio
     import torch

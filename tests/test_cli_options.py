@@ -74,6 +74,7 @@ def test_the_defaults_a_stage_applies_itself_are_shown_from_its_source(run_cli) 
         for text in texts:
             assert text in help_text, (command, text)
 
+
 def test_the_defaults_a_stage_applies_itself_reach_it_as_none(run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, Any] = {}
     monkeypatch.setattr("spkverif.stages.score.score", lambda *args, **kwargs: seen.update(kwargs))

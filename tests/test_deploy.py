@@ -48,6 +48,7 @@ def wav_scp(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "wav.scp"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["onnx", "torchscript"])
 def test_extract_runs_exported_files_like_the_model(
     run_cli, exported, wav_scp: Path, tmp_path: Path, kind: str
@@ -119,6 +120,7 @@ def test_foreign_onnx_and_bad_files_are_one_line_errors(run_cli, wav_scp: Path, 
     assert not (tmp_path / "e.ark").exists()
 
 
+@pytest.mark.slow
 def test_export_format_by_flag_or_suffix(run_cli, exported, tmp_path: Path) -> None:
     result = run_cli("export", "-q", "--format", "onnx", "--model", exported["pytorch"], tmp_path / "m.bin")
     assert result.exit_code == 0, result.stderr

@@ -267,6 +267,7 @@ def _limited(limit: int):
     return apply
 
 
+@pytest.mark.slow
 def test_a_file_size_limit_is_one_line_and_leaves_nothing(corpus: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
@@ -298,6 +299,7 @@ def read_only(tmp_path: Path):
     subprocess.run(["umount", str(folder)], capture_output=True, check=False)
 
 
+@pytest.mark.slow
 def test_every_stage_refuses_a_read_only_output_in_one_line(
     corpus: dict[str, Path], read_only: Path, tmp_path: Path
 ) -> None:
@@ -502,6 +504,7 @@ def test_a_fifo_is_written_in_place_and_a_link_stays_a_link(corpus: dict[str, Pa
     assert (tmp_path / "link.cosine").is_symlink() and target.read_text() == corpus["scores"].read_text()
 
 
+@pytest.mark.slow
 def test_train_past_a_file_size_limit_keeps_its_last_checkpoint(corpus: dict[str, Path], tmp_path: Path) -> None:
     tiny = ["--model", "xvector", "--set", "model.channels=16", "--set", "model.stats_channels=32"]
     tiny += ["--set", "model.embedding_dim=8", "--speakers-per-batch", "2", "--utts-per-speaker", "2"]

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -21,6 +23,7 @@ def _environment() -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 def test_gpu_check_runs_every_step_at_tiny_size_on_the_cpu(tmp_path: Path) -> None:
     env = _environment()
     result = subprocess.run(
@@ -56,6 +59,7 @@ def test_gpu_check_runs_every_step_at_tiny_size_on_the_cpu(tmp_path: Path) -> No
     assert "vox2_audio" in wav_scp and "|" not in wav_scp  # the decoded copy, not pipes
 
 
+@pytest.mark.slow
 def test_gpu_check_reruns_one_step_alone(tmp_path: Path) -> None:
     env = _environment()
     command = ["bash", str(REPO / "bench" / "gpu_check.sh"), "--tiny", "--only"]

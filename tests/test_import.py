@@ -121,6 +121,7 @@ def test_speechbrain_mismatches_are_one_line(run_cli, speechbrain_files, tmp_pat
     assert result.exit_code == 1 and "unknown checkpoint source 'kaldi'" in result.stderr
 
 
+@pytest.mark.slow
 def test_imported_speechbrain_model_exports_to_onnx(run_cli, speechbrain_files, tmp_path: Path) -> None:
     from spkverif.runtime import open_model
 
@@ -190,7 +191,7 @@ def test_wespeaker_mismatches_are_one_line(run_cli, tmp_path: Path) -> None:
 
 def test_import_names_the_next_command(run_cli, tmp_path: Path) -> None:
     out = tmp_path / "my model.pt"
-    result = run_cli("import", "wespeaker", DATA / "wespeaker_resnet34.pt", "--config", DATA / "wespeaker_resnet34.yaml",
-                     out)  # fmt: skip
+    config = DATA / "wespeaker_resnet34.yaml"
+    result = run_cli("import", "wespeaker", DATA / "wespeaker_resnet34.pt", "--config", config, out)
     assert result.exit_code == 0, result.stderr
     assert f"next: spkverif verify --model '{out}' ENROLL.wav TEST.wav" in result.stderr

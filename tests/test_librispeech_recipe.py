@@ -73,6 +73,7 @@ def _eer_from_files(scores: Path, trials_path: Path) -> float:
     return compute_eer(values, trials.require_labels())
 
 
+@pytest.mark.slow
 def test_every_stage_on_a_fake_tree(tmp_path: Path) -> None:
     make_fake_librispeech(tmp_path / "corpus", {"train-clean-100": 6, "test-other": 3}, seconds=1.0)
     result = _run(tmp_path, tmp_path / "corpus", "--top-n", "5", "--train-opts", TINY_TRAINING, *FAKE_DEV)
@@ -172,6 +173,7 @@ def test_every_stage_on_a_fake_tree(tmp_path: Path) -> None:
         assert "ffmpeg" in (data / "test_other_telephone" / "wav.scp").read_text()
 
 
+@pytest.mark.slow
 def test_stage_1_fine_tunes_with_the_lm_config_beside_the_config(tmp_path: Path) -> None:
     """`--lm-config auto` (the default) finds CONFIG_lm.yaml, as conf/gpu.yaml's conf/gpu_lm.yaml.
 
@@ -203,6 +205,7 @@ def test_stage_1_fine_tunes_with_the_lm_config_beside_the_config(tmp_path: Path)
     assert (tmp_path / "exp" / "small" / "models" / "final.pt").is_file()
 
 
+@pytest.mark.slow
 @needs_librispeech
 def test_short_training_on_real_speech_meets_its_bound(tmp_path: Path) -> None:
     # conf/cpu.yaml compiles its encoder; where no C++ compiler is here, train refuses it, so eager

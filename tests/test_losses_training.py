@@ -115,6 +115,7 @@ def test_triplet_with_mining_trains_and_saves_its_options(run_cli, tiny_corpus: 
     assert steps and all(math.isfinite(r["loss"]) and "margin" not in r for r in steps)
 
 
+@pytest.mark.slow
 def test_center_loss_under_torchrun_equals_one_process_accumulating(tiny_corpus: Path, tmp_path: Path) -> None:
     """The centres move once a step, summed over every process's micro-batch, so two gloo processes
     and one process accumulating two micro-batches keep the same centres and end with the same weights."""

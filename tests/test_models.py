@@ -226,6 +226,7 @@ def test_docstring_examples_run(module: str) -> None:
 @pytest.mark.parametrize(
     ("name", "padding_mode"), [*((name, "zeros") for name in sorted(SMALL)), ("ecapa_tdnn", "reflect")]
 )
+@pytest.mark.slow
 def test_length_buckets_leave_every_embedding_unchanged(name: str, padding_mode: str) -> None:
     """extract's CPU runtime runs convolutions on padded length buckets and crops after
     each (spkverif.runtime.buckets): the same embeddings, fewer distinct lengths."""

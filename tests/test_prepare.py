@@ -6,6 +6,7 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile
 
 from spkverif.io.datadir import load_data_dir, validate_data_dir
@@ -48,6 +49,7 @@ def test_mini_corpus_shape(tiny_corpus: Path) -> None:
     assert validate_data_dir(tiny_corpus / "train", check_audio_files=True) == []
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes_whatever_the_jobs(tmp_path: Path) -> None:
     options = MiniOptions(
         num_speakers=6, num_test_speakers=2, utts_per_speaker=2, min_seconds=1.0, max_seconds=1.5, num_trials=4

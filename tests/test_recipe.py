@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "mini" / "run.sh"
 TRAIN_OPTS = (
     "--epochs 1 --batches-per-epoch 4 --speakers-per-batch 4 --chunk-seconds 0.5 "
@@ -29,6 +31,7 @@ def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_recipe_runs_end_to_end(tmp_path: Path) -> None:
     result = _run(tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -67,6 +70,7 @@ def test_recipe_rejects_unknown_options(tmp_path: Path) -> None:
     assert result.returncode != 0 and "unknown option --no-such-option" in result.stderr
 
 
+@pytest.mark.slow
 def test_stage_6_compares_the_networks_in_one_table(tmp_path: Path, tiny_corpus: Path) -> None:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"

@@ -118,6 +118,7 @@ def _extras(path: Path) -> dict[str, str]:
     return {key: value.decode() for key, value in extra.items()}
 
 
+@pytest.mark.slow
 def test_exports_are_sealed_and_open_with_the_models_fingerprint(files) -> None:
     import onnx
 

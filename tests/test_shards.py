@@ -97,6 +97,7 @@ def _batches(dataset: ShardChunks, workers: int) -> list[tuple]:
     return [(b.epoch, b.step, b.part, b.inputs.numpy().copy(), b.labels.numpy().copy()) for b in loader]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_run_repeats_exactly_and_a_resumed_run_sees_the_same_batches(sharded, workers: int) -> None:
     out, _ = sharded
@@ -135,6 +136,7 @@ def test_a_truncated_shard_is_named_in_one_line(sharded, run_cli) -> None:
                                                   f"not {len(data)}"]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_training_from_shards_resumes_to_the_same_weights(tiny_corpus: Path, tmp_path: Path, run_cli) -> None:
     """Train 2 epochs from shards with two loader workers; a run killed after its first
     checkpoint and resumed ends with the same weights and epoch losses, bit for bit."""

@@ -306,6 +306,7 @@ def test_training_never_writes_into_the_data_directory(run_cli, tiny_corpus: Pat
                "spkverif.stages.report", "spkverif.runtime", "spkverif.runtime.pytorch", "spkverif.models.files",
                "spkverif.plots.filters"],
 )  # fmt: skip
+@pytest.mark.slow
 def test_inference_imports_nothing_from_training(module: str) -> None:
     program = f"import sys, {module}; print(sorted(m for m in sys.modules if m.startswith('spkverif.training')))"
     result = subprocess.run(
@@ -385,6 +386,7 @@ def test_resume_refuses_a_checkpoint_of_another_network(run_cli, tiny_corpus: Pa
     assert {path: path.read_bytes() for path in exp.rglob("*") if path.is_file()} == before
 
 
+@pytest.mark.slow
 def test_resume_takes_a_checkpoint_whose_network_an_older_release_described(
     run_cli, tiny_corpus: Path, tmp_path: Path
 ) -> None:

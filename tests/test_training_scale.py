@@ -105,6 +105,7 @@ def train_two_ways(common: list[str], tmp_path: Path) -> None:
     assert single.returncode == 0, single.stderr
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_equal_one_process_accumulating_two(tiny_corpus: Path, tmp_path: Path) -> None:
     """gloo on CPU: rank r builds micro-batch r of each step; --grad-accum 2 builds both in turn.
     With the same threads per process (torchrun sets one), the weights are bit-identical."""
@@ -132,6 +133,7 @@ def kill_and_resume(args: list[str], exp: Path, checkpoint: str) -> None:
     assert resumed.returncode == 0
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_weights(tiny_corpus: Path, tmp_path: Path) -> None:
     args = ["train", "-q", "--data", str(tiny_corpus / "train"), "--epochs", "2", "--batches-per-epoch", "12",
             "--checkpoint-every", "3", "--lr", "0.05", *TINY]  # fmt: skip
@@ -234,6 +236,7 @@ def test_average_of_last_epochs_and_validation(tiny_corpus: Path, tmp_path: Path
     assert (models / "best.pt").is_file()
 
 
+@pytest.mark.slow
 def test_mixed_precision_workers_and_preloaded_audio_run(tiny_corpus: Path, tmp_path: Path) -> None:
     config = _config(*TINY_SETTINGS, "training.epochs=1", "training.batches_per_epoch=4", "training.amp=bf16")
     train(config, tiny_corpus / "train", tmp_path / "amp")
@@ -274,6 +277,7 @@ def test_learning_rate_schedules() -> None:
     assert cycle[0] == pytest.approx(0.1 / 25, rel=1e-3) and cycle[-1] < cycle[0]
 
 
+@pytest.mark.slow
 def test_training_curves_are_drawn(run_cli, tiny_corpus: Path, tmp_path: Path) -> None:
     config = _config(*TINY_SETTINGS, "training.epochs=2", "training.batches_per_epoch=2")
     train(config, tiny_corpus / "train", tmp_path / "curves")
@@ -284,6 +288,7 @@ def test_training_curves_are_drawn(run_cli, tiny_corpus: Path, tmp_path: Path) -
     assert run_cli("report", "--training", tmp_path / "none").exit_code == 1
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which(os.environ.get("CXX", "g++")) is None, reason="no C++ compiler for torch.compile")
 def test_compiled_encoder_trains_the_same_network(tiny_corpus: Path, tmp_path: Path) -> None:
     # torch.compile fuses the encoder's operations: the weights differ from eager training's by rounding
@@ -310,6 +315,7 @@ def test_compiled_encoder_trains_the_same_network(tiny_corpus: Path, tmp_path: P
     assert not hasattr(loaded.encoder, "_compiled_call_impl") or loaded.encoder._compiled_call_impl is None
 
 
+@pytest.mark.slow
 def test_precomputed_features_are_the_chunks_features(tiny_corpus: Path, tmp_path: Path) -> None:
     # data.precompute_features: a chunk's features cut from its utterance's (computed once) are the front
     # end's features of the chunk's samples, from the chunk's start rounded down to a frame

@@ -278,6 +278,7 @@ def test_qmf_with_cohort_means_lowers_cllr_and_verify_applies_it(run_cli, setup,
     assert result.exit_code == 1 and "--cohort is for a calibration with cohort measures" in result.stderr
 
 
+@pytest.mark.slow
 def test_threshold_and_json_decide_on_the_score(run_cli, setup, tmp_path: Path) -> None:
     vectors = _embeddings(run_cli, setup["model"], [setup["a1"], setup["b"]], tmp_path)
     cosine = _cosine(vectors["a1"], vectors["b"])

@@ -123,6 +123,7 @@ def local_run(corpora: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
     return work, common
 
 
+@pytest.mark.slow
 def test_local_run_prints_every_stage_and_reports_every_list(local_run) -> None:
     work, _ = local_run
     stdout = (work / "stdout.txt").read_text()
@@ -160,6 +161,7 @@ def _install_stubs(directory: Path) -> Path:
     return directory
 
 
+@pytest.mark.slow
 def test_slurm_and_grid_engine_paths_launch_through_the_schedulers(local_run, tmp_path: Path) -> None:
     work, common = local_run
     stubs = _install_stubs(tmp_path / "stubs")
@@ -211,6 +213,7 @@ def test_m4a_voxceleb2_decodes_through_ffmpeg_pipes(corpora: dict[str, Path], tm
     assert (tmp_path / "exp" / "tiny" / "models" / "final.pt").is_file()
 
 
+@pytest.mark.slow
 def test_m4a_voxceleb2_is_decoded_once_by_default(corpora: dict[str, Path], tmp_path: Path) -> None:
     """Stage 1 decodes the m4a files in --nj jobs (PyAV: no ffmpeg needed); wav.scp names the files."""
     vox2, sources = make_fake_voxceleb2(tmp_path / "VoxCeleb2", speakers=3, videos=1, utts=2, codec="alac")

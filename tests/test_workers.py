@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -17,6 +19,7 @@ def _run(arguments: list[str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_prepare_mini_prints_no_traceback(tmp_path: Path) -> None:
     # Every forked synthesis worker inherited the CLI's SIGTERM -> KeyboardInterrupt handler, so
     # the pool's teardown printed a traceback for an idle worker at the end of most runs (3 in 5

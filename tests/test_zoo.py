@@ -160,6 +160,7 @@ def test_one_training_step_with_a_margin_and_a_pair_loss(name: str, loss: str) -
     assert any(not torch.equal(old, new) for old, new in zip(before, model.parameters(), strict=True))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet221", "campplus"])
 def test_torchscript_and_onnx_exports_give_the_same_embeddings(name: str, tmp_path: Path) -> None:
     torch.manual_seed(0)
