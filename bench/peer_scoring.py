@@ -24,7 +24,7 @@ from bench.common import Row, Section, interleaved
 from bench.score_bench import spkverif_asnorm, straightforward_asnorm
 from spkverif.backends.cosine import CosineScorer
 from spkverif.backends.snorm import SELECTION_THREADS, _selection_pool
-from spkverif.stages.score import TRIAL_BLOCK, _indices
+from spkverif.stages.score import TRIAL_BLOCK, trial_indices
 
 
 @dataclass
@@ -63,7 +63,9 @@ def spkverif_cosine(keys, embeddings, enroll, test) -> np.ndarray:
     scores = np.empty(len(enroll))
     for start in range(0, len(enroll), TRIAL_BLOCK):
         stop = start + TRIAL_BLOCK
-        scores[start:stop] = pair_scorer(_indices(enroll[start:stop], index_of), _indices(test[start:stop], index_of))
+        scores[start:stop] = pair_scorer(
+            trial_indices(enroll[start:stop], index_of), trial_indices(test[start:stop], index_of)
+        )
     return scores
 
 

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from spkverif.backends.cosine import CosineScorer
 from spkverif.backends.snorm import CohortNormScorer
 from spkverif.io.specifiers import ArchiveWriter
-from spkverif.stages.score import TRIAL_BLOCK, _indices
+from spkverif.stages.score import TRIAL_BLOCK, trial_indices
 
 
 def make_data(scale: float, seed: int = 0):
@@ -75,7 +75,9 @@ def spkverif_asnorm(keys, embeddings, cohort, enroll, test, top_n: int) -> np.nd
     scores = np.empty(len(enroll))
     for start in range(0, len(enroll), TRIAL_BLOCK):
         stop = start + TRIAL_BLOCK
-        scores[start:stop] = pair_scorer(_indices(enroll[start:stop], index_of), _indices(test[start:stop], index_of))
+        scores[start:stop] = pair_scorer(
+            trial_indices(enroll[start:stop], index_of), trial_indices(test[start:stop], index_of)
+        )
     return scores
 
 

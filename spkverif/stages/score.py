@@ -28,7 +28,8 @@ TRIAL_BLOCK = 1 << 18
 MISSING_EXAMPLES = 3
 
 
-def _indices(keys: np.ndarray, index_of: dict[str, int]) -> np.ndarray:
+def trial_indices(keys: np.ndarray, index_of: dict[str, int]) -> np.ndarray:
+    """The row of each key (N,) of a trial block in its embedding matrix, -1 where it has none: (N,) int64."""
     return np.fromiter((index_of.get(key, -1) for key in keys), dtype=np.int64, count=len(keys))
 
 
@@ -88,8 +89,8 @@ def score(
     ):
         for block in iter_trials(trials_path, block_size):
             total += len(block)
-            enroll_index = _indices(block.enroll, enroll_index_of)
-            test_index = _indices(block.test, test_index_of)
+            enroll_index = trial_indices(block.enroll, enroll_index_of)
+            test_index = trial_indices(block.test, test_index_of)
             present = (enroll_index >= 0) & (test_index >= 0)
             if not present.all():
                 missing.add(block, enroll_index, test_index, ~present)
