@@ -23,7 +23,7 @@ import numpy as np
 from bench.common import Row, Section, interleaved
 from bench.score_bench import spkverif_asnorm, straightforward_asnorm
 from spkverif.backends.cosine import CosineScorer
-from spkverif.backends.snorm import SELECTION_THREADS, _selection_pool
+from spkverif.backends.snorm import SELECTION_THREADS, selection_pool
 from spkverif.stages.score import TRIAL_BLOCK, trial_indices
 
 
@@ -84,7 +84,7 @@ def floor_asnorm(embeddings: np.ndarray, cohort: np.ndarray, top_n: int, block: 
     cohort_transposed = np.ascontiguousarray(cohort.T)
     kth = len(cohort) - top_n
     buffer = np.empty((min(block, len(embeddings)), len(cohort)), dtype=np.float32)
-    pool = _selection_pool()
+    pool = selection_pool()
     for start in range(0, len(embeddings), block):
         rows = embeddings[start : start + block]
         scores = np.matmul(rows, cohort_transposed, out=buffer[: len(rows)])

@@ -63,7 +63,7 @@ SELECTION_THREADS = max(1, min(os.cpu_count() or 1, 8))
 
 
 @functools.cache
-def _selection_pool() -> ThreadPoolExecutor:
+def selection_pool() -> ThreadPoolExecutor:
     """Threads for the row selections: numpy releases the GIL there, so each core takes a share of the rows."""
     return ThreadPoolExecutor(max_workers=SELECTION_THREADS)
 
@@ -117,7 +117,7 @@ class CohortStatistics:
         wanted = wanted[np.isnan(self.mean[wanted])]
         if not len(wanted):
             return
-        pool = _selection_pool()
+        pool = selection_pool()
         buffer = np.empty((min(self.block, len(wanted)), self.cohort_transposed.shape[1]), dtype=np.float32)
         for start in range(0, len(wanted), self.block):
             rows = wanted[start : start + self.block]
