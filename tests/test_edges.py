@@ -521,3 +521,25 @@ def test_train_past_a_file_size_limit_keeps_its_last_checkpoint(corpus: dict[str
     ]
     assert sorted(p.name for p in (exp / "models").iterdir()) == ["epoch_0001.pt", "final.pt"]
     assert (exp / "models" / "epoch_0001.pt").read_bytes() == first and not temporary_files(tmp_path)
+
+
+def test_prepare_and_validate_read_float_files_for_non_finite_samples(tmp_path: Path) -> None:
+    """prepare and validate read headers only; a float file is also read whole, so NaN is named there too."""
+    rng = np.random.default_rng(0)
+    for speaker in ("s1", "s2"):
+        for number in range(2):
+            samples = rng.uniform(-0.3, 0.3, 16000).astype(np.float32)
+            if (speaker, number) == ("s2", 1):
+                samples[8000] = np.nan
+            (tmp_path / "tree" / speaker).mkdir(parents=True, exist_ok=True)
+            soundfile.write(tmp_path / "tree" / speaker / f"{speaker}-{number}.wav", samples, 16000, subtype="FLOAT")
+    prepared = invoke("prepare", "dir", tmp_path / "tree", "--out", tmp_path / "data")
+    assert prepared.exit_code == 0, prepared.stderr
+    assert "s2-1.wav: holds a NaN sample at 0.500 s" in prepared.stderr
+    assert "s2-1" not in (tmp_path / "data" / "wav.scp").read_text()
+    (tmp_path / "data" / "wav.scp").write_text(
+        (tmp_path / "data" / "wav.scp").read_text().replace(str(tmp_path / "tree" / "s2" / "s2-0.wav"),
+                                                            str(tmp_path / "tree" / "s2" / "s2-1.wav"))
+    )  # fmt: skip
+    validated = invoke("validate", tmp_path / "data")
+    assert validated.exit_code == 1 and "has a NaN sample at 0.500 s" in validated.stderr

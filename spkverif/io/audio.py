@@ -186,6 +186,20 @@ def bad_sample(samples: np.ndarray, rate: int, start: int = 0) -> str | None:
     return f"{what} at {(start + index) / rate:.3f} s (audio must be finite, within ±{MAX_ABS_SAMPLE:g})"
 
 
+FLOAT_SUBTYPES = frozenset({"FLOAT", "DOUBLE"})
+"""soundfile's subtypes whose samples can be NaN, inf or beyond full scale; integer PCM and compressed
+formats decode to values within full scale, so only these need their samples read to be checked."""
+
+
+def bad_sample_in_file(path: str | Path, info: soundfile._SoundFileInfo) -> str | None:
+    """`bad_sample` of every channel of a float audio file (None without reading an integer one):
+    the check a stage that reads only headers (prepare, validate) makes of what it cannot see there."""
+    if info.subtype not in FLOAT_SUBTYPES:
+        return None
+    samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    return bad_sample(samples.reshape(-1), rate * samples.shape[1])
+
+
 def wrong_rate(recording: str, rate: int, expected: int) -> str:
     """The one message for audio at another rate than the model's (`rate`, `expected` in Hz)."""
     return f"{recording!r} is sampled at {rate} Hz, not {expected} Hz (pass --resample to convert)"

@@ -313,9 +313,12 @@ def _check_audio(
     segments: dict[str, Segment],
     utt2dur: dict[str, tuple[float, int]],
 ) -> list[SpkverifError]:
-    """Audio files exist and hold samples; segments lie within their recordings; utt2dur agrees with the
-    audio within `UTT2DUR_TOLERANCE` (files only: pipes and arks are checked when a stage reads them)."""
+    """Audio files exist and hold samples (finite ones, where the file is float); segments lie within their
+    recordings; utt2dur agrees with the audio within `UTT2DUR_TOLERANCE` (files only: pipes and arks are
+    checked when a stage reads them)."""
     import soundfile
+
+    from spkverif.io.audio import bad_sample_in_file  # io.audio reads data directories: imported when checking
 
     problems: list[SpkverifError] = []
     durations: dict[str, float] = {}
@@ -333,6 +336,9 @@ def _check_audio(
         if info.frames <= 0:
             problems.append(SpkverifError(f"recording {rec!r} has no samples", path / "wav.scp", number))
             continue
+        bad = bad_sample_in_file(spec, info)
+        if bad is not None:
+            problems.append(SpkverifError(f"recording {rec!r} has {bad}", path / "wav.scp", number))
         durations[rec] = info.frames / info.samplerate
     actual: dict[str, float] = {}
     for utt, segment in segments.items():

@@ -21,6 +21,7 @@ import soundfile
 from spkverif.base.errors import SpkverifError
 from spkverif.base.progress import ProgressBar, warn_about
 from spkverif.base.workers import JOBS
+from spkverif.io.audio import bad_sample_in_file
 from spkverif.io.datadir import DataDir, save_fresh
 from spkverif.io.trials import write_trials
 from spkverif.stages.prepare.summary import SetCounts, print_tables, sets_table
@@ -90,10 +91,14 @@ def session_of(entry: AudioEntry, root: Path) -> str:
 
 
 def soundfile_duration(path: Path) -> float:
-    """Seconds from the file header (wav, flac, ...); ValueError for empty audio."""
+    """Seconds from the file header (wav, flac, ...); ValueError for empty audio, and for a float file
+    holding a NaN, inf or out-of-range sample (`spkverif.io.audio.bad_sample_in_file`)."""
     info = soundfile.info(str(path))
     if info.frames <= 0 or info.samplerate <= 0:
         raise ValueError("no samples")
+    problem = bad_sample_in_file(path, info)
+    if problem is not None:
+        raise ValueError(f"holds {problem}")
     return info.frames / info.samplerate
 
 
