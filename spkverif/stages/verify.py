@@ -88,7 +88,8 @@ class RecordingEmbedder:
     def side(self, path: str) -> Side:
         if path not in self.cache:
             if not is_pipe(path) and not Path(path).is_file():
-                raise SpkverifError("no such audio file", path)
+                missing = "is a directory, not an audio file" if Path(path).is_dir() else "no such audio file"
+                raise SpkverifError(missing, path)
             reader = AudioReader(
                 {path: path}, None, self.embedder.sample_rate, self.allow_resample, channel=self.channel,
                 warned=self.warned, channel_advice=OPTION_ADVICE,
@@ -211,7 +212,8 @@ def verify(
                 result["decision"] = "accept" if llr >= threshold else "reject"
             results.append(result)
             bar.advance(1)
-    logger.info("decision rule: %s%s", rule, "" if threshold is None else f" (accept when LLR >= {threshold:.3f})")
+    measure = "LLR" if calibration is not None else "score"
+    logger.info("decision rule: %s%s", rule, "" if threshold is None else f" (accept when {measure} >= {threshold:g})")
     write = _write_json if as_json else _write_table
     if out is None:
         write(results, sys.stdout, threshold)
