@@ -89,6 +89,11 @@ def _temporary_path(path: Path) -> Path:
     return Path(name)
 
 
+def _through_link(path: Path) -> Path:
+    """The file a symbolic link points to (itself, for any other path): the target is replaced, the link stays."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
 def _make_parent(path: Path) -> None:
     """Make `path`'s folder (and its parents); a file in the way is `PATH: not a directory`."""
     try:
@@ -123,9 +128,7 @@ def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-
         except OSError as error:
             raise (os_error(error, path) if _ours(error, Path(path)) else error) from None
         return
-    path = Path(path)
-    if path.is_symlink():
-        path = Path(os.path.realpath(path))  # a symbolic link stays one: its target is replaced
+    path = _through_link(Path(path))
     _make_parent(path)
     temporary: Path | None = None
     try:
@@ -174,15 +177,11 @@ class AtomicFileGroup:
                 raise os_error(error, final) from None
             self._in_place.append((final, handle))
             return handle
-        if final.is_symlink():
-            final = Path(os.path.realpath(final))
+        final = _through_link(final)
         try:
             _make_parent(final)
             temporary = _temporary_path(final)
-        except OSError as error:
-            self.abort()
-            raise os_error(error, final) from None
-        except BaseException:
+        except BaseException:  # SpkverifError naming `final`, from either
             self.abort()
             raise
         handle = open(temporary, mode, encoding=None if "b" in mode else "utf-8")  # noqa: SIM115 - closed by commit/abort
@@ -190,11 +189,6 @@ class AtomicFileGroup:
         if index:
             self._index.add(final)
         return handle
-
-    def final_path(self, handle: IO[Any]) -> Path | None:
-        """The output a handle of this group stands for (to name it in an error)."""
-        places = [(final, pending) for _, final, pending in self._pending] + self._in_place
-        return next((final for final, pending in places if pending is handle), None)
 
     def commit(self) -> None:
         """Close every file and rename each over its final path (indexes last)."""

@@ -369,22 +369,21 @@ class ArchiveWriter:
         if key in self._keys:
             raise SpkverifError(f"key {key!r} written twice", self.spec.spec)
         self._keys.add(key)
-        handle: IO[Any] = self._ark
+        where = self.spec.ark  # the file being written, named if the machine refuses the write
         try:
             offset = self._ark.tell() if self._scp is not None else 0
             kaldiio.save_ark(self._ark, {key: np.ascontiguousarray(array)}, text=self.spec.text)
             if self._scp is not None:
-                handle = self._scp
+                where = self.spec.scp
                 self._scp.write(f"{key} {self.spec.ark}:{offset + len(key.encode('utf-8')) + 1}\n")
             if self.spec.flush:
-                handle = self._ark
+                where = self.spec.ark
                 self._ark.flush()
         except OSError as error:
-            if isinstance(error, BrokenPipeError) or self._group.final_path(handle) is None:
-                raise
-            final = self._group.final_path(handle)
+            if self._process is not None or self._ark is sys.stdout.buffer:
+                raise  # a pipe's reader closed it: the CLI's broken-pipe line
             self._group.abort()
-            raise os_error(error, final) from None
+            raise os_error(error, where) from None
 
     def __setitem__(self, key: str, array: np.ndarray) -> None:
         self.write(key, array)
