@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,16 +213,15 @@ def verify(
             bar.advance(1)
     measure = "LLR" if calibration is not None else "score"
     logger.info("decision rule: %s%s", rule, "" if threshold is None else f" (accept when {measure} >= {threshold:g})")
-    write = _write_json if as_json else _write_table
-    if out is None:
-        write(results, sys.stdout, threshold)
-    else:
-        with atomic_write(out) as handle:
-            write(results, handle, threshold)
+    with atomic_write("-" if out is None else out) as handle:  # `-`: standard output
+        if as_json:
+            _write_json(results, handle, threshold)
+        else:
+            _write_table(results, handle)
     return results
 
 
-def _write_table(results: list[dict[str, object]], handle: TextIO, threshold: float | None) -> None:
+def _write_table(results: list[dict[str, object]], handle: TextIO) -> None:
     """A header line naming the columns, then `ENROLL TEST score [llr] [decision]` per pair."""
     columns = ["enroll", "test", "score"] + ["llr"] * ("llr" in results[0]) + ["decision"] * ("decision" in results[0])
     handle.write("# " + " ".join(columns) + "\n")
