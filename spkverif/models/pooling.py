@@ -62,6 +62,9 @@ class AttentiveStatisticsPooling(nn.Module):
     utterance's own mean and standard deviation, so it can weigh a frame by how it
     stands against the whole recording.
 
+    `tanh: false` drops the tanh after the bottleneck: WeSpeaker's ASP (`pooling_layers.ASP`,
+    SimAM-ResNet) has convolution, ReLU, BatchNorm, convolution, softmax.
+
     >>> pooling = AttentiveStatisticsPooling(64, bottleneck=16)
     >>> pooling(torch.randn(2, 64, 30)).shape
     torch.Size([2, 128])
@@ -75,6 +78,7 @@ class AttentiveStatisticsPooling(nn.Module):
         eps: float = 1e-5,
         bottleneck_norm: bool = False,
         moments: str = "centred",
+        tanh: bool = True,
     ):
         super().__init__()
         if moments not in ("centred", "raw"):
@@ -90,7 +94,7 @@ class AttentiveStatisticsPooling(nn.Module):
         self.attention = nn.Sequential(
             nn.Conv1d(attention_input, bottleneck, kernel_size=1),
             *norm,
-            nn.Tanh(),
+            *([nn.Tanh()] if tanh else []),
             nn.Conv1d(bottleneck, channels, kernel_size=1),
         )
 

@@ -63,7 +63,8 @@ def _embed(model: torch.nn.Module, pcm: np.ndarray) -> np.ndarray:
                         window_type="hamming")  # fmt: skip
     feats = (feats - feats.mean(dim=0))[None]
     with torch.no_grad():
-        return model(feats)[-1][0].numpy()
+        outputs = model(feats)  # a tuple's last (ResNet, ECAPA-TDNN) or the tensor (SimAM-ResNet), as speaker.py
+    return (outputs[-1] if isinstance(outputs, tuple) else outputs)[0].numpy()
 
 
 def main(checkout: Path) -> None:

@@ -83,27 +83,43 @@ def load_renamed(
 ) -> None:
     """Rename peer keys by the first matching (regex, replacement), reshape to ours, load strictly.
 
-    Raises `SpkverifError` naming the first key that does not fit: a peer key no rule
-    renames or ours lacks, a key of ours the checkpoint lacks, or a shape that differs.
+    Raises `SpkverifError` with one line naming the first few keys that do not fit: peer keys
+    no rule renames or ours lacks, and keys of ours the checkpoint lacks (both, when both
+    occur); else the first key whose shape differs.
     """
     ours = model.state_dict()
-    renamed: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
+    sources: dict[str, str] = {}  # our key -> the peer's
+    unexpected: list[str] = []
+    for key in state:
         target = next((re.sub(p, r, key) for p, r in rename if re.fullmatch(p, key)), None)
         if target is None or target not in ours:
-            raise SpkverifError(
-                f"unexpected key {key!r}: not part of the architecture the configuration describes", path
-            )
-        expected = ours[target].shape
+            unexpected.append(key)
+        else:
+            sources[target] = key
+    missing = [key for key in ours if key not in sources]
+    problems = []
+    if unexpected:
+        problems.append(f"unexpected {_first_keys(unexpected)}: not part of the architecture the configuration names")
+    if missing:
+        problems.append(f"missing {_first_keys(missing, 'for ')}")
+    if problems:
+        raise SpkverifError("; ".join(problems), path)
+    renamed: dict[str, torch.Tensor] = {}
+    for target, key in sources.items():
+        value, expected = state[key], ours[target].shape
         if value.numel() != ours[target].numel():
             raise SpkverifError(
                 f"key {key!r} has shape {tuple(value.shape)}, the configuration implies {tuple(expected)}", path
             )
         renamed[target] = value.reshape(expected).to(ours[target].dtype)
-    missing = [key for key in ours if key not in renamed]
-    if missing:
-        raise SpkverifError(f"missing key for {missing[0]!r} (and {len(missing) - 1} more)", path)
     model.load_state_dict(renamed, strict=True)
+
+
+def _first_keys(keys: list[str], preposition: str = "", shown: int = 3) -> str:
+    """One line's worth: "key 'a'" or "keys 'a', 'b', 'c' (and 5 more)", the first `shown` of `keys`."""
+    named = ", ".join(repr(key) for key in keys[:shown])
+    more = f" (and {len(keys) - shown} more)" if len(keys) > shown else ""
+    return f"key {preposition}{named}" if len(keys) == 1 else f"keys {preposition}{named}{more}"
 
 
 def write_model(name: str, arguments: dict[str, Any], state: dict[str, torch.Tensor], rename: list[tuple[str, str]],

@@ -1,18 +1,24 @@
-"""WeSpeaker's ResNet (`wespeaker/models/resnet.py`, BasicBlock: ResNet18/34) and ECAPA-TDNN
+"""WeSpeaker's ResNet (`wespeaker/models/resnet.py`: ResNet18/34, ResNet221/293), SimAM-ResNet
+(`samresnet.py`: SimAM_ResNet34_ASP, SimAM_ResNet100_ASP) and ECAPA-TDNN
 (`wespeaker/models/ecapa_tdnn.py`, ECAPA_TDNN_[GLOB_]c512/c1024) checkpoints.
 
 Reads WeSpeaker's experiment `config.yaml` (`model`, `model_args`,
 `dataset_args.fbank_args`, `dataset_args.resample_rate`) and a checkpoint
 (`avg_model.pt`, `model_N.pt`: a state_dict, or one under `state_dict`). The
 projection head WeSpeaker trains with (`projection.*`) is dropped; the width
-(`m_channels`, `channels`) is read from the first convolution's weights. Builds
-our `resnet34` or `ecapa_tdnn` with WeSpeaker's front end (`wespeaker_fbank`: Kaldi
-fbank with a Hamming window, mean normalisation) and its formulas: TSTP's unbiased
-standard deviation; ECAPA's Res2Net group order and ASTP statistics from raw moments.
+(`m_channels`, `in_planes`, `channels`) is read from the first convolution's weights, the
+layout (block kind, blocks per stage, SimAM, global context) from the keys, and a layout
+other than the configuration's model is one line naming both. Builds our `resnet34`,
+`resnet100`, `resnet221`, `resnet293` or `ecapa_tdnn` with WeSpeaker's front end
+(`wespeaker_fbank`: Kaldi fbank with a Hamming window, mean normalisation) and its
+formulas: TSTP's unbiased standard deviation; ASP's raw moments (SimAM-ResNet); ECAPA's
+Res2Net group order and ASTP statistics from raw moments.
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,31 +28,89 @@ from spkverif.base.errors import SpkverifError
 from spkverif.stages.importers import IMPORTERS
 from spkverif.stages.importers.common import BATCH_NORM_KEYS, read_state_dict, read_yaml, write_model
 
-RESNET_BLOCKS = {"ResNet18": [2, 2, 2, 2], "ResNet34": [3, 4, 6, 3]}
 _BN = BATCH_NORM_KEYS
-RESNET_RENAME = [
-    (r"conv1\.weight", r"encoder.stem.0.weight"),
-    (rf"bn1\.{_BN}", r"encoder.stem.1.\1"),
-    (r"layer([1-4])\.(\d+)\.conv1\.weight", r"encoder.stages.<\1>.\2.body.0.weight"),
-    (rf"layer([1-4])\.(\d+)\.bn1\.{_BN}", r"encoder.stages.<\1>.\2.body.1.\3"),
-    (r"layer([1-4])\.(\d+)\.conv2\.weight", r"encoder.stages.<\1>.\2.body.3.weight"),
-    (rf"layer([1-4])\.(\d+)\.bn2\.{_BN}", r"encoder.stages.<\1>.\2.body.4.\3"),
-    (r"layer([1-4])\.(\d+)\.shortcut\.([01])\.(.+)", r"encoder.stages.<\1>.\2.shortcut.\3.\4"),
-    (r"seg_1\.(weight|bias)", r"encoder.embedding.\1"),
-]
 
 
-def _stage_rules() -> list[tuple[str, str]]:
-    """WeSpeaker's layerN is our stages.(N-1): one concrete rule per stage."""
-    rules = []
-    for pattern, replacement in RESNET_RENAME:
-        if "<" not in replacement:
-            rules.append((pattern, replacement))
-            continue
-        for layer in range(1, 5):
-            rules.append((pattern.replace("([1-4])", str(layer), 1), replacement.replace(r"<\1>.\2", f"{layer - 1}.\\1")
-                          .replace(r"\3", r"\2").replace(r"\4", r"\3")))  # fmt: skip
+@dataclass(frozen=True)
+class ResNetLayout:
+    """A WeSpeaker ResNet's layout: block kind, blocks per stage, SimAM blocks with ASP pooling; and
+    our registered model that builds it (not part of the comparison)."""
+
+    block: str
+    blocks: tuple[int, ...]
+    simam: bool = False
+    model: str = field(default="resnet34", compare=False)
+
+    def __str__(self) -> str:
+        return f"{self.block} blocks {list(self.blocks)}" + (" with SimAM" if self.simam else "")
+
+
+# WeSpeaker's `model` name -> the layout it builds (resnet.py, samresnet.py).
+RESNETS = {
+    "ResNet18": ResNetLayout("basic", (2, 2, 2, 2)),
+    "ResNet34": ResNetLayout("basic", (3, 4, 6, 3)),
+    "ResNet221": ResNetLayout("bottleneck", (6, 16, 48, 3), model="resnet221"),
+    "ResNet293": ResNetLayout("bottleneck", (10, 20, 64, 3), model="resnet293"),
+    "SimAM_ResNet34_ASP": ResNetLayout("basic", (3, 4, 6, 3), simam=True),
+    "SimAM_ResNet100_ASP": ResNetLayout("basic", (6, 16, 24, 3), simam=True, model="resnet100"),
+}
+
+
+def resnet_rules(simam: bool) -> list[tuple[str, str]]:
+    """WeSpeaker ResNet key (regex) -> ours: its layerN is our stages.(N-1), its convK/bnK the body's
+    layers; SimAM-ResNet's are under `front.`, its shortcut `downsample`, ASP pooling and `bottleneck`."""
+    prefix, shortcut = (r"front\.", "downsample") if simam else ("", "shortcut")
+    rules = [(rf"{prefix}conv1\.weight", "encoder.stem.0.weight"), (rf"{prefix}bn1\.{_BN}", r"encoder.stem.1.\1")]
+    for layer in range(1, 5):
+        source, target = rf"{prefix}layer{layer}\.(\d+)", rf"encoder.stages.{layer - 1}.\1"
+        for number, index in ((1, 0), (2, 3), (3, 6)):  # body: conv, BN, ReLU, conv, BN[, ReLU, conv, BN]
+            rules.append((rf"{source}\.conv{number}\.weight", rf"{target}.body.{index}.weight"))
+            rules.append((rf"{source}\.bn{number}\.{_BN}", rf"{target}.body.{index + 1}.\2"))
+        rules.append((rf"{source}\.{shortcut}\.([01])\.(.+)", rf"{target}.shortcut.\2.\3"))
+    if simam:
+        rules.append((r"pooling\.attention\.([023])\.(.+)", r"encoder.pooling.attention.\1.\2"))
+        rules.append((r"bottleneck\.(weight|bias)", r"encoder.embedding.\1"))
+    else:
+        rules.append((r"seg_1\.(weight|bias)", r"encoder.embedding.\1"))
     return rules
+
+
+def resnet_layout(state: dict[str, torch.Tensor]) -> ResNetLayout | None:
+    """The layout a checkpoint's keys show (blocks counted by their first convolution), or None."""
+    simam = any(key.startswith("front.layer1.") for key in state)
+    prefix = r"front\." if simam else ""
+    counts = []
+    for layer in range(1, 5):
+        found = [re.fullmatch(rf"{prefix}layer{layer}\.(\d+)\.conv1\.weight", key) for key in state]
+        counts.append(1 + max((int(match.group(1)) for match in found if match), default=-1))
+    if not any(counts):
+        return None
+    bottleneck = any(re.fullmatch(rf"{prefix}layer\d\.\d+\.conv3\.weight", key) for key in state)
+    return ResNetLayout("bottleneck" if bottleneck else "basic", tuple(counts), simam)
+
+
+# A checkpoint that is none of WeSpeaker's ResNets: (a key pattern, the network it shows), the first
+# pattern some key matches naming it in the error.
+KNOWN_KEYS = (
+    (r"layer1\.conv\.weight", "a WeSpeaker ECAPA-TDNN"),
+    (r"(embedding_model\.)?blocks\.0\.conv\.conv\.weight", "a SpeechBrain ECAPA-TDNN"),
+    (r"xvector\..+", "a CAM++ (WeSpeaker's or 3D-Speaker's)"),
+    (r"layer1\.0\.convs\.0\.weight", "an ERes2Net or Res2Net"),
+    (r"encoder\.(stem|blocks|stages)\..+", "a spkverif model's weights"),
+)
+
+
+def describe_checkpoint(state: dict[str, torch.Tensor]) -> str:
+    """What a checkpoint holds, for an error message: a WeSpeaker ResNet's layout (and its name), another
+    network its keys show, or its first keys."""
+    layout = resnet_layout(state)
+    if layout is not None:
+        names = [name for name, known in RESNETS.items() if known == layout]
+        return f"a WeSpeaker {names[0] if names else 'ResNet'} ({layout})"
+    for pattern, network in KNOWN_KEYS:
+        if any(re.fullmatch(pattern, key) for key in state):
+            return network
+    return "keys " + ", ".join(repr(key) for key in list(state)[:3])
 
 
 def _fbank_options(config: dict[str, Any], path: Path, feat_dim: int) -> tuple[int, int]:
@@ -62,9 +126,11 @@ def _fbank_options(config: dict[str, Any], path: Path, feat_dim: int) -> tuple[i
 
 
 def _checked(
-    config: dict[str, Any], state: dict[str, torch.Tensor], path: Path, pooling: str, flag: str, keys: tuple[str, ...]
-) -> tuple[dict[str, Any], int, int]:
-    """model_args (with the pooling and without `flag` we support), mel bins and rate; the keys we read widths from."""
+    config: dict[str, Any], state: dict[str, torch.Tensor], path: Path, pooling: str, flag: str, keys: tuple[str, ...],
+    feat_key: str = "feat_dim",
+) -> tuple[dict[str, Any], int, int]:  # fmt: skip
+    """model_args (with the pooling and without `flag` we support), mel bins (`model_args[feat_key]`) and
+    rate; the keys we read widths from."""
     args = config.get("model_args") or {}
     if args.get("pooling_func", pooling) != pooling:
         raise SpkverifError(
@@ -74,22 +140,38 @@ def _checked(
         raise SpkverifError(f"model_args.{flag}: True is not supported", path)
     for key in keys:
         if key not in state:
-            raise SpkverifError(f"missing key {key!r}: not a WeSpeaker {config.get('model')} checkpoint", path)
-    mels, rate = _fbank_options(config, path, int(args.get("feat_dim", 80)))
+            raise SpkverifError(
+                f"missing key {key!r}: the checkpoint holds {describe_checkpoint(state)}, "
+                f"not the WeSpeaker {config.get('model')} the configuration names", path
+            )  # fmt: skip
+    mels, rate = _fbank_options(config, path, int(args.get(feat_key, 80)))
     return args, mels, rate
 
 
 def resnet_options(config: dict[str, Any], state: dict[str, torch.Tensor], path: Path) -> dict[str, Any]:
-    """Our `resnet34` options for a WeSpeaker ResNet configuration; one-line errors for what does not fit.
+    """Our ResNet options for a WeSpeaker ResNet or SimAM-ResNet configuration; one-line errors for what
+    does not fit, a checkpoint of another layout among them.
 
     Returns `build_model`'s arguments (options, front end, sample rate)."""
     name = str(config.get("model"))
-    args, mels, rate = _checked(config, state, path, "TSTP", "two_emb_layer", ("conv1.weight",))
+    layout = RESNETS[name]
+    if resnet_layout(state) != layout:
+        raise SpkverifError(
+            f"the checkpoint holds {describe_checkpoint(state)}; the configuration's {name} has {layout}", path
+        )
+    prefix = "front." if layout.simam else ""
+    if layout.simam:  # SimAM_ResNet*_ASP(in_planes, embed_dim, acoustic_dim, dropout): ASP, no pooling_func
+        args, mels, rate = _checked(config, state, path, "ASP", "two_emb_layer", (), feat_key="acoustic_dim")
+        pooling = {"pooling": "attentive", "attention_bottleneck": int(state["pooling.attention.0.weight"].shape[0])}
+    else:
+        args, mels, rate = _checked(config, state, path, "TSTP", "two_emb_layer", ())
+        pooling = {"unbiased_std": True}
     options = {
-        "base_channels": int(state["conv1.weight"].shape[0]),
-        "embedding_dim": int(args.get("embed_dim", 128)),
-        "blocks": RESNET_BLOCKS[name],
-        "unbiased_std": True,
+        "base_channels": int(state[f"{prefix}conv1.weight"].shape[0]),
+        "embedding_dim": int(args.get("embed_dim", 256 if layout.simam else 128)),
+        "blocks": list(layout.blocks),
+        "simam": layout.simam,
+        **pooling,
     }
     return _arguments(options, mels, rate)
 
@@ -124,12 +206,17 @@ def ecapa_options(config: dict[str, Any], state: dict[str, torch.Tensor], path: 
     name = str(config.get("model"))
     keys = ("layer1.conv.weight", "conv.weight", "pool.linear1.weight")
     args, mels, rate = _checked(config, state, path, "ASTP", "emb_bn", keys)
+    glob = state["pool.linear1.weight"].shape[1] == 3 * state["conv.weight"].shape[0]
+    if glob != ("GLOB" in name):
+        found = "with" if glob else "without"
+        raise SpkverifError(f"the checkpoint holds a WeSpeaker ECAPA-TDNN {found} global context; "
+                            f"the configuration's {name} is {'without' if glob else 'with'} it", path)  # fmt: skip
     options = {
         "channels": int(state["layer1.conv.weight"].shape[0]),
         "aggregate_channels": int(state["conv.weight"].shape[0]),
         "attention_bottleneck": int(state["pool.linear1.weight"].shape[0]),
         "embedding_dim": int(args.get("embed_dim", 192)),
-        "global_context": "GLOB" in name,
+        "global_context": state["pool.linear1.weight"].shape[1] == 3 * state["conv.weight"].shape[0],
         "res2_passthrough": "last",
         "pooling_moments": "raw",
         "pooling_eps": 1e-7,
@@ -147,7 +234,8 @@ def _arguments(options: dict[str, Any], mels: int, rate: int) -> dict[str, Any]:
 
 
 def _resnet(config: dict[str, Any], state: dict[str, torch.Tensor], path: Path) -> tuple[str, dict, list]:
-    return "resnet34", resnet_options(config, state, path), _stage_rules()
+    layout = RESNETS[str(config.get("model"))]
+    return layout.model, resnet_options(config, state, path), resnet_rules(layout.simam)
 
 
 def _ecapa(config: dict[str, Any], state: dict[str, torch.Tensor], path: Path) -> tuple[str, dict, list]:
@@ -155,14 +243,15 @@ def _ecapa(config: dict[str, Any], state: dict[str, torch.Tensor], path: Path) -
 
 
 ARCHITECTURES = {
-    **{name: _resnet for name in RESNET_BLOCKS},
+    **{name: _resnet for name in RESNETS},
     **{f"ECAPA_TDNN{glob}_c{width}": _ecapa for glob in ("", "_GLOB") for width in (512, 1024)},
 }
 
 
 @IMPORTERS.register("wespeaker")
 def import_wespeaker(checkpoint: Path, config_path: Path, out: Path) -> dict[str, Any]:
-    """WeSpeaker ResNet18/34 or ECAPA-TDNN: `avg_model.pt` and the experiment's `config.yaml` -> our model file."""
+    """WeSpeaker ResNet18/34/221/293, SimAM-ResNet34/100 or ECAPA-TDNN: `avg_model.pt` and the experiment's
+    `config.yaml` -> our model file."""
     config = read_yaml(config_path)
     architecture = ARCHITECTURES.get(str(config.get("model")))
     if architecture is None:
