@@ -37,13 +37,14 @@ class RegistryArgumentCommand(click.Command):
     "--config",
     "--hparams",
     "config",
-    required=True,
+    default=None,
     type=click.Path(),
-    help="The checkpoint's configuration: WeSpeaker's config.yaml, SpeechBrain's hyperparams.yaml.",
+    help="The checkpoint's configuration: WeSpeaker's config.yaml, SpeechBrain's hyperparams.yaml "
+    "(a ReDimNet checkpoint carries its own).",
 )
 @click.argument("output", type=click.Path(dir_okay=False))
 @common_options
-def command(source: str, checkpoint: str, config: str, output: str) -> None:
+def command(source: str, checkpoint: str, config: str | None, output: str) -> None:
     """Turn another toolkit's checkpoint into a spkverif model file.
 
     The model keeps the front end it was trained with; extract, export and verify take the file.

@@ -18,6 +18,7 @@ from torch import nn
 from spkverif.base.errors import SpkverifError
 from spkverif.base.registry import Count, NonNegative, Registry
 from spkverif.frontends.fbank import KaldiFbank
+from spkverif.frontends.redimnet_mel import ReDimNetMel
 from spkverif.frontends.sinc import SincNet
 from spkverif.frontends.speechbrain_fbank import SpeechBrainFbank
 
@@ -26,6 +27,7 @@ FRONTENDS: Registry = Registry("front end")
 FRONTENDS.register("kaldi_fbank")(KaldiFbank)
 FRONTENDS.register("speechbrain_fbank")(SpeechBrainFbank)
 FRONTENDS.register("sinc")(SincNet)
+FRONTENDS.register("redimnet_mel")(ReDimNetMel)
 
 
 @FRONTENDS.register("wespeaker_fbank")
@@ -48,4 +50,4 @@ def build_frontend(name: str, options: dict[str, Any] | None, sample_rate: int) 
     return FRONTENDS.build(name, sample_rate, **options)
 
 
-__all__ = ["FRONTENDS", "KaldiFbank", "SincNet", "SpeechBrainFbank", "build_frontend"]
+__all__ = ["FRONTENDS", "KaldiFbank", "ReDimNetMel", "SincNet", "SpeechBrainFbank", "build_frontend"]

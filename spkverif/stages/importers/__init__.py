@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from spkverif.base.errors import SpkverifError
 from spkverif.base.registry import Registry
 
 logger = logging.getLogger(__name__)
@@ -24,12 +25,25 @@ Importer = Callable[..., dict[str, Any]]
 IMPORTERS: Registry[Importer] = Registry("checkpoint source")
 
 
-def import_checkpoint(source: str, checkpoint: str | Path, config: str | Path, out: str | Path) -> dict[str, Any]:
-    """Run the import stage for `source` (`speechbrain`, `wespeaker`); returns name, options, fingerprint, path."""
-    result = IMPORTERS.get(source)(Path(checkpoint), Path(config), Path(out))
+def carries_config(importer: Importer) -> Importer:
+    """Decorator: the importer's checkpoints hold their own configuration, so `config` may be None."""
+    importer.carries_config = True  # type: ignore[attr-defined]
+    return importer
+
+
+def import_checkpoint(
+    source: str, checkpoint: str | Path, config: str | Path | None, out: str | Path
+) -> dict[str, Any]:
+    """Run the import stage for `source` (`speechbrain`, `wespeaker`, `redimnet`); returns name, options,
+    fingerprint, path. `config` None is for sources whose checkpoints carry it (`carries_config`); for
+    the others it is one line (SpkverifError)."""
+    importer = IMPORTERS.get(source)
+    if config is None and not getattr(importer, "carries_config", False):
+        raise SpkverifError(f"a {source} checkpoint needs --config: the configuration file it was trained with")
+    result = importer(Path(checkpoint), None if config is None else Path(config), Path(out))
     logger.info("imported %s as %s (fingerprint %s)", checkpoint, result["model"]["name"], result["fingerprint"])
     logger.info("next: spkverif verify --model %s ENROLL.wav TEST.wav  (docs/pretrained.md)", shlex.quote(str(out)))
     return result
 
 
-from spkverif.stages.importers import speechbrain, wespeaker  # noqa: E402, F401  (register their importers)
+from spkverif.stages.importers import redimnet, speechbrain, wespeaker  # noqa: E402, F401  (register their importers)

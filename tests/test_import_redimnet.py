@@ -1,0 +1,113 @@
+"""`spkverif import redimnet`: IDRnD's ReDimNet checkpoints give IDRnD's embeddings; bad files are one line.
+
+The references (tests/data/redimnet_*, tests/data/README.md) were computed by IDRnD's own
+code on small randomly initialised checkpoints in its release format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from spkverif.io.specifiers import load_vectors
+from spkverif.models.files import load_model
+
+DATA = Path(__file__).resolve().parent / "data"
+CHECKPOINTS = ("fwse_convatt", "convnext_att", "resnet_conv", "relu_fc")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small networks gain nothing from threads, and on a busy machine their synchronisation costs much."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _inputs() -> list[np.ndarray]:
+    pcm = np.load(DATA / "wespeaker_inputs.npz")
+    return [pcm[key] for key in sorted(pcm.files)]
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.linalg.norm(vectors, axis=-1, keepdims=True)
+
+
+@pytest.mark.parametrize("name", CHECKPOINTS)
+def test_redimnet_checkpoints_give_idrnds_embeddings(run_cli, tmp_path: Path, name: str) -> None:
+    out = tmp_path / "imported.pt"
+    result = run_cli("import", "-q", "redimnet", DATA / f"redimnet_{name}.pt", out)
+    assert result.exit_code == 0, result.stderr
+    model = load_model(out)
+    assert model.spec["name"] == "redimnet" and model.spec["frontend"]["name"] == "redimnet_mel"
+    expected = np.load(DATA / f"redimnet_{name}_embeddings.npy")
+    got = []
+    for pcm in _inputs():
+        with torch.no_grad():
+            got.append(model(torch.from_numpy(pcm.astype(np.float32) / 32768.0)[None])[0].numpy())
+    largest = float(np.abs(_unit(np.stack(got)) - _unit(expected)).max())
+    print(f"largest difference from IDRnD's {name}: {largest:.2e}")
+    assert largest <= 1e-5
+
+
+def test_extract_with_an_imported_redimnet_gives_idrnds_embeddings(run_cli, tmp_path: Path) -> None:
+    """Through `spkverif extract` (audio read from WAV files, the CPU runtime's length buckets)."""
+    model = tmp_path / "imported.pt"
+    assert run_cli("import", "-q", "redimnet", DATA / "redimnet_fwse_convatt.pt", model).exit_code == 0
+    lines = []
+    for index, pcm in enumerate(_inputs()):
+        soundfile.write(tmp_path / f"u{index}.wav", pcm, 16000, subtype="PCM_16")
+        lines.append(f"u{index} {tmp_path / f'u{index}.wav'}\n")
+    (tmp_path / "wav.scp").write_text("".join(lines))
+    embeddings = f"ark,scp:{tmp_path / 'e.ark'},{tmp_path / 'e.scp'}"
+    result = run_cli("extract", "-q", "--model", model, f"scp:{tmp_path / 'wav.scp'}", embeddings)
+    assert result.exit_code == 0, result.stderr
+    keys, got = load_vectors(f"scp:{tmp_path / 'e.scp'}")
+    assert keys == ["u0", "u1", "u2"]
+    expected = np.load(DATA / "redimnet_fwse_convatt_embeddings.npy")
+    assert float(np.abs(_unit(got) - _unit(expected)).max()) <= 1e-5
+
+
+def test_redimnet_bad_checkpoints_are_one_line(run_cli, tmp_path: Path) -> None:
+    release = torch.load(DATA / "redimnet_fwse_convatt.pt")
+    config, state = release["model_config"], release["state_dict"]
+    head = {"head.weight": torch.zeros(2), "head.bias": torch.zeros(2)}
+    files = {
+        "missing": {"model_config": config, "state_dict": {k: v for k, v in state.items() if "stage2" not in k}},
+        "extra": {"model_config": config, "state_dict": {**state, **head}},
+        "redimnet2": {"model_config": {**config, "agg_gnorm": True}, "state_dict": state},
+        "pooling": {"model_config": {**config, "pooling_func": "TSTP"}, "state_dict": state},
+        "wider": {"model_config": {**config, "C": 8}, "state_dict": state},
+    }  # fmt: skip
+    for name, payload in files.items():
+        torch.save(payload, tmp_path / f"{name}.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    for checkpoint, message in (
+        (DATA / "wespeaker_resnet34.pt",
+         "found a state_dict alone (keys 'conv1.weight', 'bn1.weight', 'bn1.bias' ...), expected IDRnD's ReDimNet"),
+        (tmp_path / "missing.pt", "missing keys for 'encoder.stages.2.mix.logits', 'encoder.stages.2.body.1.weight', "
+                                  "'encoder.stages.2.body.1.bias' (and "),
+        (tmp_path / "extra.pt", "unexpected keys 'head.weight', 'head.bias': not part of the architecture"),
+        (tmp_path / "redimnet2.pt", "model_config has 'agg_gnorm', which ReDimNet's (IDRnD/redimnet) has not"),
+        (tmp_path / "pooling.pt", "model_config pooling_func: 'TSTP' is not supported (only 'ASTP')"),
+        (tmp_path / "wider.pt", "has shape"),
+        (tmp_path / "junk.pt", "not a readable PyTorch checkpoint"),
+    ):  # fmt: skip
+        result = run_cli("import", "-q", "redimnet", checkpoint, tmp_path / "out.pt")
+        assert result.exit_code == 1 and message in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out.pt").exists()
+    result = run_cli("import", "-q", "redimnet", DATA / "redimnet_relu_fc.pt", "--config", DATA / "README.md",
+                     tmp_path / "o.pt")  # fmt: skip
+    assert result.exit_code == 1 and "carries its configuration: leave out --config" in result.stderr
+
+
+def test_sources_without_their_configuration_say_so(run_cli, tmp_path: Path) -> None:
+    result = run_cli("import", "-q", "wespeaker", DATA / "wespeaker_resnet34.pt", tmp_path / "out.pt")
+    assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert "a wespeaker checkpoint needs --config" in result.stderr
+    assert not (tmp_path / "out.pt").exists()
