@@ -74,7 +74,7 @@ def test_empty_front_end_is_the_models_default(tmp_path: Path) -> None:
         ({"name": "kaldi_fbank", "options": {"round_to_power_of_two": False, "frame_length_ms": 25.0625}}, "odd"),
         ({"name": "kaldi_fbank", "options": {"sample_rate": 8000}}, "data.sample_rate"),
         ({"name": "sinc", "options": {"num_filters": 0}}, "needs num_filters >= 1"),
-        ({"name": "mfcc"}, "unknown front end 'mfcc'; choose one of: kaldi_fbank, sinc, speechbrain_fbank"),
+        ({"name": "mfcc"}, "unknown front end 'mfcc'; choose one of: .*kaldi_fbank, .*sinc, speechbrain_fbank"),
     ],
 )
 def test_front_end_errors_are_one_line(frontend: dict, match: str) -> None:

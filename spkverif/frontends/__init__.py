@@ -2,7 +2,8 @@
 
 Each is registered by name in `FRONTENDS` (the `frontend:` section of a training
 configuration; `spkverif list frontends`) and offers `sample_rate`, `output_dim`,
-`num_frames(num_samples)` and `samples_for_frames(num_frames)`. A builder takes the
+`num_frames(num_samples)` and `samples_for_frames(num_frames)` (and `spec_options`
+where its options name files a model file does not hold). A builder takes the
 sample rate first (the data's, `data.sample_rate`, passed in by `build_frontend`,
 never an option of its own) and its options by keyword, their valid values in
 their annotations; `spkverif.models.build_model` builds the front end and hands it
@@ -21,12 +22,16 @@ from spkverif.frontends.fbank import KaldiFbank
 from spkverif.frontends.redimnet_mel import ReDimNetMel
 from spkverif.frontends.sinc import SincNet
 from spkverif.frontends.speechbrain_fbank import SpeechBrainFbank
+from spkverif.frontends.ssl import Hubert, Wav2Vec2, WavLM
 
 FRONTENDS: Registry = Registry("front end")
 
 FRONTENDS.register("kaldi_fbank")(KaldiFbank)
 FRONTENDS.register("speechbrain_fbank")(SpeechBrainFbank)
 FRONTENDS.register("sinc")(SincNet)
+FRONTENDS.register("wavlm")(WavLM)
+FRONTENDS.register("hubert")(Hubert)
+FRONTENDS.register("wav2vec2")(Wav2Vec2)
 FRONTENDS.register("redimnet_mel")(ReDimNetMel)
 
 

@@ -26,7 +26,9 @@ def build_model(
 
     `model.spec` records how, with the front end's name resolved:
     `{"name", "options", "frontend": {"name", "options"}, "sample_rate"}`, the
-    arguments of this function, so `build_model(**model.spec)` rebuilds the network.
+    arguments of this function, so `build_model(**model.spec)` rebuilds the network
+    (a front end whose options name files outside the model file, such as a
+    self-supervised model's directory, records instead the `spec_options` it offers).
     Raises `SpkverifError` for an unknown model or front end, an unknown option or
     a value out of its range.
     """
@@ -39,7 +41,7 @@ def build_model(
     model.spec = {
         "name": name,
         "options": options,
-        "frontend": {"name": frontend_name, "options": frontend_options},
+        "frontend": {"name": frontend_name, "options": getattr(built, "spec_options", frontend_options)},
         "sample_rate": sample_rate,
     }
     return model
