@@ -46,12 +46,14 @@ def about(
     flag: bool | str = False,
     choices: tuple[str, ...] = (),
     path: bool = False,
+    values: type | None = None,
 ) -> dict[str, Any]:
     """The one description of a configuration field, as its metadata: the help text, the valid range
     (`valid`, what `spkverif.base.ranges.range_of` reads) or `choices`, whether `spkverif train` has a flag
     for it (`flag=True`: `--field-name`; a string: that flag name; False: reached by `--set
-    SECTION.KEY=VALUE` only) and whether the value names a file or directory (`path`)."""
-    return {"help": help, "range": valid, "flag": flag, "choices": choices, "path": path}
+    SECTION.KEY=VALUE` only) and whether the value names a file or directory (`path`). A mapping of
+    names to numbers (`training.freeze`) gives its values' type as `values`; `valid` is then theirs."""
+    return {"help": help, "range": valid, "flag": flag, "choices": choices, "path": path, "values": values}
 
 
 def setting(default: Any, help: str, **description: Any) -> Any:
@@ -124,9 +126,28 @@ class TrainingOptions:
     valid_trials: str = setting("", "Trials scored after each epoch; the best model is kept.", flag=True, path=True)
     init: str = setting(
         "",
-        "Start from this training checkpoint's network and loss head (a fine-tuning stage).",
+        "Start from this model file's network (train's final.pt, import's output) with a new loss head, or from "
+        "a training checkpoint's network and, on the same speakers, its loss head (docs/finetuning.md).",
         flag=True,
         path=True,
+    )
+    freeze: dict = field(
+        default_factory=dict,
+        metadata=about(
+            "Steps each named part (frontend, encoder, head, or a module below one: encoder.pooling) stays frozen "
+            "for, from the start: {encoder: 200}.",
+            valid=NOT_NEGATIVE,
+            values=int,
+        ),
+    )
+    lr_scale: dict = field(
+        default_factory=dict,
+        metadata=about(
+            "Learning-rate factor of each named part (as training.freeze names them), under every schedule: "
+            "{frontend: 0.1}.",
+            valid=POSITIVE,
+            values=float,
+        ),
     )
 
 
@@ -239,6 +260,8 @@ def settings_markdown() -> str:
     for key, item in settings():
         default = item.default if item.default is not MISSING else item.default_factory()
         valid = describe(item.metadata["range"]) if item.metadata.get("range") else ", ".join(item.metadata["choices"])
+        if item.metadata.get("values"):
+            valid = f"PART: {valid}"
         flag = f"`{flags[key]}`" if key in flags else ""
         rows.append(f"| `{key}` | `{default!r}` | {valid} | {flag} | {item.metadata['help']} |")
     defaults = TrainConfig().to_dict()
@@ -312,6 +335,8 @@ def load_train_config(
     overrides. Naming another model or loss (in a file, or by flag) drops the options given
     before for the old one, which the new one would not take.
 
+    With `training.init`, the network is then that file's (`apply_init`).
+
     Raises `SpkverifError` naming the file (and line) for a missing or unreadable file, a
     `defaults:` cycle or missing base, an unknown section or option, or a value out of range.
     """
@@ -319,7 +344,10 @@ def load_train_config(
     source = Path(path) if path is not None else None
     for file, values in resolve_defaults(source) if source is not None else []:
         _merge_file(raw, values, file)
+    explicit = set()
     for keys, value in overrides or []:
+        explicit.add(".".join(keys))
+        explicit |= {f"{keys[0]}.{key}" for key in value} if len(keys) == 1 and isinstance(value, dict) else set()
         section = keys[0]
         if section not in raw:
             raise SpkverifError(f"unknown section {section!r}; sections are: {', '.join(raw)}")
@@ -331,7 +359,89 @@ def load_train_config(
         if section in _COMPONENTS and keys[1] == "name" and value != raw[section].get("name"):
             raw[section] = {}
         raw[section][keys[1]] = value
-    return _from_dict(raw, source)
+    config = _from_dict(raw, source)
+    if config.training.init:
+        apply_init(config, explicit)
+    return config
+
+
+# With training.init, these are the file's whatever the command line says; its network's other
+# settings (the model's and front end's options) yield to a flag, as long as the weights fit.
+INIT_IDENTITY = ("model.name", "frontend.name", "data.sample_rate")
+
+
+def read_init(path: str | Path) -> dict[str, Any]:
+    """The payload of `training.init`'s file (a model file or a training checkpoint, read by
+    `spkverif.models.files.read_checkpoint`, nothing in it run), its `model` entry in today's
+    shape (`upgrade_spec`). Raises `SpkverifError` naming the file, its message starting
+    `training.init: `, for a file that is missing, not a model file, or holds no network's description."""
+    from spkverif.models.files import read_checkpoint
+    from spkverif.models.legacy import upgrade_spec
+
+    try:
+        payload = read_checkpoint(path)
+    except SpkverifError as error:
+        raise SpkverifError(f"training.init: {error.message}", error.path, error.line) from None
+    stored = payload.get("model")
+    if not isinstance(stored, dict) or not isinstance(stored.get("name"), str):
+        raise SpkverifError("training.init: the file's `model` entry is not a network's name and options", path)
+    payload["model"] = upgrade_spec(stored, payload.get("sample_rate"))
+    return payload
+
+
+def _network_settings(model: Component, frontend: Component, sample_rate: int) -> dict[str, Any]:
+    """A network's settings by dotted key (model.name, model.OPTION, frontend.name, ..., data.sample_rate)."""
+    return {
+        "model.name": model.name, **{f"model.{key}": value for key, value in model.options.items()},
+        "frontend.name": frontend.name, **{f"frontend.{key}": value for key, value in frontend.options.items()},
+        "data.sample_rate": sample_rate,
+    }  # fmt: skip
+
+
+def apply_init(config: TrainConfig, explicit: set[str]) -> None:
+    """Make `config`'s network (model, frontend, data.sample_rate) the one `training.init`'s file holds.
+
+    The file wins over the configuration's files and defaults (a warning lists the values a file
+    gave that it replaces); a key in `explicit` (set by a flag or `--set`) that differs wins over
+    the file for a model's or front end's option (the weights must still fit, `Trainer.initialise`),
+    and is refused for `INIT_IDENTITY`. Raises `SpkverifError` naming the file: its reading's
+    errors (`read_init`), and `training.init: the checkpoint holds another network: KEY 'A' there,
+    'B' on the command line`.
+    """
+    path = config.training.init
+    spec = read_init(path)["model"]
+    stored = _network_settings(
+        Component(spec["name"], dict(spec.get("options") or {})),
+        Component(spec["frontend"]["name"], dict(spec["frontend"].get("options") or {})),
+        spec["sample_rate"],
+    )
+    current = _network_settings(config.model, config.frontend, config.data.sample_rate)
+    default = TrainConfig()
+    defaults = _network_settings(default.model, default.frontend, default.data.sample_rate)
+    chosen, replaced = dict(stored), []
+    for key in [*INIT_IDENTITY, *sorted((set(stored) | set(current)) - set(INIT_IDENTITY))]:
+        if key not in current or current[key] == stored.get(key):
+            continue
+        if key in explicit and key in INIT_IDENTITY:
+            raise SpkverifError(
+                f"training.init: the checkpoint holds another network: {key} {stored[key]!r} there, "
+                f"{current[key]!r} on the command line",
+                path,
+            )
+        if key in explicit:
+            chosen[key] = current[key]
+            logger.warning("%s: %s=%r on the command line replaces the file's %r", path, key, current[key],
+                           stored.get(key))  # fmt: skip
+        elif current[key] != defaults.get(key):
+            replaced.append(f"{key} {stored.get(key)!r} (the configuration's {current[key]!r})")
+    if replaced:
+        logger.warning("%s: training.init's network wins over the configuration's: %s", path, ", ".join(replaced))
+    options = {section: {key.partition(".")[2]: value for key, value in chosen.items()
+                         if key.startswith(f"{section}.") and key != f"{section}.name"}
+               for section in ("model", "frontend")}  # fmt: skip
+    config.model = Component(chosen["model.name"], options["model"])
+    config.frontend = Component(chosen["frontend.name"], options["frontend"])
+    config.data.sample_rate = chosen["data.sample_rate"]
 
 
 DEFAULTS_KEY = "defaults"
@@ -392,10 +502,11 @@ def _from_dict(raw: dict[str, Any], source: Path | None) -> TrainConfig:
             if key not in known:
                 raise SpkverifError(f"unknown option {section}.{key}; options are: {', '.join(known)}", source)
             default = getattr(kind(), key)
-            values[key] = _coerce(value, type(default), f"{section}.{key}", source)
+            values[key] = _coerce(value, type(default), f"{section}.{key}", source, known[key].metadata.get("values"))
             valid = known[key].metadata.get("range")
-            if valid is not None:
-                check(valid, values[key], f"{section}.{key}", source)
+            for item in values[key].values() if isinstance(values[key], dict) else [values[key]]:
+                if valid is not None:
+                    check(valid, item, f"{section}.{key}", source)
             _check_choice(known[key].metadata.get("choices"), values[key], f"{section}.{key}", source)
             if isinstance(values[key], list) and _is_interval(default):
                 _check_interval(values[key], f"{section}.{key}", source)
@@ -475,9 +586,16 @@ def _require_finite(value: Any, name: str, source: Path | None) -> None:
         raise SpkverifError(f"{name} must be a finite number, not {value!r}", source)
 
 
-def _coerce(value: Any, kind: type, name: str, source: Path | None) -> Any:
+def _coerce(value: Any, kind: type, name: str, source: Path | None, values: type | None = None) -> Any:
     if kind is str and value is None:
         return ""
+    if kind is dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict) or not all(isinstance(key, str) and key for key in value):
+            raise SpkverifError(f"{name} must map names to {(values or str).__name__}s, such as "
+                                f"{{encoder: 2}}, not {value!r}", source)  # fmt: skip
+        return {key: _coerce(item, values or str, f"{name}.{key}", source) for key, item in value.items()}
     if kind is list:
         if isinstance(value, (list, tuple)):
             return list(value)

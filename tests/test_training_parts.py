@@ -354,7 +354,6 @@ def test_init_starts_from_a_checkpoints_network_and_head_with_a_fresh_schedule(
 @pytest.mark.parametrize(
     ("source", "extra", "message"),
     [
-        ("final.pt", [], "training.init: not a training checkpoint"),
         ("epoch_0001.pt", ["--set", "model.channels=24"], "training.init: the checkpoint holds another network"),
         ("missing.pt", [], "training.init: no such model file"),
     ],

@@ -148,6 +148,15 @@ def _mismatch(error: RuntimeError) -> str:
     return (details or lines or [type(error).__name__])[0].rstrip(".")
 
 
+def load_weights(module: torch.nn.Module, state: dict[str, torch.Tensor], path: str | Path, refusal: str) -> None:
+    """`module.load_state_dict(state)` (strict), or `SpkverifError` naming `path`: `REFUSAL: ` and the
+    first key that is missing, unexpected or of another shape."""
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as error:
+        raise SpkverifError(f"{refusal}: {_mismatch(error)}", path) from None
+
+
 def load_model(path: str | Path) -> SpeakerEmbeddingModel:
     """Rebuild a model from a model file or a training checkpoint, in eval mode.
 
@@ -170,12 +179,7 @@ def load_model(path: str | Path) -> SpeakerEmbeddingModel:
         raise SpkverifError(f"the file's `model` entry does not describe a network: {error}", path) from None
     if is_legacy(stored):
         model.stored_spec = stored  # the fingerprint of an old file stays what it was (`model_fingerprint`)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as error:
-        raise SpkverifError(
-            f"the weights do not fit the network the file describes ({stored['name']}): {_mismatch(error)}", path
-        ) from None
+    load_weights(model, state, path, f"the weights do not fit the network the file describes ({stored['name']})")
     for entry in ("embedding_dim", "sample_rate"):
         if entry in payload and payload[entry] != getattr(model, entry):
             raise SpkverifError(

@@ -24,6 +24,10 @@ def train(
 ) -> dict[str, Any]:
     """Run the train stage; with `dry_run`, only build everything and describe it.
 
+    With `training.init` (`--init`), a run that starts (no checkpoint to resume from) takes
+    that file's network (`Trainer.initialise`); with `resume` and a checkpoint, resuming wins
+    and the file is not read again for weights.
+
     Raises `SpkverifError` for bad settings or data, checkpoints in `exp_dir` without
     `resume`, and a non-finite loss without --skip-nonfinite.
     """

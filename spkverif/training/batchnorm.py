@@ -17,15 +17,17 @@ from torch import nn
 
 
 def _tracking_layers(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """The BatchNorm layers whose statistics a step moves: those in training mode (a frozen part's,
+    `spkverif.training.parts`, run in eval mode and keep theirs exactly)."""
     return [
         layer
         for layer in module.modules()
-        if isinstance(layer, nn.modules.batchnorm._BatchNorm) and layer.track_running_stats
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm) and layer.track_running_stats and layer.training
     ]
 
 
 def batchnorm_buffers(module: nn.Module) -> list[torch.Tensor]:
-    """Running statistics of every BatchNorm layer (the step counters are kept apart)."""
+    """Running statistics of every BatchNorm layer in training mode (the step counters are kept apart)."""
     buffers = []
     for layer in _tracking_layers(module):
         buffers += [layer.running_mean, layer.running_var]
@@ -33,7 +35,7 @@ def batchnorm_buffers(module: nn.Module) -> list[torch.Tensor]:
 
 
 def batchnorm_counters(module: nn.Module) -> list[torch.Tensor]:
-    """`num_batches_tracked` of every BatchNorm layer."""
+    """`num_batches_tracked` of every BatchNorm layer in training mode."""
     return [layer.num_batches_tracked for layer in _tracking_layers(module)]
 
 

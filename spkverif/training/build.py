@@ -30,6 +30,7 @@ from spkverif.training.features import PrecomputedFeatures
 from spkverif.training.held_out import Validator
 from spkverif.training.margin_schedules import MarginSchedule, build_margin_schedule
 from spkverif.training.optim import OPTIMIZERS, SCHEDULERS
+from spkverif.training.parts import PartFreezer, network_parts, parameter_groups, scale_learning_rates
 from spkverif.training.preflight import check_compiler, check_setup, check_shards
 from spkverif.training.sampler import SpeakerChunkSampler, SpeakerIndex
 from spkverif.training.streaming import ShardChunks, check_streams
@@ -96,6 +97,7 @@ class Components:
     ddp: nn.Module
     augmenter: AugmentChain | None
     validator: Validator | None
+    freezer: PartFreezer
 
 
 def utterance_lengths(data: DataDir, reader: AudioReader | PreloadedAudio, sample_rate: int) -> dict[str, int]:
@@ -172,11 +174,14 @@ def warn_if_amp_is_emulated(amp: str, device: torch.device) -> None:
 
 
 def _build_optimisation(
-    config: TrainConfig, network: nn.Module, device: torch.device
+    config: TrainConfig, network: TrainingNetwork, device: torch.device
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, torch.amp.GradScaler]:
-    """Optimiser, learning-rate schedule (stepped once a step) and grad scaler (active with fp16)."""
+    """Optimiser (a parameter group per `training.lr_scale` factor), learning-rate schedule (stepped
+    once a step) and grad scaler (active with fp16)."""
     options = config.training
-    optimizer = OPTIMIZERS.build(config.optimizer.name, list(network.parameters()), **config.optimizer.options)
+    parameters = parameter_groups(network, network_parts(network.model, network.head), options.lr_scale)
+    optimizer = OPTIMIZERS.build(config.optimizer.name, parameters, **config.optimizer.options)
+    scale_learning_rates(optimizer)
     scheduler = SCHEDULERS.build(
         config.scheduler.name,
         optimizer,
@@ -237,9 +242,10 @@ def build_components(config: TrainConfig, data_dir: str | Path, context: Distrib
     validator = None
     if options.valid_trials and context.is_main:
         validator = Validator(options.valid_data, options.valid_trials, config.data.sample_rate, config.data.resample)
+    freezer = PartFreezer(network_parts(model, head), options.freeze, toggle_grad=not context.enabled)
     return Components(
         data, shards, reader, features, model, head, speeds, margin_schedule, network, optimizer, scheduler, scaler,
-        AMP_TYPES.get(options.amp), ddp, augmenter, validator,
+        AMP_TYPES.get(options.amp), ddp, augmenter, validator, freezer,
     )  # fmt: skip
 
 

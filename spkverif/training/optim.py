@@ -65,8 +65,9 @@ def build_exponential(
     warmup_epochs: NonNegative = 0.0,
 ) -> torch.optim.lr_scheduler.LRScheduler:
     """WeSpeaker's schedule: linear warm-up, then exponential decay from the optimiser's
-    learning rate to `final_lr` over the whole run (per step)."""
-    initial = optimizer.param_groups[0]["lr"]
+    learning rate to `final_lr` over the whole run (per step); a group with its own `lr_scale` decays
+    by the same ratio."""
+    initial = optimizer.defaults["lr"]
     if initial <= 0:
         raise SpkverifError(f"scheduler exponential needs a positive optimizer lr, not {initial}")
     ratio = final_lr / initial

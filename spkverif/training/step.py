@@ -57,6 +57,7 @@ class TrainStep:
 
     def __call__(self, batches: list[Batch]) -> StepResult:
         """One optimiser step over this rank's micro-batches; None when skipped as non-finite."""
+        self.parts.freezer.before_step(self.progress.global_step)
         average = self.options.grad_accum > 1 or self.context.enabled
         batchnorm = BatchNormStep(self.parts.network, average, keep=average or self.options.skip_nonfinite)
         self.parts.optimizer.zero_grad(set_to_none=True)
@@ -73,6 +74,7 @@ class TrainStep:
                 total += len(labels)
             batchnorm.after_part()
         batchnorm.finish(self.context.all_reduce_mean)
+        self.parts.freezer.after_backward()
         self.optimizer_step()
         return self._step_statistics(losses, correct, total)
 

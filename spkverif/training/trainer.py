@@ -31,8 +31,9 @@ import torch
 
 from spkverif.base.errors import SpkverifError
 from spkverif.base.progress import ProgressBar
-from spkverif.config import TrainConfig
+from spkverif.config import TrainConfig, read_init
 from spkverif.models import count_parameters
+from spkverif.models.files import MODEL_FORMAT, STATE_FORMAT, load_weights
 from spkverif.models.legacy import upgrade_spec
 from spkverif.training.build import build_components, build_loader, utterance_lengths
 from spkverif.training.checkpoint import (
@@ -46,6 +47,7 @@ from spkverif.training.checkpoint import (
 from spkverif.training.dataset import Batch
 from spkverif.training.distributed import resolve_device, setup_distributed
 from spkverif.training.log import Progress, Throughput, TrainingLog
+from spkverif.training.parts import base_lr
 from spkverif.training.preflight import check_config
 from spkverif.training.sampler import SpeakerIndex
 from spkverif.training.step import StepResult, TrainStep
@@ -78,10 +80,6 @@ class Trainer:
         self.checkpointer = self._checkpointer()
         self.train_step = TrainStep(config, self.parts, self.context, self.progress, self.checkpointer)
         self.first_steps: list[float] = []  # with training.compile, the seconds of this process's first two steps
-
-    #: The parts `initialise` takes from another run's checkpoint: the network and loss head,
-    #: each refused when it was built otherwise or trained on other speakers.
-    INIT_PARTS = ("model", "model_state", "head_state", "speakers")
 
     def _checkpointer(self) -> Checkpointer:
         """The named parts of a checkpoint, in the order (and under the keys) of every release so far."""
@@ -151,21 +149,35 @@ class Trainer:
         logger.info("resumed from %s at epoch %d, step %d", path, self.progress.epoch + 1, self.progress.step)
 
     def initialise(self, path: str | Path) -> None:
-        """Start from the network and loss head of the training checkpoint `path`
-        (an `epoch_NNNN.pt` of another run); its optimiser, schedule and position are
-        not taken, so this run's own schedule starts afresh. This is a fine-tuning
-        stage such as WeSpeaker's and 3D-Speaker's large-margin one (Thienpondt et
-        al., 2021): the same network, longer chunks and a larger margin, a small
-        learning rate.
+        """Start from the network of `path`, a model file (train's final.pt or best.pt, `spkverif
+        import`'s output) or a training checkpoint (an `epoch_NNNN.pt` of another run), whose
+        network `config.apply_init` made this run's. The loss head is new, for this run's
+        speakers, unless `path` is a training checkpoint on the same speakers whose head fits
+        this run's (same loss, same classes): then it is taken too, the large-margin stage of
+        WeSpeaker and 3D-Speaker (Thienpondt et al., 2021: the same network, longer chunks, a
+        larger margin, a small learning rate). No optimiser, schedule or position is taken:
+        this run's own schedule starts afresh.
 
-        Raises `SpkverifError` when `path` is not a training checkpoint, or holds
-        another network or other training speakers than this run builds.
+        Raises `SpkverifError` naming `path` when it is not a model file or training checkpoint,
+        or its weights do not fit the network built (`training.init: the checkpoint holds
+        another network: ...`).
         """
-        try:
-            self.checkpointer.load(Path(path), only=self.INIT_PARTS)
-        except SpkverifError as error:
-            raise SpkverifError(f"training.init: {error.message}", error.path, error.line) from None
-        logger.info("network and loss head initialised from %s", path)
+        payload = read_init(path)
+        state = payload["state_dict" if payload["format"] == MODEL_FORMAT else "model_state"]
+        if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
+            raise SpkverifError("training.init: the file's weights are not a dictionary of tensors", path)
+        load_weights(self.parts.model, state, path, "training.init: the checkpoint holds another network")
+        head = self.parts.head
+        same_speakers = payload["format"] == STATE_FORMAT and payload.get("speakers") == list(self.parts.data.speakers)
+        if same_speakers and _fits(head, payload.get("head_state")):
+            load_weights(head, payload["head_state"], path, "training.init: the loss head does not fit")
+            logger.info("network and loss head initialised from %s", path)
+            return
+        if same_speakers:
+            logger.warning("%s: its loss head is not this run's (%s, %d classes): the head starts new", path,
+                           self.config.loss.name, self.num_classes)  # fmt: skip
+        logger.info("network initialised from %s; a new %s head for %d classes", path, self.config.loss.name,
+                    self.num_classes)  # fmt: skip
 
     # the run -----------------------------------------------------------------
 
@@ -242,7 +254,7 @@ class Trainer:
     def _report_step(self, result: StepResult, margin: dict[str, float], window: Throughput, bar: ProgressBar) -> None:
         """Advance the progress bar; every `log_every` steps (and at an epoch's end) log a step record."""
         progress = self.progress
-        lr = self.parts.optimizer.param_groups[0]["lr"]
+        lr = base_lr(self.parts.optimizer)
         figures = window.figures()
         shown = {"acc": progress.accuracy} if progress.accuracy is not None else {}
         bar.advance(1, loss=progress.loss_mean.value, **shown, lr=lr, **margin, samples_s=figures[0])
@@ -262,7 +274,7 @@ class Trainer:
         progress = self.progress
         progress.epoch += 1
         progress.step = 0
-        self.log.write(progress.epoch_record(self.parts.optimizer.param_groups[0]["lr"], seconds))
+        self.log.write(progress.epoch_record(base_lr(self.parts.optimizer), seconds))
         self._validate()
         self.save_state()
         self.context.barrier()
@@ -289,3 +301,13 @@ class Trainer:
         self.log.write({"event": "valid", "epoch": epoch, "global_step": self.progress.global_step, "best": improved,
                         **result})  # fmt: skip
         logger.info("epoch %d validation: EER %.2f%%%s", epoch, 100 * result["eer"], " (best)" if improved else "")
+
+
+def _fits(module: torch.nn.Module, state: object) -> bool:
+    """Whether `state` has exactly `module`'s keys, each tensor of the same shape."""
+    own = module.state_dict()
+    return (
+        isinstance(state, dict)
+        and state.keys() == own.keys()
+        and all(isinstance(state[key], torch.Tensor) and state[key].shape == own[key].shape for key in own)
+    )
