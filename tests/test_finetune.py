@@ -127,3 +127,24 @@ def test_init_refuses_a_peers_checkpoint_not_imported(run_cli, tiny_corpus: Path
     assert result.exit_code == 1
     message = "training.init: not a spkverif model or training checkpoint"
     assert result.stderr == f"spkverif train: error: {PEER}: {message}\n"
+
+
+def test_a_training_checkpoints_head_is_taken_on_the_same_speakers_only(
+    tiny_corpus: Path, imported: Path, tmp_path: Path
+) -> None:
+    """From a training checkpoint (epoch_NNNN.pt) on the same speakers the loss head comes too (the
+    large-margin stage); on other speakers the network comes and the head is new, for their count."""
+    settings = [parse_override(f"training.init={imported}"), parse_override("training.speakers_per_batch=4")]
+    source = Trainer(load_train_config(None, settings), tiny_corpus / "train", tmp_path / "source")
+    (tmp_path / "source" / "models").mkdir(parents=True)
+    with torch.no_grad():
+        source.parts.head.weight.normal_()
+    checkpoint = source.checkpointer.save("epoch_0001.pt")
+    settings[0] = parse_override(f"training.init={checkpoint}")
+    for data, classes, head_taken in (("train", 6, True), ("test", 4, False)):
+        trainer = Trainer(load_train_config(None, settings), tiny_corpus / data, tmp_path / data)
+        trainer.initialise(checkpoint)
+        for key, value in source.parts.model.state_dict().items():
+            assert torch.equal(trainer.parts.model.state_dict()[key], value), key
+        assert trainer.parts.head.weight.shape == (classes, 16)
+        assert torch.equal(trainer.parts.head.weight, source.parts.head.weight) is head_taken
