@@ -338,3 +338,36 @@ def make_fake_librispeech(
     if speakers_txt:
         (corpus / "SPEAKERS.TXT").write_text("; a comment\n;\n" + "\n".join(table) + "\n")
     return fake
+
+
+def listing_ids(path: Path) -> list[str]:
+    """The utterance ids of a compact listing (tests/data/librispeech_listings): each line
+    `<speaker>-<chapter> N` stands for `<speaker>-<chapter>-0000` .. `-<N-1>`; `#` lines are comments."""
+    ids = []
+    for line in Path(path).read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            chapter, count = line.split()
+            ids += [f"{chapter}-{number:04d}" for number in range(int(count))]
+    return ids
+
+
+def make_librispeech_tree(root: Path, subsets: dict[str, list[str]], samples: int = 160) -> FakeLibriSpeech:
+    """ROOT/LibriSpeech/<subset>/<speaker>/<chapter>/<id>.flac for the given utterance ids, made in
+    the order given, each `samples` of quiet noise, and SPEAKERS.TXT: a listing's layout and file
+    names, not its audio."""
+    rng = np.random.default_rng(0)
+    fake = FakeLibriSpeech(Path(root))
+    table = [";ID  |SEX| SUBSET           |MINUTES| NAME"]
+    for subset, ids in subsets.items():
+        files = fake.subsets.setdefault(subset, {})
+        for utt in ids:
+            speaker, chapter, _ = utt.split("-")
+            if speaker not in fake.genders:
+                fake.genders[speaker] = "mf"[len(fake.genders) % 2]
+                table.append(f"{speaker:<5}| {fake.genders[speaker].upper()} | {subset:<17}| 25.00 | reader{speaker}")
+            path = Path(root) / "LibriSpeech" / subset / speaker / chapter / f"{utt}.flac"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            soundfile.write(path, rng.normal(0, 0.01, samples), RATE, format="FLAC", subtype="PCM_16")
+            files[utt] = path
+    (Path(root) / "LibriSpeech" / "SPEAKERS.TXT").write_text("\n".join(table) + "\n")
+    return fake

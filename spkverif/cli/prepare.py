@@ -230,13 +230,19 @@ def _prepare_librispeech() -> Callable[..., Any]:
 )
 @trial_sample_options(
     2,
-    "Trials per dev/test subset: N pairs, half target, cross-chapter targets first [default: every pair].",
+    "Trials per dev/test subset: N pairs, half target, targets across chapters first [default: every pair].",
     _prepare_librispeech,
+)
+@click.option(
+    "--protocol",
+    is_flag=True,
+    help="spkverif's LibriSpeech verification protocol (docs/librispeech_protocol.md): the dev and test "
+    "subsets present (or --subsets among them), a fixed --trials and --seed; prints each list's sha256.",
 )
 @jobs_option()
 @common_options
 def librispeech_command(
-    root: str, out: str, subsets: tuple[str, ...], num_trials: int | None, seed: int, jobs: int
+    root: str, out: str, subsets: tuple[str, ...], num_trials: int | None, seed: int, protocol: bool, jobs: int
 ) -> None:
     """LibriSpeech (ROOT[/LibriSpeech]/<subset>/<speaker>/<chapter>/*.flac), one data directory per subset.
 
@@ -245,7 +251,9 @@ def librispeech_command(
       spkverif prepare librispeech /corpora/LibriSpeech --out data --subsets train-clean-100,test-other
     """
     names = [name for value in subsets for name in value.replace(",", " ").split()]
-    _prepare_librispeech()(root, out, subsets=names or None, num_trials=num_trials, seed=seed, jobs=jobs)
+    _prepare_librispeech()(
+        root, out, subsets=names or None, num_trials=num_trials, seed=seed, jobs=jobs, protocol=protocol
+    )
 
 
 @command.command("musan")

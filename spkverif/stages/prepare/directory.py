@@ -15,7 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import soundfile
 
 from spkverif.base.errors import SpkverifError
@@ -183,7 +182,8 @@ def prepare_dir(
     """OUT from ROOT/<speaker>/**/*.{wav,flac}; with `num_trials`, also OUT/trials.
 
     `num_trials` 0 writes every pair of utterances; N > 0 draws N pairs, half target,
-    with `seed`, target pairs across folders (sessions) first. Raises SpkverifError
+    keyed by `seed` (`trials.balanced_trials`), a speaker's target pairs across folders
+    (sessions) first. Raises SpkverifError
     for a missing ROOT, no audio, two files with one id, or no readable file.
     """
     root = Path(root)
@@ -212,7 +212,7 @@ def prepare_dir(
             trials = list(all_pairs(data.utt2spk))
         else:
             sessions = {entry.utt: session_of(entry, root) for entry in found if entry.utt in measured.durations}
-            trials = balanced_trials(data.utt2spk, num_trials, np.random.default_rng(seed), sessions)
+            trials = balanced_trials(data.utt2spk, num_trials, seed, sessions)
         write_trials(Path(out) / "trials", trials)
         note = f"{len(trials):,} trials in {Path(out) / 'trials'}"
     row = SetCounts.of(str(out), data, len(measured.unreadable), note=note)

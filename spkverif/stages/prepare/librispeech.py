@@ -10,21 +10,24 @@ ASR recipe uses reader-chapter; for verification the reader is the identity).
 Data directories are named as in Kaldi's `egs/librispeech/s5` (`train_clean_100`).
 
 Evaluation subsets (dev-*, test-*) get a Kaldi trial list: every pair of utterances
-by default, or `trials` pairs, half target and half nontarget, drawn with `seed`;
-target pairs across chapters are taken first (the same chapter is the same book
-read in one sitting: an easier target).
+by default, or `trials` pairs, half target and half nontarget, drawn by a hash keyed
+with `seed` (`trials.balanced_trials`); a speaker's target pairs across chapters are
+taken first where the speaker has several (the same chapter is the same book read in
+one sitting: an easier target). The list depends on the utterance ids alone, never on
+the audio. `protocol` is spkverif's LibriSpeech verification protocol: those lists for
+dev-clean, dev-other, test-clean and test-other with a fixed size and seed, whose
+trial counts and sha256 are printed and published (docs/librispeech_protocol.md).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
 
 from spkverif.base.errors import SpkverifError
 from spkverif.base.progress import warn_about
@@ -34,7 +37,14 @@ from spkverif.io.datadir import DataDir
 from spkverif.io.tables import write_table
 from spkverif.io.trials import write_trials
 from spkverif.stages.prepare.directory import AudioEntry, data_dir_from, measure_durations, walk_corpus_tree
-from spkverif.stages.prepare.summary import Reference, SetCounts, TrialCounts, print_tables, sets_table, trials_table
+from spkverif.stages.prepare.summary import (
+    DrawnTrials,
+    Reference,
+    SetCounts,
+    drawn_trials_table,
+    print_tables,
+    sets_table,
+)
 from spkverif.stages.prepare.trials import all_pairs, balanced_trials
 
 logger = logging.getLogger(__name__)
@@ -50,16 +60,22 @@ LIBRISPEECH_SUBSETS = {
     "test-other": Reference(33, 2939, 5.1),
 }
 EVALUATION_PREFIXES = ("dev-", "test-")
+# The protocol (docs/librispeech_protocol.md): these subsets, PROTOCOL_TRIALS trials each, seed PROTOCOL_SEED.
+PROTOCOL_SUBSETS = ("dev-clean", "dev-other", "test-clean", "test-other")
+PROTOCOL_TRIALS = 40_000
+PROTOCOL_SEED = 0
 SPEAKERS_FILE = "SPEAKERS.TXT"
 _FILE_NAME = re.compile(r"^(\d+)-(\d+)-(\d+)$")
 
 
 @dataclass
 class LibriSpeechResult:
-    """What `prepare_librispeech` wrote: data directories by subset, trials written, problems found."""
+    """What `prepare_librispeech` wrote: data directories by subset, trials written (and each
+    list's counts and checksum), problems found."""
 
     data: dict[str, DataDir] = field(default_factory=dict)
     trials: dict[str, int] = field(default_factory=dict)
+    lists: dict[str, DrawnTrials] = field(default_factory=dict)
     unreadable: list[str] = field(default_factory=list)
     misnamed: list[str] = field(default_factory=list)
     genders: bool = False
@@ -103,15 +119,14 @@ def read_speakers_file(path: Path) -> dict[str, str]:
     return genders
 
 
-def scan_subset(directory: Path) -> tuple[list[AudioEntry], list[str], dict[str, str]]:
+def scan_subset(directory: Path) -> tuple[list[AudioEntry], list[str]]:
     """Every `<speaker>/<chapter>/<speaker>-<chapter>-<nnnn>.flac` below `directory`.
 
-    Returns the entries sorted by id, the files whose names do not match their
-    folders (as `path: why` lines; they are left out), and each utterance's chapter.
+    Returns the entries sorted by id, and the files whose names do not match their
+    folders (as `path: why` lines; they are left out).
     """
     entries: list[AudioEntry] = []
     misnamed: list[str] = []
-    chapters: dict[str, str] = {}
     for speaker, chapter, item in walk_corpus_tree(directory):
         stem, suffix = os.path.splitext(item.name)
         if suffix.lower() != ".flac":
@@ -121,12 +136,19 @@ def scan_subset(directory: Path) -> tuple[list[AudioEntry], list[str], dict[str,
             misnamed.append(f"{item.path}: expected {speaker.name}-{chapter.name}-NNNN.flac in this folder")
             continue
         entries.append(AudioEntry(speaker.name, stem, Path(item.path)))
-        chapters[stem] = f"{speaker.name}-{chapter.name}"
     entries.sort(key=lambda entry: entry.utt.encode())
-    return entries, misnamed, chapters
+    return entries, misnamed
 
 
-def _select_subsets(root: Path, subsets: list[str] | None) -> list[str]:
+def _select_subsets(root: Path, subsets: list[str] | None, protocol: bool = False) -> list[str]:
+    if protocol:
+        outside = [name for name in subsets or () if name not in PROTOCOL_SUBSETS]
+        if outside:
+            raise SpkverifError(f"--protocol covers {', '.join(PROTOCOL_SUBSETS)}, not {outside[0]}")
+        if not subsets:
+            subsets = [name for name in PROTOCOL_SUBSETS if (root / name).is_dir()]
+            if not subsets:
+                raise SpkverifError(f"none of the protocol's subsets ({', '.join(PROTOCOL_SUBSETS)}) is here", root)
     if subsets:
         unknown = [name for name in subsets if name not in LIBRISPEECH_SUBSETS]
         if unknown:
@@ -141,23 +163,41 @@ def _select_subsets(root: Path, subsets: list[str] | None) -> list[str]:
     return present
 
 
-def make_trials(
-    data: DataDir, chapters: dict[str, str], num_trials: int | None, seed: int
-) -> Iterable[tuple[str, str, bool]]:
-    """All pairs (`num_trials` None), generated as written (3.4 M for test-clean), or a
-    balanced sample preferring cross-chapter targets."""
+def chapter_of(utt: str) -> str:
+    """`<speaker>-<chapter>` of an utterance id `<speaker>-<chapter>-<nnnn>`."""
+    return utt.rsplit("-", 1)[0]
+
+
+def make_trials(utterances: Iterable[str], num_trials: int | None, seed: int) -> Iterable[tuple[str, str, bool]]:
+    """The trial list of a subset's utterance ids (`<speaker>-<chapter>-<nnnn>`), from the ids alone.
+
+    Every pair (`num_trials` None), generated as written (3.4 M for test-clean), or
+    `num_trials` balanced pairs keyed by `seed`, a speaker's cross-chapter targets first
+    (`trials.balanced_trials`). Raises SpkverifError when no speaker has two utterances,
+    or (a sample) when there is one speaker only.
+    """
+    utt2spk = {utt: utt.split("-", 1)[0] for utt in utterances}
     if num_trials is None:
-        return all_pairs(data.utt2spk)
-    rng = np.random.default_rng(seed)
-    return balanced_trials(data.utt2spk, num_trials, rng, {utt: chapters[utt] for utt in data.utterances})
+        return all_pairs(utt2spk)
+    return balanced_trials(utt2spk, num_trials, seed, {utt: chapter_of(utt) for utt in utt2spk})
 
 
 def _counted(rows: Iterable[tuple[str, str, bool]], counts: list[int]) -> Iterator[tuple[str, str, bool]]:
-    """Pass the rows through, adding to counts [trials, targets]."""
+    """Pass the rows through, adding to counts [trials, targets, targets across chapters]."""
     for row in rows:
         counts[0] += 1
         counts[1] += row[2]
+        counts[2] += row[2] and chapter_of(row[0]) != chapter_of(row[1])
         yield row
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 (hex) of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def prepare_librispeech(
@@ -167,36 +207,52 @@ def prepare_librispeech(
     num_trials: int | None = None,
     seed: int = 0,
     jobs: int = JOBS,
+    protocol: bool = False,
 ) -> LibriSpeechResult:
     """OUT/<subset> for each subset asked for (default: each one present), with trials for dev/test subsets.
 
-    Raises SpkverifError for a missing ROOT, an unknown or absent subset, an
-    unreadable SPEAKERS.TXT line, a subset with no readable audio, or an output
-    directory holding files that are not a data directory's. Unreadable and
-    misnamed files are listed and left out, not fatal. Each data directory is built
-    apart and renamed into place whole (`atomic_directory`).
+    `protocol`: the protocol's subsets (those of PROTOCOL_SUBSETS present, or `subsets`
+    among them) with PROTOCOL_TRIALS trials each, seed PROTOCOL_SEED. Each list's counts
+    and sha256 are printed and returned (`LibriSpeechResult.lists`).
+
+    Raises SpkverifError for a missing ROOT, an unknown or absent subset, a subset
+    outside the protocol or a --trials or --seed beside it, an unreadable SPEAKERS.TXT
+    line, a subset with no readable audio or no pair to draw, or an output directory
+    holding files that are not a data directory's. Unreadable and misnamed files are
+    listed and left out, not fatal. Each data directory is built apart and renamed
+    into place whole (`atomic_directory`).
     """
     root, out = corpus_root(Path(root)), Path(out)
+    if protocol:
+        if num_trials is not None or seed != PROTOCOL_SEED:
+            raise SpkverifError(
+                f"--protocol is --trials {PROTOCOL_TRIALS} --seed {PROTOCOL_SEED}: give --protocol or those"
+            )
+        num_trials, seed = PROTOCOL_TRIALS, PROTOCOL_SEED
     if num_trials is not None and num_trials < 2:
         raise SpkverifError(f"--trials must be at least 2 (one target, one nontarget), not {num_trials}")
-    chosen = _select_subsets(root, subsets)
+    chosen = _select_subsets(root, subsets, protocol)
     speakers_file = root / SPEAKERS_FILE
     genders = read_speakers_file(speakers_file) if speakers_file.is_file() else None
     if genders is None:
         logger.warning("no %s in %s: spk2gender is not written", SPEAKERS_FILE, root)
     result = LibriSpeechResult(genders=genders is not None)
     rows: list[SetCounts] = []
-    trial_rows: list[TrialCounts] = []
+    trial_rows: list[DrawnTrials] = []
     for subset in chosen:
-        entries, misnamed, chapters = scan_subset(root / subset)
+        entries, misnamed = scan_subset(root / subset)
         warn_about(misnamed, f"files in {root / subset} are not named <speaker>-<chapter>-NNNN.flac", "misnamed")
         measured = measure_durations(entries, jobs, f"prepare librispeech {subset}")
         data = data_dir_from(entries, measured.durations)
         if not data.utterances:
             raise SpkverifError("no readable <speaker>/<chapter>/<speaker>-<chapter>-NNNN.flac files", root / subset)
         name = data_dir_name(subset)
-        trials = make_trials(data, chapters, num_trials, seed) if is_evaluation_subset(subset) else None
-        counts = [0, 0]
+        try:
+            trials = make_trials(data.utterances, num_trials, seed) if is_evaluation_subset(subset) else None
+        except SpkverifError as error:
+            raise SpkverifError(error.message, root / subset) from None
+        counts = [0, 0, 0]
+        checksum = ""
         with atomic_directory(out / name) as staging:
             data.save(staging)
             if genders is not None:
@@ -209,6 +265,7 @@ def prepare_librispeech(
                 )
             if trials is not None:
                 write_trials(staging / "trials", _counted(trials, counts))
+                checksum = file_sha256(staging / "trials")
         data.path = out / name
         result.data[name] = data
         result.unreadable += measured.unreadable
@@ -216,12 +273,11 @@ def prepare_librispeech(
         left_out = len(measured.unreadable) + len(misnamed)
         rows.append(SetCounts.of(name, data, left_out, LIBRISPEECH_SUBSETS[subset]))
         if trials is not None:
-            result.trials[name], targets = counts
-            how = "every pair" if num_trials is None else f"{num_trials:,} balanced, seed {seed}"
-            note = f"{targets:,} target, {counts[0] - targets:,} nontarget"
-            trial_rows.append(TrialCounts(name, how, str(out / name / "trials"), counts[0], counts[0], 0, note=note))
+            how = "every pair" if num_trials is None else f"{num_trials:,} asked, seed {seed}"
+            listed = DrawnTrials(f"{name}/trials", "protocol" if protocol else how, *counts, checksum)
+            result.trials[name], result.lists[name] = listed.trials, listed
+            trial_rows.append(listed)
     caption = "found / official; left out: unreadable or misnamed files"
-    print_tables(
-        sets_table(f"LibriSpeech in {root}", rows, caption), *([trials_table(trial_rows)] if trial_rows else [])
-    )
+    lists = [drawn_trials_table(trial_rows, "chapters")] if trial_rows else []
+    print_tables(sets_table(f"LibriSpeech in {root}", rows, caption), *lists)
     return result

@@ -27,7 +27,7 @@ from spkverif.io.atomic import atomic_write
 from spkverif.io.datadir import DataDir
 from spkverif.io.trials import write_trials
 from spkverif.stages.prepare.espeak import EspeakSynthesizer, espeak_variants
-from spkverif.stages.prepare.trials import balanced_trials
+from spkverif.stages.prepare.trials import sampled_trials
 
 logger = logging.getLogger(__name__)
 
@@ -232,7 +232,7 @@ def prepare_mini(out: str | Path, options: MiniOptions) -> None:
         )
         data.save(out / name)
         if name == "test":
-            trials = balanced_trials(data.utt2spk, options.num_trials, np.random.default_rng([options.seed, 7]))
+            trials = sampled_trials(data.utt2spk, options.num_trials, np.random.default_rng([options.seed, 7]))
             write_trials(out / name / "trials", trials)
     with atomic_write(out / "voices.tsv") as handle:
         handle.write("speaker\tset\tlanguage\tvariant\tpitch\tpitch_range\trate\n")

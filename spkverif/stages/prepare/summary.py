@@ -58,6 +58,23 @@ class TrialCounts:
     note: str = ""
 
 
+@dataclass(frozen=True)
+class DrawnTrials:
+    """A trial list made from a data directory: how, trials, targets (and those across
+    sessions: LibriSpeech's chapters), and the sha256 (hex) of the bytes written."""
+
+    name: str
+    how: str
+    trials: int
+    targets: int
+    across_sessions: int
+    sha256: str
+
+    @property
+    def nontargets(self) -> int:
+        return self.trials - self.targets
+
+
 def _against(found: int, expected: int | None) -> str:
     if expected is None:
         return f"{found:,}"
@@ -128,6 +145,20 @@ def trials_table(rows: list[TrialCounts]) -> Table:
             f"[red]{row.missing_files:,}[/]" if row.missing_files else "0",
             row.note,
         )
+    return table
+
+
+def drawn_trials_table(rows: list[DrawnTrials], sessions: str = "sessions") -> Table:
+    """Per trial list made: how, trials, targets (across `sessions`), nontargets, sha256."""
+    table = Table(title="trial lists", title_justify="left")
+    numbers = ("trials", "target", f"across {sessions}", "nontarget")
+    for column in ("list", "drawn", *numbers, "sha256"):
+        table.add_column(
+            column, justify="right" if column in numbers else "left", no_wrap=column in ("drawn", "sha256")
+        )
+    for row in rows:
+        counts = (row.trials, row.targets, row.across_sessions, row.nontargets)
+        table.add_row(row.name, row.how, *(f"{count:,}" for count in counts), row.sha256)
     return table
 
 
