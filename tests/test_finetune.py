@@ -148,3 +148,45 @@ def test_a_training_checkpoints_head_is_taken_on_the_same_speakers_only(
             assert torch.equal(trainer.parts.model.state_dict()[key], value), key
         assert trainer.parts.head.weight.shape == (classes, 16)
         assert torch.equal(trainer.parts.head.weight, source.parts.head.weight) is head_taken
+
+
+def test_parts_nest_keep_their_factor_under_a_schedule_and_freeze_under_ddp() -> None:
+    """The mechanism by itself: the longest name wins, a factor holds under the exponential schedule,
+    a parameter built frozen stays frozen, and without toggling `requires_grad` (DDP) the frozen
+    parameters' gradients are dropped before the step."""
+    from spkverif.training.optim import SCHEDULERS
+    from spkverif.training.parts import PartFreezer, base_lr, parameter_groups, scale_learning_rates
+
+    encoder = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.BatchNorm1d(3), torch.nn.Linear(3, 2))
+    frontend, head = torch.nn.Linear(3, 3), torch.nn.Linear(2, 2)
+    frontend.bias.requires_grad_(False)  # as a front end may build part of itself frozen
+    parts = {"frontend": frontend, "encoder": encoder, "head": head}
+    network = torch.nn.ModuleDict(parts)
+    groups = parameter_groups(network, parts, {"encoder": 0.1, "encoder.2": 0.5, "frontend": 0.1})
+    assert [(group["lr_scale"], group["parts"], len(group["params"])) for group in groups] == [
+        (1.0, [], 2), (0.1, ["frontend", "encoder"], 6), (0.5, ["encoder.2"], 2)]  # fmt: skip
+    optimizer = torch.optim.SGD(groups, lr=0.1)
+    scale_learning_rates(optimizer)
+    scheduler = SCHEDULERS.build("exponential", optimizer, total_steps=10, steps_per_epoch=10, final_lr=0.001)
+    for _ in range(5):
+        optimizer.step()
+        scheduler.step()
+    rates = [group["lr"] for group in optimizer.param_groups]
+    assert rates[1] == pytest.approx(0.1 * rates[0]) and rates[2] == pytest.approx(0.5 * rates[0])
+    assert base_lr(optimizer) == rates[0] == pytest.approx(0.1 * 0.01**0.5)
+
+    freezer = PartFreezer(parts, {"encoder": 2, "encoder.1": 0, "frontend": 1}, toggle_grad=False)
+    network.train()
+    for step in range(3):
+        freezer.before_step(step)
+        assert (encoder[0].training, encoder[1].training, frontend.training) == (step >= 2, True, step >= 1)
+        optimizer.zero_grad(set_to_none=True)
+        head(encoder(frontend(torch.randn(4, 3)))).sum().backward()
+        freezer.after_backward()
+        assert (encoder[0].weight.grad is None, encoder[1].weight.grad is None) == (step < 2, False)
+        assert frontend.weight.grad is None if step < 1 else frontend.weight.grad is not None
+    toggling = PartFreezer(parts, {"frontend": 1}, toggle_grad=True)
+    toggling.before_step(0)
+    assert not frontend.weight.requires_grad and not frontend.bias.requires_grad
+    toggling.before_step(1)
+    assert frontend.weight.requires_grad and not frontend.bias.requires_grad
