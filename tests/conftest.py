@@ -27,6 +27,18 @@ def _spkverif_log_level():
     yield
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread for the test: narrow networks gain nothing from threads, and on a busy machine
+    their synchronisation can cost a hundredfold."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """OUT/{train,test} with 6 + 4 synthetic speakers, 4 utterances each."""
