@@ -1,4 +1,4 @@
-"""The 2026 model zoo (issue #34): ResNet100/221/293 and CAM++.
+"""The 2026 model zoo (issue #34): ResNet100/221/293, CAM++ and ReDimNet.
 
 Sizes against layer-by-layer counts and the published figures (built on the meta device,
 so the deep ResNets cost no memory); one training step with a classification loss (aam)
@@ -25,7 +25,7 @@ from spkverif.runtime import open_model
 from spkverif.stages.export import export_model, load_exported
 from spkverif.training.checkpoint import model_payload, save_atomic
 
-ZOO = ("resnet100", "resnet221", "resnet293", "campplus")
+ZOO = ("resnet100", "resnet221", "resnet293", "campplus", "redimnet")
 TINY = {
     "resnet100": {"base_channels": 4, "embedding_dim": 8, "blocks": [1, 2, 1, 1]},
     "resnet221": {"base_channels": 4, "embedding_dim": 8, "blocks": [1, 2, 1, 1]},
@@ -38,6 +38,13 @@ TINY = {
         "block_layers": [2, 3, 2],
         "embedding_dim": 8,
         "segment_frames": 20,  # several segments, the last one partial, at every length below
+    },
+    "redimnet": {  # every kind of stage: expansion, no 1-D block, stride 3; 72 bins -> 144 channels a frame
+        "channels": 2,
+        "stages": [[1, 1, 2, 4], [2, 1, 1, 0], [3, 1, 1, 4]],
+        "block_2d": "basic_resnet_fwse",
+        "group_divisor": 1,
+        "embedding_dim": 8,
     },
 }
 
@@ -161,7 +168,7 @@ def test_one_training_step_with_a_margin_and_a_pair_loss(name: str, loss: str) -
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["resnet221", "campplus"])
+@pytest.mark.parametrize("name", ["resnet221", "campplus", "redimnet"])
 def test_torchscript_and_onnx_exports_give_the_same_embeddings(name: str, tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = build_model(name, TINY[name]).train()
@@ -195,7 +202,7 @@ def test_torchscript_and_onnx_exports_give_the_same_embeddings(name: str, tmp_pa
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
 
 
-@pytest.mark.parametrize("name", ["resnet221", "campplus"])
+@pytest.mark.parametrize("name", ["resnet221", "campplus", "redimnet"])
 def test_length_buckets_leave_every_embedding_unchanged(name: str) -> None:
     """extract's CPU runtime pads each convolution's input to a length bucket and crops after
     it (spkverif.runtime.buckets); CAM++'s segment and utterance means must see only real frames."""
@@ -244,11 +251,15 @@ def test_list_models_shows_the_zoo_with_sizes_and_multiply_adds(run_cli) -> None
     assert result.exit_code == 0, result.output
     assert "parameters" in result.output and "mult-adds / 2 s" in result.output
     sizes = {"resnet100": "12.90M", "resnet221": "23.79M", "resnet293": "28.63M", "campplus": "6.85M"}
+    sizes["redimnet"] = "4.89M"  # B2
     for name, size in sizes.items():
         assert any(line.startswith(f"│ {name} ") and f" {size} │" in line for line in result.output.splitlines()), name
 
 
-@pytest.mark.parametrize("module", ["spkverif.models.resnet", "spkverif.models.campplus"])
+@pytest.mark.parametrize(
+    "module", ["spkverif.models.resnet", "spkverif.models.campplus", "spkverif.models.redimnet",
+               "spkverif.frontends.redimnet_mel"]
+)  # fmt: skip
 def test_docstring_examples_run(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module), extraglobs={"torch": torch})
     assert result.failed == 0 and result.attempted > 0

@@ -290,7 +290,7 @@ class ReDimNet(nn.Module):
 
     `stages`: one (stride, blocks, expansion, reduction) per stage; reduction 0 is no 1-D block.
 
-    >>> encoder = ReDimNet(12, channels=2, stages=((1, 1, 2, 4), (2, 1, 1, 0), (3, 1, 1, 2)),
+    >>> encoder = ReDimNet(12, channels=2, stages=((1, 1, 2, 2), (2, 1, 1, 0), (3, 1, 1, 3)),
     ...                    block_2d="basic_resnet_fwse", block_1d="att", group_divisor=1, embedding_dim=8)
     >>> encoder.eval()(torch.randn(2, 30, 12)).shape
     torch.Size([2, 8])
@@ -311,7 +311,7 @@ class ReDimNet(nn.Module):
     ):
         super().__init__()
         width = channels * input_dim
-        _check_shapes(input_dim, channels, stages, group_divisor)
+        _check_shapes(input_dim, channels, stages, group_divisor, attention="att" in block_1d)
         self.stem = nn.Sequential(nn.Conv2d(1, channels, 3, padding=1), ChannelNorm(channels), ToFrames())
         self.stages = nn.ModuleList()
         c, f = channels, input_dim
@@ -351,8 +351,11 @@ class ReDimNet(nn.Module):
         return self.embedding_norm(self.embedding(self.pooling_norm(self.pooling(frames))))
 
 
-def _check_shapes(bins: int, channels: int, stages: tuple[tuple[int, int, int, int], ...], divisor: int) -> None:
-    """One line for a stage table the network cannot be built from (SpkverifError)."""
+def _check_shapes(
+    bins: int, channels: int, stages: tuple[tuple[int, int, int, int], ...], divisor: int, attention: bool
+) -> None:
+    """One line for a stage table the network cannot be built from (SpkverifError); `attention`: the 1-D
+    blocks have attention heads, which need their width to divide among them."""
     if not stages:
         raise SpkverifError("redimnet needs at least one stage")
     c, f = channels, bins
@@ -375,7 +378,7 @@ def _check_shapes(bins: int, channels: int, stages: tuple[tuple[int, int, int, i
                 f"redimnet stage {index}: {wide} and {c} channels cannot be split into groups by group_divisor "
                 f"{divisor}"
             )
-        if reduction and (channels * bins // reduction) % _HEADS:
+        if attention and reduction and (channels * bins // reduction) % _HEADS:
             raise SpkverifError(
                 f"redimnet stage {index}: {channels * bins} / reduction {reduction} is not a multiple of {_HEADS} "
                 "attention heads"
