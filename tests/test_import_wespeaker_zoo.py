@@ -1,5 +1,5 @@
-"""`spkverif import wespeaker` for WeSpeaker's strongest checkpoints (issue #34): ResNet221, ResNet293,
-SimAM-ResNet100 (the VoxBlink2 models) and ECAPA-TDNN c1024.
+"""`spkverif import wespeaker`: ResNet34, ECAPA-TDNN, and WeSpeaker's strongest checkpoints (issue #34):
+ResNet221, ResNet293, SimAM-ResNet100 (the VoxBlink2 models) and ECAPA-TDNN c1024.
 
 Each reference checkpoint in tests/data was made by WeSpeaker's own code at its published layout
 (narrower), with the embeddings that code gives (tests/data/README.md says how); the import must
