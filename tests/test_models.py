@@ -45,7 +45,17 @@ SMALL = {
         "segment_frames": 20,
     },
 }
-SMALL_FRONTEND = {"sinc_tdnn": {"name": "sinc", "options": {"num_filters": 8, "channels": [6, 6]}}}
+SMALL["mhfa"] = {"heads": 2, "compression_dim": 4, "embedding_dim": 8}
+# a tiny random WavLM, rebuilt from its configuration as a model file rebuilds it (a frame every 320 samples)
+TINY_WAVLM = {
+    "model_type": "wavlm", "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32,
+    "conv_dim": [8, 8], "conv_kernel": [10, 64], "conv_stride": [5, 64], "num_conv_pos_embeddings": 16,
+    "num_conv_pos_embedding_groups": 2, "num_buckets": 16, "max_bucket_distance": 64,
+}  # fmt: skip
+SMALL_FRONTEND = {
+    "sinc_tdnn": {"name": "sinc", "options": {"num_filters": 8, "channels": [6, 6]}},
+    "mhfa": {"name": "wavlm", "options": {"config": TINY_WAVLM, "weighted_sums": 2}},
+}
 
 
 def _conv(inputs: int, outputs: int, kernel: int, bias: bool = True) -> int:

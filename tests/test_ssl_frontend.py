@@ -200,3 +200,20 @@ def test_train_extract_and_export_onnx(run_cli, saved: dict[str, Path], tiny_cor
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
     assert np.abs(normalised(embeddings) - normalised(reference)).max() <= 1e-4
+
+
+def test_mhfa_pools_the_two_weighted_sums(saved: dict[str, Path]) -> None:
+    torch.manual_seed(1)
+    frontend = {"name": "wavlm", "options": {"path": str(saved["wavlm"]), "weighted_sums": 2}}
+    model = build_model("mhfa", {"heads": 4, "compression_dim": 8, "embedding_dim": 8}, frontend).train()
+    assert model.frontend.output_dim == 64 and model.encoder.input_dim == 32
+    embeddings = model(0.1 * torch.randn(2, 3000))
+    assert embeddings.shape == (2, 8)
+    embeddings.pow(2).sum().backward()
+    assert model.frontend.layer_weights.grad.abs().min() > 0  # keys' and values' layer weights both learn
+    assert all(parameter.grad is not None for parameter in model.encoder.parameters())
+
+    with pytest.raises(SpkverifError, match=r"mhfa needs .* not KaldiFbank$"):
+        build_model("mhfa", {}, {"name": "kaldi_fbank"})
+    with pytest.raises(SpkverifError, match=r"not WavLM with weighted_sums: 1$"):
+        build_model("mhfa", {}, {"name": "wavlm", "options": {"path": str(saved["wavlm"])}})
