@@ -27,13 +27,13 @@ every stage (each stage divides f by its stride and multiplies c by it).
   context with `global_context`; variance from raw moments, floored at 1e-7), BatchNorm, a
   linear layer to the embedding, and an optional BatchNorm (`embedding_norm`).
 
-Features (B, frames, F) -> embeddings (B, embedding_dim). The sizes (`size: b0` ... `b6`) are
-the configurations of IDRnD's published checkpoints (`SIZES`, the paper's Table 1 names). Our
-counts (192-d, 72 bins; B0 on 60 bins, the paper's), against the paper's: B0 1.00M (1.0M),
-B1 1.91M (2.2M), B2 4.89M (4.7M), B3 3.23M (3.0M), B4 6.44M (6.3M), B5 7.66M (9.2M),
-B6 15.02M (15.0M); IDRnD's own code counts the same networks one parameter more (stage 0's
-constant mixing weight). Where the paper's figure differs, IDRnD's released configuration is
-what we build.
+Features (B, frames, F) -> embeddings (B, embedding_dim). The sizes (`size: b0` ... `b6`, the
+paper's names) are the configurations WeSpeaker's port of IDRnD's code lists
+(`wespeaker/models/redimnet.py`, `ReDimNetB0` ... `B6`), in `SIZES`. Our counts (192-d, 72
+bins; B0 on 60 bins, the paper's), against the paper's: B0 1.00M (1.0M), B1 1.91M (2.2M),
+B2 4.89M (4.7M), B3 3.23M (3.0M), B4 6.44M (6.3M), B5 7.66M (9.2M), B6 15.02M (15.0M);
+IDRnD's own code counts the same networks one parameter more (stage 0's constant mixing
+weight). An imported checkpoint is built from its own configuration, whatever the table says.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ _POSITION_KERNEL = 59
 
 @dataclass(frozen=True)
 class ReDimNetSize:
-    """One published configuration: C, the paper's F (mel bins), blocks, groups and stages
+    """One size: C, the paper's F (mel bins), blocks, groups and stages
     (stride, 2-D blocks, channel expansion, 1-D block reduction or 0 for none)."""
 
     channels: int
@@ -403,7 +403,7 @@ def build_redimnet(
 ) -> SpeakerEmbeddingModel:
     """ReDimNet (Yakovlev et al. 2024): 2-D and 1-D blocks on one reshaped volume, sizes b0-b6, 192-d.
 
-    `size` picks a published configuration (B2: 4.89M); `channels`, `stages` ([stride, blocks,
+    `size` picks one of the paper's sizes (B2: 4.89M); `channels`, `stages` ([stride, blocks,
     expansion, reduction] each), `block_2d`, `block_1d`, `group_divisor`, `global_context` replace
     its values. The size's mel bins are the front end's (`redimnet_mel`, 72; B0's paper has 60).
     """
