@@ -39,9 +39,9 @@ TINY = {
         "embedding_dim": 8,
         "segment_frames": 20,  # several segments, the last one partial, at every length below
     },
-    "redimnet": {  # every kind of stage: expansion, no 1-D block, stride 3; 72 bins -> 144 channels a frame
+    "redimnet": {  # stages with expansion, stride 3, a 1-D block (one: ONNX export's time); 144 channels a frame
         "channels": 2,
-        "stages": [[1, 1, 2, 4], [2, 1, 1, 0], [3, 1, 1, 4]],
+        "stages": [[1, 1, 2, 0], [2, 1, 1, 0], [3, 1, 1, 4]],
         "block_2d": "basic_resnet_fwse",
         "group_divisor": 1,
         "embedding_dim": 8,
