@@ -52,7 +52,8 @@ def build_mhfa(
     """MHFA (Peng et al. 2022): attentive pooling of a self-supervised front end's layers, 64 heads, 256-d.
 
     Needs a front end of two weighted sums (`frontend: {name: wavlm, weighted_sums: 2, ...}`;
-    `SpkverifError` otherwise); 0.6M parameters at WavLM Base's width (768), besides the front end.
+    `SpkverifError` otherwise); 2.30M parameters at WavLM Base's width (768), 2.37M at Large's (1024),
+    besides the front end.
     """
     sums = getattr(frontend, "weighted_sums", None)
     if sums != 2:
