@@ -19,13 +19,7 @@ DATA = Path(__file__).resolve().parent / "data"
 CHECKPOINTS = ("fwse_convatt", "convnext_att", "resnet_conv", "relu_fc")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small networks gain nothing from threads, and on a busy machine their synchronisation costs much."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _inputs() -> list[np.ndarray]:

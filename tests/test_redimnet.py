@@ -21,12 +21,7 @@ IDRND_COUNTS = {"b0": 1004251, "b1": 1905753, "b2": 4892849, "b3": 3225021, "b4"
                 "b6": 15015473}  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("size", sorted(IDRND_COUNTS))
