@@ -146,6 +146,11 @@ def test_a_directory_without_its_files_is_one_line(saved: dict[str, Path], tmp_p
     assert "no such front-end directory" in refused(tmp_path / "absent")
     assert "of a hubert model, not wavlm: use frontend: hubert" in refused(saved["hubert"])
     assert "runs at 16000 Hz, not 8000" in refused(saved["wavlm"], sample_rate=8000)
+    with pytest.raises(SpkverifError, match="needs path: the local directory of a transformers model"):
+        build_model("ecapa_tdnn", SMALL_ECAPA, {"name": "wavlm"})
+    options = {"path": str(saved["wavlm"]), "mode": "lora", "lora_targets": "q_proj,query"}
+    with pytest.raises(SpkverifError, match=r"frontend wavlm has no module query for LoRA \(frontend.lora_targets\)"):
+        build_model("ecapa_tdnn", SMALL_ECAPA, {"name": "wavlm", "options": options})
 
 
 def test_a_missing_transformers_names_the_extra(saved: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -154,6 +159,7 @@ def test_a_missing_transformers_names_the_extra(saved: dict[str, Path], monkeypa
         _model(saved["wavlm"])
 
 
+@pytest.mark.slow
 def test_transformers_is_imported_only_when_such_a_front_end_is_built() -> None:
     program = "import sys, spkverif.models, spkverif.frontends; print('transformers' in sys.modules)"
     run = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, cwd=REPO, check=True)

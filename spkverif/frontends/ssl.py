@@ -149,7 +149,7 @@ class SelfSupervisedFrontend(nn.Module):
     utterance to zero mean and unit variance (the model's feature extractor's
     `do_normalize`; null reads it from `preprocessor_config.json`, false without
     one). `lora_rank`, `lora_alpha`, `lora_dropout` and `lora_targets` (module names
-    inside the attention) apply in `mode: lora`; `freeze_feature_encoder` keeps the
+    inside the attention, a list or a comma-separated string) apply in `mode: lora`; `freeze_feature_encoder` keeps the
     CNN fixed in `finetune` and `lora`.
 
     Raises `SpkverifError` for a directory without `config.json` or weights, a
@@ -180,8 +180,11 @@ class SelfSupervisedFrontend(nn.Module):
                 f"frontend {self.model_type} runs at {SSL_SAMPLE_RATE} Hz, not {sample_rate}: set data.sample_rate "
                 f"{SSL_SAMPLE_RATE} (and data.resample)"
             )
-        if bool(path) == (config is not None):
+        if path and config is not None:
+            raise SpkverifError(f"frontend {self.model_type} takes path or config, not both")
+        if not path and config is None:
             raise SpkverifError(f"frontend {self.model_type} needs path: the local directory of a transformers model")
+        targets = lora_targets.split(",") if isinstance(lora_targets, str) else list(lora_targets)
         if path:
             directory = check_directory(path)
             self.upstream, config = _load_pretrained(directory, self.model_type)
@@ -199,13 +202,13 @@ class SelfSupervisedFrontend(nn.Module):
         self._conv = list(zip(self.upstream.config.conv_kernel, self.upstream.config.conv_stride, strict=True))
         self.upstream.requires_grad_(mode == "finetune")
         if mode == "lora":
-            self._add_lora(lora_rank, lora_alpha, lora_dropout, list(lora_targets))
+            self._add_lora(lora_rank, lora_alpha, lora_dropout, targets)
         if mode != "frozen" and freeze_feature_encoder:
             self.upstream.feature_extractor.requires_grad_(False)
         self.spec_options = {
             "mode": mode, "weighted_sums": weighted_sums, "normalize_waveform": self.normalize_waveform,
             "freeze_feature_encoder": freeze_feature_encoder, "lora_rank": lora_rank, "lora_alpha": lora_alpha,
-            "lora_dropout": lora_dropout, "lora_targets": list(lora_targets), "config": config,
+            "lora_dropout": lora_dropout, "lora_targets": targets, "config": config,
         }  # fmt: skip
         """The options that rebuild this front end from a model file alone: `path` replaced by `config`."""
 
