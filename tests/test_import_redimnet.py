@@ -74,6 +74,7 @@ def test_redimnet_bad_checkpoints_are_one_line(run_cli, tmp_path: Path) -> None:
         "missing": {"model_config": config, "state_dict": {k: v for k, v in state.items() if "stage2" not in k}},
         "extra": {"model_config": config, "state_dict": {**state, **head}},
         "redimnet2": {"model_config": {**config, "agg_gnorm": True}, "state_dict": state},
+        "strides": {"model_config": {**config, "stages_setup": [((1, 1), 2, 4, [(3, 3)], 24)]}, "state_dict": state},
         "pooling": {"model_config": {**config, "pooling_func": "TSTP"}, "state_dict": state},
         "wider": {"model_config": {**config, "C": 8}, "state_dict": state},
     }  # fmt: skip
@@ -87,6 +88,7 @@ def test_redimnet_bad_checkpoints_are_one_line(run_cli, tmp_path: Path) -> None:
                                   "'encoder.stages.2.body.1.bias' (and "),
         (tmp_path / "extra.pt", "unexpected keys 'head.weight', 'head.bias': not part of the architecture"),
         (tmp_path / "redimnet2.pt", "model_config has 'agg_gnorm', which ReDimNet's (IDRnD/redimnet) has not"),
+        (tmp_path / "strides.pt", "model_config stages_setup: [((1, 1), 2, 4, [(3, 3)], 24)] is not ReDimNet's"),
         (tmp_path / "pooling.pt", "model_config pooling_func: 'TSTP' is not supported (only 'ASTP')"),
         (tmp_path / "wider.pt", "has shape"),
         (tmp_path / "junk.pt", "not a readable PyTorch checkpoint"),
