@@ -148,7 +148,7 @@ def test_wespeaker_mismatches_are_one_line(run_cli, tmp_path: Path) -> None:
     torch.save(truncated, tmp_path / "truncated.pt")
     (tmp_path / "resnet18.yaml").write_text(config.replace("ResNet34", "ResNet18"))
     (tmp_path / "ecapa.yaml").write_text(config.replace("ResNet34", "ECAPA_TDNN_c512"))
-    (tmp_path / "campplus.yaml").write_text(config.replace("ResNet34", "CAMPPlus"))
+    (tmp_path / "gemini.yaml").write_text(config.replace("ResNet34", "Gemini_DFResnet114"))
     (tmp_path / "rate.yaml").write_text(config.replace("num_mel_bins: 80", "num_mel_bins: 40"))
     for checkpoint, yaml_file, message in (
         (tmp_path / "truncated.pt", DATA / "wespeaker_resnet34.yaml", "missing key for 'encoder.stages.2.0.shortcut"),
@@ -156,7 +156,7 @@ def test_wespeaker_mismatches_are_one_line(run_cli, tmp_path: Path) -> None:
         (DATA / "wespeaker_resnet34.pt", tmp_path / "ecapa.yaml", "pooling_func: 'TSTP' is not supported (only ASTP)"),
         (DATA / "wespeaker_resnet34.pt", DATA / "wespeaker_ecapa.yaml", "missing key 'layer1.conv.weight'"),
         (DATA / "wespeaker_ecapa.pt", DATA / "wespeaker_resnet34.yaml", "holds a WeSpeaker ECAPA-TDNN; the config"),
-        (DATA / "wespeaker_resnet34.pt", tmp_path / "campplus.yaml", "model: 'CAMPPlus' is not one we import"),
+        (DATA / "wespeaker_resnet34.pt", tmp_path / "gemini.yaml", "model: 'Gemini_DFResnet114' is not one we"),
         (DATA / "wespeaker_resnet34.pt", tmp_path / "rate.yaml", "num_mel_bins 40 is not model_args.feat_dim 80"),
     ):
         result = run_cli("import", "-q", "wespeaker", checkpoint, "--config", yaml_file, tmp_path / "out.pt")

@@ -49,6 +49,8 @@ SMALL["mhfa"] = {"heads": 2, "compression_dim": 4, "embedding_dim": 8}
 # stages with expansion, stride 3 and a 1-D block (conv+att), on 72 mel bins: 144 channels a frame
 SMALL["redimnet"] = {"channels": 2, "stages": [[1, 1, 2, 0], [2, 1, 1, 0], [3, 1, 1, 4]],
                      "block_2d": "basic_resnet_fwse", "group_divisor": 1, "embedding_dim": 8}  # fmt: skip
+SMALL["eres2net"] = {"base_channels": 4, "blocks": [1, 1, 1, 1], "embedding_dim": 8}
+SMALL["eres2netv2"] = {"base_channels": 8, "blocks": [1, 1, 1, 1], "scale": 3, "embedding_dim": 8}
 # a tiny random WavLM, rebuilt from its configuration as a model file rebuilds it (a frame every 320 samples)
 TINY_WAVLM = {
     "model_type": "wavlm", "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32,

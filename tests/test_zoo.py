@@ -1,4 +1,4 @@
-"""The 2026 model zoo (issue #34): ResNet100/221/293, CAM++ and ReDimNet.
+"""The 2026 model zoo (issue #34): ResNet100/221/293, CAM++, ReDimNet, ERes2Net and ERes2NetV2.
 
 Sizes against layer-by-layer counts and the published figures (built on the meta device,
 so the deep ResNets cost no memory); one training step with a classification loss (aam)
@@ -25,7 +25,7 @@ from spkverif.runtime import open_model
 from spkverif.stages.export import export_model, load_exported
 from spkverif.training.checkpoint import model_payload, save_atomic
 
-ZOO = ("resnet100", "resnet221", "resnet293", "campplus", "redimnet")
+ZOO = ("resnet100", "resnet221", "resnet293", "campplus", "redimnet", "eres2net", "eres2netv2")
 TINY = {
     "resnet100": {"base_channels": 4, "embedding_dim": 8, "blocks": [1, 2, 1, 1]},
     "resnet221": {"base_channels": 4, "embedding_dim": 8, "blocks": [1, 2, 1, 1]},
@@ -46,6 +46,8 @@ TINY = {
         "group_divisor": 1,
         "embedding_dim": 8,
     },
+    "eres2net": {"base_channels": 4, "blocks": [1, 2, 1, 1], "embedding_dim": 8},  # groups of 2 and 4 channels
+    "eres2netv2": {"base_channels": 8, "blocks": [1, 1, 2, 1], "scale": 3, "embedding_dim": 8},  # 3 and 13
 }
 
 
@@ -103,6 +105,33 @@ def _campplus_count(embedding: int = 192) -> int:
     return total + 2 * channels + _conv(2 * channels, embedding, 1)  # BN, embedding (BatchNorm without affine)
 
 
+def _aff_count(channels: int) -> int:
+    """ERes2Net's attentional feature fusion: 1x1 convolutions (with bias) 2C -> C/4 -> C, each with BatchNorm."""
+    inner = channels // 4
+    return _conv(2 * channels, inner, 1, True) + 2 * inner + _conv(inner, channels, 1, True) + 2 * channels
+
+
+def _eres2net_count(base: int = 32, width: int = 32, scale: int = 2, expansion: int = 2, fusions: int = 3,
+                    blocks: tuple[int, ...] = (3, 4, 6, 3), embedding: int = 192) -> int:  # fmt: skip
+    """ERes2Net (`fusions` 3) or ERes2NetV2 (1) as 3D-Speaker builds them, layer by layer."""
+    total = _conv(1, base, 9) + 2 * base
+    inputs, outputs = base, []
+    for stage, count in enumerate(blocks):
+        planes = base * 2**stage
+        group, out = planes * width // 64, expansion * planes
+        for index in range(count):
+            total += _conv(inputs, group * scale, 1) + 2 * group * scale + scale * (_conv(group, group, 9) + 2 * group)
+            total += (scale - 1) * _aff_count(group) if stage >= 2 else 0  # local fusion in stages 3 and 4
+            total += _conv(group * scale, out, 1) + 2 * out
+            if index == 0 and (stage > 0 or inputs != out):
+                total += _conv(inputs, out, 1) + 2 * out
+            inputs = out
+        outputs.append(out)
+    for stage in range(3 - fusions, 3):  # global fusion: a strided 3x3 down to the next stage, AFF
+        total += _conv(outputs[stage], outputs[stage + 1], 9) + _aff_count(outputs[stage + 1])
+    return total + _conv(2 * outputs[-1] * 10, embedding, 1, True)
+
+
 def _meta_count(name: str, options: dict | None = None) -> int:
     frontend = build_frontend("kaldi_fbank", {}, 16000)
     with torch.device("meta"):
@@ -117,6 +146,11 @@ def _meta_count(name: str, options: dict | None = None) -> int:
         ("resnet293", {}, _resnet_count((10, 20, 64, 3), True), 28.62e6),  # WeSpeaker ResNet293-TSTP-emb256
         ("campplus", {}, _campplus_count(), None),
         ("campplus", {"embedding_dim": 512}, _campplus_count(512), 7.18e6),  # the paper, 3D-Speaker VoxCeleb
+        ("eres2net", {}, _eres2net_count(), 6.61e6),  # 3D-Speaker's ERes2Net-base (VoxCeleb)
+        ("eres2net", {"base_channels": 64}, _eres2net_count(64), 22.46e6),  # ERes2Net-large (published 22.4M)
+        ("eres2net", {"base_channels": 64, "base_width": 24, "scale": 3, "expansion": 4},
+         _eres2net_count(64, 24, 3, 4), None),  # 3D-Speaker's ERes2Net_huge
+        ("eres2netv2", {}, _eres2net_count(64, 26, 2, 2, 1), 17.86e6),  # 3D-Speaker's ERes2NetV2
     ],
 )
 def test_sizes_match_layer_counts_and_published_figures(
@@ -132,10 +166,13 @@ def test_sizes_match_layer_counts_and_published_figures(
 
 def test_the_cost_counts_what_a_built_model_has_and_its_multiply_adds() -> None:
     assert model_cost("resnet34").parameters == count_parameters(build_model("resnet34"))
-    macs = {name: model_cost(name).multiply_adds for name in ("resnet34", "campplus", "resnet221", "resnet293")}
+    names = ("resnet34", "campplus", "resnet221", "resnet293", "eres2net", "eres2netv2")
+    macs = {name: model_cost(name).multiply_adds for name in names}
     assert 4.4e9 < macs["resnet34"] < 4.7e9  # WeSpeaker's table: 4.55G for 200 frames
     assert 1.0e9 < macs["campplus"] < 1.3e9
     assert macs["resnet34"] < macs["resnet221"] < macs["resnet293"] < 29e9
+    assert 8.0e9 < macs["eres2netv2"] < 8.6e9  # 3D-Speaker's ERes2NetV2.py: 12.69G on 300 frames (thop), 8.46G on 200
+    assert macs["campplus"] < macs["eres2net"] < macs["eres2netv2"]
 
 
 def _waveforms(batch: int, seconds: float, seed: int) -> torch.Tensor:
@@ -168,7 +205,7 @@ def test_one_training_step_with_a_margin_and_a_pair_loss(name: str, loss: str) -
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["resnet221", "campplus"])  # redimnet: test_models.py
+@pytest.mark.parametrize("name", ["resnet221", "campplus", "eres2net", "eres2netv2"])  # redimnet: test_models.py
 def test_torchscript_and_onnx_exports_give_the_same_embeddings(name: str, tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = build_model(name, TINY[name]).train()
@@ -202,7 +239,7 @@ def test_torchscript_and_onnx_exports_give_the_same_embeddings(name: str, tmp_pa
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
 
 
-@pytest.mark.parametrize("name", ["resnet221", "campplus", "redimnet"])
+@pytest.mark.parametrize("name", ["resnet221", "campplus", "redimnet", "eres2net", "eres2netv2"])
 def test_length_buckets_leave_every_embedding_unchanged(name: str) -> None:
     """extract's CPU runtime pads each convolution's input to a length bucket and crops after
     it (spkverif.runtime.buckets); CAM++'s segment and utterance means must see only real frames."""
@@ -252,13 +289,14 @@ def test_list_models_shows_the_zoo_with_sizes_and_multiply_adds(run_cli) -> None
     assert "parameters" in result.output and "mult-adds / 2 s" in result.output
     sizes = {"resnet100": "12.90M", "resnet221": "23.79M", "resnet293": "28.63M", "campplus": "6.85M"}
     sizes["redimnet"] = "4.89M"  # B2
+    sizes |= {"eres2net": "6.61M", "eres2netv2": "17.86M"}
     for name, size in sizes.items():
         assert any(line.startswith(f"│ {name} ") and f" {size} │" in line for line in result.output.splitlines()), name
 
 
 @pytest.mark.parametrize(
     "module", ["spkverif.models.resnet", "spkverif.models.campplus", "spkverif.models.redimnet",
-               "spkverif.frontends.redimnet_mel"]
+               "spkverif.frontends.redimnet_mel", "spkverif.models.eres2net"]
 )  # fmt: skip
 def test_docstring_examples_run(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module), extraglobs={"torch": torch})

@@ -39,8 +39,9 @@ class RegistryArgumentCommand(click.Command):
     "config",
     default=None,
     type=click.Path(),
-    help="The checkpoint's configuration: WeSpeaker's config.yaml, SpeechBrain's hyperparams.yaml "
-    "(a ReDimNet checkpoint carries its own).",
+    help="The checkpoint's configuration: WeSpeaker's config.yaml, SpeechBrain's hyperparams.yaml, "
+    "3D-Speaker's recipe YAML (conf/*.yaml, or just its embedding_model section); a ReDimNet checkpoint "
+    "carries its own.",
 )
 @click.argument("output", type=click.Path(dir_okay=False))
 @common_options

@@ -41,6 +41,13 @@ def wespeaker_fbank(sample_rate: int, /, num_mel_bins: Count = 80, dither: NonNe
     return KaldiFbank(sample_rate, num_mel_bins=num_mel_bins, dither=dither, window_type="hamming")
 
 
+@FRONTENDS.register("3dspeaker_fbank")
+def threed_speaker_fbank(sample_rate: int, /, num_mel_bins: Count = 80, dither: NonNegative = 0.0) -> KaldiFbank:
+    """Kaldi fbank as 3D-Speaker computes it (`speakerlab.process.processor.FBank`, mean_nor): Kaldi's
+    povey window on the samples in [-1, 1] as given (not scaled to 16 bits), no dither, mean normalisation."""
+    return KaldiFbank(sample_rate, num_mel_bins=num_mel_bins, dither=dither, int16_scale=False)
+
+
 def build_frontend(name: str, options: dict[str, Any] | None, sample_rate: int) -> nn.Module:
     """The front end `name` with `options` for audio at `sample_rate` Hz.
 

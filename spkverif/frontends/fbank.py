@@ -45,7 +45,11 @@ class KaldiFbank(nn.Module):
     """Kaldi's fbank (`compute-fbank-feats`, every option that shapes the features) with mean normalisation.
 
     Waveforms (B, T) -> features (B, frames, dims). Waveforms are in [-1, 1]
-    (scaled to 16-bit range inside, as Kaldi reads integer samples); `dims` is
+    (scaled to 16-bit range inside, as Kaldi reads integer samples; `int16_scale:
+    false` keeps them as given, as 3D-Speaker runs torchaudio's fbank on the
+    floats torchaudio.load returns: the same features but where a band's energy
+    falls under the log's floor, float epsilon, and with `dither` and
+    `energy_floor` in those units); `dims` is
     `num_mel_bins`, plus one column of log energy with `use_energy` (first, or
     last with `htk_compat`). The options carry Kaldi's names and meanings
     (`--frame-length` is `frame_length_ms`, `--preemphasis-coefficient` is
@@ -88,9 +92,11 @@ class KaldiFbank(nn.Module):
         vtln_low: float = 100.0,
         vtln_high: float = -500.0,
         vtln_warp: Positive = 1.0,
+        int16_scale: bool = True,
     ):
         super().__init__()
         self.num_mel_bins = num_mel_bins
+        self.input_scale = _INT16_SCALE if int16_scale else 1.0
         self.sample_rate = sample_rate
         self.window_size = int(sample_rate * frame_length_ms / 1000)
         self.window_shift = int(sample_rate * frame_shift_ms / 1000)
@@ -189,7 +195,7 @@ class KaldiFbank(nn.Module):
     def unnormalised(self, waveforms: torch.Tensor) -> torch.Tensor:
         """(B, T) -> (B, frames, dims): the features before `normalise`, in float32 whatever the autocast."""
         with torch.autocast(device_type=waveforms.device.type, enabled=False):
-            samples = waveforms.float() * _INT16_SCALE
+            samples = waveforms.float() * self.input_scale
             frames = self._frames(samples)
             if self.training and self.dither > 0:
                 frames = frames + self.dither * torch.randn_like(frames)

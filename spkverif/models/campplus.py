@@ -19,6 +19,11 @@ Context-Aware Masking", Interspeech 2023) on Kaldi fbank; the layout of 3D-Speak
 
 6.85M parameters at the defaults (192-d); `embedding_dim: 512`, 3D-Speaker's VoxCeleb model,
 has 7.18M, the paper's and 3D-Speaker's published figure.
+
+3D-Speaker's and WeSpeaker's CAM++ compute the same but for the pooled standard deviation:
+`torch.std` (3D-Speaker's; here `unbiased_std: true, pooling_eps: 0`) and sqrt(unbiased
+variance + 1e-7) (WeSpeaker's; `unbiased_std: true`). `spkverif import 3dspeaker` and
+`spkverif import wespeaker` load their checkpoints with those options.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from torch import nn
 from torch.nn import functional
 
 from spkverif.base.errors import SpkverifError
-from spkverif.base.registry import Count
+from spkverif.base.registry import Count, NonNegative
 from spkverif.models.base import SpeakerEmbeddingModel
 from spkverif.models.pooling import StatisticsPooling
 from spkverif.models.registry import MODELS, uses_frontend
@@ -187,6 +192,7 @@ class CAMPlusPlus(nn.Module):
         embedding_dim: int = 192,
         segment_frames: int = 100,
         unbiased_std: bool = False,
+        pooling_eps: float | None = None,
     ):
         super().__init__()
         if len(block_layers) != len(dilations):
@@ -208,7 +214,9 @@ class CAMPlusPlus(nn.Module):
             channels = block.output_dim // 2
         layers.append(_norm_relu(channels))
         self.frames = nn.Sequential(*layers)
-        self.pooling = StatisticsPooling(channels, 1e-7 if unbiased_std else 1e-5, unbiased_std)
+        if pooling_eps is None:
+            pooling_eps = 1e-7 if unbiased_std else 1e-5
+        self.pooling = StatisticsPooling(channels, pooling_eps, unbiased_std)
         self.embedding = nn.Sequential(
             nn.Linear(self.pooling.output_dim, embedding_dim, bias=False),
             nn.BatchNorm1d(embedding_dim, affine=False),
@@ -238,17 +246,20 @@ def build_campplus(
     embedding_dim: Count = 192,
     segment_frames: Count = 100,
     unbiased_std: bool = False,
+    pooling_eps: NonNegative | None = None,
 ) -> SpeakerEmbeddingModel:
     """CAM++ (Wang et al. 2023): 2-D front convolutions, D-TDNN blocks with context-aware masking, 192-d.
 
     6.85M parameters; `embedding_dim: 512` (3D-Speaker's VoxCeleb model) has the paper's 7.18M.
 
-    `segment_frames` counts frames after the TDNN layer's stride 2 (100: 2 s of audio);
-    `unbiased_std: true` is 3D-Speaker's statistics (the unbiased standard deviation).
+    `segment_frames` counts frames after the TDNN layer's stride 2 (100: 2 s of audio).
+    `unbiased_std: true` takes sqrt(unbiased variance + `pooling_eps`): WeSpeaker's CAM++ at the
+    default 1e-7, 3D-Speaker's (`torch.std`) at 0; otherwise sqrt(max(variance, `pooling_eps`)),
+    1e-5 by default.
     """
     encoder = CAMPlusPlus(
         frontend.output_dim, fcm_channels, tdnn_channels, growth_rate, bottleneck_ratio, tuple(block_layers),
-        tuple(dilations), embedding_dim, segment_frames, unbiased_std,
+        tuple(dilations), embedding_dim, segment_frames, unbiased_std, pooling_eps,
     )  # fmt: skip
     min_frames = 3 if unbiased_std else 1  # the unbiased variance needs 2 frames after the stride
     return SpeakerEmbeddingModel(frontend, encoder, embedding_dim, min_frames, frontend.sample_rate)

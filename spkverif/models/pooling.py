@@ -23,16 +23,19 @@ def mean_and_std(frames: torch.Tensor, weights: torch.Tensor | None = None, eps:
 
 
 def mean_and_unbiased_std(frames: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
-    """(B, C, T) -> (B, 2C): mean and sqrt(unbiased variance + eps), WeSpeaker's TSTP formula."""
-    return torch.cat([frames.mean(dim=-1), torch.sqrt(torch.var(frames, dim=-1) + eps)], dim=-1)
+    """(B, C, T) -> (B, 2C): mean and sqrt(unbiased variance + eps), WeSpeaker's TSTP formula;
+    `eps` 0 is `torch.std`, 3D-Speaker's CAM++ statistics (its gradient is 0, not NaN, on a constant channel)."""
+    std = torch.std(frames, dim=-1) if eps == 0 else torch.sqrt(torch.var(frames, dim=-1) + eps)
+    return torch.cat([frames.mean(dim=-1), std], dim=-1)
 
 
 class StatisticsPooling(nn.Module):
     """Mean and standard deviation over time (Snyder et al. 2018).
 
     `unbiased`: the standard deviation is sqrt(var + eps) with the unbiased
-    (T - 1) variance, as WeSpeaker's TSTP computes it (for imported models);
-    otherwise sqrt(max(var, eps)) with the mean squared deviation.
+    (T - 1) variance, as WeSpeaker's TSTP computes it (eps 1e-7; 3D-Speaker's
+    ERes2Net 1e-8, its CAM++ 0); otherwise sqrt(max(var, eps)) with the mean
+    squared deviation.
 
     >>> StatisticsPooling(1500)(torch.randn(2, 1500, 30)).shape
     torch.Size([2, 3000])

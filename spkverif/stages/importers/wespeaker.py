@@ -1,6 +1,7 @@
 """WeSpeaker's ResNet (`wespeaker/models/resnet.py`: ResNet18/34, ResNet221/293), SimAM-ResNet
 (`samresnet.py`: SimAM_ResNet34_ASP, SimAM_ResNet100_ASP) and ECAPA-TDNN
-(`wespeaker/models/ecapa_tdnn.py`, ECAPA_TDNN_[GLOB_]c512/c1024) checkpoints.
+(`wespeaker/models/ecapa_tdnn.py`, ECAPA_TDNN_[GLOB_]c512/c1024) checkpoints, and CAM++
+(`campplus.py`, CAMPPlus: 3D-Speaker's layout and keys, `threed_speaker.campplus_rules`).
 
 Reads WeSpeaker's experiment `config.yaml` (`model`, `model_args`,
 `dataset_args.fbank_args`, `dataset_args.resample_rate`) and a checkpoint
@@ -27,6 +28,7 @@ import torch
 from spkverif.base.errors import SpkverifError
 from spkverif.stages.importers import IMPORTERS
 from spkverif.stages.importers.common import BATCH_NORM_KEYS, read_state_dict, read_yaml, write_model
+from spkverif.stages.importers.threed_speaker import campplus_options, campplus_rules
 
 _BN = BATCH_NORM_KEYS
 
@@ -242,16 +244,24 @@ def _ecapa(config: dict[str, Any], state: dict[str, torch.Tensor], path: Path) -
     return "ecapa_tdnn", ecapa_options(config, state, path), ecapa_rules()
 
 
+def _campplus(config: dict[str, Any], state: dict[str, torch.Tensor], path: Path) -> tuple[str, dict, list]:
+    """WeSpeaker's CAMPPlus (`campplus.py`): 3D-Speaker's CAM++ and its keys, TSTP's sqrt(var + 1e-7)."""
+    args, mels, rate = _checked(config, state, path, "TSTP", "two_emb_layer", ("head.conv1.weight",))
+    options = campplus_options(args, state, "embed_dim", "model_args", path)
+    return "campplus", _arguments(options, mels, rate), campplus_rules()
+
+
 ARCHITECTURES = {
     **{name: _resnet for name in RESNETS},
     **{f"ECAPA_TDNN{glob}_c{width}": _ecapa for glob in ("", "_GLOB") for width in (512, 1024)},
+    "CAMPPlus": _campplus,
 }
 
 
 @IMPORTERS.register("wespeaker")
 def import_wespeaker(checkpoint: Path, config_path: Path, out: Path) -> dict[str, Any]:
-    """WeSpeaker ResNet18/34/221/293, SimAM-ResNet34/100 or ECAPA-TDNN: `avg_model.pt` and the experiment's
-    `config.yaml` -> our model file."""
+    """WeSpeaker ResNet18/34/221/293, SimAM-ResNet34/100, ECAPA-TDNN or CAM++: `avg_model.pt` and the
+    experiment's `config.yaml` -> our model file."""
     config = read_yaml(config_path)
     architecture = ARCHITECTURES.get(str(config.get("model")))
     if architecture is None:
