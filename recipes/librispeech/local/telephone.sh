@@ -2,14 +2,14 @@
 # A copy of data directory SRC whose audio goes through a telephone line: each
 # wav.scp entry becomes an ffmpeg pipe that band-limits to 300-3400 Hz, encodes
 # with the GSM 06.10 full-rate codec at 8 kHz (libgsm), decodes, and resamples
-# back to 16 kHz. Trials, utt2spk and the rest are copied as they are.
+# back to 16 kHz. Trials (where SRC has them), utt2spk and the rest are copied as they are.
 #
 #   local/telephone.sh SRC DST
 set -euo pipefail
 if [ $# -ne 2 ]; then echo "usage: $0 SRC DST" >&2; exit 1; fi
 src="$1"; dst="$2"
 spkverif data copy -q "$src" "$dst"
-cp "$src/trials" "$dst/trials"
+[ ! -f "$src/trials" ] || cp "$src/trials" "$dst/trials"
 awk '{
   path = $2; for (i = 3; i <= NF; i++) path = path " " $i
   if (path ~ /\|[[:space:]]*$/) { print "telephone.sh: pipes in wav.scp are not supported: " $1 > "/dev/stderr"; exit 1 }
