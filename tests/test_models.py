@@ -136,6 +136,7 @@ def _waveforms(batch: int, seconds: float, seed: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
+@pytest.mark.usefixtures("one_torch_thread")  # small networks: threads only cost on a busy machine
 def test_train_repeat_and_export(name: str, tmp_path: Path) -> None:
     assert sorted(SMALL) == MODELS.names(), "every registered network needs a small configuration here"
     torch.manual_seed(0)
@@ -242,6 +243,7 @@ def test_docstring_examples_run(module: str) -> None:
     ("name", "padding_mode"), [*((name, "zeros") for name in sorted(SMALL)), ("ecapa_tdnn", "reflect")]
 )
 @pytest.mark.slow
+@pytest.mark.usefixtures("one_torch_thread")  # small networks: threads only cost on a busy machine
 def test_length_buckets_leave_every_embedding_unchanged(name: str, padding_mode: str) -> None:
     """extract's CPU runtime runs convolutions on padded length buckets and crops after
     each (spkverif.runtime.buckets): the same embeddings, fewer distinct lengths."""
