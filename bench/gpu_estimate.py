@@ -43,10 +43,12 @@ from spkverif.base.errors import SpkverifError
 from spkverif.config import load_train_config
 from spkverif.losses import build_loss
 from spkverif.models import build_model
+from spkverif.stages.prepare.voxceleb import VOX2_REFERENCE
 from spkverif.training.channel import ChannelAugmenter
 
 REPO = Path(__file__).resolve().parents[1]
 LIBRISPEECH_TRAINING_READERS = 251 + 921 + 1166  # train-clean-100, -360, other-500
+VOXCELEB_RESNET34 = REPO / "recipes" / "voxceleb" / "conf" / "resnet34_aam.yaml"
 
 
 def step_flops(config, classes: int, batch: int = 4) -> float:
@@ -81,6 +83,19 @@ def schedule_chunks(config) -> int:
     """Chunks a configuration trains on: epochs x batches an epoch x speakers x utterances a batch."""
     options = config.training
     return options.epochs * options.batches_per_epoch * options.speakers_per_batch * options.utts_per_speaker
+
+
+def epoch_projection(rate: float, config_path: Path = VOXCELEB_RESNET34) -> dict:
+    """What a training rate of `rate` chunks a second means for the VoxCeleb recipe: hours of a
+    VoxCeleb2 dev epoch (its 1,092,009 utterances, one chunk each: the recipe's sampler cuts one
+    chunk of an utterance it draws) and of the configuration's whole schedule on one GPU."""
+    config = load_train_config(config_path)
+    utterances = VOX2_REFERENCE["dev"].utterances
+    chunks = schedule_chunks(config)
+    return {
+        "chunks_per_s": rate, "utterances": utterances, "chunk_seconds": config.data.chunk_seconds,
+        "epoch_hours": utterances / rate / 3600, "schedule_chunks": chunks, "schedule_hours": chunks / rate / 3600,
+    }  # fmt: skip
 
 
 def measured_rates(log: Path) -> dict[str, float]:
