@@ -6,10 +6,13 @@
 
 Figures (see each module's docstring for what is timed and against what):
 training (bench/peer_train.py), features (peer_features.py), extraction
-(peer_extract.py), scoring (peer_scoring.py), metrics (peer_metrics.py), and
-the data-loading figures of bench/loader_throughput.py when that file exists.
-Each figure is the median of interleaved rounds after a warm-up; peers that are
-not installed are left out with the reason printed (`pip install .[bench]`).
+(peer_extract.py), toolkit-extraction (toolkit_extract.py), scoring
+(peer_scoring.py), metrics (peer_metrics.py), and the data-loading figures of
+bench/loader_throughput.py when that file exists. Each figure is the median of
+interleaved rounds after a warm-up; peers that are not installed are left out
+with the reason printed (`pip install .[bench]`; WeSpeaker and 3D-Speaker
+through bench/run.sh). The machine's peak (bench/flops.py) is measured first
+when a figure with a limit column (training, extraction, toolkit-extraction) runs.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ from pathlib import Path
 
 import torch
 
-from bench import peer_extract, peer_features, peer_metrics, peer_scoring, peer_train
-from bench.common import Section, machine_line, table
+from bench import peer_extract, peer_features, peer_metrics, peer_scoring, peer_train, toolkit_extract
+from bench.common import Section, machine_line, peer_versions, table
+from bench.flops import measure_peak
 
 HERE = Path(__file__).resolve().parent
 TINY_MODELS = {
@@ -39,8 +43,10 @@ TINY_MODELS = {
 # The loader benchmark at a size that keeps bench/run.sh under 15 minutes: one worker (what each DataLoader
 # worker does; the N-worker column only means something on the training node), 160 utterances (32 speakers:
 # one batch of P = 32), medians of
-# three 2 s windows. `python bench/loader_throughput.py` alone runs its full default size.
-LOADER_ARGUMENTS = ("--utterances", "160", "--workers", "1", "--seconds", "2", "--repeats", "3")
+# one 2 s window. `python bench/loader_throughput.py` alone runs its full default size.
+LOADER_ARGUMENTS = ("--utterances", "160", "--workers", "1", "--seconds", "2", "--repeats", "1")
+# The figures whose rows have a limit column (floating-point operations against the measured peak).
+COUNTED = ("training", "extraction", "toolkit-extraction")
 
 
 def figures(tiny: bool) -> dict[str, Callable[[], Section]]:
@@ -48,7 +54,14 @@ def figures(tiny: bool) -> dict[str, Callable[[], Section]]:
     if tiny:
         return {
             "training": lambda: peer_train.run(
-                peer_train.TrainSize(batch=4, seconds=0.5, classes=10, rounds=2, tiny=True, memory_models=("xvector",))
+                peer_train.TrainSize(
+                    batches=(2, 3),
+                    frames=50,
+                    classes=10,
+                    networks=("xvector", "ecapa_tdnn c512", "resnet34", "campplus"),
+                    compiled_batches=(),
+                    tiny=True,
+                )
             ),
             "features": lambda: peer_features.run(peer_features.FeatureSize(utterances=3, seconds=1.0, rounds=2)),
             "extraction": lambda: peer_extract.run(
@@ -61,6 +74,11 @@ def figures(tiny: bool) -> dict[str, Callable[[], Section]]:
                     model_options=TINY_MODELS,
                 )
             ),
+            "toolkit-extraction": lambda: toolkit_extract.run(
+                toolkit_extract.ToolkitExtractSize(
+                    lengths=(1.0,), audio_seconds=1.0, rounds=1, networks=toolkit_extract.TINY_EXTRACTED, tiny=True
+                )
+            ),
             "scoring": lambda: peer_scoring.run(
                 peer_scoring.ScoreSize(
                     lists=(peer_scoring.ScoreList("tiny", 60, 200),), cohort=50, dim=16, top_n=10, rounds=2
@@ -71,8 +89,9 @@ def figures(tiny: bool) -> dict[str, Callable[[], Section]]:
     return {
         "training": lambda: peer_train.run(peer_train.TrainSize()),
         "features": lambda: peer_features.run(peer_features.FeatureSize()),
-        "extraction": lambda: peer_extract.run(peer_extract.ExtractSize()),
-        "scoring": lambda: peer_scoring.run(peer_scoring.ScoreSize()),
+        "extraction": lambda: peer_extract.run(peer_extract.ExtractSize(utterances=40, rounds=3)),
+        "toolkit-extraction": lambda: toolkit_extract.run(toolkit_extract.ToolkitExtractSize()),
+        "scoring": lambda: peer_scoring.run(peer_scoring.ScoreSize(rounds=1)),
         "metrics": lambda: peer_metrics.run(peer_metrics.MetricSize()),
     }
 
@@ -103,7 +122,9 @@ def main(argv: list[str] | None = None) -> Path:
     )
     parser.add_argument("--tiny", action="store_true", help="Tiny sizes: checks the benchmarks run, times nothing.")
     parser.add_argument(
-        "--only", nargs="+", help="Only these figures (training features extraction scoring metrics loading)."
+        "--only",
+        nargs="+",
+        help="Only these figures (training features extraction toolkit-extraction scoring metrics loading).",
     )
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads [2].")
     parser.add_argument("--out", type=Path, default=HERE / "results.md", help="Where the table goes.")
@@ -112,6 +133,10 @@ def main(argv: list[str] | None = None) -> Path:
     started = time.perf_counter()
     machine_before = machine_line()
     print(machine_before, flush=True)
+    peak = None
+    if not args.only or set(COUNTED) & set(args.only):
+        peak = measure_peak(256, 16, 16, 2, 2) if args.tiny else measure_peak()
+        print(peak.describe(), flush=True)
     sections = []
     for name, run in figures(args.tiny).items():
         if args.only and name not in args.only:
@@ -135,10 +160,15 @@ def main(argv: list[str] | None = None) -> Path:
             "",
             f"Machine: {machine_before}; load average after the run {load_after}.",
             "",
-            "Ratio: how many times better spkverif is (peer time / ours, or our rate / the peer's); below 1 it loses.",
-            "Against a floor, 1/ratio is how far above the floor spkverif is.",
+            f"Peers: {peer_versions()}.",
             "",
-            table(sections),
+            "Ratio: how many times better spkverif is (peer time / ours, or our rate / the peer's); below 1 it loses.",
+            "Against a floor, 1/ratio is how far above the floor spkverif is. Limit columns (rows with counted "
+            "operations): GFLOP a sample or a second of audio, counted by torch's FlopCounterMode (matrix products "
+            "and convolutions only: bench/flops.py), the GFLOP/s that gives at the row's rate, and its fraction of "
+            + (f"the {peak.describe()}." if peak else "the machine's peak (not measured in this run)."),
+            "",
+            table(sections, peak.best if peak else None),
             "",
         ]
     )

@@ -22,6 +22,9 @@ class Row:
 
     `ratio` is how many times better spkverif is (peer / ours when lower is better,
     ours / peer when higher is better); None when there is no peer value.
+    `flops` and `peer_flops`: floating-point operations per unit of a rate's figure (a
+    sample of samples/s, a second of audio of × real time), counted (bench/flops.py);
+    the table's limit columns multiply them by the rates.
     """
 
     figure: str
@@ -31,6 +34,8 @@ class Row:
     peer: float | None = None
     higher_is_better: bool = False
     note: str = ""
+    flops: float | None = None
+    peer_flops: float | None = None
 
     @property
     def ratio(self) -> float | None:
@@ -98,6 +103,23 @@ def machine_line() -> str:
     )
 
 
+PEER_PACKAGES = ("speechbrain", "onnxruntime", "torchaudio", "torchcodec", "kaldi-native-fbank", "resemblyzer")
+
+
+def peer_versions() -> str:
+    """The peers' package versions, and WeSpeaker's and 3D-Speaker's checkouts as bench/run.sh names them."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for package in PEER_PACKAGES:
+        try:
+            found.append(f"{package} {version(package)}")
+        except PackageNotFoundError:
+            found.append(f"{package} absent")
+    checkouts = os.environ.get("SPKVERIF_BENCH_CHECKOUTS", "WeSpeaker and 3D-Speaker as PYTHONPATH finds them")
+    return ", ".join(found) + f"; {checkouts}"
+
+
 def finite_positive(value: float | None) -> bool:
     return value is not None and math.isfinite(value) and value > 0
 
@@ -114,15 +136,44 @@ def format_value(value: float | None, unit: str) -> str:
     return f"{text} {unit}"
 
 
-def table(sections: list[Section]) -> str:
-    """The markdown table of every row, then each section's free lines."""
-    lines = ["| figure | spkverif | peer | peer value | ratio (× better) |", "|---|---:|---|---:|---:|"]
+TABLE_HEADER = (
+    "| figure | spkverif | peer | peer value | ratio (× better) | GFLOP a unit (ours / peer) "
+    "| GFLOP/s (ours / peer) | of peak (ours / peer) |"
+)
+
+
+def _pair(ours: float | None, peer: float | None, text: Callable[[float], str]) -> str:
+    if ours is None and peer is None:
+        return "—"
+    return " / ".join("—" if value is None else text(value) for value in (ours, peer))
+
+
+def limit_cells(row: Row, peak: float | None) -> list[str]:
+    """The limit columns of a rate's row: GFLOP per unit, achieved GFLOP/s, fraction of `peak` GFLOP/s."""
+    rates = (row.ours, row.peer)
+    flops = (row.flops, row.peer_flops)
+    achieved = [
+        None if count is None or rate is None or not row.higher_is_better else count * rate / 1e9
+        for count, rate in zip(flops, rates, strict=True)
+    ]
+    fractions = [None if value is None or not peak else value / peak for value in achieved]
+    return [
+        _pair(*(None if count is None else count / 1e9 for count in flops), lambda value: f"{value:.3g}"),
+        _pair(*achieved, lambda value: f"{value:.3g}"),
+        _pair(*fractions, lambda value: f"{value:.1%}"),
+    ]
+
+
+def table(sections: list[Section], peak: float | None = None) -> str:
+    """The markdown table of every row (with the limit columns against `peak` GFLOP/s), then each section's lines."""
+    lines = [TABLE_HEADER, "|---|---:|---|---:|---:|---:|---:|---:|"]
     for section in sections:
         for row in section.rows:
             ratio = "—" if row.ratio is None else f"{row.ratio:.2f}×"
+            limits = " | ".join(limit_cells(row, peak))
             lines.append(
                 f"| {section.title}: {row.figure} | {format_value(row.ours, row.unit)} | {row.peer_name or '—'} | "
-                f"{format_value(row.peer, row.unit)} | {ratio} |"
+                f"{format_value(row.peer, row.unit)} | {ratio} | {limits} |"
             )
     for section in sections:
         if section.lines:

@@ -41,6 +41,7 @@ import torch
 
 from bench.audio import utterances, write_wav_scp
 from bench.common import Row, Section
+from bench.flops import forward_flops_per_second
 from spkverif.base.progress import set_quiet
 from spkverif.models import build_model, count_parameters
 from spkverif.stages.extract import extract
@@ -162,6 +163,8 @@ def run(size: ExtractSize) -> Section:
         rate = {name: statistics.median(values) for name, values in rates.items()}
         written = {name: len(dict(kaldiio.load_ark(str(root / f"{name}.ark")))) for name in contestants}
         section.lines.append("embeddings written: " + ", ".join(f"{name} {count}" for name, count in written.items()))
+    # the network's forward operations a second of audio at the mean length (SpeechBrain's is the same network)
+    flops = forward_flops_per_second(model.encoder, 80, (size.min_seconds + size.max_seconds) / 2)
     for peer, peer_name in peers.items():
         section.rows.append(
             Row(
@@ -171,11 +174,19 @@ def run(size: ExtractSize) -> Section:
                 peer_name,
                 rate[peer],
                 higher_is_better=True,
+                flops=flops,
+                peer_flops=flops if peer == "speechbrain" else None,
             )
         )
     if not peers:
         section.rows.append(
-            Row("wav.scp → ark, seconds of audio per second", "× real time", rate["ours"], higher_is_better=True)
+            Row(
+                "wav.scp → ark, seconds of audio per second",
+                "× real time",
+                rate["ours"],
+                higher_is_better=True,
+                flops=flops,
+            )
         )
     for line in section.lines:
         print(line, flush=True)

@@ -1,21 +1,35 @@
-"""Figure 1: one training step, spkverif's networks beside SpeechBrain's of the same size.
+"""Figure 1: one training step, spkverif's networks beside SpeechBrain's, WeSpeaker's and 3D-Speaker's.
 
-Both sides take the same batch of raw waveforms (B, T) and compute their own
-features inside the step (ours: `KaldiFbank` in the model; SpeechBrain's:
-`Fbank` + sentence-level `InputNormalization`, as its VoxCeleb recipe), then the
-network, then the same additive-angular-margin head (spkverif's `aam`, m = 0.2,
-s = 30) over the same number of classes, backward and an SGD step. Samples/s is
-the batch size over the median step time; peak memory is the resident memory
-two steps add to a fresh process that has built the model (its
-peak resident size, VmHWM), measured after the timed rounds.
+Every contestant takes the same batch of fbank features (B, 200, 80): the
+Kaldi fbank of a random 2.015 s waveform batch (spkverif's `KaldiFbank`,
+each utterance's mean removed), computed once before the timing, since every
+peer's network takes features (WeSpeaker and 3D-Speaker compute them in their
+data loaders, SpeechBrain in its recipe's `compute_features`). Each network
+embeds them (ours: the model's `encoder`; theirs: the network module their
+recipes train), then the same additive-angular-margin head (spkverif's `aam`,
+m = 0.2, s = 30) over the same number of classes, backward and an SGD step.
+The networks are each peer's at its VoxCeleb recipe's size (bench/peers.py).
+
+The eager networks are built once and take one untimed step at the first
+batch size, under `FlopCounterMode`, which counts the operations (a later
+batch size reuses them warm: its first timed step also builds oneDNN's kernels
+for the new shape, on every side alike); then the timed steps in turn, batch
+size by batch size. spkverif compiled (`encoder.compile()`, as
+`training.compile: true` trains) is built and compiled in an untimed step at
+the recipes' CPU batch (64). Rows: spkverif eager and compiled, each beside
+each peer eager. Samples/s is the batch size over the median step
+time; peak memory is the resident memory two steps add to a fresh process that
+has built the model (its peak resident size, VmHWM), measured after the timed rounds.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,130 +37,179 @@ from pathlib import Path
 import torch
 
 from bench.common import Row, Section, interleaved
+from bench.flops import counted_flops
+from bench.peers import PEER_NETWORKS, TINY_OURS, peer_problem, registered
 from spkverif.losses import build_loss
 from spkverif.models import build_model, count_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
+SPEECHBRAIN_NETWORKS = ("xvector", "ecapa_tdnn c512", "resnet34")
+TINY_XVECTOR = {"channels": 32, "stats_channels": 64, "embedding_dim": 32}
 
 
 @dataclass
 class TrainSize:
-    batch: int = 16
-    seconds: float = 2.0
+    batches: tuple[int, ...] = (16, 64)
+    frames: int = 200
     classes: int = 1000
-    rounds: int = 5
-    models: tuple[str, ...] = ("xvector", "ecapa_tdnn", "resnet34")
-    # Options shrinking our networks and SpeechBrain's alike (the smoke test's tiny size); empty at full size.
-    tiny: bool = False
-    # The models whose peak memory is measured (a fresh process each); None: all of them.
-    memory_models: tuple[str, ...] | None = None
-
-
-def _our_model(name: str, tiny: bool) -> torch.nn.Module:
-    options = (
-        {
-            "xvector": {"channels": 32, "stats_channels": 64, "embedding_dim": 32},
-            "ecapa_tdnn": {
-                "channels": 32,
-                "embedding_dim": 32,
-                "aggregate_channels": 48,
-                "attention_bottleneck": 8,
-                "se_bottleneck": 8,
-            },
-            "resnet34": {"base_channels": 4, "blocks": [1, 1, 1, 1], "embedding_dim": 32},
-        }[name]
-        if tiny
-        else {}
+    rounds: int = 1  # timed steps a contestant and batch size
+    compiled_batches: tuple[int, ...] = (64,)  # where spkverif compiled runs (the recipes' CPU batch)
+    networks: tuple[str, ...] = (
+        "xvector",
+        "ecapa_tdnn c512",
+        "resnet34",
+        "campplus",
+        "ecapa_tdnn c1024",
+        "eres2netv2",
+        "redimnet",
     )
-    return build_model(name, options)
+    # Options shrinking our networks and the peers' alike (the smoke test's tiny size); False at full size.
+    tiny: bool = False
+    # The networks whose peak memory is measured, ours and SpeechBrain's (a fresh process each); None: none.
+    memory_networks: tuple[str, ...] | None = ("xvector",)
 
 
-class SpeechBrainEmbedder(torch.nn.Module):
-    """SpeechBrain's recipe front: Fbank (80 bins), sentence mean normalisation, then the network."""
-
-    def __init__(self, network: torch.nn.Module):
-        super().__init__()
-        from speechbrain.lobes.features import Fbank
-        from speechbrain.processing.features import InputNormalization
-
-        self.features = Fbank(n_mels=80)
-        self.normalise = InputNormalization(norm_type="sentence", std_norm=False)
-        self.network = network
-
-    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
-        lengths = torch.ones(len(waveforms))
-        features = self.normalise(self.features(waveforms), lengths)
-        return self.network(features, lengths).squeeze(1)
-
-
-def speechbrain_model(name: str, tiny: bool) -> tuple[torch.nn.Module, int]:
-    """SpeechBrain's network matching our `name` at the same width and depth, and its embedding size."""
+def speechbrain_model(name: str, tiny: bool) -> torch.nn.Module:
+    """SpeechBrain's network matching our `name` at the same width and depth: features (B, T, 80) in."""
     if name == "xvector":
         from speechbrain.lobes.models.Xvector import Xvector
 
         channels = [32] * 4 + [64] if tiny else [512] * 4 + [1500]
-        dim = 32 if tiny else 512
-        network = Xvector(in_channels=80, tdnn_channels=channels, lin_neurons=dim)
-    elif name == "ecapa_tdnn":
+        return Xvector(in_channels=80, tdnn_channels=channels, lin_neurons=32 if tiny else 512)
+    if name == "ecapa_tdnn c512":
         from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
 
         channels = [32] * 4 + [48] if tiny else [512] * 4 + [1536]
-        dim = 32 if tiny else 192
-        network = ECAPA_TDNN(
+        return ECAPA_TDNN(
             80,
             channels=channels,
-            lin_neurons=dim,
+            lin_neurons=32 if tiny else 192,
             attention_channels=8 if tiny else 128,
             se_channels=8 if tiny else 128,
         )
+    from speechbrain.lobes.models.ResNet import ResNet
+
+    base = 4 if tiny else 32
+    return ResNet(
+        input_size=80,
+        channels=[base, 2 * base, 4 * base, 8 * base],
+        block_sizes=[1, 1, 1, 1] if tiny else [3, 4, 6, 3],
+        lin_neurons=32 if tiny else 256,
+    )
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A network of ours (registry name, options, fbank bins) and its peers' builders by display name."""
+
+    label: str
+    ours: str
+    options: dict
+    feat_dim: int
+    peers: dict[str, Callable[[bool], torch.nn.Module]]
+    problems: tuple[str, ...]  # why a peer (or our network) is left out
+
+    def build_ours(self, tiny: bool) -> torch.nn.Module:
+        options = (TINY_XVECTOR if self.ours == "xvector" else TINY_OURS[self.ours]) if tiny else self.options
+        return build_model(self.ours, options, {"name": "kaldi_fbank", "options": {"num_mel_bins": self.feat_dim}})
+
+
+def pairs(size: TrainSize) -> list[Pair]:
+    """Each network of `size.networks` with every peer that has it (bench/peers.py and SpeechBrain)."""
+    try:
+        import speechbrain  # noqa: F401
+    except ImportError as error:
+        speechbrain_problem = f"SpeechBrain not installed ({error}); its rows are left out"
     else:
-        from speechbrain.lobes.models.ResNet import ResNet
-
-        base = 4 if tiny else 32
-        dim = 32 if tiny else 256
-        network = ResNet(
-            input_size=80,
-            channels=[base, 2 * base, 4 * base, 8 * base],
-            block_sizes=[1, 1, 1, 1] if tiny else [3, 4, 6, 3],
-            lin_neurons=dim,
+        speechbrain_problem = None
+    found = []
+    for label in size.networks:
+        matches = [network for network in PEER_NETWORKS if network.label == label]
+        ours, options, feat_dim = (
+            (matches[0].ours, matches[0].options, matches[0].feat_dim) if matches else (label, {}, 80)
         )
-    return SpeechBrainEmbedder(network), dim
+        problems = []
+        peers: dict[str, Callable[[bool], torch.nn.Module]] = {}
+        if label in SPEECHBRAIN_NETWORKS:
+            if speechbrain_problem:
+                problems.append(speechbrain_problem)
+            else:
+                network_class = {"xvector": "Xvector", "resnet34": "ResNet"}.get(label, "ECAPA_TDNN")
+                peers[f"SpeechBrain {network_class}"] = lambda tiny, label=label: speechbrain_model(label, tiny)
+        for network in matches:
+            problem = peer_problem(network.toolkit)
+            if problem:
+                problems.append(f"{network.peer_name} left out: {problem}")
+            else:
+                peers[network.peer_name] = network.build_peer
+        missing = registered(matches[0]) if matches else None
+        untiny = size.tiny and (ours not in (*TINY_OURS, "xvector") or any(m.tiny_args is None for m in matches))
+        if missing or untiny:
+            problems = [missing or f"{label} has no tiny size; left out of the tiny run"]
+            peers = {}
+            ours = ""
+        found.append(Pair(label, ours, options, feat_dim, peers, tuple(problems)))
+    return found
 
 
-def training_step(model: torch.nn.Module, dim: int, size: TrainSize, seed: int) -> Callable[[], None]:
-    """A closure doing one SGD step of `model` + an AAM head on a fixed random batch."""
+def fbank_batch(batch: int, frames: int, feat_dim: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features (batch, frames, feat_dim) of a random waveform batch, each utterance's mean removed, and labels."""
+    from spkverif.frontends.fbank import KaldiFbank
+
     generator = torch.Generator().manual_seed(seed)
-    waveforms = (torch.rand(size.batch, round(size.seconds * 16000), generator=generator) - 0.5) * 0.6
-    labels = torch.randint(0, size.classes, (size.batch,), generator=generator)
-    head = build_loss("aam", dim, size.classes, {"margin": 0.2, "scale": 30.0})
-    optimiser = torch.optim.SGD([*model.parameters(), *head.parameters()], lr=0.01, momentum=0.9)
-    model.train()
+    samples = 400 + 160 * (frames - 1)  # 25 ms windows every 10 ms
+    waveforms = (torch.rand(batch, samples, generator=generator) - 0.5) * 0.6
+    with torch.no_grad():
+        features = KaldiFbank(16000, num_mel_bins=feat_dim).eval()(waveforms)
+    features = features - features.mean(dim=1, keepdim=True)
+    return features.contiguous(), torch.randint(0, 1000, (batch,), generator=generator)
+
+
+def training_step(
+    network: torch.nn.Module, dim: int, features: torch.Tensor, labels: torch.Tensor, classes: int
+) -> Callable[[], None]:
+    """A closure doing one SGD step of `network` + an AAM head on fixed features (the peers' tuples: last item)."""
+    head = build_loss("aam", dim, classes, {"margin": 0.2, "scale": 30.0})
+    optimiser = torch.optim.SGD([*network.parameters(), *head.parameters()], lr=0.01, momentum=0.9)
+    network.train()
+    labels = labels % classes
 
     def step() -> None:
         optimiser.zero_grad(set_to_none=True)
-        loss = head(model(waveforms), labels).loss
+        output = network(features)
+        output = output[-1] if isinstance(output, tuple) else output
+        loss = head(output.reshape(len(features), -1), labels).loss
         loss.backward()
         optimiser.step()
 
     return step
 
 
-def _build(name: str, side: str, size: TrainSize) -> tuple[torch.nn.Module, int]:
+def build_network(pair: Pair, side: str, tiny: bool) -> tuple[torch.nn.Module, int]:
+    """The network a contestant trains ("ours", "ours compiled" or a peer's name) and its embedding size."""
+    torch.manual_seed(0)
+    model = pair.build_ours(tiny)
     if side == "ours":
-        model = _our_model(name, size.tiny)
-        return model, model.embedding_dim
-    return speechbrain_model(name, size.tiny)
+        return model.encoder, model.embedding_dim
+    if side == "ours compiled":
+        from spkverif.training.build import skip_vector_isa_probe
+
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+        skip_vector_isa_probe()
+        model.encoder.compile()  # as training.compile does: in place, inductor's defaults
+        return model.encoder, model.embedding_dim
+    return pair.peers[side](tiny), model.embedding_dim
 
 
-def peak_step_memory(name: str, side: str, size: TrainSize) -> float:
-    """MiB of resident memory two training steps add to a fresh process that has built the model.
+def peak_step_memory(label: str, side: str, size: TrainSize, batch: int) -> float:
+    """MiB of resident memory two training steps add to a fresh process that has built the network.
 
     A process of its own, so neither the other contestant's allocations nor
     the allocator's reuse of freed memory between rounds hides a step's peak;
-    the peak is the process's VmHWM, reset after the model is built (not
+    the peak is the process's VmHWM, reset after the network is built (not
     ru_maxrss, which a child inherits from the parent across fork and exec).
     """
-    arguments = {"name": name, "side": side, "threads": torch.get_num_threads(), **asdict(size)}
+    arguments = {"label": label, "side": side, "batch": batch, "threads": torch.get_num_threads(), **asdict(size)}
     result = subprocess.run(
         [sys.executable, "-m", "bench.peer_train", json.dumps(arguments)],
         capture_output=True,
@@ -158,14 +221,13 @@ def peak_step_memory(name: str, side: str, size: TrainSize) -> float:
 
 
 def _measure_memory(arguments: dict) -> None:
-    name, side = arguments.pop("name"), arguments.pop("side")
+    label, side, batch = arguments.pop("label"), arguments.pop("side"), arguments.pop("batch")
     torch.set_num_threads(arguments.pop("threads"))
-    arguments["models"] = tuple(arguments["models"])
-    arguments["memory_models"] = None
-    size = TrainSize(**arguments)
-    torch.manual_seed(0)
-    model, dim = _build(name, side, size)
-    step = training_step(model, dim, size, 0)
+    size = TrainSize(**{key: tuple(value) if isinstance(value, list) else value for key, value in arguments.items()})
+    pair = next(pair for pair in pairs(size) if pair.label == label)
+    network, dim = build_network(pair, side, size.tiny)
+    features, labels = fbank_batch(batch, size.frames, pair.feat_dim, 0)
+    step = training_step(network, dim, features, labels, size.classes)
     before = _status_kib("VmRSS")
     _reset_peak()
     step()
@@ -186,54 +248,90 @@ def _reset_peak() -> None:
     Path("/proc/self/clear_refs").write_text("5")
 
 
+def _time_pair(pair: Pair, sides: list[str], size: TrainSize, lines: list[str]) -> dict[int, tuple[dict, dict]]:
+    """Per batch size: median seconds a step and counted FLOPs a sample of each contestant.
+
+    The eager networks are built once; their untimed step (which counts the operations) is
+    at the first batch size only, the next batch sizes reuse the warm networks. A compiled
+    contestant is built and compiled (its untimed step) at each of `size.compiled_batches`.
+    """
+    networks = {side: build_network(pair, side, size.tiny) for side in sides}
+    flops: dict[str, float] = {}
+    timings = {}
+    for index, batch in enumerate(size.batches):
+        features, labels = fbank_batch(batch, size.frames, pair.feat_dim, 0)
+        steps = {side: training_step(*networks[side], features, labels, size.classes) for side in sides}
+        if index == 0:
+            flops = {side: counted_flops(step) / batch for side, step in steps.items()}  # the untimed steps
+        if batch in size.compiled_batches:
+            steps["ours compiled"] = training_step(*build_network(pair, "ours compiled", size.tiny), features, labels,
+                                                   size.classes)  # fmt: skip
+            started = time.perf_counter()
+            steps["ours compiled"]()  # the untimed step compiles
+            lines.append(f"{pair.label} batch {batch}: compiling took {time.perf_counter() - started:.0f} s")
+        timings[batch] = interleaved(steps, size.rounds, warmup=0), {**flops, "ours compiled": flops["ours"]}
+    return timings
+
+
 def run(size: TrainSize) -> Section:
     section = Section("training step")
     section.lines.append(
-        f"batch {size.batch} × {size.seconds:g} s raw waveforms, AAM head over {size.classes:,} classes, SGD, "
-        f"{torch.get_num_threads()} threads, median of {size.rounds} interleaved steps after one warm-up step"
+        f"batch {' and '.join(map(str, size.batches))} × fbank features ({size.frames} frames × 80 bins; 72 for "
+        f"ReDimNet) of random {(400 + 160 * (size.frames - 1)) / 16000:g} s waveforms, the same for every "
+        f"contestant; AAM head over {size.classes:,} classes, "
+        f"SGD, {torch.get_num_threads()} threads, eager on every side, plus spkverif compiled at batch "
+        f"{' and '.join(map(str, size.compiled_batches)) or '(none)'}; median of {size.rounds} interleaved timed "
+        f"steps a batch size; one untimed step a network (counting, or compiling) at the first batch size"
     )
-    try:
-        import speechbrain  # noqa: F401
-    except ImportError as error:
-        with_peer = False
-        section.lines.append(f"SpeechBrain not installed ({error}); its rows are left out")
-        print(section.lines[-1])
-    else:
-        with_peer = True
-    for name in size.models:
-        torch.manual_seed(0)
-        ours = _our_model(name, size.tiny)
-        contestants = {"ours": training_step(ours, ours.embedding_dim, size, 0)}
-        peer_parameters = None
-        if with_peer:
-            peer, peer_dim = speechbrain_model(name, size.tiny)
-            peer_parameters = count_parameters(peer)
-            contestants["speechbrain"] = training_step(peer, peer_dim, size, 0)
-        seconds = interleaved(contestants, size.rounds)
-        memory = {}
-        if size.memory_models is None or name in size.memory_models:
-            memory = {key: peak_step_memory(name, key, size) for key in contestants}
-        label = name + (" c512" if name == "ecapa_tdnn" else "")
-        peer_name = f"SpeechBrain {type(peer.network).__name__}" if with_peer else ""
-        section.rows.append(
-            Row(
-                f"{label} samples/s",
-                "samples/s",
-                size.batch / seconds["ours"],
-                peer_name,
-                size.batch / seconds["speechbrain"] if with_peer else None,
-                higher_is_better=True,
+    for pair in pairs(size):
+        for problem in pair.problems:
+            section.lines.append(f"{pair.label}: {problem}")
+            print(section.lines[-1], flush=True)
+        if not pair.ours:
+            continue
+        for batch, (seconds, flops) in _time_pair(pair, ["ours", *pair.peers], size, section.lines).items():
+            rate = {side: batch / value for side, value in seconds.items()}
+            for mode in [side for side in rate if side.startswith("ours")]:
+                figure = f"{pair.label} batch {batch}{', compiled' if mode == 'ours compiled' else ''} samples/s"
+                for peer in pair.peers or [None]:
+                    section.rows.append(
+                        Row(
+                            figure,
+                            "samples/s",
+                            rate[mode],
+                            peer or "",
+                            rate.get(peer),
+                            higher_is_better=True,
+                            flops=flops[mode],
+                            peer_flops=flops.get(peer),
+                        )
+                    )
+            print(
+                f"training {pair.label} batch {batch}: " + ", ".join(f"{k} {v:.2f}/s" for k, v in rate.items()),
+                flush=True,
             )
-        )
-        if memory:
-            section.rows.append(
-                Row(f"{label} peak step memory", "MiB", memory["ours"], peer_name, memory.get("speechbrain"))
-            )
+        if size.memory_networks and pair.label in size.memory_networks:
+            speechbrain = [peer for peer in pair.peers if peer.startswith("SpeechBrain")]
+            memory = {
+                side: peak_step_memory(pair.label, side, size, size.batches[0]) for side in ["ours", *speechbrain]
+            }
+            for peer in speechbrain or [None]:
+                section.rows.append(
+                    Row(
+                        f"{pair.label} batch {size.batches[0]} peak step memory",
+                        "MiB",
+                        memory["ours"],
+                        peer or "",
+                        memory.get(peer),
+                    )
+                )
+        ours, _ = build_network(pair, "ours", size.tiny)
         section.lines.append(
-            f"{label}: {count_parameters(ours) / 1e6:.2f}M parameters (spkverif)"
-            + (f", {peer_parameters / 1e6:.2f}M ({peer_name})" if with_peer else "")
+            f"{pair.label}: {count_parameters(ours) / 1e6:.2f}M parameters (spkverif)"
+            + "".join(
+                f", {count_parameters(build(size.tiny)) / 1e6:.2f}M ({peer})" for peer, build in pair.peers.items()
+            )
         )
-        print(f"training {label}: {[row for row in section.rows if row.figure.startswith(label)]}", flush=True)
     return section
 
 

@@ -1,12 +1,14 @@
-"""Where a training step's time goes: torch.profiler over spkverif's step and SpeechBrain's, side by side.
+"""Where a training step's time goes: torch.profiler over spkverif's step and each peer's, side by side.
 
-The step is figure 1's (bench/peer_train.py): 16 × 2 s raw waveforms, features
-inside the model, an AAM head over 1,000 classes, SGD. Each side takes a warm-up
-step, then --steps profiled steps; the operators with the most time of their own
-are printed for each, and the totals of the operator families that differ most.
+The step is figure 1's (bench/peer_train.py): fbank features (B, 200, 80), the
+network, an AAM head over 1,000 classes, SGD. Each side takes a warm-up step,
+then --steps profiled steps; the operators with the most time of their own are
+printed for each side, largest first. The peers are those of bench/peer_train.py
+(SpeechBrain; WeSpeaker and 3D-Speaker where their checkouts are on PYTHONPATH,
+as bench/run.sh puts them).
 
-    python bench/profile_train.py                         # ecapa_tdnn and resnet34, 2 threads
-    python bench/profile_train.py --models xvector --top 20
+    python bench/profile_train.py                               # ecapa_tdnn c512 and resnet34, batch 16
+    python bench/profile_train.py --models campplus --batch 64 --top 20
 """
 
 from __future__ import annotations
@@ -21,14 +23,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from bench.peer_train import TrainSize, _build, training_step
+from bench.peer_train import Pair, TrainSize, build_network, fbank_batch, pairs, training_step
 
 
-def self_times(name: str, side: str, steps: int) -> Counter:
+def self_times(pair: Pair, side: str, batch: int, steps: int) -> Counter:
     """Self CPU time (ms a step) of each operator over `steps` profiled steps."""
     size = TrainSize()
-    model, dim = _build(name, side, size)
-    step = training_step(model, dim, size, seed=0)
+    network, dim = build_network(pair, side, tiny=False)
+    features, labels = fbank_batch(batch, size.frames, pair.feat_dim, 0)
+    step = training_step(network, dim, features, labels, size.classes)
     step()
     with profile(activities=[ProfilerActivity.CPU]) as profiler:
         for _ in range(steps):
@@ -41,23 +44,28 @@ def self_times(name: str, side: str, steps: int) -> Counter:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="*", default=["ecapa_tdnn", "resnet34"])
+    parser.add_argument(
+        "--models", nargs="*", default=["ecapa_tdnn c512", "resnet34"], help="bench/peer_train.py labels"
+    )
+    parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--steps", type=int, default=3, help="Profiled steps a side [3].")
-    parser.add_argument("--top", type=int, default=12, help="Operators printed a side [12].")
+    parser.add_argument("--top", type=int, default=12, help="Operators printed [12].")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    for name in args.models:
-        ours = self_times(name, "ours", args.steps)
-        try:
-            theirs = self_times(name, "speechbrain", args.steps)
-        except ImportError as error:
-            print(f"{name}: SpeechBrain not installed ({error})")
-            theirs = Counter()
-        print(f"\n== {name}: ms a step, {sum(ours.values()):.0f} ours, {sum(theirs.values()):.0f} SpeechBrain")
-        print("operator | ours | SpeechBrain | SpeechBrain − ours")
-        for key in sorted(set(ours) | set(theirs), key=lambda k: -max(ours[k], theirs[k]))[: args.top]:
-            print(f"{key} | {ours[key]:.1f} | {theirs[key]:.1f} | {theirs[key] - ours[key]:+.1f}")
+    for pair in pairs(TrainSize(networks=tuple(args.models))):
+        for problem in pair.problems:
+            print(f"{pair.label}: {problem}")
+        if not pair.ours:
+            continue
+        sides = ["ours", *pair.peers]
+        times = {side: self_times(pair, side, args.batch, args.steps) for side in sides}
+        totals = ", ".join(f"{sum(times[side].values()):.0f} {side}" for side in sides)
+        print(f"\n== {pair.label}, batch {args.batch}: ms a step, {totals}")
+        print("operator | " + " | ".join(sides))
+        keys = set().union(*times.values())
+        for key in sorted(keys, key=lambda k: -max(times[side][k] for side in sides))[: args.top]:
+            print(f"{key} | " + " | ".join(f"{times[side][key]:.1f}" for side in sides))
 
 
 if __name__ == "__main__":

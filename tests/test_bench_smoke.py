@@ -1,8 +1,10 @@
 """Smoke test of the side-by-side benchmarks: each runs at a tiny size and bench/results.md's table is well formed.
 
 The peers (SpeechBrain, kaldi-native-fbank, Resemblyzer) come from the `bench`
-extra, which CI does not install; their rows are checked where they are
-installed and skipped with the reason otherwise. Nothing here times anything.
+extra, which CI does not install, and WeSpeaker and 3D-Speaker from checkouts on
+PYTHONPATH (bench/run.sh); their rows are checked where they are installed and
+skipped with the reason otherwise. The operation counts and the peak are checked
+without any peer. Nothing here times anything.
 """
 
 from __future__ import annotations
@@ -13,10 +15,14 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 from bench.__main__ import main
+from bench.common import TABLE_HEADER, Row, limit_cells
+from bench.flops import counted_flops, measure_peak
+from bench.peers import peer_problem
 
-FIGURES = ("training", "features", "extraction", "scoring", "metrics")
+FIGURES = ("training", "features", "extraction", "toolkit-extraction", "scoring", "metrics")
 PEERS = {
     "speechbrain": (
         "SpeechBrain Xvector",
@@ -28,6 +34,15 @@ PEERS = {
     "kaldi_native_fbank": ("kaldi-native-fbank",),
     "resemblyzer": ("Resemblyzer VoiceEncoder",),
     "sklearn": ("scikit-learn roc_curve",),
+}
+TOOLKITS = {
+    "WeSpeaker": (
+        "WeSpeaker ResNet34",
+        "WeSpeaker CAMPPlus",
+        "WeSpeaker CLI embedding_kaldi",
+        "onnxruntime, WeSpeaker",
+    ),
+    "3D-Speaker": ("3D-Speaker CAMPPlus", "3D-Speaker bin/extract.py", "onnxruntime, 3D-Speaker"),
 }
 ALWAYS = ("torchaudio.compliance.kaldi.fbank", "straightforward numpy", "floor: product + selection", "one np.argsort")
 NUMBER = re.compile(r"^(?P<value>[0-9][0-9,]*(?:\.[0-9]+)?(?:e[-+][0-9]+)?) (?P<unit>.+)$")
@@ -48,17 +63,18 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[dict[st
     text = out.read_text()
     rows = []
     lines = text.splitlines()
-    header = lines.index("| figure | spkverif | peer | peer value | ratio (× better) |")
-    assert lines[header + 1] == "|---|---:|---|---:|---:|"
+    header = lines.index(TABLE_HEADER)
+    assert lines[header + 1] == "|---|---:|---|---:|---:|---:|---:|---:|"
     for line in lines[header + 2 :]:
         if not line.startswith("|"):
             break
         cells = [cell.strip() for cell in line.strip("|").split("|")]
-        assert len(cells) == 5, line
-        figure, ours, peer, peer_value, ratio = cells
+        assert len(cells) == 8, line
+        figure, ours, peer, peer_value, ratio, flops, rate, fraction = cells
         rows.append(
-            {"figure": figure, "ours": _value(ours), "peer": peer, "peer_value": _value(peer_value), "ratio": ratio}
-        )
+            {"figure": figure, "ours": _value(ours), "peer": peer, "peer_value": _value(peer_value), "ratio": ratio,
+             "flops": flops, "rate": rate, "fraction": fraction}
+        )  # fmt: skip
     return text, rows
 
 
@@ -68,7 +84,8 @@ def test_the_table_has_every_figure_with_positive_finite_values(results) -> None
     assert text.startswith("# spkverif beside its peers")
     assert re.search(r"Machine: .+ CPUs, torch .+ threads.+BLAS: .+load average [0-9.]+", text)
     sections = {row["figure"].split(":")[0] for row in rows}
-    assert sections == {"training step", "features", "extraction", "scoring", "metrics"}
+    assert sections >= {"training step", "features", "extraction", "scoring", "metrics"}
+    assert re.search(r"measured peak on \d+ threads: float32 GEMM .+ GFLOP/s, float32 3 × 3 convolution", text)
     for row in rows:
         assert row["ours"] is not None and math.isfinite(row["ours"]) and row["ours"] > 0, row
         if row["peer_value"] is not None:
@@ -93,6 +110,71 @@ def test_each_installed_peer_has_its_rows(results, package: str) -> None:
     for peer in PEERS[package]:
         found = [row for row in rows if row["peer"].startswith(peer)]
         assert found and all(row["peer_value"] for row in found), peer
+
+
+def test_every_training_row_has_its_limit_columns(results) -> None:
+    """Each training rate counts its operations a sample (forward + backward) and divides the rate by the peak."""
+    _, rows = results
+    training = [row for row in rows if row["figure"].startswith("training step") and "samples/s" in row["figure"]]
+    assert {row["figure"].split(": ")[1].split(" batch")[0] for row in training} >= {"xvector", "resnet34", "campplus"}
+    assert {re.search(r"batch (\d+)", row["figure"])[1] for row in training} == {"2", "3"}
+    for row in training:
+        ours = row["flops"].split(" / ")[0]
+        assert float(ours) > 0, row
+        assert re.fullmatch(r"[0-9.e+-]+%", row["fraction"].split(" / ")[0]), row
+    memory = [row for row in rows if "peak step memory" in row["figure"]]
+    assert memory and all(row["flops"] == "—" for row in memory)
+
+
+@pytest.mark.parametrize("toolkit", sorted(TOOLKITS))
+def test_each_toolkit_has_its_rows_or_says_why_not(results, toolkit: str) -> None:
+    """WeSpeaker's and 3D-Speaker's training and extraction rows where their checkout is on PYTHONPATH;
+    otherwise the table says why each of their networks is left out."""
+    text, rows = results
+    problem = peer_problem(toolkit)
+    if problem:
+        assert f"left out: {problem}" in text or f"({toolkit}): {problem}" in text
+        pytest.skip(f"{toolkit} is not on PYTHONPATH (bench/run.sh puts it there); {problem}")
+    for peer in TOOLKITS[toolkit]:
+        found = [row for row in rows if row["peer"].startswith(peer)]
+        assert found and all(row["peer_value"] for row in found), peer
+        assert all(float(row["flops"].split(" / ")[1]) > 0 for row in found), peer
+
+
+def test_operations_are_counted_and_the_peak_measured_without_peers() -> None:
+    """FlopCounterMode counts 2 FLOPs a multiply-add, forward and backward; the peak is two positive rates;
+    the limit columns are the count, count × rate, and that over the peak."""
+    layer = torch.nn.Linear(30, 20, bias=False)
+    inputs = torch.randn(8, 30)
+    assert counted_flops(lambda: layer(inputs)) == 2 * 8 * 30 * 20
+    assert counted_flops(lambda: layer(inputs).sum().backward()) == 2 * 2 * 8 * 30 * 20  # the input needs no gradient
+    peak = measure_peak(gemm_size=64, channels=4, image=8, batch=1, rounds=1)
+    assert peak.gemm > 0 and peak.convolution > 0 and peak.best == max(peak.gemm, peak.convolution)
+    assert peak.threads == torch.get_num_threads()
+    row = Row("x", "samples/s", 10.0, "peer", 5.0, higher_is_better=True, flops=2e9, peer_flops=4e9)
+    assert limit_cells(row, 40.0) == ["2 / 4", "20 / 20", "50.0% / 50.0%"]
+    assert limit_cells(Row("y", "s", 1.0, "peer", 2.0), 40.0) == ["—", "—", "—"]
+
+
+@pytest.mark.slow
+def test_the_compiled_training_row() -> None:
+    """spkverif compiled (torch.compile of the encoder, as training.compile) beside the eager peers."""
+    from bench import peer_train
+
+    section = peer_train.run(
+        peer_train.TrainSize(
+            batches=(2,),
+            frames=30,
+            classes=10,
+            networks=("xvector",),
+            compiled_batches=(2,),
+            tiny=True,
+            memory_networks=None,
+        )
+    )
+    compiled = [row for row in section.rows if row.figure == "xvector batch 2, compiled samples/s"]
+    assert compiled and all(row.ours > 0 and row.flops > 0 for row in compiled)
+    assert any(line.startswith("xvector batch 2: compiling took") for line in section.lines)
 
 
 def test_metrics_agree_with_scikit_learn(results) -> None:
