@@ -115,10 +115,15 @@ def test_every_stage_on_a_fake_tree(tmp_path: Path) -> None:
     assert not (tmp_path / "exp" / "cpu_member6").exists()
     assert "warning: member 1 took" not in result.stderr  # seconds, against --train-budget's 600
     assert "warning: the 5 members took" not in result.stderr
-    for member, seed in zip(member_names, range(0, 5000, 1000), strict=True):
+    # the last two (--channel-members 2) from conf/cpu_channel.yaml: channel augmentation on half the
+    # chunks, so the fbank of every chunk
+    for k, (member, seed) in enumerate(zip(member_names, range(0, 5000, 1000), strict=True)):
         config = yaml.safe_load((tmp_path / "exp" / member / "config.yaml").read_text())
         assert (config["training"]["init"], config["training"]["average_last"], config["seed"]) == ("", 14, seed)
-        assert config["data"]["precompute_features"] is True
+        channel = k >= 3
+        assert config["data"]["precompute_features"] is not channel
+        assert config["augment"]["channel_prob"] == (0.5 if channel else 0.0)
+        assert f"member {k + 1} of 5: conf/cpu{'_channel' if channel else ''}.yaml, seed {seed}" in result.stdout
     assert result.stderr.count("--average 14 asked for, but only 2 epoch checkpoints exist") == 5
     assert "final model: the mean of epoch_0001.pt, epoch_0002.pt" in result.stderr
     # stages 2-5 run the five as one ensemble: 16-d embeddings each, concatenated
@@ -226,3 +231,18 @@ def test_short_training_on_real_speech_meets_its_bound(tmp_path: Path) -> None:
     )
     assert eer < SHORT_TRAINING_EER_BOUND
     assert asnorm < SHORT_TRAINING_EER_BOUND
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--members", "0", "--members must be 1 or more, not '0'"),
+        ("--channel-members", "two", "option --channel-members takes a whole number, not 'two'"),
+    ],
+)
+def test_a_bad_member_count_is_one_line_before_any_stage(tmp_path: Path, option: str, value: str, message: str) -> None:
+    make_fake_librispeech(tmp_path / "corpus", {"test-other": 2}, seconds=0.5)
+    result = _run(tmp_path, tmp_path / "corpus", option, value)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [f"{RECIPE}: {message}"]
+    assert "stage 0" not in result.stdout and not (tmp_path / "data").exists()

@@ -5,7 +5,7 @@
 # cohort of training speakers; a report with intervals and a DET plot; the same
 # trials through a simulated telephone line (GSM, through ffmpeg).
 #
-#   ./run.sh                                   # the shared subset, CPU configuration (five trainings of ~100 s)
+#   ./run.sh                                   # the shared subset, CPU configuration (five trainings of 100-150 s)
 #   ./run.sh --corpus /corpora/LibriSpeech --config conf/gpu.yaml --members 1 \
 #            --train-sets "train-clean-100 train-clean-360 train-other-500" --train-opts "--device cuda"
 #   ./run.sh --stage 2                         # from extraction on
@@ -13,6 +13,7 @@
 #   ./run.sh --stage 6 --stop-stage 6          # the loss comparison (trains one model per loss)
 #   ./run.sh --stage 7 --stop-stage 7          # calibration with and without QMF (after stages 0-3)
 #   ./run.sh --stage 8 --stop-stage 8          # final models averaged over other numbers of checkpoints
+#   ./run.sh --stage 9 --stop-stage 9          # the first member fine-tuned on the telephone channel (after 0-1)
 #   ./run.sh --lm-config none                  # no large-margin fine-tuning in stage 1 (gpu.yaml has one)
 #   ./run.sh --lm-config conf/my_lm.yaml       # fine-tune with any configuration of the same network
 #
@@ -20,7 +21,9 @@
 #   1. train $name from $config into $exp/$name; with a $lm_config (conf/gpu_lm.yaml for
 #      conf/gpu.yaml; conf/cpu.yaml has none), train into $exp/${name}_pretrain, then fine-tune
 #      that (large margin, longer chunks) into $exp/$name. With --members N > 1, N such
-#      trainings, seeds $seed, $seed + 1000, ...: the first into $exp/$name, member K into
+#      trainings, seeds $seed, $seed + 1000, ..., the last $channel_members of them (never the
+#      first) from $channel_config (conf/cpu_channel.yaml for conf/cpu.yaml: channel
+#      augmentation): the first into $exp/$name, member K into
 #      $exp/${name}_memberK; stages 2, 5 and 7 run them as one ensemble (extract --model A
 #      --model B: cosine scores the mean of theirs), whose embeddings and scores go to $exp/$name
 #   2. extract test and cohort embeddings
@@ -33,6 +36,9 @@
 #   8. the averaging sweep, after stage 1: for each K in $average_sweep, the first member's final
 #      model as the mean of the last K of $exp/$name's epoch checkpoints (train --resume --average K),
 #      cosine scoring of the first test set, one table: $exp/averages/report.md
+#   9. fine-tuning, after stage 1: the first member's final model trained on (train --init) with
+#      $finetune_config on the training set through the telephone line; the telephone copies
+#      of the dev and test sets scored by cosine before and after, one table: $exp/finetune/
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -55,14 +61,19 @@ train_opts=""         # options for stage 1's trainings (and stage 6's)
 overwrite=false       # true: delete the experiment directories a stage trains into first (else training resumes)
 lm_config=auto        # the large-margin fine-tuning: auto = ${config%.yaml}_lm.yaml where it exists; none: skip
 lm_opts=""            # options for the fine-tuning only, after $train_opts
+channel_config=auto   # the configuration of the last $channel_members members: auto = ${config%.yaml}_channel.yaml
+                      # where it exists; none: every member from $config
+channel_members=2     # members trained from $channel_config (at most --members - 1: the first is always $config's)
 dev_speakers=40       # training speakers held out as the dev sets (seeded by --seed), on which choices are made
 dev_seconds="3 2 1"   # segment lengths of the dev sets: data/dev (the first), data/dev_2s, data/dev_1s
 cohort_utts=3         # training utterances per speaker for the AS-norm cohort
 top_n=100             # AS-norm: closest cohort speakers per side (at most the cohort's)
 losses="softmax center coco aam am subcenter_aam contrastive triplet"   # stage 6
 average_sweep="1 4 8 12 14 16 20"  # stage 8: numbers of last epoch checkpoints to average
+finetune_config=conf/cpu_finetune.yaml  # stage 9
 __recipe_options="stage stop_stage corpus data exp config name train_sets test_sets num_trials mini seed members train_budget train_opts overwrite
-  lm_config lm_opts dev_speakers dev_seconds cohort_utts top_n losses average_sweep"
+  lm_config lm_opts channel_config channel_members dev_speakers dev_seconds cohort_utts top_n losses average_sweep
+  finetune_config"
 
 . ./path.sh
 . ../../bin/parse_options.sh
@@ -76,6 +87,9 @@ if [ -z "$test_sets" ]; then
 fi
 if [ "$lm_config" = auto ]; then
   lm_config=none; [ -f "${config%.yaml}_lm.yaml" ] && lm_config="${config%.yaml}_lm.yaml"
+fi
+if [ "$channel_config" = auto ]; then
+  channel_config=none; [ -f "${config%.yaml}_channel.yaml" ] && channel_config="${config%.yaml}_channel.yaml"
 fi
 tests=$(for subset in $test_sets; do echo "${subset//-/_}"; done)
 [ -n "$tests" ] || { echo "$0: no dev-*/test-* subset in $corpus" >&2; exit 1; }
@@ -134,6 +148,15 @@ report() {
 # The members' directories and final models: extract and verify take them as one ensemble.
 [[ "$members" =~ ^[1-9][0-9]*$ ]] || { echo "$0: --members must be 1 or more, not '$members'" >&2; exit 1; }
 [[ "$train_budget" =~ ^[0-9]+$ ]] || { echo "$0: --train-budget must be seconds (0 or more), not '$train_budget'" >&2; exit 1; }
+# member K's configuration: $config, or $channel_config for the last $channel_members (never member 1)
+member_configs=()
+for (( k = 1; k <= members; k++ )); do
+  if [ "$channel_config" != none ] && (( k > 1 && k > members - channel_members )); then
+    member_configs+=("$channel_config")
+  else
+    member_configs+=("$config")
+  fi
+done
 member_dirs=("$exp/$name")
 for (( k = 2; k <= members; k++ )); do member_dirs+=("$exp/${name}_member$k"); done
 model_opts=() model_list=""
@@ -153,16 +176,16 @@ fi
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   keep_or_clear "${exp:?}/$name" "${exp:?}/${name}_pretrain" "${exp:?}/${name}"_member*
-  # train_member DIR SEED: one training into DIR, or with $lm_config a pretraining into
+  # train_member DIR SEED CONFIG: one training into DIR, or with $lm_config a pretraining into
   # DIR_pretrain fine-tuned into DIR
   train_member() {
-    local dir="$1" member_seed="$2" last
+    local dir="$1" member_seed="$2" member_config="$3" last
     if [ "$lm_config" = none ]; then
       # shellcheck disable=SC2086  # train_opts holds several options
-      spkverif train --config "$config" --data "$data/train" --exp "$dir" --seed "$member_seed" --resume $train_opts
+      spkverif train --config "$member_config" --data "$data/train" --exp "$dir" --seed "$member_seed" --resume $train_opts
     else
       # shellcheck disable=SC2086  # options
-      timed "stage 1: train" spkverif train --config "$config" --data "$data/train" --exp "${dir}_pretrain" \
+      timed "stage 1: train" spkverif train --config "$member_config" --data "$data/train" --exp "${dir}_pretrain" \
         --seed "$member_seed" --resume $train_opts
       last=$(ls "${dir}_pretrain"/models/epoch_*.pt | tail -n 1)
       # shellcheck disable=SC2086  # options
@@ -183,10 +206,10 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   train_members() {
     local k member_seed how first=0 compiled pace projected fits note warned=""
     for (( k = 1; k <= members; k++ )); do
-      member_seed=$(( seed + 1000 * (k - 1) )) how="$config"
-      [ "$lm_config" = none ] || how="$config, then fine-tuned with $lm_config"
+      member_seed=$(( seed + 1000 * (k - 1) )) how="${member_configs[k-1]}"
+      [ "$lm_config" = none ] || how="$how, then fine-tuned with $lm_config"
       echo "stage 1: train ${member_dirs[k-1]##*/} (member $k of $members: $how, seed $member_seed)"
-      timed "stage 1: ${member_dirs[k-1]##*/}" train_member "${member_dirs[k-1]}" "$member_seed"
+      timed "stage 1: ${member_dirs[k-1]##*/}" train_member "${member_dirs[k-1]}" "$member_seed" "${member_configs[k-1]}"
       (( k == 1 )) && first=$stage_seconds
       (( k <= 2 && k < members && train_budget > 0 )) && [ -z "$warned" ] || continue
       # A CPU whose bf16 or compiled code is slow trains a member in more than a fifth of the budget.
@@ -319,4 +342,39 @@ if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
     compare_report "$exp/averages"
   }
   timed "stage 8" sweep_averages
+fi
+
+if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
+  if ! command -v ffmpeg >/dev/null; then
+    echo "stage 9: skipped: the telephone copy of the training set needs ffmpeg (with libgsm) on PATH"
+  else
+    echo "stage 9: $name's first member fine-tuned ($finetune_config) on the training set through the telephone line"
+    # The first member's final model (train --init: the same speakers, so its loss head goes on too),
+    # trained on $data/train_telephone into $exp/${name}_telephone; the telephone copies of the dev
+    # and test sets scored by cosine with the model before and after: one table, $exp/finetune/
+    finetune_telephone() {
+      local dir="$exp/${name}_telephone" set which model out names=() trials=() files=()
+      [ -f "$exp/$name/models/final.pt" ] || { echo "$0: stage 9: no $exp/$name/models/final.pt; run stage 1 first" >&2; exit 1; }
+      [ -d "$data/train_telephone" ] || local/telephone.sh "$data/train" "$data/train_telephone"
+      keep_or_clear "$dir"
+      # shellcheck disable=SC2086  # options
+      spkverif train -q --config "$finetune_config" --init "$exp/$name/models/final.pt" --data "$data/train_telephone" \
+        --exp "$dir" --seed "$seed" --resume $train_opts
+      for set in $tests; do
+        [ -d "$data/${set}_telephone" ] || local/telephone.sh "$data/$set" "$data/${set}_telephone"
+        for which in before after; do
+          model="$exp/$name/models/final.pt" out="$exp/finetune/$which"
+          [ "$which" = before ] || model="$dir/models/final.pt"
+          spkverif extract -q --model "$model" "$data/${set}_telephone" \
+            "ark,scp:$out/embeddings/${set}_telephone.ark,$out/embeddings/${set}_telephone.scp"
+          spkverif score -q --method cosine --trials "$data/${set}_telephone/trials" \
+            "scp:$out/embeddings/${set}_telephone.scp" "$out/scores/${set}_telephone.cosine"
+          names+=(--name "${set}_telephone $which") trials+=(--trials "$data/${set}_telephone/trials")
+          files+=("$out/scores/${set}_telephone.cosine")
+        done
+      done
+      spkverif report "${trials[@]}" --out-dir "$exp/finetune" "${names[@]}" "${files[@]}"
+    }
+    timed "stage 9" finetune_telephone
+  fi
 fi
