@@ -71,6 +71,7 @@ for length in $seconds; do
     exit 1
   fi
   sort -k1,1 "$out/segments" -o "$out/segments"
+  awk '{ printf "%s %.2f\n", $1, $4 - $3 }' "$out/segments" > "$out/utt2dur"   # for QMF calibration (stage 7)
   sort -k1,1 "$out/utt2spk.unsorted" > "$out/utt2spk"; rm "$out/utt2spk.unsorted"
   cp "$tmp/whole/wav.scp" "$out/wav.scp"
   awk '{ utts[$2] = utts[$2] " " $1 } END { for (s in utts) print s utts[s] }' "$out/utt2spk" | sort -k1,1 > "$out/spk2utt"
