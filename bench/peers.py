@@ -225,7 +225,7 @@ def wespeaker_cli() -> types.ModuleType:
     """
     load_toolkit("WeSpeaker")
     for name in CLI_ONLY_IMPORTS:
-        if importlib.util.find_spec(name) is None and name not in sys.modules:
+        if name not in sys.modules and importlib.util.find_spec(name) is None:
             stub = types.ModuleType(name)
             stub.load_silero_vad = lambda: None
             stub.read_audio = stub.get_speech_timestamps = None
