@@ -20,6 +20,7 @@ import dataclasses
 import json
 import shutil
 import sys
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -963,20 +964,42 @@ def test_a_wav_archive_cut_anywhere_is_an_error_or_a_shorter_archive(world: Path
 # The table in docs/corruption.md ---------------------------------------------------------------------
 
 
+def _result(case: Case) -> str:
+    """A case's result cell: the error line (FILE for the corrupted file), or `same`/`accepted` and why."""
+    if case.expect != "error":
+        return f"{case.expect} ({case.note})"
+    where = "FILE" if case.line is None else f"FILE:{case.line}"
+    message = f"{where}: {case.message.replace('{root}', 'ROOT')}"
+    return f"`` {message} ``" if "`" in message else f"`{message}`"
+
+
+# Shorter names for the table's corruption column.
+SHORT = {
+    "wrong number of fields": "field count",
+    "bytes not UTF-8": "not UTF-8",
+    "CRLF endings": "CRLF",
+    "unsorted keys": "unsorted",
+}
+
+
 def render_table(cases: list[Case] = CASES) -> str:
-    """The corruption table, file type x corruption -> result, as markdown."""
-    lines = ["| file type (stage) | corruption | result |", "|---|---|---|"]
-    for case in cases:
-        stage = TYPES[case.file].command[0]
-        if case.expect == "error":
-            where = "FILE" if case.line is None else f"FILE:{case.line}"
-            message = f"{where}: {case.message.replace('{root}', 'ROOT')}"
-            result = f"lists `` {message} ``" if stage == "validate" else f"`` {message} ``"
-        elif case.expect == "same":
-            result = f"same result ({case.note})"
-        else:
-            result = f"accepted ({case.note})"
-        lines.append(f"| {case.file} ({stage}) | {case.corruption} | {result.replace('|', '&#124;')} |")
+    """The corruption table, file type x corruption -> result, as markdown; a result of two
+    rows or more is written once below the table and referred to by number."""
+    results = [_result(case) for case in cases]
+    counts = Counter(results)
+    shared = list(dict.fromkeys(result for result in results if counts[result] >= 2))
+    lines = ["|file type (stage)|corruption|result|", "|---|---|---|"]
+    previous = None
+    for case, result in zip(cases, results, strict=True):
+        kind = f"{case.file} ({TYPES[case.file].command[0]})"
+        shown = "" if kind == previous else kind  # a file type is named on its first row only
+        previous = kind
+        if result in shared:
+            result = f"see {shared.index(result) + 1}"
+        corruption = SHORT.get(case.corruption, case.corruption)
+        lines.append(f"|{shown}|{corruption}|{result.replace('|', '&#124;')}|")
+    lines += ["", "Results shared by several rows:", ""]
+    lines += [f"{i}. {result}" for i, result in enumerate(shared, 1)]
     return "\n".join(lines) + "\n"
 
 
