@@ -284,6 +284,8 @@ def run(size: ToolkitExtractSize) -> Section:
     for label, toolkit in size.networks:
         network = next(item for item in PEER_NETWORKS if item.label == label and item.toolkit == toolkit)
         problem = registered(network) or peer_problem(toolkit)
+        if network.toolkit == "WeSpeaker" and network.feat_dim != 80:  # its CLI's compute_features: 80 bins
+            problem = f"WeSpeaker's CLI computes 80 fbank bins, its {network.builder} takes {network.feat_dim}; no row"
         if size.tiny and network.tiny_args is None:
             problem = problem or f"{label} has no tiny size; left out of the tiny run"
         if problem:
