@@ -36,13 +36,8 @@ NETWORKS = {  # reference name -> our model and options the import must choose
 }  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Narrow networks gain nothing from threads; on a busy machine their synchronisation costs much."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# tiny networks on one torch thread (conftest.py): threads only cost on a busy machine
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

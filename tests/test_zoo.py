@@ -51,14 +51,8 @@ TINY = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks gain nothing from threads, and on a busy machine their synchronisation costs
-    a hundredfold (a tiny CAM++ forward: 10 ms on one thread, over a second on two here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# tiny networks on one torch thread (conftest.py): threads only cost on a busy machine
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _conv(inputs: int, outputs: int, kernel: int, bias: bool = False) -> int:
