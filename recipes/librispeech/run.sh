@@ -69,10 +69,11 @@ dev_seconds="3 2 1"   # segment lengths of the dev sets: data/dev (the first), d
 cohort_utts=3         # training utterances per speaker for the AS-norm cohort
 top_n=100             # AS-norm: closest cohort speakers per side (at most the cohort's)
 losses="softmax center coco aam am subcenter_aam contrastive triplet"   # stage 6
+loss_seeds=""         # stage 6: the seeds each loss trains with (default: --seed); rows of one loss are summarised
 average_sweep="1 4 8 12 14 16 20"  # stage 8: numbers of last epoch checkpoints to average
 finetune_config=conf/cpu_finetune.yaml  # stage 9
 __recipe_options="stage stop_stage corpus data exp config name train_sets test_sets num_trials mini seed members train_budget train_opts overwrite
-  lm_config lm_opts channel_config channel_members dev_speakers dev_seconds cohort_utts top_n losses average_sweep
+  lm_config lm_opts channel_config channel_members dev_speakers dev_seconds cohort_utts top_n losses loss_seeds average_sweep
   finetune_config"
 
 . ./path.sh
@@ -110,23 +111,32 @@ score_set() {
     --trials "$data/$set/trials" "scp:$dir/embeddings/$set.scp" "$dir/scores/$set.asnorm"
 }
 
-# Stages 6 and 8 compare models on the first test set by cosine scoring. compare_model DIR NAME:
-# embeddings by DIR/models/final.pt, scores in DIR/scores/; compare_report OUT_DIR: one table
-# (and DET plot) of every model compared since the last report.
-compared_names=() compared_scores=()
+# Stages 6 and 8 compare models by cosine scoring. compare_model DIR NAME [SETS...]: embeddings
+# of each set (default: the first test set, dev) by DIR/models/final.pt, scores in DIR/scores/;
+# compare_report OUT_DIR [SETS...]: one table (and DET plot) of every model compared since the
+# last report, into OUT_DIR (one set) or OUT_DIR/SET (several); rows sharing a name (seeds) are
+# also summarised as mean and spread.
+compared_names=() compared_dirs=()
 compare_model() {
-  local dir="$1" set="$first_test"
-  spkverif extract -q --model "$dir/models/final.pt" "$data/$set" \
-    "ark,scp:$dir/embeddings/$set.ark,$dir/embeddings/$set.scp"
-  spkverif score -q --method cosine --trials "$data/$set/trials" \
-    "scp:$dir/embeddings/$set.scp" "$dir/scores/$set.cosine"
-  compared_names+=(--name "$2"); compared_scores+=("$dir/scores/$set.cosine")
+  local dir="$1" name="$2" set
+  shift 2
+  for set in "${@:-$first_test}"; do
+    spkverif extract -q --model "$dir/models/final.pt" "$data/$set" \
+      "ark,scp:$dir/embeddings/$set.ark,$dir/embeddings/$set.scp"
+    spkverif score -q --method cosine --trials "$data/$set/trials" \
+      "scp:$dir/embeddings/$set.scp" "$dir/scores/$set.cosine"
+  done
+  compared_names+=(--name "$name"); compared_dirs+=("$dir")
 }
 compare_report() {
-  local set="$first_test"
-  spkverif report --trials "$data/$set/trials" --utt2spk "$data/$set/utt2spk" --out-dir "$1" \
-    "${compared_names[@]}" "${compared_scores[@]}"
-  compared_names=() compared_scores=()
+  local out="$1" set dir files
+  shift
+  for set in "${@:-$first_test}"; do
+    files=(); for dir in "${compared_dirs[@]}"; do files+=("$dir/scores/$set.cosine"); done
+    spkverif report --trials "$data/$set/trials" --utt2spk "$data/$set/utt2spk" \
+      --out-dir "$out$( (( $# > 1 )) && echo "/$set")" "${compared_names[@]}" "${files[@]}"
+  done
+  compared_names=() compared_dirs=()
 }
 
 # report OUT_DIR SUFFIX SETS...: one table of the cosine and AS-norm scores of each set,
@@ -291,19 +301,26 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   # Each loss with its own default options (but $config's own loss keeps $config's options),
   # on $config's network, budget and optimiser; the pair losses see 4 chunks of each of a
   # quarter as many speakers.
+  # Each seed of $loss_seeds a loss: $exp/losses/LOSS (the first seed), LOSS_seedS (the others);
+  # cosine scores of dev and of the test sets, one table per set in $exp/losses/SET/.
   compare_losses() {
-    local loss dir pairs
+    local loss dir pairs s first_seed sets
+    first_seed=$(set -- ${loss_seeds:-$seed}; echo "$1")
+    sets="$first_test $(for set in $tests; do case "$set" in dev|dev_*) ;; *) echo "$set" ;; esac; done)"
     for loss in $losses; do
-      dir="$exp/losses/$loss"
-      keep_or_clear "$dir"
-      pairs=""
-      case "$loss" in contrastive|triplet) pairs="--utts-per-speaker 4 --speakers-per-batch 16" ;; esac
-      # shellcheck disable=SC2086  # options
-      timed "stage 6: train $loss" spkverif train -q --config "$config" --loss "$loss" $pairs --data "$data/train" \
-        --exp "$dir" --seed "$seed" --resume $train_opts
-      compare_model "$dir" "$loss"
+      for s in ${loss_seeds:-$seed}; do
+        dir="$exp/losses/$loss"
+        [ "$s" = "$first_seed" ] || dir="${dir}_seed$s"
+        keep_or_clear "$dir"
+        pairs=""
+        case "$loss" in contrastive|triplet) pairs="--utts-per-speaker 4 --speakers-per-batch 16" ;; esac
+        # shellcheck disable=SC2086  # options
+        timed "stage 6: train $loss (seed $s)" spkverif train -q --config "$config" --loss "$loss" $pairs \
+          --data "$data/train" --exp "$dir" --seed "$s" --resume $train_opts
+        compare_model "$dir" "$loss" $sets
+      done
     done
-    compare_report "$exp/losses"
+    compare_report "$exp/losses" $sets
   }
   timed "stage 6" compare_losses
 fi
