@@ -13,11 +13,20 @@ inputs, the median of 9 calls on one length against 9 calls on 9 new lengths,
 and its floating-point operations (torch's FlopCounterMode) and rate. Last, the
 same two costs for the plain network and three alternatives: each convolution on a
 padded length bucket (what extract runs on the CPU), a frozen TorchScript, and one thread.
+
+    python bench/profile_extract.py --buckets resnet34 campplus ecapa_tdnn
+
+only times the forward of each named network (bench/peers.py's, at the peer's
+size, random weights) on utterances of 1.5 to 30 s, a new length every call: plain,
+with extract's length buckets (its 1-d convolutions), and with every convolution
+bucketed (the 2-d ones too), so the choice of `spkverif.runtime.buckets` can be
+checked on any machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import cProfile
 import logging
 import pstats
@@ -101,13 +110,47 @@ def variants(model: torch.nn.Module, threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def bucket_sweep(labels: list[str], seconds: tuple[float, ...] = (1.5, 3, 5, 8, 12, 20, 30)) -> None:
+    """Median ms of each network's forward at each length (4 calls, each a new length),
+    plain, with extract's buckets, and with every convolution bucketed."""
+    from bench.peers import PEER_NETWORKS
+    from spkverif.runtime.buckets import _crop, _pad
+
+    print("network | seconds | plain ms | extract's buckets (1-d) ms | every convolution bucketed ms")
+    for label in labels:
+        network = next(item for item in PEER_NETWORKS if item.label == label)
+        torch.manual_seed(0)
+        plain = network.build_ours(False).eval().encoder
+        ours, every = copy.deepcopy(plain), copy.deepcopy(plain)
+        bucket_convolutions(ours)
+        for layer in every.modules():
+            if isinstance(layer, torch.nn.Conv1d | torch.nn.Conv2d) and layer.padding_mode == "zeros":
+                layer.register_forward_pre_hook(_pad)
+                layer.register_forward_hook(_crop)
+        for length in seconds:
+            times: dict[str, list[float]] = {"plain": [], "ours": [], "every": []}
+            for call in range(4):
+                features = torch.randn(1, round(100 * length) + 3 * call, network.feat_dim)
+                for name, module in (("plain", plain), ("ours", ours), ("every", every)):
+                    started = time.perf_counter()
+                    with torch.inference_mode():
+                        module(features)
+                    times[name].append(1000 * (time.perf_counter() - started))
+            cells = " | ".join(f"{statistics.median(times[name]):.0f}" for name in ("plain", "ours", "every"))
+            print(f"{label} | {length:g} | {cells}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--utterances", type=int, default=40, help="Utterances of 4-8 s [40].")
     parser.add_argument("--threads", type=int, default=2, help="torch threads [2].")
     parser.add_argument("--top", type=int, default=12, help="Functions printed a profile [12].")
+    parser.add_argument("--buckets", nargs="+", metavar="NETWORK", help="Only the length-bucket sweep of these.")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.buckets:
+        bucket_sweep(args.buckets)
+        return
     set_quiet(True)
     logging.getLogger("spkverif").setLevel(logging.WARNING)
     waves, source = utterances(args.utterances, 4.0, 8.0, seed=2)
