@@ -67,6 +67,39 @@ def test_one_table_over_score_files_and_trial_lists(run_cli, tmp_path: Path) -> 
     assert not (again / "det.png").exists()
 
 
+def test_rows_sharing_a_name_are_summarised_as_runs(run_cli, tmp_path: Path) -> None:
+    """Three seeds of one system and one of another on one list: runs.json and report.md's second
+    table hold the three's mean, sample sd and range of EER and minDCF; a lone row is no group."""
+    trials, _ = _write_set(tmp_path, "list", 0, 1.0)
+    pairs = [line.split() for line in trials.read_text().splitlines()]
+    scored = []
+    for seed in range(4):  # one list, four score files
+        rng = np.random.default_rng(seed)
+        path = tmp_path / f"seed{seed}.scores"
+        path.write_text("".join(f"{e} {t} {rng.normal() + 1.5 * (label == 'target'):.6f}\n" for e, t, label in pairs))
+        scored.append((trials, path))
+    out = tmp_path / "out"
+    result = run_cli(
+        "report", "-q", "--trials", trials, "--bootstrap", "0", "--no-det", "--out-dir", out,
+        "--name", "aam", "--name", "aam", "--name", "softmax", "--name", "aam", *(path for _, path in scored),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    runs = json.loads((out / "runs.json").read_text())
+    assert [(run["system"], run["runs"]) for run in runs] == [("aam", 3)]
+    eers = [compute_eer(*_read(trials, scored[index][1])) for index in (0, 1, 3)]
+    dcfs = [compute_min_dcf(*_read(trials, scored[index][1]), 0.01) for index in (0, 1, 3)]
+    assert runs[0]["eer"] == pytest.approx(
+        {"mean": np.mean(eers), "sd": np.std(eers, ddof=1), "min": min(eers), "max": max(eers)}
+    )
+    assert runs[0]["min_dcf_0.01"]["mean"] == pytest.approx(np.mean(dcfs))
+    assert runs[0]["min_dcf_0.01"]["sd"] == pytest.approx(np.std(dcfs, ddof=1))
+    row = f"| aam | 3 | {100 * np.mean(eers):.2f} ± {100 * np.std(eers, ddof=1):.2f} |"
+    assert row in (out / "report.md").read_text()
+    alone = tmp_path / "alone"
+    run_cli("report", "-q", "--trials", trials, "--bootstrap", "0", "--no-det", "--out-dir", alone, scored[0][1])
+    assert not (alone / "runs.json").exists() and "runs of one system" not in (alone / "report.md").read_text()
+
+
 def test_speaker_bootstrap_and_calibration(run_cli, tmp_path: Path) -> None:
     trials, scores = _write_set(tmp_path, "test", 2, 1.5)
     held_out_trials, held_out_scores = _write_set(tmp_path, "dev", 3, 1.5)

@@ -33,7 +33,13 @@ def stage() -> Any:
     help="Where report.json, report.md and det.png go (each path is logged; earlier ones are replaced with a "
     "warning) [default: the folder of the first score file].",
 )
-@click.option("--name", "names", multiple=True, help="A row label per score file, in order.")
+@click.option(
+    "--name",
+    "names",
+    multiple=True,
+    help="A row label per score file, in order; rows sharing a label are runs of one system (seeds), also "
+    "summarised as mean ± sd in runs.json.",
+)
 @click.option(
     "--p-target",
     "p_targets",

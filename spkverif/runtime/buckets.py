@@ -51,16 +51,12 @@ def _crop(layer: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tens
 
 
 def bucket_convolutions(model: nn.Module) -> int:
-    """Run every zero-padded `Conv1d` of `model` on length buckets (module doc);
-    returns how many convolutions were bucketed (0 for a network of 2-d convolutions only). Meant for a model used for inference
-    only: the hooks stay on the modules."""
+    """Run every zero-padded `Conv1d` of `model` on length buckets (module doc); returns how
+    many convolutions were bucketed (0 for a network of 2-d convolutions only). Meant for a
+    model used for inference only: the hooks stay on the modules."""
     count = 0
     for layer in model.modules():
-        if (
-            isinstance(layer, nn.Conv1d)
-            and layer.padding_mode == "zeros"
-            and not isinstance(layer.padding, str)
-        ):
+        if isinstance(layer, nn.Conv1d) and layer.padding_mode == "zeros" and not isinstance(layer.padding, str):
             layer.register_forward_pre_hook(_pad)
             layer.register_forward_hook(_crop)
             count += 1

@@ -276,15 +276,69 @@ def report(
         written = plot_det(labelled, det_path or out / "det.png", None if several_lists else f"trials: {row_trials[0]}")
         for row in rows:
             row["det"] = str(written)
+    runs = summarise_runs(rows, settings.p_targets)
     with atomic_write(out / "report.json") as handle:
         json.dump(rows, handle, indent=2)
         handle.write("\n")
     with atomic_write(out / "report.md") as handle:
         handle.write(markdown_table(rows, settings.p_targets))
+        if runs:
+            handle.write("\n" + markdown_runs_table(runs, settings.p_targets))
+    if runs:
+        with atomic_write(out / "runs.json") as handle:
+            json.dump(runs, handle, indent=2)
+            handle.write("\n")
     (console or _console()).print(rich_table(rows, settings.p_targets))
-    written = [out / "report.json", out / "report.md"] + ([Path(rows[0]["det"])] if plot else [])
+    if runs:
+        (console or _console()).print(rich_runs_table(runs, settings.p_targets))
+    written = [out / "report.json", out / "report.md"] + ([out / "runs.json"] if runs else [])
+    written += [Path(rows[0]["det"])] if plot else []
     logger.info("wrote %s", ", ".join(str(path) for path in written))
     return rows
+
+
+def summarise_runs(rows: list[dict[str, Any]], p_targets: tuple[float, ...]) -> list[dict[str, Any]]:
+    """The rows that share a system name and a trial list, as runs of one system (seeds):
+    for each such group of two or more, the number of runs and the mean, sample standard
+    deviation (n - 1), minimum and maximum of its EER and of its minDCF at each prior.
+    Groups in the order of their first row; [] when no name repeats."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["system"], row["trials_file"]), []).append(row)
+    summaries = []
+    for (system, trials_file), members in groups.items():
+        if len(members) < 2:
+            continue
+        summary: dict[str, Any] = {"system": system, "trials_file": trials_file, "runs": len(members)}
+        for key in ["eer", *(f"min_dcf_{p:g}" for p in p_targets)]:
+            values = np.array([member[key] for member in members], dtype=float)
+            summary[key] = {
+                "mean": float(values.mean()),
+                "sd": float(values.std(ddof=1)),
+                "min": float(values.min()),
+                "max": float(values.max()),
+            }
+        summaries.append(summary)
+    return summaries
+
+
+def _runs_cells(runs: list[dict[str, Any]], p_targets: tuple[float, ...]) -> tuple[list[str], list[list[str]]]:
+    """Headers and cells of the runs table: EER (%) and minDCF as mean ± sd [min, max]."""
+    several_lists = len({run["trials_file"] for run in runs}) > 1
+    headers = ["system"] + (["trials list"] if several_lists else []) + ["runs", "EER (%) mean ± sd", "EER range"]
+    headers += [f"minDCF({p:g}) mean ± sd" for p in p_targets]
+    table = []
+    for run in runs:
+        eer = run["eer"]
+        cells = [run["system"]] + ([run["trials_file"]] if several_lists else []) + [str(run["runs"])]
+        cells += [f"{100 * eer['mean']:.2f} ± {100 * eer['sd']:.2f}"]
+        cells += [f"[{100 * eer['min']:.2f}, {100 * eer['max']:.2f}]"]
+        cells += [f"{run[f'min_dcf_{p:g}']['mean']:.4f} ± {run[f'min_dcf_{p:g}']['sd']:.4f}" for p in p_targets]
+        table.append(cells)
+    return headers, table
+
+
+RUNS_NOTE = "Rows sharing a system name, as runs of one system: mean ± sample standard deviation, and the EER's range."
 
 
 def run(
@@ -511,10 +565,8 @@ def _note(rows: list[dict[str, Any]]) -> str:
     return f"{RAW_NOTE} {THRESHOLD_NOTE}"
 
 
-def rich_table(rows: list[dict[str, Any]], p_targets: tuple[float, ...]) -> Table:
-    headers, cells = _cells(rows, p_targets)
-    lists = sorted({row["trials_file"] for row in rows})
-    table = Table(title=f"trials: {lists[0]}" if len(lists) == 1 else None, caption=_note(rows))
+def _rich(headers: list[str], cells: list[list[str]], title: str | None, caption: str) -> Table:
+    table = Table(title=title, caption=caption)
     for position, header in enumerate(headers):
         table.add_column(header, justify="left" if position == 0 else "right")
     for row in cells:
@@ -522,8 +574,24 @@ def rich_table(rows: list[dict[str, Any]], p_targets: tuple[float, ...]) -> Tabl
     return table
 
 
-def markdown_table(rows: list[dict[str, Any]], p_targets: tuple[float, ...]) -> str:
-    headers, cells = _cells(rows, p_targets)
+def _markdown(headers: list[str], cells: list[list[str]], note: str) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(row) + " |" for row in cells]
-    return "\n".join(lines) + "\n\n" + _note(rows) + "\n"
+    return "\n".join(lines) + "\n\n" + note + "\n"
+
+
+def rich_table(rows: list[dict[str, Any]], p_targets: tuple[float, ...]) -> Table:
+    lists = sorted({row["trials_file"] for row in rows})
+    return _rich(*_cells(rows, p_targets), f"trials: {lists[0]}" if len(lists) == 1 else None, _note(rows))
+
+
+def markdown_table(rows: list[dict[str, Any]], p_targets: tuple[float, ...]) -> str:
+    return _markdown(*_cells(rows, p_targets), _note(rows))
+
+
+def rich_runs_table(runs: list[dict[str, Any]], p_targets: tuple[float, ...]) -> Table:
+    return _rich(*_runs_cells(runs, p_targets), "runs of one system", RUNS_NOTE)
+
+
+def markdown_runs_table(runs: list[dict[str, Any]], p_targets: tuple[float, ...]) -> str:
+    return _markdown(*_runs_cells(runs, p_targets), RUNS_NOTE)
