@@ -157,15 +157,30 @@ def test_every_stage_on_a_fake_tree(tmp_path: Path) -> None:
     swept = read_checkpoint(tmp_path / "exp" / "averages" / "k2" / "models" / "final.pt")["state_dict"]
     for key, value in swept.items():
         torch.testing.assert_close(value, first[key], rtol=0, atol=0)
-    # stage 6: the loss comparison, one table of the losses asked for
+    # stage 6: the loss comparison, each loss with each seed, one table a set (dev, then the test set)
     losses = _run(
         tmp_path, tmp_path / "corpus", "--stage", "6", "--stop-stage", "6", "--losses", "softmax triplet",
-        "--train-opts", TINY_TRAINING, *FAKE_DEV,
+        "--loss-seeds", "0 5", "--train-opts", TINY_TRAINING, *FAKE_DEV,
     )  # fmt: skip
     assert losses.returncode == 0, losses.stderr[-3000:]
-    rows = json.loads((tmp_path / "exp" / "losses" / "report.json").read_text())
-    assert [(row["system"], row["trials"]) for row in rows] == [("softmax", dev_trials), ("triplet", dev_trials)]
-    triplet = yaml.safe_load((tmp_path / "exp" / "losses" / "triplet" / "config.yaml").read_text())
+    comparison = tmp_path / "exp" / "losses"
+    rows = json.loads((comparison / "dev" / "report.json").read_text())
+    assert [(row["system"], row["trials"]) for row in rows] == [("softmax", dev_trials)] * 2 + [
+        ("triplet", dev_trials)
+    ] * 2
+    assert [row["scores"] for row in rows[:2]] == [
+        str(comparison / name / "scores" / "dev.cosine") for name in ("softmax", "softmax_seed5")
+    ]
+    runs = json.loads((comparison / "dev" / "runs.json").read_text())
+    assert [(run["system"], run["runs"]) for run in runs] == [("softmax", 2), ("triplet", 2)]
+    assert runs[0]["eer"]["mean"] == pytest.approx((rows[0]["eer"] + rows[1]["eer"]) / 2)
+    tested = json.loads((comparison / "test_other" / "report.json").read_text())
+    assert [row["trials"] for row in tested] == [12 * 11 // 2] * 4
+    seeds = [
+        yaml.safe_load((comparison / name / "config.yaml").read_text())["seed"] for name in ("triplet", "triplet_seed5")
+    ]
+    assert seeds == [0, 5]
+    triplet = yaml.safe_load((comparison / "triplet" / "config.yaml").read_text())
     assert (triplet["loss"]["name"], triplet["training"]["utts_per_speaker"]) == ("triplet", 4)
     if shutil.which("ffmpeg") is None:
         assert "stage 5: skipped" in result.stdout
