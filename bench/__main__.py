@@ -45,8 +45,11 @@ TINY_MODELS = {
 # one batch of P = 32), medians of
 # one 2 s window. `python bench/loader_throughput.py` alone runs its full default size.
 LOADER_ARGUMENTS = ("--utterances", "160", "--workers", "1", "--seconds", "2", "--repeats", "1")
+# The deep networks of the zoo beside their peers, batch 16 eager only: an opt-in figure (--only zoo-training).
+ZOO_NETWORKS = ("resnet221", "resnet293", "eres2net")
+OPT_IN = ("zoo-training",)
 # The figures whose rows have a limit column (floating-point operations against the measured peak).
-COUNTED = ("training", "extraction", "toolkit-extraction")
+COUNTED = ("training", "extraction", "toolkit-extraction", "zoo-training")
 
 
 def figures(tiny: bool) -> dict[str, Callable[[], Section]]:
@@ -93,6 +96,10 @@ def figures(tiny: bool) -> dict[str, Callable[[], Section]]:
         "toolkit-extraction": lambda: toolkit_extract.run(toolkit_extract.ToolkitExtractSize()),
         "scoring": lambda: peer_scoring.run(peer_scoring.ScoreSize(rounds=1)),
         "metrics": lambda: peer_metrics.run(peer_metrics.MetricSize()),
+        # Not in the default run (bench/run.sh's 15 minutes): `--only zoo-training`.
+        "zoo-training": lambda: peer_train.run(
+            peer_train.TrainSize(batches=(16,), compiled_batches=(), networks=ZOO_NETWORKS, memory_networks=None)
+        ),
     }
 
 
@@ -124,7 +131,8 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument(
         "--only",
         nargs="+",
-        help="Only these figures (training features extraction toolkit-extraction scoring metrics loading).",
+        help="Only these figures (training features extraction toolkit-extraction scoring metrics loading; "
+        "zoo-training runs only when named).",
     )
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads [2].")
     parser.add_argument("--out", type=Path, default=HERE / "results.md", help="Where the table goes.")
@@ -139,7 +147,7 @@ def main(argv: list[str] | None = None) -> Path:
         print(peak.describe(), flush=True)
     sections = []
     for name, run in figures(args.tiny).items():
-        if args.only and name not in args.only:
+        if (args.only and name not in args.only) or (not args.only and name in OPT_IN):
             continue
         begun = time.perf_counter()
         print(f"== {name}", flush=True)
