@@ -19,6 +19,7 @@ from torch import nn
 from spkverif.base.errors import SpkverifError
 from spkverif.base.registry import Count, NonNegative, Registry
 from spkverif.frontends.fbank import KaldiFbank
+from spkverif.frontends.redimnet2_mel import ReDimNet2Mel
 from spkverif.frontends.redimnet_mel import ReDimNetMel
 from spkverif.frontends.sinc import SincNet
 from spkverif.frontends.speechbrain_fbank import SpeechBrainFbank
@@ -33,6 +34,7 @@ FRONTENDS.register("wavlm")(WavLM)
 FRONTENDS.register("hubert")(Hubert)
 FRONTENDS.register("wav2vec2")(Wav2Vec2)
 FRONTENDS.register("redimnet_mel")(ReDimNetMel)
+FRONTENDS.register("redimnet2_mel")(ReDimNet2Mel)
 
 
 @FRONTENDS.register("wespeaker_fbank")
@@ -62,4 +64,4 @@ def build_frontend(name: str, options: dict[str, Any] | None, sample_rate: int) 
     return FRONTENDS.build(name, sample_rate, **options)
 
 
-__all__ = ["FRONTENDS", "KaldiFbank", "ReDimNetMel", "SincNet", "SpeechBrainFbank", "build_frontend"]
+__all__ = ["FRONTENDS", "KaldiFbank", "ReDimNet2Mel", "ReDimNetMel", "SincNet", "SpeechBrainFbank", "build_frontend"]

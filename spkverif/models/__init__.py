@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from spkverif.frontends import build_frontend
-from spkverif.models import campplus, ecapa, eres2net, mhfa, redimnet, resnet, tdnn  # noqa: F401  (register their models)
+from spkverif.models import campplus, ecapa, eres2net, mhfa, redimnet, redimnet2, resnet, tdnn  # noqa: F401  (register their models)
 from spkverif.models.base import SpeakerEmbeddingModel, count_parameters
 from spkverif.models.registry import MODELS, default_frontend
 

@@ -34,9 +34,9 @@ def carries_config(importer: Importer) -> Importer:
 def import_checkpoint(
     source: str, checkpoint: str | Path, config: str | Path | None, out: str | Path
 ) -> dict[str, Any]:
-    """Run the import stage for `source` (`speechbrain`, `wespeaker`, `redimnet`, `3dspeaker`); returns name, options,
-    fingerprint, path. `config` None is for sources whose checkpoints carry it (`carries_config`); for
-    the others it is one line (SpkverifError)."""
+    """Run the import stage for `source` (`speechbrain`, `wespeaker`, `redimnet`, `redimnet2`, `3dspeaker`);
+    returns name, options, fingerprint, path. `config` None is for sources whose checkpoints carry it
+    (`carries_config`); for the others it is one line (SpkverifError)."""
     importer = IMPORTERS.get(source)
     if config is None and not getattr(importer, "carries_config", False):
         raise SpkverifError(f"a {source} checkpoint needs --config: the configuration file it was trained with")
@@ -46,4 +46,4 @@ def import_checkpoint(
     return result
 
 
-from spkverif.stages.importers import redimnet, speechbrain, threed_speaker, wespeaker  # noqa: E402, F401  (register their importers)
+from spkverif.stages.importers import redimnet, redimnet2, speechbrain, threed_speaker, wespeaker  # noqa: E402, F401  (register their importers)

@@ -82,19 +82,20 @@ RENAME = [
 ]
 
 
-def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """The file's `model_config` and `state_dict`; one line naming what it holds instead (SpkverifError)."""
+def read_checkpoint(path: Path, expected: str = FORMAT) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The file's `model_config` and `state_dict`; one line naming what it holds instead and the `expected`
+    format (SpkverifError)."""
     if not path.is_file():
         raise SpkverifError("no such checkpoint", path)
     payload = load_safely(path, "not a PyTorch checkpoint of weights", "not a readable PyTorch checkpoint")
     if not isinstance(payload, dict):
-        raise SpkverifError(f"found a {type(payload).__name__}, expected {FORMAT}", path)
+        raise SpkverifError(f"found a {type(payload).__name__}, expected {expected}", path)
     config, state = payload.get("model_config"), payload.get("state_dict")
     if not isinstance(config, dict) or not isinstance(state, dict):
         keys = ", ".join(repr(key) for key in list(payload)[:3]) + (" ..." if len(payload) > 3 else "")
         tensors = payload and all(isinstance(value, torch.Tensor) for value in payload.values())
         what = "a state_dict alone" if tensors else "a dict"
-        raise SpkverifError(f"found {what} (keys {keys}), expected {FORMAT}", path)
+        raise SpkverifError(f"found {what} (keys {keys}), expected {expected}", path)
     return config, state
 
 
@@ -105,7 +106,7 @@ def redimnet_arguments(config: dict[str, Any], path: Path) -> dict[str, Any]:
     if unknown:
         raise SpkverifError(
             f"model_config has {', '.join(map(repr, unknown[:3]))}, which ReDimNet's (IDRnD/redimnet) has not: "
-            "a checkpoint of another network (ReDimNet2?)", path
+            "a checkpoint of another network (ReDimNet2? `spkverif import redimnet2`)", path
         )  # fmt: skip
     for key, supported in REQUIRED.items():
         if config.get(key, supported[0]) not in supported:
