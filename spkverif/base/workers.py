@@ -15,16 +15,29 @@ multiprocessing's finalizers, `threading._shutdown` or (spawned workers leave th
 in ...` with a traceback (seen in CI, in `prepare voxceleb2 --jobs 2` stopped by a full
 disk). So the first of a worker's exit finalizers makes it ignore SIGTERM: nothing is left
 to unwind by then.
+
+A worker can also hang on its way out (a futex wait in its exit, after SIGTERM is ignored:
+`tests/test_workers.py` reproduced it in about one run of 25 under load), and
+`Pool.terminate` joins every worker without a limit. So a pool left by an exception is
+terminated from a helper thread that the caller waits for `TERMINATE_GRACE_SECONDS`; a
+worker still alive then is killed (SIGKILL, which no handler sees), and the wait ends.
 """
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from multiprocessing import get_context, util
 from multiprocessing.pool import Pool
+
+logger = logging.getLogger(__name__)
+
+TERMINATE_GRACE_SECONDS = 10.0
+"""How long a pool left by an exception may take to stop before its remaining workers are killed."""
 
 JOBS = 4
 """Threads or processes a stage runs unless told (`--jobs`): of a preparer, reading audio headers; of a decoder."""
@@ -74,9 +87,27 @@ def worker_pool(
     try:
         yield pool
     except BaseException:
-        pool.terminate()
+        terminate_pool(pool)
         raise
-    else:
-        pool.close()
-    finally:
-        pool.join()
+    pool.close()
+    pool.join()
+
+
+def terminate_pool(pool: Pool, grace: float | None = None) -> None:
+    """`pool.terminate()` (SIGTERM to each worker, then joining them), waited for at most
+    `grace` seconds (None: `TERMINATE_GRACE_SECONDS` as it is at the call); then every worker
+    still alive is killed (SIGKILL) and the terminating thread is given `grace` seconds more.
+    A pool that still has not stopped is left to the interpreter's exit (multiprocessing's own
+    finalizer), so the caller's error is never held up for ever. `pool._pool` is
+    multiprocessing's list of the worker processes."""
+    grace = TERMINATE_GRACE_SECONDS if grace is None else grace
+    stopper = threading.Thread(target=pool.terminate, name="terminate-pool", daemon=True)
+    stopper.start()
+    stopper.join(grace)
+    if not stopper.is_alive():
+        return
+    for process in list(pool._pool):  # type: ignore[attr-defined]
+        if process.exitcode is None:
+            logger.debug("worker %s did not stop on SIGTERM within %g s: killed", process.pid, grace)
+            process.kill()
+    stopper.join(grace)
