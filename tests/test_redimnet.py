@@ -40,9 +40,13 @@ def test_the_default_is_b2_and_its_cost() -> None:
 
 
 @pytest.mark.parametrize("loss", LOSSES.names())
-def test_one_training_step_with_every_loss(loss: str) -> None:
+@pytest.mark.parametrize("network", ["redimnet", "redimnet2"])
+def test_one_training_step_with_every_loss(network: str, loss: str) -> None:
+    """ReDimNet and ReDimNet2 (time strides, fractional expansion, dual outputs, the 2-D head)."""
+    from tests.test_redimnet2 import TINY as TINY_REDIMNET2
+
     torch.manual_seed(0)
-    model = build_model("redimnet", TINY).train()
+    model = build_model(network, TINY if network == "redimnet" else TINY_REDIMNET2).train()
     head = build_loss(loss, 8, 4)
     optimizer = torch.optim.SGD([*model.parameters(), *head.parameters()], lr=0.05)
     labels = torch.arange(4).repeat_interleave(2)
