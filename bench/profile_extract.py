@@ -18,9 +18,10 @@ padded length bucket (what extract runs on the CPU), a frozen TorchScript, and o
 
 only times the forward of each named network (bench/peers.py's, at the peer's
 size, random weights) on utterances of 1.5 to 30 s, a new length every call: plain,
-with extract's length buckets (its 1-d convolutions), and with every convolution
-bucketed (the 2-d ones too), so the choice of `spkverif.runtime.buckets` can be
-checked on any machine.
+with extract's length buckets (its 1-d convolutions), with every convolution
+bucketed (the 2-d ones too), and as a frozen TorchScript (traced on 2 s, then
+`torch.jit.freeze` and `torch.jit.optimize_for_inference`), so the choice of
+`spkverif.runtime.buckets` can be checked on any machine.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -116,7 +118,7 @@ def bucket_sweep(labels: list[str], seconds: tuple[float, ...] = (1.5, 3, 5, 8, 
     from bench.peers import PEER_NETWORKS
     from spkverif.runtime.buckets import _crop, _pad
 
-    print("network | seconds | plain ms | extract's buckets (1-d) ms | every convolution bucketed ms")
+    print("network | seconds | plain ms | extract's buckets (1-d) ms | every convolution bucketed ms | frozen ms")
     for label in labels:
         network = next(item for item in PEER_NETWORKS if item.label == label)
         torch.manual_seed(0)
@@ -127,16 +129,20 @@ def bucket_sweep(labels: list[str], seconds: tuple[float, ...] = (1.5, 3, 5, 8, 
             if isinstance(layer, torch.nn.Conv1d | torch.nn.Conv2d) and layer.padding_mode == "zeros":
                 layer.register_forward_pre_hook(_pad)
                 layer.register_forward_hook(_crop)
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            traced = torch.jit.trace(copy.deepcopy(plain), torch.randn(1, 200, network.feat_dim), check_trace=False)
+            frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
         for length in seconds:
-            times: dict[str, list[float]] = {"plain": [], "ours": [], "every": []}
+            times: dict[str, list[float]] = {"plain": [], "ours": [], "every": [], "frozen": []}
             for call in range(4):
                 features = torch.randn(1, round(100 * length) + 3 * call, network.feat_dim)
-                for name, module in (("plain", plain), ("ours", ours), ("every", every)):
+                for name, module in (("plain", plain), ("ours", ours), ("every", every), ("frozen", frozen)):
                     started = time.perf_counter()
                     with torch.inference_mode():
                         module(features)
                     times[name].append(1000 * (time.perf_counter() - started))
-            cells = " | ".join(f"{statistics.median(times[name]):.0f}" for name in ("plain", "ours", "every"))
+            cells = " | ".join(f"{statistics.median(times[name]):.0f}" for name in times)
             print(f"{label} | {length:g} | {cells}", flush=True)
 
 

@@ -12,8 +12,8 @@ every output kept is computed from the same numbers: the embeddings are unchange
 instead of every length, and the extra work is at most 1/16.
 
 2-d convolutions (B, C, F, T) are left as they are: bucketed, on a new length each
-call from 1.5 s to 30 s, ResNet34 ran 13-34% slower than plain and ERes2NetV2 6-18%
-slower; the copies of the larger 2-d activations cost more than the kernels saved
+call from 1.5 s to 30 s, ResNet34 ran 13-34% slower than plain (9-19% once channels-last)
+and ERes2NetV2 6-18% slower; the copies of the larger 2-d activations cost more than the kernels saved
 (`python bench/profile_extract.py --buckets resnet34 campplus "ecapa_tdnn c512"
 eres2netv2`, 2 threads of a 2-core AMD EPYC). Convolutions with another padding mode
 (reflect) or a string padding are left as they are too. Only what a model file opened
