@@ -29,8 +29,8 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from spkverif.base.errors import SpkverifError
 from spkverif.base.registry import Count, NonNegative, Range
+from spkverif.frontends.redimnet_mel import check_framing, preemphasise
 
 _EPS = 1e-8  # the signal's std offset, the clipping floor (1 / it the ceiling) and the log offset
 
@@ -77,13 +77,7 @@ class ReDimNet2Mel(nn.Module):
         normalize_signal: bool = True,
     ):
         super().__init__()
-        if win_length > n_fft:
-            raise SpkverifError(f"redimnet2_mel: win_length {win_length} is longer than n_fft {n_fft}")
-        if not 0 <= f_min < f_max <= sample_rate / 2:
-            raise SpkverifError(
-                f"redimnet2_mel needs 0 <= f_min < f_max <= {sample_rate / 2:g} Hz (half the sample rate); "
-                f"got {f_min:g} and {f_max:g}"
-            )
+        check_framing("redimnet2_mel", sample_rate, n_fft, win_length, f_min, f_max)
         self.sample_rate = sample_rate
         self.num_mel_bins = num_mel_bins
         self.win_length = win_length
@@ -116,8 +110,7 @@ class ReDimNet2Mel(nn.Module):
                 mean = samples.mean(dim=2, keepdim=True)
                 samples = (samples - mean) / (samples.std(dim=2, keepdim=True, unbiased=False) + _EPS)
             if self.preemphasis:
-                previous = functional.pad(samples, (1, 0), mode="reflect")[..., :-1]
-                samples = samples - self.preemphasis * previous
+                samples = preemphasise(samples, self.preemphasis)
             half = self.hop_length // 2
             samples = functional.pad(samples, (half, half)).squeeze(1)
             spectrum = samples.unfold(-1, self.win_length, self.hop_length) @ self.dft

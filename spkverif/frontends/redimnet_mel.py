@@ -31,6 +31,24 @@ _LOG_OFFSET = 1e-6
 _STD_OFFSET = 1e-8
 
 
+def check_framing(name: str, sample_rate: int, n_fft: int, win_length: int, f_min: float, f_max: float) -> None:
+    """One line (SpkverifError) for a window longer than the FFT or frequencies outside [0, Nyquist]."""
+    if win_length > n_fft:
+        raise SpkverifError(f"{name}: win_length {win_length} is longer than n_fft {n_fft}")
+    if not 0 <= f_min < f_max <= sample_rate / 2:
+        raise SpkverifError(
+            f"{name} needs 0 <= f_min < f_max <= {sample_rate / 2:g} Hz (half the sample rate); "
+            f"got {f_min:g} and {f_max:g}"
+        )
+
+
+def preemphasise(samples: torch.Tensor, coefficient: float) -> torch.Tensor:
+    """y[n] = x[n] - coefficient x[n - 1] along the last axis of (B, 1, T), the first sample's
+    predecessor reflected (x[-1] = x[1]), as IDRnD's front ends compute it."""
+    previous = functional.pad(samples, (1, 0), mode="reflect")[..., :-1]
+    return samples - coefficient * previous
+
+
 class ReDimNetMel(nn.Module):
     """Pre-emphasis, torchaudio's mel spectrogram, log and mean normalisation (IDRnD's `MelBanks`).
 
@@ -58,13 +76,7 @@ class ReDimNetMel(nn.Module):
     ):
         super().__init__()
         f_max = sample_rate / 2 if f_max is None else f_max
-        if win_length > n_fft:
-            raise SpkverifError(f"redimnet_mel: win_length {win_length} is longer than n_fft {n_fft}")
-        if not 0 <= f_min < f_max <= sample_rate / 2:
-            raise SpkverifError(
-                f"redimnet_mel needs 0 <= f_min < f_max <= {sample_rate / 2:g} Hz (half the sample rate); "
-                f"got {f_min:g} and {f_max:g}"
-            )
+        check_framing("redimnet_mel", sample_rate, n_fft, win_length, f_min, f_max)
         self.sample_rate = sample_rate
         self.num_mel_bins = num_mel_bins
         self.n_fft = n_fft
@@ -93,8 +105,7 @@ class ReDimNetMel(nn.Module):
         with torch.autocast(device_type=waveforms.device.type, enabled=False):
             samples = waveforms.float().unsqueeze(1)
             if self.preemphasis:
-                previous = functional.pad(samples, (1, 0), mode="reflect")[..., :-1]
-                samples = samples - self.preemphasis * previous
+                samples = preemphasise(samples, self.preemphasis)
             half = self.n_fft // 2
             samples = functional.pad(samples, (half, half), mode="reflect").squeeze(1)
             frames = samples.unfold(-1, self.n_fft, self.hop_length) * self.window
@@ -107,4 +118,4 @@ class ReDimNetMel(nn.Module):
         return features
 
 
-__all__ = ["SPEC_NORMS", "ReDimNetMel"]
+__all__ = ["SPEC_NORMS", "ReDimNetMel", "check_framing", "preemphasise"]

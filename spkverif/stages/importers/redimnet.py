@@ -59,13 +59,27 @@ _INNER = [
 ]
 
 
+def inner_key(rest: str) -> str:
+    """A block's key below its stage layer, IDRnD's names -> ours (`_INNER`, in order)."""
+    for pattern, replacement in _INNER:
+        rest = re.sub(pattern, replacement, rest)
+    return rest
+
+
 def _stage_key(match: re.Match[str]) -> str:
     """backbone.stageI.J.REST -> encoder.stages.I.body.(J-1).REST': IDRnD's stage starts with its mixing
     layer (our `mix`), so its layer J is our body's J - 1."""
-    rest = match.group(3)
-    for pattern, replacement in _INNER:
-        rest = re.sub(pattern, replacement, rest)
-    return f"encoder.stages.{match.group(1)}.body.{int(match.group(2)) - 1}.{rest}"
+    return f"encoder.stages.{match.group(1)}.body.{int(match.group(2)) - 1}.{inner_key(match.group(3))}"
+
+
+# The attentive pooling, its BatchNorm, the embedding layer and its BatchNorm: the same in ReDimNet2.
+HEAD_RENAME = [
+    (r"pool\.linear1\.(weight|bias)", r"encoder.pooling.attention.0.\1"),
+    (r"pool\.linear2\.(weight|bias)", r"encoder.pooling.attention.2.\1"),
+    (rf"bn\.{BATCH_NORM_KEYS}", r"encoder.pooling_norm.\1"),
+    (r"linear\.(weight|bias)", r"encoder.embedding.\1"),
+    (rf"bn2\.{BATCH_NORM_KEYS}", r"encoder.embedding_norm.\1"),
+]
 
 
 RENAME = [
@@ -74,11 +88,7 @@ RENAME = [
     (r"backbone\.stem\.([01])\.(weight|bias)", r"encoder.stem.\1.\2"),
     (r"backbone\.fin_wght1d\.w", "encoder.mix.logits"),
     (r"backbone\.mfa\.(.+)", r"encoder.aggregate.\1"),
-    (r"pool\.linear1\.(weight|bias)", r"encoder.pooling.attention.0.\1"),
-    (r"pool\.linear2\.(weight|bias)", r"encoder.pooling.attention.2.\1"),
-    (rf"bn\.{BATCH_NORM_KEYS}", r"encoder.pooling_norm.\1"),
-    (r"linear\.(weight|bias)", r"encoder.embedding.\1"),
-    (rf"bn2\.{BATCH_NORM_KEYS}", r"encoder.embedding_norm.\1"),
+    *HEAD_RENAME,
 ]
 
 

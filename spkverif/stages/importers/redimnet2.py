@@ -21,8 +21,8 @@ from typing import Any
 from spkverif.base.errors import SpkverifError
 from spkverif.models.redimnet import BLOCKS_2D, MIXERS_1D
 from spkverif.stages.importers import IMPORTERS, carries_config
-from spkverif.stages.importers.common import BATCH_NORM_KEYS, write_model
-from spkverif.stages.importers.redimnet import _INNER, _stage_key, read_checkpoint
+from spkverif.stages.importers.common import write_model
+from spkverif.stages.importers.redimnet import HEAD_RENAME, _stage_key, inner_key, read_checkpoint
 
 # ReDimNet2Wrap's defaults for the keys a configuration may leave out (its default stages_setup included).
 PEER_DEFAULTS: dict[str, Any] = {
@@ -50,10 +50,7 @@ DROPPED = re.compile(r"(spec|cls_head|projection)\..+|backbone\.stage0(_pre)?\.0
 
 
 def _context_key(match: re.Match[str]) -> str:
-    rest = match.group(2)
-    for pattern, replacement in _INNER:
-        rest = re.sub(pattern, replacement, rest)
-    return f"encoder.stages.{match.group(1)}.context.{rest}"
+    return f"encoder.stages.{match.group(1)}.context.{inner_key(match.group(2))}"
 
 
 RENAME = [
@@ -67,11 +64,7 @@ RENAME = [
     (r"backbone\.stem_gnorm\.(weight|bias)", r"encoder.stem_norm.\1"),
     (r"backbone\.fin_wght1d\.w", "encoder.mix.logits"),
     (r"backbone\.head\.(weight|bias)", r"encoder.head.\1"),
-    (r"pool\.linear1\.(weight|bias)", r"encoder.pooling.attention.0.\1"),
-    (r"pool\.linear2\.(weight|bias)", r"encoder.pooling.attention.2.\1"),
-    (rf"bn\.{BATCH_NORM_KEYS}", r"encoder.pooling_norm.\1"),
-    (r"linear\.(weight|bias)", r"encoder.embedding.\1"),
-    (rf"bn2\.{BATCH_NORM_KEYS}", r"encoder.embedding_norm.\1"),
+    *HEAD_RENAME,
 ]
 
 
