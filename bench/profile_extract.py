@@ -129,10 +129,12 @@ def bucket_sweep(labels: list[str], seconds: tuple[float, ...] = (1.5, 3, 5, 8, 
             if isinstance(layer, torch.nn.Conv1d | torch.nn.Conv2d) and layer.padding_mode == "zeros":
                 layer.register_forward_pre_hook(_pad)
                 layer.register_forward_hook(_crop)
+        started = time.perf_counter()
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             traced = torch.jit.trace(copy.deepcopy(plain), torch.randn(1, 200, network.feat_dim), check_trace=False)
             frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
+        print(f"{label}: tracing, freezing and optimising took {time.perf_counter() - started:.1f} s", flush=True)
         for length in seconds:
             times: dict[str, list[float]] = {"plain": [], "ours": [], "every": [], "frozen": []}
             for call in range(4):
