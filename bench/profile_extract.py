@@ -22,6 +22,13 @@ with extract's length buckets (its 1-d convolutions), with every convolution
 bucketed (the 2-d ones too), and as a frozen TorchScript (traced on 2 s, then
 `torch.jit.freeze` and `torch.jit.optimize_for_inference`), so the choice of
 `spkverif.runtime.buckets` can be checked on any machine.
+
+    python bench/profile_extract.py --freeze resnet34 campplus "ecapa_tdnn c512" eres2netv2
+
+times what a model file of each named network (front end included) costs on the CPU
+eager and once frozen (`spkverif.runtime.pytorch.freeze_for_cpu`, what `extract` switches
+to after `FREEZE_AFTER_SECONDS` of forward time): the tracing, freezing and checking, then
+the median of 3 calls at 2, 6 and 30 s, each on a new length, and the largest difference.
 """
 
 from __future__ import annotations
@@ -148,14 +155,58 @@ def bucket_sweep(labels: list[str], seconds: tuple[float, ...] = (1.5, 3, 5, 8, 
             print(f"{label} | {length:g} | {cells}", flush=True)
 
 
+def freeze_sweep(labels: list[str], seconds: tuple[float, ...] = (2, 6, 30)) -> None:
+    """Eager against frozen (module doc), each network a model file opened as extract opens it."""
+    import numpy as np
+
+    import spkverif.runtime.pytorch as runtime
+    from bench.peers import PEER_NETWORKS
+
+    print("network | seconds | eager ms | frozen ms | eager / frozen | largest |difference|")
+    with tempfile.TemporaryDirectory() as scratch:
+        for label in labels:
+            network = next(item for item in PEER_NETWORKS if item.label == label)
+            torch.manual_seed(0)
+            path = Path(scratch) / "model.pt"
+            save_atomic(model_payload(network.build_ours(False).eval()), path)
+            eager = runtime.PytorchEmbedder.from_file(path, "cpu")
+            eager.eager_seconds = None  # never freezes
+            frozen = runtime.PytorchEmbedder.from_file(path, "cpu")
+            started = time.perf_counter()
+            frozen.frozen = runtime.freeze_for_cpu(frozen.model)
+            frozen.eager_seconds = None
+            print(f"{label}: tracing, freezing and checking took {time.perf_counter() - started:.1f} s", flush=True)
+            rng = np.random.default_rng(0)
+            for length in seconds:
+                times: dict[str, list[float]] = {"eager": [], "frozen": []}
+                difference = 0.0
+                for call in range(3):
+                    wave = 0.1 * rng.standard_normal((1, round(16000 * length) + 161 * call + 7), dtype=np.float32)
+                    outputs = []
+                    for name, embedder in (("eager", eager), ("frozen", frozen)):
+                        started = time.perf_counter()
+                        outputs.append(embedder(wave))
+                        times[name].append(1000 * (time.perf_counter() - started))
+                    difference = max(difference, float(np.abs(outputs[0] - outputs[1]).max()))
+                ms = [statistics.median(times[name]) for name in times]
+                print(
+                    f"{label} | {length:g} | {ms[0]:.0f} | {ms[1]:.0f} | {ms[0] / ms[1]:.2f} | {difference:.1e}",
+                    flush=True,
+                )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--utterances", type=int, default=40, help="Utterances of 4-8 s [40].")
     parser.add_argument("--threads", type=int, default=2, help="torch threads [2].")
     parser.add_argument("--top", type=int, default=12, help="Functions printed a profile [12].")
     parser.add_argument("--buckets", nargs="+", metavar="NETWORK", help="Only the length-bucket sweep of these.")
+    parser.add_argument("--freeze", nargs="+", metavar="NETWORK", help="Only eager against frozen, for these.")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.freeze:
+        freeze_sweep(args.freeze)
+        return
     if args.buckets:
         bucket_sweep(args.buckets)
         return

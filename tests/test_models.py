@@ -292,3 +292,60 @@ def test_extract_buckets_on_the_cpu_only_and_training_never(tmp_path: Path) -> N
     hooked = open_model(tmp_path / "m.pt", device="cpu").model
     assert any(_pad in layer._forward_pre_hooks.values() for layer in hooked.modules())
     assert not any(layer._forward_pre_hooks for layer in model.modules())
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_torch_thread")
+def test_every_network_freezes_for_the_cpu_with_the_same_embeddings(name: str) -> None:
+    """A model file run long enough on the CPU is traced, frozen and optimised
+    (spkverif.runtime.pytorch.freeze_for_cpu): every registered network freezes, and the
+    frozen graph gives the eager network's embeddings on batches and lengths it was not
+    traced on; the eager network gets its length buckets back only if freezing fails."""
+    from spkverif.runtime.buckets import bucket_convolutions
+    from spkverif.runtime.pytorch import freeze_for_cpu
+
+    torch.manual_seed(0)
+    model = build_model(name, SMALL[name], SMALL_FRONTEND.get(name)).eval()
+    bucket_convolutions(model)
+    frozen = freeze_for_cpu(model)
+    assert frozen is not None
+    assert not any(hasattr(layer, "_bucket_hooks") for layer in model.modules())
+    with torch.inference_mode(), torch.jit.optimized_execution(False):
+        for batch, samples in ((1, 16000), (2, 16321), (4, 40161)):
+            waveforms = _waveforms(batch, samples / 16000, samples)
+            expected = model(waveforms)
+            torch.testing.assert_close(frozen(waveforms), expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
+
+
+def test_a_model_file_runs_frozen_on_the_cpu_after_its_eager_time(tmp_path: Path, monkeypatch) -> None:
+    """PytorchEmbedder runs eagerly until its forwards took FREEZE_AFTER_SECONDS, then frozen:
+    the same embeddings either way; a network whose tracing fails stays eager, bucketed, once."""
+    import spkverif.runtime.pytorch as runtime
+    from spkverif.runtime import open_model
+    from spkverif.runtime.buckets import _pad
+
+    save_atomic(model_payload(build_model("xvector", SMALL["xvector"])), tmp_path / "m.pt")
+    waveforms = [np.asarray(_waveforms(batch, seconds, 7), dtype=np.float32) for batch, seconds in ((2, 1.0), (3, 1.7))]
+    eager = open_model(tmp_path / "m.pt", device="cpu")
+    eager.eager_seconds = None  # never freezes
+    expected = [eager(each) for each in waveforms]
+    assert eager.frozen is None
+
+    monkeypatch.setattr(runtime, "FREEZE_AFTER_SECONDS", 0.0)
+    embedder = open_model(tmp_path / "m.pt", device="cpu")
+    outputs = [embedder(each) for each in waveforms]
+    assert embedder.frozen is not None and embedder.eager_seconds is None
+    for output, reference in zip(outputs, expected, strict=True):
+        np.testing.assert_allclose(output, reference, rtol=1e-4, atol=1e-5)
+
+    def fails(model):
+        raise RuntimeError("the tracer cannot follow this")
+
+    monkeypatch.setattr(runtime, "trace", fails)
+    stays = open_model(tmp_path / "m.pt", device="cpu")
+    outputs = [stays(each) for each in waveforms]
+    assert stays.frozen is None and stays.eager_seconds is None
+    assert any(_pad in layer._forward_pre_hooks.values() for layer in stays.model.modules())
+    for output, reference in zip(outputs, expected, strict=True):
+        np.testing.assert_array_equal(output, reference)

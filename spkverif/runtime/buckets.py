@@ -53,14 +53,23 @@ def _crop(layer: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tens
 def bucket_convolutions(model: nn.Module) -> int:
     """Run every zero-padded `Conv1d` of `model` on length buckets (module doc); returns how
     many convolutions were bucketed (0 for a network of 2-d convolutions only). Meant for a
-    model used for inference only: the hooks stay on the modules."""
+    model used for inference only: the hooks stay on the modules until `unbucket_convolutions`."""
     count = 0
     for layer in model.modules():
         if isinstance(layer, nn.Conv1d) and layer.padding_mode == "zeros" and not isinstance(layer.padding, str):
-            layer.register_forward_pre_hook(_pad)
-            layer.register_forward_hook(_crop)
+            unbucket_convolutions(layer)
+            layer._bucket_hooks = (layer.register_forward_pre_hook(_pad), layer.register_forward_hook(_crop))
             count += 1
     return count
 
 
-__all__ = ["BUCKETS_PER_DOUBLING", "bucket", "bucket_convolutions"]
+def unbucket_convolutions(model: nn.Module) -> None:
+    """Take `bucket_convolutions`' hooks off every convolution of `model` (the network as built).
+
+    Tracing needs this: a traced bucket's padding would be a constant of the traced length."""
+    for layer in model.modules():
+        for handle in layer.__dict__.pop("_bucket_hooks", ()):
+            handle.remove()
+
+
+__all__ = ["BUCKETS_PER_DOUBLING", "bucket", "bucket_convolutions", "unbucket_convolutions"]

@@ -34,7 +34,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from spkverif.base.errors import SpkverifError
@@ -43,40 +42,21 @@ from spkverif.io.atomic import atomic_write
 from spkverif.models import SpeakerEmbeddingModel
 from spkverif.models.files import load_model
 from spkverif.runtime.base import METADATA_NAME, SEAL_NAME, seal
-from spkverif.runtime.pytorch import model_metadata, torchscript_digest
+from spkverif.runtime.pytorch import (
+    TRACE_TOLERANCE,
+    model_metadata,
+    probe_batch,
+    relative_deviation,
+    torchscript_digest,
+    trace_model,
+)
 
 ONNX_OPSET = 18
-_TOLERANCE = 1e-4
 
 logger = logging.getLogger(__name__)
 
 Exporter = Callable[[SpeakerEmbeddingModel, dict[str, Any], Path], float]
 EXPORTERS: Registry[Exporter] = Registry("export format")
-
-
-def _probe(model: SpeakerEmbeddingModel, batch: int, seconds: float, seed: int) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    samples = max(model.min_samples, round(seconds * model.sample_rate))
-    return 0.1 * torch.randn(batch, samples, generator=generator)
-
-
-def _deviation(model: SpeakerEmbeddingModel, run: Callable[[torch.Tensor], np.ndarray]) -> float:
-    """Largest difference between `run` and the model on a batch of 3 x 3.3 s, relative to the largest value."""
-    check = _probe(model, 3, 3.3, 1)
-    with torch.no_grad():
-        expected = model(check).numpy()
-    return float(np.abs(run(check) - expected).max() / max(np.abs(expected).max(), 1e-12))
-
-
-def trace_model(model: SpeakerEmbeddingModel) -> tuple[torch.jit.ScriptModule, float]:
-    """Trace `model` in eval mode; returns it and its largest relative deviation on a new input shape."""
-    model = model.eval()
-    with torch.no_grad(), warnings.catch_warnings(), torch.jit.optimized_execution(False):
-        # The tracer warns about shape checks inside BatchNorm and InstanceNorm that hold for every input.
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        traced = torch.jit.trace(model, _probe(model, 2, 2.0, 0), check_trace=False)
-        deviation = _deviation(model, lambda batch: traced(batch).numpy())
-    return traced, deviation
 
 
 @EXPORTERS.register("torchscript")
@@ -140,7 +120,7 @@ def onnx_bytes(model: SpeakerEmbeddingModel, info: dict[str, Any]) -> bytes:
     with _quiet_onnx_export(), torch.no_grad():
         program = torch.onnx.export(
             model,
-            (_probe(model, 2, 2.0, 0),),
+            (probe_batch(model, 2, 2.0, 0),),
             dynamo=True,
             dynamic_shapes=dynamic,
             input_names=[INPUT_NAME],
@@ -170,7 +150,7 @@ def export_onnx(model: SpeakerEmbeddingModel, info: dict[str, Any], path: Path) 
 
     data = onnx_bytes(model, info)
     session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
-    deviation = _deviation(model, lambda batch: session.run(None, {INPUT_NAME: batch.numpy()})[0])
+    deviation = relative_deviation(model, lambda batch: session.run(None, {INPUT_NAME: batch.numpy()})[0])
     _check(deviation, "onnx")
     with atomic_write(path, "wb") as handle:
         handle.write(data)
@@ -178,7 +158,7 @@ def export_onnx(model: SpeakerEmbeddingModel, info: dict[str, Any], path: Path) 
 
 
 def _check(deviation: float, fmt: str) -> None:
-    if not deviation <= _TOLERANCE:
+    if not deviation <= TRACE_TOLERANCE:
         raise RuntimeError(f"the {fmt} export differs from the model by {deviation:g} (relative) on a new shape")
 
 
