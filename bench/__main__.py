@@ -103,7 +103,7 @@ def figures(tiny: bool) -> dict[str, Callable[[], Section]]:
                 compiled_batches=(),
                 networks=ZOO_NETWORKS,
                 memory_networks=None,
-                batch_limits={"resnet293": 8},  # at 16 the two ResNet293 steps outgrew the 23 GiB here
+                batch_limits={"resnet293": 8},  # at 16 the two ResNet293 steps outgrew the 23 GiB here: 8
             )
         ),
     }

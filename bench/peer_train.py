@@ -60,7 +60,8 @@ class TrainSize:
     # ECAPA-TDNN c1024 (its peer: WeSpeaker's ECAPA_TDNN_GLOB_c1024) is left out of bench/run.sh for time:
     # `networks=("ecapa_tdnn c1024",)` runs it.
     networks: tuple[str, ...] = ("xvector", "ecapa_tdnn c512", "resnet34", "campplus", "eres2netv2", "redimnet")
-    # The largest batch a network trains at here: ERes2NetV2's step at 64 holds more than this machine's 23 GiB.
+    # The largest batch a network trains at here (the limit itself where it is below every size): ERes2NetV2's
+    # step at 64 holds more than this machine's 23 GiB.
     batch_limits: dict[str, int] = field(default_factory=lambda: {"eres2netv2": 16})
     # Options shrinking our networks and the peers' alike (the smoke test's tiny size); False at full size.
     tiny: bool = False
@@ -257,7 +258,8 @@ def _time_pair(pair: Pair, sides: list[str], size: TrainSize, lines: list[str]) 
     networks = {side: build_network(pair, side, size.tiny) for side in sides}
     flops: dict[str, float] = {}
     timings = {}
-    for index, batch in enumerate(b for b in size.batches if b <= size.batch_limits.get(pair.label, b)):
+    limit = size.batch_limits.get(pair.label, max(size.batches))
+    for index, batch in enumerate([b for b in size.batches if b <= limit] or [limit]):
         features, labels = fbank_batch(batch, size.frames, pair.feat_dim, 0)
         steps = {side: training_step(*networks[side], features, labels, size.classes) for side in sides}
         if index == 0:

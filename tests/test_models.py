@@ -349,3 +349,29 @@ def test_a_model_file_runs_frozen_on_the_cpu_after_its_eager_time(tmp_path: Path
     assert any(_pad in layer._forward_pre_hooks.values() for layer in stays.model.modules())
     for output, reference in zip(outputs, expected, strict=True):
         np.testing.assert_array_equal(output, reference)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_model_file_loads_to_the_same_network_without_drawing_initial_weights(name: str, tmp_path: Path) -> None:
+    """load_model builds the network with torch.nn.init's initialisers skipped (every weight comes
+    from the file): the loaded network gives the saved one's embeddings exactly, the initialisers
+    are torch's own again afterwards, and a file that does not fit still fails on one line."""
+    from spkverif.models.files import load_model
+    from spkverif.training.checkpoint import model_payload, save_atomic
+
+    initialisers = {name: getattr(torch.nn.init, name) for name in ("kaiming_uniform_", "normal_", "zeros_")}
+    torch.manual_seed(0)
+    model = build_model(name, SMALL[name], SMALL_FRONTEND.get(name)).eval()
+    save_atomic(model_payload(model), tmp_path / "m.pt")
+    loaded = load_model(tmp_path / "m.pt")
+    waveforms = _waveforms(2, 1.3, 5)
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded(waveforms), model(waveforms), rtol=0, atol=0)
+    assert all(getattr(torch.nn.init, key) is function for key, function in initialisers.items())
+    payload = model_payload(model)
+    del payload["state_dict"][next(key for key in payload["state_dict"] if key.endswith("weight"))]
+    save_atomic(payload, tmp_path / "short.pt")
+    with pytest.raises(SpkverifError, match="the weights do not fit"):
+        load_model(tmp_path / "short.pt")
+    assert all(getattr(torch.nn.init, key) is function for key, function in initialisers.items())
