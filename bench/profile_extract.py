@@ -25,10 +25,11 @@ bucketed (the 2-d ones too), and as a frozen TorchScript (traced on 2 s, then
 
     python bench/profile_extract.py --freeze resnet34 campplus "ecapa_tdnn c512" eres2netv2
 
-times what a model file of each named network (front end included) costs on the CPU
-eager and once frozen (`spkverif.runtime.pytorch.freeze_for_cpu`, what `extract` switches
-to after `FREEZE_AFTER_SECONDS` of forward time): the tracing, freezing and checking, then
-the median of 3 calls at 2, 6 and 30 s, each on a new length, and the largest difference.
+times what a model file of each named network (front end included) costs on the CPU:
+opening it (`extract`'s loading), and its forward eager and once frozen
+(`spkverif.runtime.pytorch.freeze_for_cpu`, what `extract` switches to after
+`FREEZE_AFTER_SECONDS` of forward time): the tracing, freezing and checking, then the
+median of 3 calls at 2, 6 and 30 s, each on a new length, and the largest difference.
 """
 
 from __future__ import annotations
@@ -169,8 +170,13 @@ def freeze_sweep(labels: list[str], seconds: tuple[float, ...] = (2, 6, 30)) -> 
             torch.manual_seed(0)
             path = Path(scratch) / "model.pt"
             save_atomic(model_payload(network.build_ours(False).eval()), path)
-            eager = runtime.PytorchEmbedder.from_file(path, "cpu")
+            opening = []
+            for _ in range(5):
+                started = time.perf_counter()
+                eager = runtime.PytorchEmbedder.from_file(path, "cpu")
+                opening.append(1000 * (time.perf_counter() - started))
             eager.eager_seconds = None  # never freezes
+            print(f"{label}: opening the model file took {statistics.median(opening):.0f} ms (median of 5)")
             frozen = runtime.PytorchEmbedder.from_file(path, "cpu")
             started = time.perf_counter()
             frozen.frozen = runtime.freeze_for_cpu(frozen.model)
