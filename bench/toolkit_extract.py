@@ -24,9 +24,10 @@ Each contestant reads the wav.scp, embeds every utterance and writes a Kaldi ark
   utterance at a time behind soundfile and torchaudio's Kaldi fbank with mean removal.
 
 Each side loads its model inside the timed call (ours reads the model file,
-the peers' scripts their checkpoint, onnxruntime makes its session from the ONNX file). The figure is seconds of audio per second
-of wall time, the median over interleaved rounds after one warm-up round; the
-limit columns count the network's forward operations per second of audio.
+the peers' scripts their checkpoint, onnxruntime makes its session from the ONNX
+file). The figure is seconds of audio per second of wall time, the median over
+interleaved rounds after one warm-up round; the limit columns count the
+network's forward operations per second of audio.
 """
 
 from __future__ import annotations

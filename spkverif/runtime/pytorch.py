@@ -9,9 +9,9 @@ blocked layout kept between them), checked against the eager network on a batch 
 new size and length (within `TRACE_TOLERANCE`), and run from then on; a network that
 cannot be traced, or whose frozen graph deviates, stays eager. Short jobs (`verify`, a
 few utterances) never pay the tracing; a long extraction pays it once. On 2 threads
-of a 2-core AMD EPYC the frozen graph ran CAM++ 1.5-2.1x, ResNet34 1.2-1.25x and
-ERes2NetV2 1.2-1.35x faster than eager on 2 to 30 s inputs, after 0.5-2 s of tracing
-and checking (`python bench/profile_extract.py --freeze`).
+of a 2-core AMD EPYC the frozen graph ran ResNet34 1.09-1.22x, CAM++ 1.18-1.39x,
+ECAPA-TDNN 1.0-1.18x and ERes2NetV2 1.12-1.33x as fast as eager on 2 to 30 s inputs,
+after 0.3-1.7 s of tracing and checking (`python bench/profile_extract.py --freeze NETWORKS`).
 """
 
 from __future__ import annotations
