@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from spkverif.base.errors import SpkverifError
+from spkverif.base.memory import keep_freed_memory
 from spkverif.base.progress import ProgressBar
 from spkverif.io.audio import (
     NAMED_WARNINGS,
@@ -227,6 +228,7 @@ def extract(
         raise SpkverifError(f"--batch-size must be positive, not {batch_size}")
     if channel is not None and channel < 0:
         raise SpkverifError(f"--channel must be 0 or more, not {channel}")
+    keep_freed_memory()  # blocks of similar sizes, one after another (base/memory.py)
     model = open_models(model_path, device)
     windowing = make_windowing(model, window, step)
     source = open_audio(rspecifier, model.sample_rate, allow_resample, segments, channel)

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from spkverif.base.errors import SpkverifError
+from spkverif.base.memory import keep_freed_memory
 from spkverif.base.progress import ProgressBar
 from spkverif.config import TrainConfig, read_init
 from spkverif.models import count_parameters
@@ -63,6 +64,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, data_dir: str | Path, exp_dir: str | Path):
         check_config(config)
+        keep_freed_memory()  # the same activations every step: reused, not faulted in again (base/memory.py)
         self.config = config
         self.exp_dir = Path(exp_dir)
         self.models_dir = self.exp_dir / "models"
