@@ -3,12 +3,12 @@
 glibc's malloc serves every large block (above a threshold of at most 32 MiB) by `mmap` and
 gives it back to the system on `free`; it also trims the heap's free top above 128 KiB. A
 training step allocates and frees the same large activations every step, so every step
-faults them in afresh, page by page, in the kernel: ERes2NetV2's step at batch 16 on this
-2-core AMD EPYC spent 28 of its 91 CPU seconds in the kernel over 4 steps. With mmap off
-and the trim threshold at 2 GiB, freed blocks stay in the heap and are reused: the step went
-from 10.5-11.4 s to 7.0 s (python bench/train_throughput.py shows the trainer's own rate).
-The cost is a higher resident peak (ERes2NetV2's: 7.7 -> 9.0 GiB) held until the process
-ends. The same tunables as the environment's `MALLOC_MMAP_MAX_` and `MALLOC_TRIM_THRESHOLD_`.
+faults them in afresh, page by page, in the kernel. With mmap off and the trim threshold at
+2 GiB, freed blocks stay in the heap and are reused: `python bench/train_throughput.py --models
+eres2netv2 resnet34 --workers 0 --batch 16 --steps 3 --warmup 3` went from 1.2 to 2.1 chunks/s
+(ERes2NetV2) and from 6.7 to 7.1 (ResNet34) on 2 threads of a 2-core AMD EPYC. The cost is a
+higher resident peak (there: 7.5 -> 9.3 GiB) held until the process ends. The same tunables
+as the environment's `MALLOC_MMAP_MAX_` and `MALLOC_TRIM_THRESHOLD_`.
 """
 
 from __future__ import annotations
