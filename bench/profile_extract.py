@@ -12,16 +12,16 @@ cost of a length the process has not seen: our network's forward on 6 s
 inputs, the median of 9 calls on one length against 9 calls on 9 new lengths,
 and its floating-point operations (torch's FlopCounterMode) and rate. Last, the
 same two costs for the plain network and three alternatives: each convolution on a
-padded length bucket (what extract runs on the CPU), a frozen TorchScript, and one thread.
+padded length bucket (what extract runs on the CPU), the frozen graph extract switches to
+after `FREEZE_AFTER_SECONDS` (`spkverif.runtime.pytorch.freeze_for_cpu`), and one thread.
 
     python bench/profile_extract.py --buckets resnet34 campplus ecapa_tdnn
 
 only times the forward of each named network (bench/peers.py's, at the peer's
 size, random weights) on utterances of 1.5 to 30 s, a new length every call: plain,
-with extract's length buckets (its 1-d convolutions), with every convolution
-bucketed (the 2-d ones too), and as a frozen TorchScript (traced on 2 s, then
-`torch.jit.freeze` and `torch.jit.optimize_for_inference`), so the choice of
-`spkverif.runtime.buckets` can be checked on any machine.
+with extract's length buckets (its 1-d convolutions), and with every convolution
+bucketed (the 2-d ones too), so the choice of `spkverif.runtime.buckets` can be
+checked on any machine.
 
     python bench/profile_extract.py --freeze resnet34 campplus "ecapa_tdnn c512" eres2netv2
 
@@ -43,7 +43,7 @@ import statistics
 import sys
 import tempfile
 import time
-import warnings
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -56,6 +56,7 @@ from bench.peer_extract import speechbrain_classifier, speechbrain_loop
 from spkverif.base.progress import set_quiet
 from spkverif.models import build_model
 from spkverif.runtime.buckets import bucket_convolutions
+from spkverif.runtime.pytorch import freeze_for_cpu, run_frozen
 from spkverif.stages.extract import extract
 from spkverif.training.checkpoint import model_payload, save_atomic
 
@@ -99,15 +100,15 @@ def variants(model: torch.nn.Module, threads: int) -> None:
         reference = model(probe)
     copy = build_model("ecapa_tdnn", {}).eval()
     copy.load_state_dict(model.state_dict())
-    with torch.no_grad():
-        frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(copy, probe, check_trace=False)))
+    frozen = freeze_for_cpu(copy)
+    assert frozen is not None, "ECAPA-TDNN freezes (tests/test_models.py)"
     bucketed = build_model("ecapa_tdnn", {}).eval()
     bucketed.load_state_dict(model.state_dict())
     bucket_convolutions(bucketed)
     rows = [
         ("plain (eager, no length buckets)", model, threads),
         ("each convolution on a padded length bucket (as extract runs it on the CPU)", bucketed, threads),
-        ("TorchScript, frozen and optimize_for_inference", frozen, threads),
+        ("frozen graph, as extract runs it after FREEZE_AFTER_SECONDS", partial(run_frozen, frozen), threads),
         ("plain, 1 thread", model, 1),
     ]
     print("\nvariant | ms on a seen length | ms on a new length | largest |embedding difference|")
@@ -126,7 +127,7 @@ def bucket_sweep(labels: list[str], seconds: tuple[float, ...] = (1.5, 3, 5, 8, 
     from bench.peers import PEER_NETWORKS
     from spkverif.runtime.buckets import _crop, _pad
 
-    print("network | seconds | plain ms | extract's buckets (1-d) ms | every convolution bucketed ms | frozen ms")
+    print("network | seconds | plain ms | extract's buckets (1-d) ms | every convolution bucketed ms")
     for label in labels:
         network = next(item for item in PEER_NETWORKS if item.label == label)
         torch.manual_seed(0)
@@ -137,17 +138,11 @@ def bucket_sweep(labels: list[str], seconds: tuple[float, ...] = (1.5, 3, 5, 8, 
             if isinstance(layer, torch.nn.Conv1d | torch.nn.Conv2d) and layer.padding_mode == "zeros":
                 layer.register_forward_pre_hook(_pad)
                 layer.register_forward_hook(_crop)
-        started = time.perf_counter()
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            traced = torch.jit.trace(copy.deepcopy(plain), torch.randn(1, 200, network.feat_dim), check_trace=False)
-            frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
-        print(f"{label}: tracing, freezing and optimising took {time.perf_counter() - started:.1f} s", flush=True)
         for length in seconds:
-            times: dict[str, list[float]] = {"plain": [], "ours": [], "every": [], "frozen": []}
+            times: dict[str, list[float]] = {"plain": [], "ours": [], "every": []}
             for call in range(4):
                 features = torch.randn(1, round(100 * length) + 3 * call, network.feat_dim)
-                for name, module in (("plain", plain), ("ours", ours), ("every", every), ("frozen", frozen)):
+                for name, module in (("plain", plain), ("ours", ours), ("every", every)):
                     started = time.perf_counter()
                     with torch.inference_mode():
                         module(features)

@@ -121,6 +121,13 @@ def trace_model(model: SpeakerEmbeddingModel) -> tuple[torch.jit.ScriptModule, f
         return traced, relative_deviation(model, lambda batch: traced(batch).numpy())
 
 
+def run_frozen(frozen: torch.jit.ScriptModule, batch: torch.Tensor) -> torch.Tensor:
+    """A frozen graph's embeddings (B, D) of waveforms `batch` (B, T), as extract runs it: without
+    TorchScript's profiling executor, which would re-optimise the graph for every new length."""
+    with torch.inference_mode(), torch.jit.optimized_execution(False):
+        return frozen(batch)
+
+
 def freeze_for_cpu(model: SpeakerEmbeddingModel) -> torch.jit.ScriptModule | None:
     """`model` traced, frozen and optimised for inference on the CPU (module doc), or None where
     tracing fails or the frozen graph deviates from the model by more than `TRACE_TOLERANCE`.
@@ -130,8 +137,7 @@ def freeze_for_cpu(model: SpeakerEmbeddingModel) -> torch.jit.ScriptModule | Non
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             frozen = torch.jit.optimize_for_inference(torch.jit.freeze(trace(model).eval()))
-            with torch.jit.optimized_execution(False):
-                deviation = relative_deviation(model, lambda batch: frozen(batch).numpy(), FREEZE_CHECK_SECONDS)
+            deviation = relative_deviation(model, lambda batch: run_frozen(frozen, batch).numpy(), FREEZE_CHECK_SECONDS)
     except Exception as error:  # whatever the tracer cannot follow: the eager network is as good
         logger.debug("the network stays eager: tracing it failed (%s)", str(error).strip().splitlines()[:1])
         bucket_convolutions(model)
@@ -168,8 +174,7 @@ class PytorchEmbedder(Embedder):
     def __call__(self, waveforms: np.ndarray) -> np.ndarray:
         batch = torch.from_numpy(np.ascontiguousarray(waveforms, dtype=np.float32)).to(self.device)
         if self.frozen is not None:
-            with torch.inference_mode(), torch.jit.optimized_execution(False):
-                return self.frozen(batch).numpy()
+            return run_frozen(self.frozen, batch).numpy()
         started = time.perf_counter()
         with torch.inference_mode():
             output = self.model(batch).float().cpu().numpy()
