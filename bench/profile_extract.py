@@ -26,10 +26,13 @@ checked on any machine.
     python bench/profile_extract.py --freeze resnet34 campplus "ecapa_tdnn c512" eres2netv2
 
 times what a model file of each named network (front end included) costs on the CPU:
-opening it (`extract`'s loading), and its forward eager and once frozen
+opening it (`extract`'s loading), then its forward three ways: plain (the network as
+built, length buckets only), eager as `extract` starts (BatchNorms folded, channels-last
+weights: `spkverif.runtime.pytorch.PytorchEmbedder.from_file`) and frozen
 (`spkverif.runtime.pytorch.freeze_for_cpu`, what `extract` switches to after
 `FREEZE_AFTER_SECONDS` of forward time): the tracing, freezing and checking, then the
-median of 3 calls at 2, 6 and 30 s, each on a new length, and the largest difference.
+median of 3 calls at 2, 6 and 30 s, each on a new length, and the largest difference
+from plain, relative to its largest value.
 """
 
 from __future__ import annotations
@@ -152,13 +155,14 @@ def bucket_sweep(labels: list[str], seconds: tuple[float, ...] = (1.5, 3, 5, 8, 
 
 
 def freeze_sweep(labels: list[str], seconds: tuple[float, ...] = (2, 6, 30)) -> None:
-    """Eager against frozen (module doc), each network a model file opened as extract opens it."""
+    """Plain eager, prepared eager and frozen (module doc), each network a model file."""
     import numpy as np
 
     import spkverif.runtime.pytorch as runtime
     from bench.peers import PEER_NETWORKS
+    from spkverif.models.files import load_model
 
-    print("network | seconds | eager ms | frozen ms | eager / frozen | largest |difference|")
+    print("network | seconds | plain ms | eager ms | frozen ms | plain / eager | plain / frozen | largest |difference|")
     with tempfile.TemporaryDirectory() as scratch:
         for label in labels:
             network = next(item for item in PEER_NETWORKS if item.label == label)
@@ -170,28 +174,35 @@ def freeze_sweep(labels: list[str], seconds: tuple[float, ...] = (2, 6, 30)) -> 
                 started = time.perf_counter()
                 eager = runtime.PytorchEmbedder.from_file(path, "cpu")
                 opening.append(1000 * (time.perf_counter() - started))
-            eager.eager_seconds = None  # never freezes
             print(f"{label}: opening the model file took {statistics.median(opening):.0f} ms (median of 5)")
+            plain = runtime.PytorchEmbedder(load_model(path), torch.device("cpu"))  # neither folded nor channels-last
+            bucket_convolutions(plain.model)
             frozen = runtime.PytorchEmbedder.from_file(path, "cpu")
             started = time.perf_counter()
             frozen.frozen = runtime.freeze_for_cpu(frozen.model)
-            frozen.eager_seconds = None
             print(f"{label}: tracing, freezing and checking took {time.perf_counter() - started:.1f} s", flush=True)
+            embedders = {"plain": plain, "eager": eager, "frozen": frozen}
+            for embedder in embedders.values():
+                embedder.eager_seconds = None  # never freezes of itself
             rng = np.random.default_rng(0)
             for length in seconds:
-                times: dict[str, list[float]] = {"eager": [], "frozen": []}
+                times: dict[str, list[float]] = {name: [] for name in embedders}
                 difference = 0.0
                 for call in range(3):
                     wave = 0.1 * rng.standard_normal((1, round(16000 * length) + 161 * call + 7), dtype=np.float32)
                     outputs = []
-                    for name, embedder in (("eager", eager), ("frozen", frozen)):
+                    for name, embedder in embedders.items():
                         started = time.perf_counter()
                         outputs.append(embedder(wave))
                         times[name].append(1000 * (time.perf_counter() - started))
-                    difference = max(difference, float(np.abs(outputs[0] - outputs[1]).max()))
+                    scale = float(np.abs(outputs[0]).max())
+                    difference = max(
+                        difference, *(float(np.abs(out - outputs[0]).max()) / scale for out in outputs[1:])
+                    )
                 ms = [statistics.median(times[name]) for name in times]
                 print(
-                    f"{label} | {length:g} | {ms[0]:.0f} | {ms[1]:.0f} | {ms[0] / ms[1]:.2f} | {difference:.1e}",
+                    f"{label} | {length:g} | {ms[0]:.0f} | {ms[1]:.0f} | {ms[2]:.0f} | {ms[0] / ms[1]:.2f} | "
+                    f"{ms[0] / ms[2]:.2f} | {difference:.1e}",
                     flush=True,
                 )
 
@@ -202,7 +213,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads [2].")
     parser.add_argument("--top", type=int, default=12, help="Functions printed a profile [12].")
     parser.add_argument("--buckets", nargs="+", metavar="NETWORK", help="Only the length-bucket sweep of these.")
-    parser.add_argument("--freeze", nargs="+", metavar="NETWORK", help="Only eager against frozen, for these.")
+    parser.add_argument(
+        "--freeze", nargs="+", metavar="NETWORK", help="Only plain, eager and frozen forwards of these."
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.freeze:

@@ -298,7 +298,7 @@ def test_extract_buckets_on_the_cpu_only_and_training_never(tmp_path: Path) -> N
 @pytest.mark.slow
 @pytest.mark.usefixtures("one_torch_thread")
 def test_every_network_freezes_for_the_cpu_with_the_same_embeddings(name: str) -> None:
-    """A model file run long enough on the CPU is traced, frozen and optimised
+    """A model file run long enough on the CPU is traced and frozen
     (spkverif.runtime.pytorch.freeze_for_cpu): every registered network freezes, and the
     frozen graph gives the eager network's embeddings on batches and lengths it was not
     traced on; the eager network gets its length buckets back only if freezing fails."""
@@ -349,6 +349,89 @@ def test_a_model_file_runs_frozen_on_the_cpu_after_its_eager_time(tmp_path: Path
     assert any(_pad in layer._forward_pre_hooks.values() for layer in stays.model.modules())
     for output, reference in zip(outputs, expected, strict=True):
         np.testing.assert_array_equal(output, reference)
+
+
+def _random_statistics(model: torch.nn.Module, seed: int) -> None:
+    """Every BatchNorm given running statistics and affine parameters far from the initial ones."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in model.modules():
+            if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm) and layer.running_mean is not None:
+                size = layer.num_features
+                layer.running_mean.copy_(torch.randn(size, generator=generator))
+                layer.running_var.copy_(0.2 + 2 * torch.rand(size, generator=generator))
+                if layer.weight is not None:
+                    layer.weight.copy_(0.5 + torch.rand(size, generator=generator))
+                    layer.bias.copy_(0.3 * torch.randn(size, generator=generator))
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_model_file_opened_for_inference_folds_its_batchnorms_with_the_same_embeddings(
+    name: str, tmp_path: Path
+) -> None:
+    """open_model on the CPU folds each BatchNorm that directly follows a convolution in a
+    Sequential (spkverif.runtime.folding) and makes 2-d weights channels-last: the embeddings of
+    every registered network stay the built network's (1e-5 of the largest), with BatchNorm
+    statistics far from their initial values, on batches and lengths of several sizes."""
+    torch.manual_seed(0)
+    model = build_model(name, SMALL[name], SMALL_FRONTEND.get(name)).eval()
+    _random_statistics(model, 1)
+    save_atomic(model_payload(model), tmp_path / "m.pt")
+    embedder = open_model(tmp_path / "m.pt", device="cpu")
+    embedder.eager_seconds = None  # stays eager
+    norm = torch.nn.modules.batchnorm._BatchNorm
+    norms = [layer for layer in model.modules() if isinstance(layer, norm)]
+    left = [layer for layer in embedder.model.modules() if isinstance(layer, norm)]
+    if name.startswith(("resnet", "eres2net", "campplus")):  # conv -> BatchNorm in Sequentials
+        assert len(left) < len(norms)
+    for parameter in embedder.model.parameters():
+        if parameter.dim() == 4:
+            assert parameter.is_contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        for batch, samples in ((1, 16000), (3, 25601)):
+            waveforms = _waveforms(batch, samples / 16000, samples)
+            expected = model(waveforms).numpy()
+            scale = np.abs(expected).max()
+            np.testing.assert_allclose(embedder(waveforms.numpy()), expected, rtol=0, atol=1e-5 * scale)
+
+
+def test_fold_batchnorm_folds_only_a_convolution_and_the_batchnorm_that_alone_reads_it() -> None:
+    """fold_batchnorm folds Conv -> BatchNorm inside a plain Sequential, exactly as the pair
+    computes; it leaves Conv -> ReLU -> BatchNorm, a Sequential with its own forward, a
+    weight-normed convolution and a BatchNorm without running statistics; a model in training
+    mode is refused."""
+    from torch import nn
+    from torch.nn.utils import parametrizations
+
+    from spkverif.runtime.folding import fold_batchnorm
+
+    class Shortcut(nn.Sequential):  # the convolution's output also reaches the sum
+        def forward(self, x):
+            return self[1](self[0](x)) + self[0](x)
+
+    torch.manual_seed(0)
+    network = nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1).to(memory_format=torch.channels_last), nn.BatchNorm2d(4),
+        nn.Conv2d(4, 4, 1, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
+        nn.Conv2d(4, 4, 1), nn.ReLU(), nn.BatchNorm2d(4),
+        Shortcut(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4)),
+        parametrizations.weight_norm(nn.Conv2d(4, 4, 1)), nn.BatchNorm2d(4),
+        nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4, track_running_stats=False),
+    ).eval()  # fmt: skip
+    _random_statistics(network, 2)
+    maps = torch.randn(2, 2, 5, 7)
+    with torch.no_grad():
+        expected = network(maps)
+        assert fold_batchnorm(network) == 2
+        torch.testing.assert_close(network(maps), expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item())
+    kinds = [type(layer).__name__ for layer in network]
+    assert kinds[1] == kinds[3] == "Identity"
+    assert kinds[7] == kinds[10] == kinds[12] == "BatchNorm2d"
+    assert isinstance(network[8][1], nn.BatchNorm2d)
+    assert network[0].weight.is_contiguous(memory_format=torch.channels_last)
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_batchnorm(nn.Sequential(nn.Conv1d(1, 1, 1), nn.BatchNorm1d(1)))
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))

@@ -1,17 +1,20 @@
 """PyTorch model files and TorchScript exports as `Embedder`s.
 
-A model file run on the CPU starts eager, its 1-d convolutions on length buckets
+A model file opened for inference has its BatchNorms folded into the convolutions
+before them (`spkverif.runtime.folding`). On the CPU its 2-d weights are made
+channels-last (oneDNN then runs each 2-d convolution without reordering its input and
+output) and it starts eager, its 1-d convolutions on length buckets
 (`spkverif.runtime.buckets`). Once its forward passes have taken
-`FREEZE_AFTER_SECONDS` of wall time, the network is traced once (`torch.jit.trace`),
-frozen (`torch.jit.freeze`: weights become constants) and optimised for inference
-(`torch.jit.optimize_for_inference`: BatchNorm folded into the convolutions, oneDNN's
-blocked layout kept between them), checked against the eager network on a batch of a
-new size and length (within `TRACE_TOLERANCE`), and run from then on; a network that
-cannot be traced, or whose frozen graph deviates, stays eager. Short jobs (`verify`, a
-few utterances) never pay the tracing; a long extraction pays it once. On 2 threads
-of a 2-core AMD EPYC the frozen graph ran ResNet34 1.09-1.22x, CAM++ 1.18-1.39x,
-ECAPA-TDNN 1.0-1.18x and ERes2NetV2 1.12-1.33x as fast as eager on 2 to 30 s inputs,
-after 0.3-1.7 s of tracing and checking (`python bench/profile_extract.py --freeze NETWORKS`).
+`FREEZE_AFTER_SECONDS` of wall time, the network is traced once (`torch.jit.trace`)
+and frozen (`torch.jit.freeze`: weights become constants, what is left to fold is
+folded), checked against the eager network on a batch of a new size and length
+(within `TRACE_TOLERANCE`), and run from then on; a network that cannot be traced, or
+whose frozen graph deviates, stays eager. Short jobs (`verify`, a few utterances) never
+pay the tracing (0.3-2 s); a long extraction pays it once. `torch.jit.optimize_for_inference`
+(oneDNN's blocked layout between convolutions) is not applied: in a one-off comparison
+on the channels-last networks (not kept in the repository) it ran ERes2NetV2 and ReDimNet
+10-25% slower than freezing alone, and the others within the noise. Figures:
+`python bench/profile_extract.py --freeze NETWORKS`, docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from spkverif.runtime.base import (
     probe_samples,
 )
 from spkverif.runtime.buckets import bucket_convolutions, unbucket_convolutions
+from spkverif.runtime.folding import fold_batchnorm
 
 logger = logging.getLogger(__name__)
 
@@ -129,14 +133,14 @@ def run_frozen(frozen: torch.jit.ScriptModule, batch: torch.Tensor) -> torch.Ten
 
 
 def freeze_for_cpu(model: SpeakerEmbeddingModel) -> torch.jit.ScriptModule | None:
-    """`model` traced, frozen and optimised for inference on the CPU (module doc), or None where
+    """`model` traced and frozen for the CPU (module doc), or None where
     tracing fails or the frozen graph deviates from the model by more than `TRACE_TOLERANCE`.
     Length buckets are taken off `model` for the tracing and put back when it stays eager."""
     unbucket_convolutions(model)
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            frozen = torch.jit.optimize_for_inference(torch.jit.freeze(trace(model).eval()))
+            frozen = torch.jit.freeze(trace(model).eval())
             deviation = relative_deviation(model, lambda batch: run_frozen(frozen, batch).numpy(), FREEZE_CHECK_SECONDS)
     except Exception as error:  # whatever the tracer cannot follow: the eager network is as good
         logger.debug("the network stays eager: tracing it failed (%s)", str(error).strip().splitlines()[:1])
@@ -151,7 +155,8 @@ def freeze_for_cpu(model: SpeakerEmbeddingModel) -> torch.jit.ScriptModule | Non
 
 class PytorchEmbedder(Embedder):
     """A `SpeakerEmbeddingModel` in eval mode on `device`; on the CPU, frozen once it has run
-    `FREEZE_AFTER_SECONDS` (module doc)."""
+    `FREEZE_AFTER_SECONDS` (module doc). Built on a model directly (a training's held-out
+    evaluation), the model is left as it is; `from_file` prepares a model file's (module doc)."""
 
     def __init__(self, model: SpeakerEmbeddingModel, device: torch.device):
         super().__init__(model_metadata(model), "pytorch")
@@ -163,11 +168,14 @@ class PytorchEmbedder(Embedder):
 
     @classmethod
     def from_file(cls, path: str | Path, device: str = DEVICE) -> PytorchEmbedder:
-        """Load a model file or training checkpoint (`SpkverifError` if it is neither). On
-        the CPU its convolutions run on length buckets (`spkverif.runtime.buckets`: the
-        same embeddings, without building oneDNN kernels for every utterance's length)."""
-        model, target = load_model(path), resolve_device(device)
+        """Load a model file or training checkpoint (`SpkverifError` if it is neither), its
+        BatchNorms folded (`spkverif.runtime.folding`). On the CPU its 2-d weights are made
+        channels-last and its 1-d convolutions run on length buckets (`spkverif.runtime.buckets`:
+        the same embeddings, without building oneDNN kernels for every utterance's length)."""
+        model, target = load_model(path).eval(), resolve_device(device)
+        fold_batchnorm(model)
         if target.type == "cpu":
+            model.to(memory_format=torch.channels_last)
             bucket_convolutions(model)
         return cls(model, target)
 
