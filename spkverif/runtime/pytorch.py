@@ -46,7 +46,7 @@ from spkverif.runtime.base import (
     probe_samples,
 )
 from spkverif.runtime.buckets import bucket_convolutions, unbucket_convolutions
-from spkverif.runtime.folding import fold_batchnorm
+from spkverif.runtime.folding import prepare_for_inference
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,8 @@ FREEZE_AFTER_SECONDS = 20.0
 at most about a tenth of the job is spent tracing when the job ends right after."""
 FREEZE_CHECK_SECONDS = 1.1
 """Length (s) of the batch of 3 a frozen graph is checked on against the eager network."""
+CHECK_SECONDS = 3.3
+"""Length (s) of the batch of 3 a traced or exported network is checked on against the model."""
 TRACE_TOLERANCE = 1e-4
 """Largest deviation, relative to the largest value, of a traced or exported network from the model."""
 
@@ -97,13 +99,17 @@ def probe_batch(model: SpeakerEmbeddingModel, batch: int, seconds: float, seed: 
 
 
 def relative_deviation(
-    model: SpeakerEmbeddingModel, run: Callable[[torch.Tensor], np.ndarray], seconds: float = 3.3
+    model: SpeakerEmbeddingModel,
+    run: Callable[[torch.Tensor], np.ndarray],
+    seconds: float = CHECK_SECONDS,
+    expected: np.ndarray | None = None,
 ) -> float:
     """Largest difference between `run` and the model on a batch of 3 x `seconds` (another size and length
-    than `trace`'s), relative to the largest value."""
+    than `trace`'s), relative to the largest value; `expected`: the model's output on that batch, if known."""
     check = probe_batch(model, 3, seconds, 1)
-    with torch.no_grad():
-        expected = model(check).numpy()
+    if expected is None:
+        with torch.no_grad():
+            expected = model(check).numpy()
     return float(np.abs(run(check) - expected).max() / max(np.abs(expected).max(), 1e-12))
 
 
@@ -118,11 +124,16 @@ def trace(model: SpeakerEmbeddingModel) -> torch.jit.ScriptModule:
 
 
 def trace_model(model: SpeakerEmbeddingModel) -> tuple[torch.jit.ScriptModule, float]:
-    """`model` traced (`trace`) and its largest relative deviation from the model on a batch of
-    another size and length (`relative_deviation`)."""
-    traced = trace(model)
+    """`model` prepared for inference in place (eval mode, BatchNorms folded, 2-d weights
+    channels-last: `prepare_for_inference`) and traced (`trace`), and the traced network's largest
+    relative deviation from `model` as it was, on a batch of another size and length
+    (`relative_deviation`). For `export`, which loads its own copy of the model."""
+    model.eval()
+    with torch.no_grad():
+        expected = model(probe_batch(model, 3, CHECK_SECONDS, 1)).numpy()
+    traced = trace(prepare_for_inference(model, channels_last=True))
     with torch.no_grad(), torch.jit.optimized_execution(False):
-        return traced, relative_deviation(model, lambda batch: traced(batch).numpy())
+        return traced, relative_deviation(model, lambda batch: traced(batch).numpy(), expected=expected)
 
 
 def run_frozen(frozen: torch.jit.ScriptModule, batch: torch.Tensor) -> torch.Tensor:
@@ -172,10 +183,9 @@ class PytorchEmbedder(Embedder):
         BatchNorms folded (`spkverif.runtime.folding`). On the CPU its 2-d weights are made
         channels-last and its 1-d convolutions run on length buckets (`spkverif.runtime.buckets`:
         the same embeddings, without building oneDNN kernels for every utterance's length)."""
-        model, target = load_model(path).eval(), resolve_device(device)
-        fold_batchnorm(model)
+        target = resolve_device(device)
+        model = prepare_for_inference(load_model(path).eval(), channels_last=target.type == "cpu")
         if target.type == "cpu":
-            model.to(memory_format=torch.channels_last)
             bucket_convolutions(model)
         return cls(model, target)
 

@@ -5,9 +5,10 @@ model's sample rate, float32 in [-1, 1], in; embeddings (B, D) out; both the
 batch and the length axes are free (any length from `min_samples` up). Each
 format is one exporter in `EXPORTERS`:
 
-- `torchscript` (`torch.jit.trace` in eval mode): loads with `torch.jit.load` in
-  Python or `torch::jit::load` in C++ (libtorch); the metadata is the archive's
-  extra file `spkverif.json`.
+- `torchscript` (`torch.jit.trace` in eval mode, the BatchNorms folded and 2-d
+  weights channels-last first: `spkverif.runtime.folding`): loads with
+  `torch.jit.load` in Python or `torch::jit::load` in C++ (libtorch); the metadata is
+  the archive's extra file `spkverif.json`.
 - `onnx` (`torch.onnx.export` with the torch.export-based exporter, opset 18,
   so the filterbank's FFT becomes ONNX's `DFT`): runs in onnxruntime or any ONNX
   runtime; the metadata is the model's metadata property `spkverif.json`.
