@@ -18,8 +18,6 @@ a ReLU (x-vector, ECAPA-TDNN) have nothing to fold.
 
 from __future__ import annotations
 
-from itertools import pairwise
-
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
@@ -69,12 +67,10 @@ def fold_batchnorm(model: nn.Module) -> int:
     for sequence in model.modules():
         if not isinstance(sequence, nn.Sequential) or type(sequence).forward is not nn.Sequential.forward:
             continue
-        names = list(sequence._modules)
-        for first, second in pairwise(names):
-            convolution, norm = sequence._modules[first], sequence._modules[second]
-            if _foldable(convolution, norm):
-                _fold(convolution, norm)
-                sequence._modules[second] = nn.Identity()
+        for index in range(len(sequence) - 1):
+            if _foldable(sequence[index], sequence[index + 1]):
+                _fold(sequence[index], sequence[index + 1])
+                sequence[index + 1] = nn.Identity()
                 count += 1
     return count
 

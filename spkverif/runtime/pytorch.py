@@ -98,15 +98,21 @@ def probe_batch(model: SpeakerEmbeddingModel, batch: int, seconds: float, seed: 
     return 0.1 * torch.randn(batch, samples, generator=generator)
 
 
+def check_batch(model: SpeakerEmbeddingModel, seconds: float = CHECK_SECONDS) -> torch.Tensor:
+    """The batch (3, samples) of `seconds` a traced, frozen or exported network is checked on: another
+    size, length and seed than `trace`'s."""
+    return probe_batch(model, 3, seconds, 1)
+
+
 def relative_deviation(
     model: SpeakerEmbeddingModel,
     run: Callable[[torch.Tensor], np.ndarray],
     seconds: float = CHECK_SECONDS,
     expected: np.ndarray | None = None,
 ) -> float:
-    """Largest difference between `run` and the model on a batch of 3 x `seconds` (another size and length
-    than `trace`'s), relative to the largest value; `expected`: the model's output on that batch, if known."""
-    check = probe_batch(model, 3, seconds, 1)
+    """Largest difference between `run` and the model on `check_batch(model, seconds)`, relative to
+    the largest value; `expected`: the model's output on that batch, if already computed."""
+    check = check_batch(model, seconds)
     if expected is None:
         with torch.no_grad():
             expected = model(check).numpy()
@@ -130,7 +136,7 @@ def trace_model(model: SpeakerEmbeddingModel) -> tuple[torch.jit.ScriptModule, f
     (`relative_deviation`). For `export`, which loads its own copy of the model."""
     model.eval()
     with torch.no_grad():
-        expected = model(probe_batch(model, 3, CHECK_SECONDS, 1)).numpy()
+        expected = model(check_batch(model)).numpy()
     traced = trace(prepare_for_inference(model, channels_last=True))
     with torch.no_grad(), torch.jit.optimized_execution(False):
         return traced, relative_deviation(model, lambda batch: traced(batch).numpy(), expected=expected)
