@@ -67,6 +67,12 @@ logger = logging.getLogger(__name__)
 @dataclass
 class DataOptions:
     chunk_seconds: float = setting(2.0, "Length of the random training chunks (seconds).", valid=POSITIVE, flag=True)
+    chunk_seconds_max: float = setting(
+        0.0,
+        "Above chunk_seconds: each step's chunk length, drawn uniformly from chunk_seconds to this (10 ms steps).",
+        valid=NOT_NEGATIVE,
+        flag=True,
+    )
     sample_rate: int = setting(16000, "Sample rate the model reads (Hz).", valid=AT_LEAST_ONE)
     num_workers: int = setting(0, "Data-loader worker processes.", valid=NOT_NEGATIVE, flag=True)
     resample: bool = setting(False, "Resample audio not at the model's rate.", flag=True)

@@ -397,6 +397,7 @@ def test_numbers_out_of_range_are_one_line_errors(run_cli, args: list[str], mess
         ("optimizer.momentum=1", "optimizer 'sgd' needs momentum >= 0, < 1, not 1"),
         ("model.embedding_dim=0", "model 'xvector' needs embedding_dim >= 1, not 0"),
         ("augment.noise_snr=[20,10]", "augment.noise_snr must be [low, high] with low <= high, not [20, 10]"),
+        ("data.chunk_seconds_max=1.5", "data.chunk_seconds_max 1.5 is below data.chunk_seconds 2.0: set it above"),
     ],
 )
 def test_component_options_are_checked_against_their_ranges(

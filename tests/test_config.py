@@ -108,7 +108,7 @@ def test_the_train_flags_are_the_declared_ones(run_cli) -> None:
     }  # fmt: skip
     added = {  # flags added since, each its own setting
         "--init": "training.init", "--preload": "data.preload", "--compile": "training.compile",
-        "--precompute-features": "data.precompute_features",
+        "--precompute-features": "data.precompute_features", "--chunk-seconds-max": "data.chunk_seconds_max",
     }  # fmt: skip
     assert {name: flag.key for name, flag in declared.items()} == {**before, **added}
     assert generated["--amp"].type.choices == ("none", "bf16", "fp16")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from spkverif.base.errors import SpkverifError
-from spkverif.training.sampler import SpeakerChunkSampler, SpeakerIndex
+from spkverif.training.sampler import ChunkLengths, SpeakerChunkSampler, SpeakerIndex
 
 
 def _index(speakers: int = 12, utterances: int = 5) -> SpeakerIndex:
@@ -48,3 +48,30 @@ def test_impossible_batches_are_refused() -> None:
         SpeakerChunkSampler(_index(), 13, 2, chunk_samples=16000, seed=0)
     with pytest.raises(SpkverifError, match="at least 1"):
         SpeakerChunkSampler(_index(), 4, 0, chunk_samples=16000, seed=0)
+
+
+def test_chunk_lengths_are_drawn_a_step_on_the_granule_and_leave_the_rest_of_the_batch_alone() -> None:
+    lengths = ChunkLengths(16000, 48000, 160)
+    varied = SpeakerChunkSampler(_index(), 4, 2, chunk_samples=lengths, seed=7)
+    fixed = SpeakerChunkSampler(_index(), 4, 2, chunk_samples=16000, seed=7)
+    drawn = []
+    for step in range(200):
+        batch = varied.batch(0, step)
+        length = lengths.draw(7, 0, step)
+        assert {r.samples for r in batch} == {length} and {r.source_samples for r in batch} == {length}
+        assert [r.samples for r in varied.batch(0, step, part=1)] == [length] * 8  # every micro-batch of the step
+        for request in batch:
+            assert 0 <= request.offset <= max(0, varied.index.num_samples[request.utterance] - length)
+        assert [r.label for r in batch] == [r.label for r in fixed.batch(0, step)]  # the speakers drawn first
+        drawn.append(length)
+    drawn = np.array(drawn)
+    assert drawn.min() >= 16000 and drawn.max() <= 48000 and set(drawn % 160) == {0}
+    assert len(set(drawn.tolist())) > 100 and 0.4 < drawn.mean() / 32000 - 0.5 < 0.6  # uniform: mean 32,000
+    assert drawn.tolist() == [lengths.draw(7, 0, step) for step in range(200)] != [
+        lengths.draw(8, 0, step) for step in range(200)
+    ]
+    assert ChunkLengths(16000).draw(7, 0, 3) == ChunkLengths(16000, 8000).draw(7, 0, 3) == 16000
+    assert ChunkLengths(16000, 48000).most == 48000 and ChunkLengths(16000).most == 16000
+    with_speeds = SpeakerChunkSampler(_index(), 4, 2, chunk_samples=lengths, seed=7, speeds=(0.9, 1.1))
+    for request in with_speeds.batch(0, 3):
+        assert request.source_samples == round(lengths.draw(7, 0, 3) * request.speed)

@@ -17,7 +17,7 @@ from spkverif.base.errors import SpkverifError
 from spkverif.io.datadir import DataDir, load_data_dir
 from spkverif.io.shards import read_shard_list
 from spkverif.stages.shard import parse_size, shard
-from spkverif.training.sampler import SpeakerIndex
+from spkverif.training.sampler import ChunkLengths, SpeakerIndex
 from spkverif.training.streaming import ShardChunks
 
 RATE = 16000
@@ -43,7 +43,9 @@ def _dataset(out: Path, **options) -> ShardChunks:
     index = SpeakerIndex.build(data.utt2spk, {u: round(d * RATE) for u, d in data.utt2dur.items()})
     labels = dict(zip(index.utterances, index.labels.tolist(), strict=True))
     settings = {"steps": (1, 12, 0, 0), "buffer_size": 4, **options}
-    return ShardChunks(read_shard_list(out / "shards.list"), labels, len(index.speakers), 4000, 5, 7, **settings)
+    settings.setdefault("chunk_samples", 4000)
+    shards = read_shard_list(out / "shards.list")
+    return ShardChunks(shards, labels, len(index.speakers), batch_size=5, seed=7, **settings)
 
 
 @pytest.fixture
@@ -86,6 +88,19 @@ def test_streams_are_disjoint_and_cover_every_utterance_each_pass(sharded) -> No
             seen += [chunk.label for chunk in chunks]
         labels = SpeakerIndex.build(load_data_dir(out).utt2spk, dict.fromkeys(audio, 1)).labels
         assert sorted(seen) == sorted(labels.tolist())  # each utterance once, in some stream
+
+
+def test_a_step_of_varied_lengths_cuts_each_chunk_to_its_steps_length(sharded) -> None:
+    out, _ = sharded
+    lengths = ChunkLengths(2000, 6000, 80)
+    varied = _batches(_dataset(out, chunk_samples=lengths), 0)
+    shapes = [batch[3].shape for batch in varied]
+    assert shapes == [(5, lengths.draw(7, 0, step)) for step in range(12)] and len(set(shapes)) > 3
+    dataset = _dataset(out, chunk_samples=lengths)
+    for number, place, chunk in itertools_take(dataset.chunks(0, 1), 10):  # cut at 6,000, then to the step's
+        longest = dataset.materialise(0, 1, number, place, chunk, 6000)
+        assert len(chunk.samples) == 6000 and np.abs(longest).max() > 0  # utterances of 6,400 samples or more
+        np.testing.assert_array_equal(dataset.materialise(0, 1, number, place, chunk, 2480), longest[:2480])
 
 
 def itertools_take(iterator, count: int) -> list:

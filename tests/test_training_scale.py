@@ -31,7 +31,7 @@ from spkverif.training.checkpoint import average_states, read_checkpoint
 from spkverif.training.dataset import ChunkBatches
 from spkverif.training.features import PrecomputedFeatures
 from spkverif.training.optim import SCHEDULERS
-from spkverif.training.sampler import SpeakerChunkSampler, SpeakerIndex
+from spkverif.training.sampler import ChunkLengths, SpeakerChunkSampler, SpeakerIndex
 from tests.conftest import write_data_dir
 
 TINY = [
@@ -338,15 +338,25 @@ def test_precomputed_features_are_the_chunks_features(tiny_corpus: Path, tmp_pat
             start = request.offset // 160 * 160
             samples = torch.from_numpy(reader.read(utt, start, 8000))[None]
             torch.testing.assert_close(chunk[None], model.frontend.unnormalised(samples), rtol=1e-5, atol=1e-4)
+    lengths = ChunkLengths(4000, 8000, 160)  # data.chunk_seconds_max: each step's length, cut from the same features
+    varied = ChunkBatches(SpeakerChunkSampler(index, 4, 1, lengths, seed=3), reader, 1, 4, features=features)
+    for position in range(4):
+        batch, length = varied.load(position, 0), lengths.draw(3, 0, position)
+        assert batch.inputs.shape == (4, model.frontend.num_frames(length), model.frontend.output_dim)
+        request = varied.sampler.batch(0, position)[0]
+        samples = reader.read(index.utterances[request.utterance], request.offset // 160 * 160, length)
+        expected = model.frontend.unnormalised(torch.from_numpy(samples)[None])[0]
+        torch.testing.assert_close(batch.inputs[0], expected, rtol=1e-5, atol=1e-4)
+    assert len({varied.load(position, 0).inputs.shape[1] for position in range(4)}) > 1
     utt = data.utterances[0]  # a start past the last whole chunk (utt2dur a frame long) ends at the last frame
-    np.testing.assert_array_equal(features.chunk(utt, reader.num_samples(utt)), features.features[utt][-48:])
+    np.testing.assert_array_equal(features.chunk(utt, reader.num_samples(utt), 8000), features.features[utt][-48:])
 
     # utterances shorter than a chunk, one shorter than a 25 ms window: repeated, as fit_length does
     audio = {"short": reader.read(utt)[:5000], "tiny": reader.read(utt)[:100]}
     short = PrecomputedFeatures(SimpleNamespace(read=audio.__getitem__), list(audio), model.frontend, 8000)
     for name, samples in audio.items():
         expected = model.frontend.unnormalised(torch.from_numpy(fit_length(samples, 8000))[None])[0]
-        torch.testing.assert_close(torch.from_numpy(short.chunk(name, 0)), expected, rtol=0, atol=0)
+        torch.testing.assert_close(torch.from_numpy(short.chunk(name, 0, 8000)), expected, rtol=0, atol=0)
 
     # the network on them embeds as the model does from the samples (the front end's normalisation included)
     samples = torch.from_numpy(reader.read(data.utterances[0], 0, 8000))[None]

@@ -32,7 +32,7 @@ from spkverif.training.margin_schedules import MarginSchedule, build_margin_sche
 from spkverif.training.optim import OPTIMIZERS, SCHEDULERS
 from spkverif.training.parts import PartFreezer, network_parts, parameter_groups, scale_learning_rates
 from spkverif.training.preflight import check_compiler, check_setup, check_shards
-from spkverif.training.sampler import SpeakerChunkSampler, SpeakerIndex
+from spkverif.training.sampler import ChunkLengths, SpeakerChunkSampler, SpeakerIndex
 from spkverif.training.streaming import ShardChunks, check_streams
 
 logger = logging.getLogger(__name__)
@@ -201,6 +201,13 @@ def _wrap_ddp(network: nn.Module, context: DistributedContext) -> nn.Module:
     )
 
 
+def chunk_lengths(config: TrainConfig) -> ChunkLengths:
+    """The training chunks' lengths in samples: `data.chunk_seconds`, or one drawn a step up to
+    `data.chunk_seconds_max`, in steps of 10 ms."""
+    data = config.data
+    return ChunkLengths(data.chunk_samples, round(data.chunk_seconds_max * data.sample_rate), data.sample_rate // 100)
+
+
 def build_components(config: TrainConfig, data_dir: str | Path, context: DistributedContext) -> Components:
     """Build every part, checking each against the others (`checks.check_setup`) before any work.
 
@@ -219,7 +226,7 @@ def build_components(config: TrainConfig, data_dir: str | Path, context: Distrib
         reader = PreloadedAudio(reader, data.utterances)
     features = None
     if config.data.precompute_features:  # the front end as built: in training mode, so dithered as Kaldi's
-        features = PrecomputedFeatures(reader, data.utterances, model.frontend, config.data.chunk_samples)
+        features = PrecomputedFeatures(reader, data.utterances, model.frontend, chunk_lengths(config).most)
     margin_schedule = build_margin_schedule(
         config.margin_scheduler.name, config.margin_scheduler.options, config.loss.name, head.final_margin,
         config.training.batches_per_epoch,
@@ -260,7 +267,7 @@ def build_loader(
     """Batches from (epoch, step) `start` to the end of training: this process's `micro_batches`
     of every step, from the data directory or streamed from its shards (`data.num_workers` workers)."""
     options = config.training
-    chunk_samples = config.data.chunk_samples
+    chunk_samples = chunk_lengths(config)
     sampler = SpeakerChunkSampler(
         index, options.speakers_per_batch, options.utts_per_speaker, chunk_samples, config.seed, parts.speeds
     )

@@ -72,10 +72,10 @@ class ChunkBatches(IterableDataset):
 
     def read_chunk(self, request: ChunkRequest, rng: np.random.Generator) -> np.ndarray:
         """The chunk's samples (T,), or its features (frames, dims) where they are precomputed."""
-        length = self.sampler.chunk_samples
+        length = request.samples
         utterance = self.sampler.index.utterances[request.utterance]
         if self.features is not None:  # checks.check_precomputable: no speed, no augmentation
-            return self.features.chunk(utterance, request.offset)
+            return self.features.chunk(utterance, request.offset, length)
         source = request.source_samples or length
         samples = fit_length(self.reader.read(utterance, request.offset, source), source)
         if request.speed != 1.0:

@@ -31,7 +31,7 @@ class PrecomputedFeatures:
 
     `frontend` is the model's front end, in training mode (Kaldi's dither is applied once, to
     the utterance); it must offer `unnormalised`, `num_frames`, `window_shift` and
-    `cuts_frames` (checked by `checks.check_setup`). Chunks are `chunk_samples` long; an
+    `cuts_frames` (checked by `checks.check_setup`). Chunks are at most `chunk_samples` long; an
     utterance shorter than that is repeated up to it before its features are computed, as the
     waveform path repeats it (`fit_length`), so its chunk is the same. Held as float32
     (frames, dims): at 16 kHz with 40 mel bins 16 kB a second of audio, a quarter of what
@@ -42,7 +42,8 @@ class PrecomputedFeatures:
 
     def __init__(self, reader: AudioReader, utterances: Sequence[str], frontend: torch.nn.Module, chunk_samples: int):
         self.frame_shift = int(frontend.window_shift)
-        self.chunk_frames = int(frontend.num_frames(chunk_samples))
+        self.frames = {chunk_samples: int(frontend.num_frames(chunk_samples))}
+        self.num_frames = frontend.num_frames
         self.features: dict[str, np.ndarray] = {}
         with torch.no_grad(), ProgressBar(len(utterances), "precompute features", unit="utt") as bar:
             for utt in utterances:
@@ -54,10 +55,13 @@ class PrecomputedFeatures:
         megabytes = sum(features.nbytes for features in self.features.values()) / 1e6
         logger.info("precomputed the features of %d utterances: %.0f MB", len(self.features), megabytes)
 
-    def chunk(self, utt: str, offset: int) -> np.ndarray:
-        """The features (chunk_frames, dims) of the chunk of `utt` that starts at sample `offset`,
-        rounded down to a frame, float32, a copy. A chunk reaching past the end (a length in utt2dur
-        a frame longer than the audio) ends at the last frame instead."""
+    def chunk(self, utt: str, offset: int, samples: int) -> np.ndarray:
+        """The features (frames, dims) of the chunk of `utt` `samples` long that starts at sample
+        `offset`, rounded down to a frame, float32, a copy. A chunk reaching past the end (a length in
+        utt2dur a frame longer than the audio) ends at the last frame instead."""
+        if samples not in self.frames:
+            self.frames[samples] = int(self.num_frames(samples))
+        frames = self.frames[samples]
         features = self.features[utt]
-        start = min(offset // self.frame_shift, len(features) - self.chunk_frames)
-        return features[start : start + self.chunk_frames].copy()
+        start = min(offset // self.frame_shift, len(features) - frames)
+        return features[start : start + frames].copy()

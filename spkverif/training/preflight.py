@@ -98,6 +98,11 @@ def check_setup(config: TrainConfig, data: DataDir, model: SpeakerEmbeddingModel
             f"{frontend}{' with snip_edges false' if hasattr(model.frontend, 'cuts_frames') else ''}: "
             "leave --precompute-features off"
         )
+    if 0 < config.data.chunk_seconds_max < config.data.chunk_seconds:
+        raise SpkverifError(
+            f"data.chunk_seconds_max {config.data.chunk_seconds_max} is below data.chunk_seconds "
+            f"{config.data.chunk_seconds}: set it above, or to 0 for chunks of one length"
+        )
     if config.data.chunk_samples < model.min_samples:
         raise SpkverifError(
             f"data.chunk_seconds {config.data.chunk_seconds} is shorter than the model's minimum "

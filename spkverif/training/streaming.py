@@ -39,6 +39,7 @@ from spkverif.base.errors import SpkverifError
 from spkverif.io.shards import Shard, iter_shard
 from spkverif.training.augment import ChunkAugmenter, speed_perturb
 from spkverif.training.dataset import Batch, fit_length
+from spkverif.training.sampler import ChunkLengths
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,9 @@ def check_streams(shards: list[Shard], streams: int) -> None:
 class ShardChunks(IterableDataset):
     """Batches (Batch, waveforms (B, chunk_samples) float32, labels (B,) int64) from shards.
 
-    `labels` maps an utterance to its speaker's integer label (0..num_speakers-1); with
+    `chunk_samples` is one length, or `ChunkLengths` (a length drawn for each step: a chunk is cut
+    at the longest length and shortened to its step's). `labels` maps an utterance to its
+    speaker's integer label (0..num_speakers-1); with
     speed perturbation the class is `label + speed_index * num_speakers`, as in
     SpeakerChunkSampler. The run's positions are those of ChunkBatches: (epoch, step)
     from the start position on, `parts` micro-batches a step.
@@ -71,7 +74,7 @@ class ShardChunks(IterableDataset):
         shards: list[Shard],
         labels: dict[str, int],
         num_speakers: int,
-        chunk_samples: int,
+        chunk_samples: int | ChunkLengths,
         batch_size: int,
         seed: int,
         steps: tuple[int, int, int, int] = (1, 1 << 40, 0, 0),
@@ -86,7 +89,7 @@ class ShardChunks(IterableDataset):
         self.shards = shards
         self.labels = labels
         self.num_speakers = num_speakers
-        self.chunk_samples = chunk_samples
+        self.lengths = chunk_samples if isinstance(chunk_samples, ChunkLengths) else ChunkLengths(chunk_samples)
         self.batch_size = batch_size
         self.seed = seed
         self.epochs, self.steps_per_epoch, start_epoch, start_step = steps
@@ -135,18 +138,19 @@ class ShardChunks(IterableDataset):
         if utt not in self.labels:
             raise SpkverifError(f"utterance {utt!r} of the shard is not in the data directory's utt2spk", shard.path)
         speed_index = int(rng.integers(len(self.speeds))) if len(self.speeds) > 1 else 0
-        source = round(self.chunk_samples * self.speeds[speed_index])
+        source = round(self.lengths.most * self.speeds[speed_index])
         spare = len(samples) - source
         offset = int(rng.integers(0, spare + 1)) if spare > 0 else 0
         label = self.labels[utt] + speed_index * self.num_speakers
         return _Chunk(label, samples[offset : offset + source].copy(), self.speeds[speed_index])
 
-    def materialise(self, stream: int, streams: int, number: int, place: int, chunk: _Chunk) -> np.ndarray:
-        """The chunk as float32 (chunk_samples,): speed perturbed, then augmented."""
-        source = round(self.chunk_samples * chunk.speed)
-        samples = fit_length(chunk.samples.astype(np.float32) / 32768.0, source)
+    def materialise(self, stream: int, streams: int, number: int, place: int, chunk: _Chunk, length: int) -> np.ndarray:
+        """The chunk as float32 (length,): its first `length` samples (at its speed), speed perturbed, then
+        augmented."""
+        source = round(length * chunk.speed)
+        samples = fit_length(chunk.samples[:source].astype(np.float32) / 32768.0, source)
         if chunk.speed != 1.0:
-            samples = fit_length(speed_perturb(samples, chunk.speed, self.sample_rate), self.chunk_samples)
+            samples = fit_length(speed_perturb(samples, chunk.speed, self.sample_rate), length)
         if self.augmenter is not None and self.augmenter.active:
             rng = np.random.default_rng([self.seed, streams, stream, number, place, 1])
             samples = self.augmenter(samples, rng)
@@ -169,7 +173,8 @@ class ShardChunks(IterableDataset):
             position, part_index = divmod(item, len(self.parts))
             epoch, step = divmod(position, self.steps_per_epoch)
             taken = [next(chunks) for _ in range(self.batch_size)]
-            waveforms = [self.materialise(stream, streams, n, place, chunk) for n, place, chunk in taken]
+            length = self.lengths.draw(self.seed, epoch, step)
+            waveforms = [self.materialise(stream, streams, n, place, chunk, length) for n, place, chunk in taken]
             labels = np.array([chunk.label for _, _, chunk in taken], dtype=np.int64)
             yield Batch(
                 epoch, step, self.parts[part_index], torch.from_numpy(np.stack(waveforms)), torch.from_numpy(labels)
