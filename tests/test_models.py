@@ -15,6 +15,7 @@ import torch
 
 from spkverif.base.errors import SpkverifError
 from spkverif.models import MODELS, build_model, count_parameters
+from spkverif.models.files import load_model, model_fingerprint
 from spkverif.models.pooling import AttentiveStatisticsPooling, StatisticsPooling
 from spkverif.runtime import open_model
 from spkverif.stages.export import export_model, load_exported
@@ -390,8 +391,11 @@ def test_a_model_file_opened_for_inference_folds_its_batchnorms_with_the_same_em
     for parameter in embedder.model.parameters():
         if parameter.dim() == 4:
             assert parameter.is_contiguous(memory_format=torch.channels_last)
-    export_model(tmp_path / "m.pt", tmp_path / "m.ts")  # traced from the network prepared the same way
-    module, _ = load_exported(tmp_path / "m.ts")
+    exported_info = export_model(tmp_path / "m.pt", tmp_path / "m.ts")  # traced from the network prepared alike
+    module, metadata = load_exported(tmp_path / "m.ts")
+    # the fingerprint is the file's, not the folded weights': a calibration made on the model file serves its export
+    fingerprint = model_fingerprint(load_model(tmp_path / "m.pt"))
+    assert embedder.fingerprint == exported_info["fingerprint"] == metadata["fingerprint"] == fingerprint
     exported = [layer for layer in module.modules() if layer.original_name.startswith("BatchNorm")]
     assert len(exported) == len(left)
     with torch.inference_mode(), torch.jit.optimized_execution(False):

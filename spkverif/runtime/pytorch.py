@@ -175,8 +175,8 @@ class PytorchEmbedder(Embedder):
     `FREEZE_AFTER_SECONDS` (module doc). Built on a model directly (a training's held-out
     evaluation), the model is left as it is; `from_file` prepares a model file's (module doc)."""
 
-    def __init__(self, model: SpeakerEmbeddingModel, device: torch.device):
-        super().__init__(model_metadata(model), "pytorch")
+    def __init__(self, model: SpeakerEmbeddingModel, device: torch.device, metadata: dict[str, Any] | None = None):
+        super().__init__(metadata or model_metadata(model), "pytorch")
         self.model = model.eval().to(device)
         self.device = device
         self.frozen: torch.jit.ScriptModule | None = None
@@ -188,12 +188,16 @@ class PytorchEmbedder(Embedder):
         """Load a model file or training checkpoint (`SpkverifError` if it is neither), its
         BatchNorms folded (`spkverif.runtime.folding`). On the CPU its 2-d weights are made
         channels-last and its 1-d convolutions run on length buckets (`spkverif.runtime.buckets`:
-        the same embeddings, without building oneDNN kernels for every utterance's length)."""
+        the same embeddings, without building oneDNN kernels for every utterance's length). Its
+        fingerprint is the file's (taken before folding changes the weights' bits), the one an export
+        and a calibration of it carry."""
         target = resolve_device(device)
-        model = prepare_for_inference(load_model(path).eval(), channels_last=target.type == "cpu")
+        model = load_model(path).eval()
+        metadata = model_metadata(model)
+        model = prepare_for_inference(model, channels_last=target.type == "cpu")
         if target.type == "cpu":
             bucket_convolutions(model)
-        return cls(model, target)
+        return cls(model, target, metadata)
 
     def __call__(self, waveforms: np.ndarray) -> np.ndarray:
         batch = torch.from_numpy(np.ascontiguousarray(waveforms, dtype=np.float32)).to(self.device)
