@@ -32,7 +32,9 @@ weights: `spkverif.runtime.pytorch.PytorchEmbedder.from_file`) and frozen
 (`spkverif.runtime.pytorch.freeze_for_cpu`, what `extract` switches to after
 `FREEZE_AFTER_SECONDS` of forward time): the tracing, freezing and checking, then the
 median of 3 calls at 2, 6 and 30 s, each on a new length, and the largest difference
-from plain, relative to its largest value.
+from plain, relative to its largest value. Then onnxruntime on the model file's ONNX export,
+on the same inputs, after the PyTorch forwards (not interleaved: a live session's spinning
+threads slow what runs beside it): the session's making and its medians against eager.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from spkverif.base.progress import set_quiet
 from spkverif.models import build_model
 from spkverif.runtime.buckets import bucket_convolutions
 from spkverif.runtime.pytorch import freeze_for_cpu, run_frozen
+from spkverif.stages.export import export_model
 from spkverif.stages.extract import extract
 from spkverif.training.checkpoint import model_payload, save_atomic
 
@@ -185,11 +188,14 @@ def freeze_sweep(labels: list[str], seconds: tuple[float, ...] = (2, 6, 30)) -> 
             for embedder in embedders.values():
                 embedder.eager_seconds = None  # never freezes of itself
             rng = np.random.default_rng(0)
+            eager_ms: dict[float, float] = {}
+            waves: dict[float, list[np.ndarray]] = {}
             for length in seconds:
                 times: dict[str, list[float]] = {name: [] for name in embedders}
                 difference = 0.0
                 for call in range(3):
                     wave = 0.1 * rng.standard_normal((1, round(16000 * length) + 161 * call + 7), dtype=np.float32)
+                    waves.setdefault(length, []).append(wave)
                     outputs = []
                     for name, embedder in embedders.items():
                         started = time.perf_counter()
@@ -200,11 +206,38 @@ def freeze_sweep(labels: list[str], seconds: tuple[float, ...] = (2, 6, 30)) -> 
                         difference, *(float(np.abs(out - outputs[0]).max()) / scale for out in outputs[1:])
                     )
                 ms = [statistics.median(times[name]) for name in times]
+                eager_ms[length] = ms[1]
                 print(
                     f"{label} | {length:g} | {ms[0]:.0f} | {ms[1]:.0f} | {ms[2]:.0f} | {ms[0] / ms[1]:.2f} | "
                     f"{ms[0] / ms[2]:.2f} | {difference:.1e}",
                     flush=True,
                 )
+            del plain, eager, frozen, embedders
+            onnxruntime_sweep(label, path, waves, eager_ms)
+
+
+def onnxruntime_sweep(label: str, path: Path, waves: dict[float, list], eager_ms: dict[float, float]) -> None:
+    """onnxruntime on the model file's ONNX export (`spkverif export`), timed on `waves` after the PyTorch
+    forwards and alone: a live session's spinning threads slow whatever runs beside it, so the two are not
+    interleaved. Prints the session's making and each length's median against `eager_ms`."""
+    try:
+        from spkverif.runtime.onnx import OnnxEmbedder
+    except ImportError as error:
+        print(f"{label}: onnxruntime not installed ({error}); its column is left out")
+        return
+    onnx_path = path.with_suffix(".onnx")
+    export_model(path, onnx_path)
+    started = time.perf_counter()
+    session = OnnxEmbedder.from_file(onnx_path, "cpu")
+    print(f"{label}: opening the ONNX export took {1000 * (time.perf_counter() - started):.0f} ms")
+    for length, batch in waves.items():
+        times = []
+        for wave in batch:
+            started = time.perf_counter()
+            session(wave)
+            times.append(1000 * (time.perf_counter() - started))
+        ms = statistics.median(times)
+        print(f"{label} | {length:g} | onnxruntime {ms:.0f} ms | eager / onnxruntime speed {ms / eager_ms[length]:.2f}")
 
 
 def main() -> None:
