@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from spkverif.base.errors import SpkverifError
@@ -203,20 +204,23 @@ BLOCKS_2D: dict[str, Callable[[int, int, int], nn.Module]] = {
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention on (B, T, C), scaled dot products, no mask."""
+    """Multi-head self-attention on (B, T, C), scaled dot products (scale (C / heads)^-0.5), no mask.
+
+    Computed by `torch.nn.functional.scaled_dot_product_attention`, whose fused kernels never hold
+    the (B, heads, T, T) weights at once: ReDimNet keeps every frame, so a 30 s utterance's would be
+    144 MB a layer."""
 
     def __init__(self, channels: int, heads: int):
         super().__init__()
         self.heads = heads
-        self.scale = (channels // heads) ** -0.5
         self.query, self.key, self.value, self.output = (nn.Linear(channels, channels) for _ in range(4))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         def split(projected: torch.Tensor) -> torch.Tensor:  # (B, T, C) -> (B, heads, T, C / heads)
             return projected.unflatten(-1, (self.heads, -1)).transpose(1, 2)
 
-        weights = torch.softmax(split(self.query(x) * self.scale) @ split(self.key(x)).transpose(-1, -2), dim=-1)
-        return self.output((weights @ split(self.value(x))).transpose(1, 2).flatten(2))
+        attended = F.scaled_dot_product_attention(split(self.query(x)), split(self.key(x)), split(self.value(x)))
+        return self.output(attended.transpose(1, 2).flatten(2))
 
 
 class TransformerLayer(nn.Module):
