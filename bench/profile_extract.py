@@ -247,7 +247,10 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=12, help="Functions printed a profile [12].")
     parser.add_argument("--buckets", nargs="+", metavar="NETWORK", help="Only the length-bucket sweep of these.")
     parser.add_argument(
-        "--freeze", nargs="+", metavar="NETWORK", help="Only plain, eager and frozen forwards of these."
+        "--freeze",
+        nargs="+",
+        metavar="NETWORK",
+        help="Only plain, eager and frozen forwards of these, then onnxruntime on their export.",
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

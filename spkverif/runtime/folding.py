@@ -9,11 +9,10 @@ folded only where the convolution's output cannot reach anything but the BatchNo
 statistics inside a plain `nn.Sequential` (one whose forward is Sequential's own). The
 BatchNorm becomes an `nn.Identity`; convolutions with a parametrisation (weight norm) are left.
 
-On 2 threads of a 2-core AMD EPYC, folding with channels-last weights (what
-`PytorchEmbedder.from_file` does on the CPU) ran ERes2NetV2 1.29-1.67x, CAM++ 1.09-1.31x,
-ResNet34 1.06-1.12x and ReDimNet 1.01-1.11x as fast as the network as built, on 2 to 30 s
-inputs (`python bench/profile_extract.py --freeze NETWORKS`); networks whose BatchNorms follow
-a ReLU (x-vector, ECAPA-TDNN) have nothing to fold.
+What folding with channels-last weights (what `PytorchEmbedder.from_file` does on the CPU)
+gains over the network as built: `python bench/profile_extract.py --freeze NETWORKS`, figures
+in docs/benchmarks.md; networks whose BatchNorms follow a ReLU (x-vector, ECAPA-TDNN) have
+nothing to fold.
 """
 
 from __future__ import annotations

@@ -42,7 +42,6 @@ class PrecomputedFeatures:
 
     def __init__(self, reader: AudioReader, utterances: Sequence[str], frontend: torch.nn.Module, chunk_samples: int):
         self.frame_shift = int(frontend.window_shift)
-        self.frames = {chunk_samples: int(frontend.num_frames(chunk_samples))}
         self.num_frames = frontend.num_frames
         self.features: dict[str, np.ndarray] = {}
         with torch.no_grad(), ProgressBar(len(utterances), "precompute features", unit="utt") as bar:
@@ -59,9 +58,7 @@ class PrecomputedFeatures:
         """The features (frames, dims) of the chunk of `utt` `samples` long that starts at sample
         `offset`, rounded down to a frame, float32, a copy. A chunk reaching past the end (a length in
         utt2dur a frame longer than the audio) ends at the last frame instead."""
-        if samples not in self.frames:
-            self.frames[samples] = int(self.num_frames(samples))
-        frames = self.frames[samples]
+        frames = int(self.num_frames(samples))
         features = self.features[utt]
         start = min(offset // self.frame_shift, len(features) - frames)
         return features[start : start + frames].copy()

@@ -49,6 +49,11 @@ class ChunkLengths:
     longest: int = 0
     granule: int = 160
 
+    @classmethod
+    def of(cls, chunk_samples: int | ChunkLengths) -> ChunkLengths:
+        """`chunk_samples` as `ChunkLengths`: one length as itself, lengths as they are."""
+        return chunk_samples if isinstance(chunk_samples, ChunkLengths) else cls(chunk_samples)
+
     @property
     def most(self) -> int:
         """The longest chunk a step can draw, in samples."""
@@ -96,7 +101,7 @@ class SpeakerChunkSampler:
         self.index = index
         self.speakers_per_batch = speakers_per_batch
         self.utts_per_speaker = utts_per_speaker
-        self.lengths = chunk_samples if isinstance(chunk_samples, ChunkLengths) else ChunkLengths(chunk_samples)
+        self.lengths = ChunkLengths.of(chunk_samples)
         self.seed = seed
         self.speeds = speeds
 

@@ -89,7 +89,7 @@ class ShardChunks(IterableDataset):
         self.shards = shards
         self.labels = labels
         self.num_speakers = num_speakers
-        self.lengths = chunk_samples if isinstance(chunk_samples, ChunkLengths) else ChunkLengths(chunk_samples)
+        self.lengths = ChunkLengths.of(chunk_samples)
         self.batch_size = batch_size
         self.seed = seed
         self.epochs, self.steps_per_epoch, start_epoch, start_step = steps
