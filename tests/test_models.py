@@ -469,3 +469,32 @@ def test_a_model_file_loads_to_the_same_network_without_drawing_initial_weights(
     with pytest.raises(SpkverifError, match="the weights do not fit"):
         load_model(tmp_path / "short.pt")
     assert all(getattr(torch.nn.init, key) is function for key, function in initialisers.items())
+
+
+@pytest.mark.parametrize("name", ["resnet34", "eres2net", "eres2netv2"])
+def test_2d_networks_train_channels_last_from_16_base_channels(name: str) -> None:
+    """Weights and maps channels-last from 16 base channels (oneDNN's faster layout; ERes2NetV2's training
+    step 1.28 -> 1.93 samples/s here), contiguous below; the same weights give the same outputs and gradients
+    in either layout."""
+    options = {"blocks": [1, 1, 1, 1], "embedding_dim": 8}
+    torch.manual_seed(0)
+    wide = build_model(name, {**options, "base_channels": 16}).encoder.train()
+    narrow = build_model(name, {**options, "base_channels": 8}).encoder
+    kernels = [parameter for parameter in wide.parameters() if parameter.dim() == 4]
+    assert kernels and all(kernel.is_contiguous(memory_format=torch.channels_last) for kernel in kernels)
+    assert not all(kernel.is_contiguous() for kernel in kernels)  # not merely 1x1 kernels, contiguous both ways
+    assert all(parameter.is_contiguous() for parameter in narrow.parameters())
+    contiguous = build_model(name, {**options, "base_channels": 16}).encoder.train()
+    contiguous.load_state_dict(wide.state_dict())
+    contiguous.to(memory_format=torch.contiguous_format)
+    contiguous.memory_format = torch.contiguous_format
+    assert all(parameter.is_contiguous() for parameter in contiguous.parameters())
+    features = torch.randn(3, 60, 80)
+    outputs = [network(features) for network in (wide, contiguous)]
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=1e-4, atol=1e-5)
+    for output in outputs:
+        output.square().sum().backward()
+    # float32 sums in another order, amplified through the BatchNorms' backward: the whole gradient equal to 1% of
+    # its norm (a bias before a BatchNorm has a gradient of zero but for rounding, so no parameter alone)
+    left, right = (torch.cat([p.grad.flatten() for p in network.parameters()]) for network in (wide, contiguous))
+    assert torch.linalg.norm(left - right) <= 1e-2 * torch.linalg.norm(right)

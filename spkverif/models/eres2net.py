@@ -48,7 +48,7 @@ from torch import nn
 
 from spkverif.base.errors import SpkverifError
 from spkverif.base.registry import Count
-from spkverif.models.base import SpeakerEmbeddingModel
+from spkverif.models.base import SpeakerEmbeddingModel, image_memory_format
 from spkverif.models.pooling import StatisticsPooling
 from spkverif.models.registry import MODELS, uses_frontend
 
@@ -192,9 +192,11 @@ class ERes2Net(nn.Module):
         self.fusions = nn.ModuleList(FeatureFusion(widths[index + 1]) for index in range(self.first_fused, 3))
         self.pooling = StatisticsPooling(in_channels * frequencies, POOLING_EPS, unbiased=True)
         self.embedding = nn.Linear(self.pooling.output_dim, embedding_dim)
+        self.memory_format = image_memory_format(base_channels)
+        self.to(memory_format=self.memory_format)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        maps = self.stem(features.transpose(1, 2).unsqueeze(1))
+        maps = self.stem(features.transpose(1, 2).unsqueeze(1).contiguous(memory_format=self.memory_format))
         outputs = []
         for stage in self.stages:
             maps = stage(maps)

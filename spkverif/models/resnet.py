@@ -33,7 +33,7 @@ from torch import nn
 
 from spkverif.base.errors import SpkverifError
 from spkverif.base.registry import Count, OneOf
-from spkverif.models.base import SpeakerEmbeddingModel
+from spkverif.models.base import SpeakerEmbeddingModel, image_memory_format
 from spkverif.models.pooling import AttentiveStatisticsPooling, StatisticsPooling
 from spkverif.models.registry import MODELS, uses_frontend
 
@@ -174,11 +174,7 @@ class ResNet(nn.Module):
         else:
             self.pooling = StatisticsPooling(in_channels * frequencies, 1e-7 if unbiased_std else 1e-5, unbiased_std)
         self.embedding = nn.Linear(self.pooling.output_dim, embedding_dim)
-        # Channels-last (NHWC) weights and maps: oneDNN's CPU convolutions then skip a layout
-        # reorder of every input and output (ResNet34's training step 1.13-1.22 times faster here,
-        # docs/benchmarks.md), and cuDNN's bf16 ones use their NHWC kernels. Not below 16 base
-        # channels: oneDNN's channels-last backward crashed (segmentation fault) at 4 and 8 here.
-        self.memory_format = torch.channels_last if base_channels >= 16 else torch.contiguous_format
+        self.memory_format = image_memory_format(base_channels)
         self.to(memory_format=self.memory_format)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
