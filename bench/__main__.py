@@ -62,7 +62,7 @@ def figures(tiny: bool) -> dict[str, Callable[[], Section]]:
                     batches=(2, 3),
                     frames=50,
                     classes=10,
-                    networks=("xvector", "ecapa_tdnn c512", "resnet34", "campplus"),
+                    networks=("xvector", "ecapa_tdnn c512", "resnet34", "campplus", "redimnet"),
                     compiled_batches=(),
                     tiny=True,
                 )

@@ -107,7 +107,7 @@ PEER_PACKAGES = ("speechbrain", "onnxruntime", "torchaudio", "torchcodec", "kald
 
 
 def peer_versions() -> str:
-    """The peers' package versions, and WeSpeaker's and 3D-Speaker's checkouts as bench/run.sh names them."""
+    """The peers' package versions, and the WeSpeaker, 3D-Speaker and IDRnD checkouts as bench/run.sh names them."""
     from importlib.metadata import PackageNotFoundError, version
 
     found = []
@@ -116,7 +116,7 @@ def peer_versions() -> str:
             found.append(f"{package} {version(package)}")
         except PackageNotFoundError:
             found.append(f"{package} absent")
-    checkouts = os.environ.get("SPKVERIF_BENCH_CHECKOUTS", "WeSpeaker and 3D-Speaker as PYTHONPATH finds them")
+    checkouts = os.environ.get("SPKVERIF_BENCH_CHECKOUTS", "WeSpeaker, 3D-Speaker and IDRnD as PYTHONPATH finds them")
     return ", ".join(found) + f"; {checkouts}"
 
 

@@ -1,8 +1,8 @@
-"""WeSpeaker and 3D-Speaker beside spkverif: their code found on the path, their networks built from it.
+"""WeSpeaker, 3D-Speaker and IDRnD's ReDimNet beside spkverif: their code found on the path, their networks from it.
 
-Neither toolkit is a package of the bench's environment: bench/run.sh puts a
+None of the three is a package of the bench's environment: bench/run.sh puts a
 checkout of each on PYTHONPATH for the bench process alone (WESPEAKER_ROOT,
-SPEAKERLAB_ROOT, or an unpacked mirror), and this module imports their modules
+SPEAKERLAB_ROOT, REDIMNET_ROOT, or an unpacked mirror), and this module imports their modules
 from it, never a copy. Where a checkout is absent, `peer_problem` says so and
 the rows are left out with that reason.
 
@@ -16,7 +16,9 @@ the fbank path it takes with voice detection off calls none of them.
 
 `PEER_NETWORKS` pairs each of our networks with the peer's implementation of
 the same network, at the size the peer's VoxCeleb recipe trains
-(wespeaker/examples/voxceleb/v2/conf/*.yaml, 3D-Speaker/egs/voxceleb/*/conf/*.yaml).
+(wespeaker/examples/voxceleb/v2/conf/*.yaml, 3D-Speaker/egs/voxceleb/*/conf/*.yaml;
+ReDimNet's authors' `ReDimNetWrap` at their B2 configuration, the one WeSpeaker's
+`ReDimNetB2` also writes out).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import importlib
 import importlib.util
 import sys
 import types
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -50,6 +53,7 @@ TINY_OURS: dict[str, dict] = {
         "embedding_dim": 32,
     },
     "eres2netv2": {"base_channels": 4, "blocks": [1, 1, 1, 1], "embedding_dim": 32},
+    "redimnet": {"channels": 4, "stages": [[1, 1, 1, 4], [2, 1, 1, 4]], "embedding_dim": 32},
 }
 
 
@@ -72,6 +76,8 @@ class PeerNetwork:
     tiny_args: dict | None = None  # None: no tiny size (the pair is left out of the smoke test)
     tiny_builder: str = ""  # the peer's builder at the tiny size, when its named size fixes the width
     feat_dim: int = 80
+    # Makes the built peer take fbank features (B, frames, feat_dim) where it computes its own from waveforms.
+    on_features: Callable[[torch.nn.Module], torch.nn.Module] | None = None
 
     @property
     def frontend(self) -> dict:
@@ -91,11 +97,41 @@ class PeerNetwork:
         load_toolkit(self.toolkit)
         module = importlib.import_module(self.module)
         if not tiny:
-            return getattr(module, self.builder)(**self.args)
-        args = dict(self.tiny_args or {})
-        if "block" in args:  # a block class of the peer's module, named
-            args["block"] = getattr(module, args["block"])
-        return getattr(module, self.tiny_builder or self.builder)(**args)
+            network = getattr(module, self.builder)(**self.args)
+        else:
+            args = dict(self.tiny_args or {})
+            if "block" in args:  # a block class of the peer's module, named
+                args["block"] = getattr(module, args["block"])
+            network = getattr(module, self.tiny_builder or self.builder)(**args)
+        return self.on_features(network) if self.on_features else network
+
+
+class SpectrogramGiven(torch.nn.Module):
+    """In place of IDRnD's mel front end (`ReDimNetWrap.spec`, waveforms -> (B, F, T)): fbank (B, T, F) -> (B, F, T)."""
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features.transpose(1, 2)
+
+
+def idrnd_on_features(wrap: torch.nn.Module) -> torch.nn.Module:
+    """IDRnD's `ReDimNetWrap` on the bench's fbank: its own front end replaced, everything after it its own code."""
+    wrap.spec = SpectrogramGiven()
+    return wrap
+
+
+# IDRnD's ReDimNet B2 (its paper's Table 1; the layout of its released b2 checkpoint's `model_config`):
+# 72 mel bins, C 16, stages (stride, blocks, expansion, kernels, group width).
+IDRND_B2 = {
+    "F": 72, "C": 16, "block_1d_type": "conv+att", "block_2d_type": "convnext_like",
+    "stages_setup": [(1, 2, 1, [(3, 3)], 12), (2, 2, 1, [(3, 3)], 12), (1, 3, 1, [(3, 3)], 12),
+                     (2, 4, 1, [(3, 3)], 8), (1, 4, 1, [(3, 3)], 8), (2, 4, 1, [(3, 3)], 4)],
+    "group_divisor": 4, "out_channels": None, "embed_dim": 192, "global_context_att": True,
+}  # fmt: skip
+# The smoke test's tiny ReDimNet, in both peers' arguments (TINY_OURS["redimnet"] in ours).
+TINY_REDIMNET = {
+    "C": 4, "block_1d_type": "conv+att", "block_2d_type": "convnext_like", "group_divisor": 4, "out_channels": None,
+    "stages_setup": [(1, 1, 1, [(3, 3)], 4), (2, 1, 1, [(3, 3)], 4)], "embed_dim": 32, "global_context_att": True,
+}  # fmt: skip
 
 
 PEER_NETWORKS: tuple[PeerNetwork, ...] = (
@@ -195,12 +231,26 @@ PEER_NETWORKS: tuple[PeerNetwork, ...] = (
         "wespeaker.models.redimnet",
         "ReDimNetB2",
         {"feat_dim": 72, "embed_dim": 192},
+        {"feat_dim": 72, **TINY_REDIMNET},
+        "ReDimNet",
         feat_dim=72,
+    ),
+    PeerNetwork(
+        "redimnet",
+        "redimnet",
+        {},
+        "IDRnD",
+        "redimnet.model",
+        "ReDimNetWrap",
+        IDRND_B2,
+        {"F": 72, **TINY_REDIMNET},
+        feat_dim=72,
+        on_features=idrnd_on_features,
     ),
 )
 
-TOOLKITS = {"WeSpeaker": "wespeaker", "3D-Speaker": "speakerlab"}
-ROOT_VARIABLES = {"WeSpeaker": "WESPEAKER_ROOT", "3D-Speaker": "SPEAKERLAB_ROOT"}
+TOOLKITS = {"WeSpeaker": "wespeaker", "3D-Speaker": "speakerlab", "IDRnD": "redimnet"}
+ROOT_VARIABLES = {"WeSpeaker": "WESPEAKER_ROOT", "3D-Speaker": "SPEAKERLAB_ROOT", "IDRnD": "REDIMNET_ROOT"}
 # What wespeaker.cli.speaker imports at module level that its fbank extraction never calls.
 CLI_ONLY_IMPORTS = ("silero_vad", "umap", "hdbscan")
 
@@ -219,7 +269,7 @@ def load_toolkit(toolkit: str) -> types.ModuleType:
             f"{toolkit} is not on PYTHONPATH (bench/run.sh puts it there from ${ROOT_VARIABLES[toolkit]} "
             f"or the fetched mirror)"
         )
-    if package == "speakerlab":  # a namespace package: importing it runs nothing
+    if package in ("speakerlab", "redimnet"):  # a namespace package, or one whose __init__ imports its model only
         return importlib.import_module(package)
     module = importlib.util.module_from_spec(spec)
     sys.modules[package] = module

@@ -3,9 +3,9 @@
 #   bench/run.sh                 # the full sizes
 #   bench/run.sh --only scoring  # one figure
 # The peers come from the `bench` extra: pip install -r requirements-bench.txt (or pip install .[bench]).
-# WeSpeaker and 3D-Speaker are no packages: a checkout of each goes on PYTHONPATH for this process only,
-# from $WESPEAKER_ROOT / $SPEAKERLAB_ROOT, else unpacked from a bare mirror ($WESPEAKER_MIRROR,
-# $SPEAKERLAB_MIRROR; default /work/.mirror/<owner>+<name>/repo) into $SPKVERIF_PEERS_DIR
+# WeSpeaker, 3D-Speaker and IDRnD's ReDimNet are no packages: a checkout of each goes on PYTHONPATH for this
+# process only, from $WESPEAKER_ROOT / $SPEAKERLAB_ROOT / $REDIMNET_ROOT, else unpacked from a bare mirror
+# ($WESPEAKER_MIRROR, $SPEAKERLAB_MIRROR, $REDIMNET_MIRROR; default /work/.mirror/<owner>+<name>/repo) into $SPKVERIF_PEERS_DIR
 # (default ${XDG_CACHE_HOME:-~/.cache}/spkverif-bench-peers); a peer found nowhere has its rows left out.
 # On a shared machine, take its CPU lock around this script so other jobs do not share the cores.
 set -euo pipefail
@@ -39,6 +39,7 @@ place() {
 
 place WeSpeaker WESPEAKER_ROOT "${WESPEAKER_MIRROR:-/work/.mirror/wenet-e2e+wespeaker/repo}"
 place 3D-Speaker SPEAKERLAB_ROOT "${SPEAKERLAB_MIRROR:-/work/.mirror/modelscope+3D-Speaker/repo}"
+place IDRnD REDIMNET_ROOT "${REDIMNET_MIRROR:-/work/.mirror/IDRnD+redimnet/repo}"
 SPKVERIF_BENCH_CHECKOUTS=$(IFS=,; echo "${checkouts[*]}" | sed 's/,/, /g')
 export SPKVERIF_BENCH_CHECKOUTS
 export PYTHONPATH="$PWD$peer_path${PYTHONPATH:+:$PYTHONPATH}"

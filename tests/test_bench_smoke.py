@@ -39,10 +39,12 @@ TOOLKITS = {
     "WeSpeaker": (
         "WeSpeaker ResNet34",
         "WeSpeaker CAMPPlus",
+        "WeSpeaker ReDimNetB2",
         "WeSpeaker CLI embedding_kaldi",
         "onnxruntime, WeSpeaker",
     ),
     "3D-Speaker": ("3D-Speaker CAMPPlus", "3D-Speaker bin/extract.py", "onnxruntime, 3D-Speaker"),
+    "IDRnD": ("IDRnD ReDimNetWrap",),
 }
 ALWAYS = ("torchaudio.compliance.kaldi.fbank", "straightforward numpy", "floor: product + selection", "one np.argsort")
 NUMBER = re.compile(r"^(?P<value>[0-9][0-9,]*(?:\.[0-9]+)?(?:e[-+][0-9]+)?) (?P<unit>.+)$")
@@ -128,7 +130,7 @@ def test_every_training_row_has_its_limit_columns(results) -> None:
 
 @pytest.mark.parametrize("toolkit", sorted(TOOLKITS))
 def test_each_toolkit_has_its_rows_or_says_why_not(results, toolkit: str) -> None:
-    """WeSpeaker's and 3D-Speaker's training and extraction rows where their checkout is on PYTHONPATH;
+    """WeSpeaker's, 3D-Speaker's and IDRnD's training and extraction rows where their checkout is on PYTHONPATH;
     otherwise the table says why each of their networks is left out."""
     text, rows = results
     problem = peer_problem(toolkit)
@@ -274,3 +276,23 @@ def test_the_gpu_estimate_prices_a_schedule_at_a_logs_measured_rates(tmp_path: P
         )  # fmt: skip
         assert wrong.returncode == 1 and message in wrong.stderr
         assert wrong.stderr.strip().splitlines() == [wrong.stderr.strip()]  # one line, no traceback
+
+
+def test_the_extraction_speed_table_covers_every_registered_network(capsys, monkeypatch) -> None:
+    from bench import extract_rtf
+    from spkverif.models import MODELS
+
+    listed = extract_rtf.networks(None)
+    assert sorted({name for name, _ in listed}) == sorted(MODELS.names())
+    assert ("ecapa_tdnn", {"channels": 1024}) in listed and ("ecapa_tdnn", {}) in listed
+    assert extract_rtf.networks(["redimnet2"]) == [("redimnet2", {})]
+    # a network whose front end needs an outside directory is left out with the reason; the others get a row
+    args = ["extract_rtf", "--seconds", "1", "--repeats", "1", "--runtimes", "pytorch", "--models", "mhfa", "xvector"]
+    monkeypatch.setattr("sys.argv", args)
+    monkeypatch.setattr("spkverif.base.progress._quiet", False)  # main() sets it; put back after the test
+    extract_rtf.main()
+    out = capsys.readouterr().out
+    assert "# mhfa: left out: frontend wavlm needs path" in out
+    row = next(line for line in out.splitlines() if line.startswith("| xvector"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[1] == "4.61M" and cells[2] == "pytorch" and float(cells[4]) > 0
