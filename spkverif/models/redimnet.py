@@ -48,7 +48,7 @@ from torch import nn
 
 from spkverif.base.errors import SpkverifError
 from spkverif.base.registry import Count, OneOf, Range
-from spkverif.models.base import SpeakerEmbeddingModel
+from spkverif.models.base import SpeakerEmbeddingModel, image_memory_format
 from spkverif.models.pooling import AttentiveStatisticsPooling
 from spkverif.models.registry import MODELS, uses_frontend
 
@@ -346,6 +346,7 @@ class ReDimNet(nn.Module):
         self.pooling_norm = nn.BatchNorm1d(self.pooling.output_dim)
         self.embedding = nn.Linear(self.pooling.output_dim, embedding_dim)
         self.embedding_norm = nn.BatchNorm1d(embedding_dim) if embedding_norm else nn.Identity()
+        self.to(memory_format=image_memory_format(channels))  # the 2-d weights; maps follow the weights' layout
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         outputs = [self.stem(features.transpose(1, 2).unsqueeze(1))]

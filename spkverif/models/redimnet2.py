@@ -46,7 +46,7 @@ from torch import nn
 
 from spkverif.base.errors import SpkverifError
 from spkverif.base.registry import Count, OneOf, Range
-from spkverif.models.base import SpeakerEmbeddingModel
+from spkverif.models.base import SpeakerEmbeddingModel, image_memory_format
 from spkverif.models.pooling import AttentiveStatisticsPooling
 from spkverif.models.redimnet import (
     _HEADS,
@@ -198,6 +198,7 @@ class ReDimNet2(nn.Module):
         self.pooling_norm = nn.BatchNorm1d(self.pooling.output_dim)
         self.embedding = nn.Linear(self.pooling.output_dim, embedding_dim)
         self.embedding_norm = nn.BatchNorm1d(embedding_dim) if embedding_norm else nn.Identity()
+        self.to(memory_format=image_memory_format(channels))  # as ReDimNet's
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         frames = features.shape[1] // self.time_stride * self.time_stride
