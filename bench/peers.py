@@ -119,8 +119,9 @@ def idrnd_on_features(wrap: torch.nn.Module) -> torch.nn.Module:
     return wrap
 
 
-# IDRnD's ReDimNet B2 (its paper's Table 1; the layout of its released b2 checkpoint's `model_config`):
-# 72 mel bins, C 16, stages (stride, blocks, expansion, kernels, group width).
+# ReDimNet B2 in IDRnD's `ReDimNetWrap` arguments, as WeSpeaker's `ReDimNetB2` writes it out (and our
+# `spkverif.models.redimnet.SIZES["b2"]`): 72 mel bins, C 16, stages (stride, blocks, expansion, kernels,
+# attention reduction).
 IDRND_B2 = {
     "F": 72, "C": 16, "block_1d_type": "conv+att", "block_2d_type": "convnext_like",
     "stages_setup": [(1, 2, 1, [(3, 3)], 12), (2, 2, 1, [(3, 3)], 12), (1, 3, 1, [(3, 3)], 12),
