@@ -10,8 +10,8 @@ training (bench/peer_train.py), features (peer_features.py), extraction
 (peer_scoring.py), metrics (peer_metrics.py), and the data-loading figures of
 bench/loader_throughput.py when that file exists. Each figure is the median of
 interleaved rounds after a warm-up; peers that are not installed are left out
-with the reason printed (`pip install .[bench]`; WeSpeaker and 3D-Speaker
-through bench/run.sh). The machine's peak (bench/flops.py) is measured first
+with the reason printed (`pip install .[bench]`; WeSpeaker, 3D-Speaker and
+IDRnD's ReDimNet through bench/run.sh). The machine's peak (bench/flops.py) is measured first
 when a figure with a limit column (training, extraction, toolkit-extraction) runs.
 """
 

@@ -1,4 +1,4 @@
-"""Figure 1: one training step, spkverif's networks beside SpeechBrain's, WeSpeaker's and 3D-Speaker's.
+"""Figure 1: one training step, spkverif's networks beside SpeechBrain's, WeSpeaker's, 3D-Speaker's and IDRnD's.
 
 Every contestant takes the same batch of fbank features (B, 200, 80): the
 Kaldi fbank of a random 2.015 s waveform batch (spkverif's `KaldiFbank`,
@@ -6,8 +6,9 @@ each utterance's mean removed), computed once before the timing, since every
 peer's network takes features (WeSpeaker and 3D-Speaker compute them in their
 data loaders, SpeechBrain in its recipe's `compute_features`). Each network
 embeds them (ours: the model's `encoder`; theirs: the network module their
-recipes train), then the same additive-angular-margin head (spkverif's `aam`,
-m = 0.2, s = 30) over the same number of classes, backward and an SGD step.
+recipes train, IDRnD's ReDimNet with its mel front end replaced by a transpose),
+then the same additive-angular-margin head (spkverif's `aam`, m = 0.2, s = 30)
+over the same number of classes, backward and an SGD step.
 The networks are each peer's at its VoxCeleb recipe's size (bench/peers.py).
 
 The eager networks are built once and take one untimed step at the first

@@ -4,7 +4,7 @@ The step is figure 1's (bench/peer_train.py): fbank features (B, 200, 80), the
 network, an AAM head over 1,000 classes, SGD. Each side takes a warm-up step,
 then --steps profiled steps; the operators with the most time of their own are
 printed for each side, largest first. The peers are those of bench/peer_train.py
-(SpeechBrain; WeSpeaker and 3D-Speaker where their checkouts are on PYTHONPATH,
+(SpeechBrain; WeSpeaker, 3D-Speaker and IDRnD where their checkouts are on PYTHONPATH,
 as bench/run.sh puts them).
 
     python bench/profile_train.py                               # ecapa_tdnn c512 and resnet34, batch 16
