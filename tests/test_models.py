@@ -478,14 +478,16 @@ SMALL_2D = {
     "eres2netv2": ({"blocks": [1, 1, 1, 1], "embedding_dim": 8}, "base_channels"),
     "redimnet": ({"stages": [[1, 1, 2, 4], [2, 1, 1, 0]], "group_divisor": 2, "embedding_dim": 8}, "channels"),
     "redimnet2": ({"stages": [[1, 1, 1, 2, 4], [2, 2, 1, 0.5, 0]], "embedding_dim": 8}, "channels"),
+    "campplus": ({"tdnn_channels": 16, "growth_rate": 4, "bottleneck_ratio": 2, "block_layers": [1, 1, 1],
+                  "embedding_dim": 8}, "fcm_channels"),  # its 2-d front convolutions
 }
 
 
 @pytest.mark.parametrize("name", sorted(SMALL_2D))
 def test_2d_networks_train_channels_last_from_16_base_channels(name: str) -> None:
     """Weights and maps channels-last from 16 base channels (oneDNN's faster layout; training steps here:
-    ERes2NetV2 1.28 -> 1.93 samples/s at batch 16, ReDimNet B2 2.59 -> 3.51 at 64), contiguous below; the same
-    weights give the same outputs and gradients in either layout."""
+    ERes2NetV2 1.28 -> 1.93 samples/s at batch 16, ReDimNet B2 2.59 -> 3.51 at 64, CAM++ 8.73 -> 11.06 at 64),
+    contiguous below; the same weights give the same outputs and gradients in either layout."""
     options, width = SMALL_2D[name]
     torch.manual_seed(0)
     model = build_model(name, {**options, width: 16})

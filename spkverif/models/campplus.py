@@ -34,7 +34,7 @@ from torch.nn import functional
 
 from spkverif.base.errors import SpkverifError
 from spkverif.base.registry import Count, NonNegative
-from spkverif.models.base import SpeakerEmbeddingModel
+from spkverif.models.base import SpeakerEmbeddingModel, image_memory_format
 from spkverif.models.pooling import StatisticsPooling
 from spkverif.models.registry import MODELS, uses_frontend
 
@@ -94,6 +94,7 @@ class FrontConvolution(nn.Module):
         ]
         self.layers = nn.Sequential(*layers)
         self.output_dim = channels * ((bins - 1) // 2 + 1)
+        self.to(memory_format=image_memory_format(channels))  # the 2-d weights; maps follow the weights' layout
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         maps = self.layers(features.transpose(1, 2).unsqueeze(1))
