@@ -270,7 +270,9 @@ def load_toolkit(toolkit: str) -> types.ModuleType:
             f"{toolkit} is not on PYTHONPATH (bench/run.sh puts it there from ${ROOT_VARIABLES[toolkit]} "
             f"or the fetched mirror)"
         )
-    if package in ("speakerlab", "redimnet"):  # a namespace package, or one whose __init__ imports its model only
+    # 3D-Speaker's is a namespace package (importing it runs nothing); IDRnD's __init__ puts its own folder on
+    # sys.path and imports its model, nothing else
+    if package in ("speakerlab", "redimnet"):
         return importlib.import_module(package)
     module = importlib.util.module_from_spec(spec)
     sys.modules[package] = module
