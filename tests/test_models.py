@@ -16,7 +16,7 @@ import torch
 from spkverif.base.errors import SpkverifError
 from spkverif.models import MODELS, build_model, count_parameters
 from spkverif.models.files import load_model, model_fingerprint
-from spkverif.models.pooling import AttentiveStatisticsPooling, StatisticsPooling
+from spkverif.models.pooling import AttentiveStatisticsPooling, StatisticsPooling, mean_and_std
 from spkverif.runtime import open_model
 from spkverif.stages.export import export_model, load_exported
 from spkverif.training.checkpoint import model_payload, save_atomic
@@ -215,6 +215,41 @@ def test_attentive_pooling_is_weighted_statistics() -> None:
     mean = (weights * values).sum(axis=-1)
     std = np.sqrt((weights * values**2).sum(axis=-1) - mean**2)
     np.testing.assert_allclose(pooling(frames).detach().numpy(), np.concatenate([mean, std], axis=1), rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"moments": "raw", "eps": 1e-7}, {"bottleneck_norm": True}], ids=["centred", "raw", "norm"]
+)
+def test_global_context_attention_is_the_concatenation_with_a_third_of_its_products(options: dict) -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    batch, channels, bottleneck, frames_count = 3, 12, 5, 40
+    pooling = AttentiveStatisticsPooling(channels, bottleneck, **options).eval()  # float32: the pooling computes in it
+    frames = (torch.randn(batch, channels, frames_count) * 2 + 1).requires_grad_()
+
+    def concatenated(values: torch.Tensor) -> torch.Tensor:
+        # The paper's form: the first convolution over [frames; mean; std] repeated at every frame.
+        statistics = pooling._context(values).unsqueeze(-1).expand(-1, -1, frames_count)
+        weights = torch.softmax(pooling.attention(torch.cat([values, statistics], dim=1)), dim=-1)
+        if pooling.moments == "raw":
+            mean = (weights * values).sum(dim=-1)
+            std = ((weights * values.pow(2)).sum(dim=-1) - mean.pow(2)).clamp(min=pooling.eps).sqrt()
+            return torch.cat([mean, std], dim=-1)
+        return mean_and_std(values, weights, pooling.eps)
+
+    got, expected = pooling(frames), concatenated(frames)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    direction = torch.randn_like(got)
+    (grad_got,) = torch.autograd.grad((got * direction).sum(), frames)
+    (grad_expected,) = torch.autograd.grad((expected * direction).sum(), frames)
+    torch.testing.assert_close(grad_got, grad_expected, rtol=1e-4, atol=1e-6)
+
+    with FlopCounterMode(display=False) as counter:
+        pooling(frames)
+    per_frame = 2 * batch * frames_count * (channels * bottleneck + bottleneck * channels)
+    per_utterance = 2 * batch * 2 * channels * bottleneck
+    assert counter.get_total_flops() == per_frame + per_utterance
 
 
 def test_user_errors_in_model_options() -> None:
