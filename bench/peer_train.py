@@ -18,7 +18,10 @@ for the new shape, on every side alike); then the timed steps in turn, batch
 size by batch size. spkverif compiled (`encoder.compile()`, as
 `training.compile: true` trains) is built and compiled in an untimed step at
 the recipes' CPU batch (64). Rows: spkverif eager and compiled, each beside
-each peer eager. Samples/s is the batch size over the median step
+each peer eager. A third row times ours as `spkverif train` runs it: at each
+network's largest batch, in a fresh process where glibc keeps freed memory
+(`spkverif.base.memory`), beside the peers' eager figures (their training
+scripts leave glibc's defaults). Samples/s is the batch size over the median step
 time; peak memory is the resident memory two steps add to a fresh process that
 has built the model (its peak resident size, VmHWM), measured after the timed rounds.
 """
@@ -45,6 +48,8 @@ from spkverif.models import build_model, count_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEECHBRAIN_NETWORKS = ("xvector", "ecapa_tdnn c512", "resnet34")
+AS_TRAIN_RUNS = "ours as train runs it"
+MODE_SUFFIX = {"ours compiled": ", compiled", AS_TRAIN_RUNS: ", as `train` runs it (freed memory kept)"}
 TINY_XVECTOR = {"channels": 32, "stats_channels": 64, "embedding_dim": 32}
 
 
@@ -68,6 +73,8 @@ class TrainSize:
     tiny: bool = False
     # The networks whose peak memory is measured, ours and SpeechBrain's (a fresh process each); None: none.
     memory_networks: tuple[str, ...] | None = ("xvector",)
+    # Also time ours as `spkverif train` runs it (a fresh process keeping freed memory), at the largest batch.
+    as_train_runs: bool = True
 
 
 def speechbrain_model(name: str, tiny: bool) -> torch.nn.Module:
@@ -210,9 +217,19 @@ def peak_step_memory(label: str, side: str, size: TrainSize, batch: int) -> floa
     the peak is the process's VmHWM, reset after the network is built (not
     ru_maxrss, which a child inherits from the parent across fork and exec).
     """
+    return _in_fresh_process("memory", label, side, size, batch)
+
+
+def step_seconds_as_train_runs(label: str, size: TrainSize, batch: int) -> float:
+    """Median seconds of our eager step in a fresh process that keeps freed memory, as `spkverif train`
+    does (`spkverif.base.memory.keep_freed_memory`): one untimed step, then `size.rounds` timed ones."""
+    return _in_fresh_process("seconds", label, "ours", size, batch)
+
+
+def _in_fresh_process(measure: str, label: str, side: str, size: TrainSize, batch: int) -> float:
     arguments = {"label": label, "side": side, "batch": batch, "threads": torch.get_num_threads(), **asdict(size)}
     result = subprocess.run(
-        [sys.executable, "-m", "bench.peer_train", json.dumps(arguments)],
+        [sys.executable, "-m", "bench.peer_train", measure, json.dumps(arguments)],
         capture_output=True,
         text=True,
         check=True,
@@ -221,14 +238,21 @@ def peak_step_memory(label: str, side: str, size: TrainSize, batch: int) -> floa
     return float(result.stdout.strip().splitlines()[-1])
 
 
-def _measure_memory(arguments: dict) -> None:
+def _measure(measure: str, arguments: dict) -> None:
     label, side, batch = arguments.pop("label"), arguments.pop("side"), arguments.pop("batch")
     torch.set_num_threads(arguments.pop("threads"))
+    if measure == "seconds":
+        from spkverif.base.memory import keep_freed_memory
+
+        keep_freed_memory()
     size = TrainSize(**{key: tuple(value) if isinstance(value, list) else value for key, value in arguments.items()})
     pair = next(pair for pair in pairs(size) if pair.label == label)
     network, dim = build_network(pair, side, size.tiny)
     features, labels = fbank_batch(batch, size.frames, pair.feat_dim, 0)
     step = training_step(network, dim, features, labels, size.classes)
+    if measure == "seconds":
+        print(interleaved({side: step}, size.rounds, warmup=1)[side])
+        return
     before = _status_kib("VmRSS")
     _reset_peak()
     step()
@@ -286,16 +310,28 @@ def run(size: TrainSize) -> Section:
         f"median of {size.rounds} interleaved timed "
         f"steps a batch size; one untimed step a network (counting, or compiling) at the first batch size"
     )
+    if size.as_train_runs:
+        section.lines.append(
+            "as `train` runs it: our eager step at each network's largest batch in a fresh process where glibc "
+            "keeps freed memory for reuse, as `spkverif train` sets it (spkverif/base/memory.py), one untimed step "
+            "then the same timed steps; beside the peers' eager figures of the same batch above, measured with "
+            "glibc's defaults, which their training scripts leave as they are"
+        )
     for pair in pairs(size):
         for problem in pair.problems:
             section.lines.append(f"{pair.label}: {problem}")
             print(section.lines[-1], flush=True)
         if not pair.ours:
             continue
-        for batch, (seconds, flops) in _time_pair(pair, ["ours", *pair.peers], size, section.lines).items():
+        timed = _time_pair(pair, ["ours", *pair.peers], size, section.lines)
+        if size.as_train_runs:
+            batch = max(timed)
+            seconds, _ = timed[batch]
+            seconds[AS_TRAIN_RUNS] = step_seconds_as_train_runs(pair.label, size, batch)
+        for batch, (seconds, flops) in timed.items():
             rate = {side: batch / value for side, value in seconds.items()}
             for mode in [side for side in rate if side.startswith("ours")]:
-                figure = f"{pair.label} batch {batch}{', compiled' if mode == 'ours compiled' else ''} samples/s"
+                figure = f"{pair.label} batch {batch}{MODE_SUFFIX.get(mode, '')} samples/s"
                 for peer in pair.peers or [None]:
                     section.rows.append(
                         Row(
@@ -305,7 +341,7 @@ def run(size: TrainSize) -> Section:
                             peer or "",
                             rate.get(peer),
                             higher_is_better=True,
-                            flops=flops[mode],
+                            flops=flops["ours" if mode == AS_TRAIN_RUNS else mode],
                             peer_flops=flops.get(peer),
                         )
                     )
@@ -339,4 +375,4 @@ def run(size: TrainSize) -> Section:
 
 
 if __name__ == "__main__":
-    _measure_memory(json.loads(sys.argv[1]))
+    _measure(sys.argv[1], json.loads(sys.argv[2]))

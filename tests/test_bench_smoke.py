@@ -179,6 +179,27 @@ def test_the_compiled_training_row() -> None:
     assert any(line.startswith("xvector batch 2: compiling took") for line in section.lines)
 
 
+def test_the_row_as_train_runs_it() -> None:
+    """Ours timed in a fresh process that keeps freed memory (as `spkverif train`), at the largest batch only,
+    beside each peer's eager figure of the same batch and run."""
+    from bench import peer_train
+
+    section = peer_train.run(
+        peer_train.TrainSize(batches=(2, 3), frames=30, classes=10, networks=("xvector",), compiled_batches=(),
+                             tiny=True, memory_networks=None)
+    )  # fmt: skip
+    kept = [row for row in section.rows if "as `train` runs it" in row.figure]
+    assert [row.figure for row in kept] == ["xvector batch 3, as `train` runs it (freed memory kept) samples/s"] * len(
+        kept
+    )
+    eager = {row.peer_name: row for row in section.rows if row.figure == "xvector batch 3 samples/s"}
+    assert kept and {row.peer_name for row in kept} == set(eager)
+    for row in kept:
+        assert row.ours > 0 and row.flops == eager[row.peer_name].flops
+        assert row.peer == eager[row.peer_name].peer
+    assert any(line.startswith("as `train` runs it: ") for line in section.lines)
+
+
 def test_metrics_agree_with_scikit_learn(results) -> None:
     if importlib.util.find_spec("sklearn") is None:
         pytest.skip("scikit-learn is not installed")
