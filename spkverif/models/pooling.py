@@ -125,9 +125,8 @@ class AttentiveStatisticsPooling(nn.Module):
         if not self.global_context:
             return self.attention(frames)
         first, rest = self.attention[0], self.attention[1:]
-        weight = first.weight[..., 0]
-        per_frame = nn.functional.conv1d(frames, weight[:, : self.channels, None])
-        per_utterance = nn.functional.linear(self._context(frames), weight[:, self.channels :], first.bias)
+        per_frame = nn.functional.conv1d(frames, first.weight[:, : self.channels])
+        per_utterance = nn.functional.linear(self._context(frames), first.weight[:, self.channels :, 0], first.bias)
         return rest(per_frame + per_utterance.unsqueeze(-1))
 
     def _context(self, frames: torch.Tensor) -> torch.Tensor:
