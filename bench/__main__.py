@@ -65,7 +65,7 @@ def figures(tiny: bool) -> dict[str, Callable[[], Section]]:
                     networks=("xvector", "ecapa_tdnn c512", "resnet34", "campplus", "redimnet"),
                     compiled_batches=(),
                     tiny=True,
-                    as_train_runs=False,  # a fresh process a network: tests/test_bench_smoke.py times one apart
+                    as_train_runs_rounds=0,  # a fresh process a network: tests/test_bench_smoke.py times one apart
                 )
             ),
             "features": lambda: peer_features.run(peer_features.FeatureSize(utterances=3, seconds=1.0, rounds=2)),
@@ -105,7 +105,7 @@ def figures(tiny: bool) -> dict[str, Callable[[], Section]]:
                 compiled_batches=(),
                 networks=ZOO_NETWORKS,
                 memory_networks=None,
-                as_train_runs=False,
+                as_train_runs_rounds=0,
                 batch_limits={"resnet293": 8},  # at 16 the two ResNet293 steps outgrew the 23 GiB here: 8
                 rounds=3,  # one timed step of ResNet221 read 0.79-0.90x WeSpeaker's in two runs, three 1.06x
             )

@@ -73,9 +73,8 @@ class TrainSize:
     tiny: bool = False
     # The networks whose peak memory is measured, ours and SpeechBrain's (a fresh process each); None: none.
     memory_networks: tuple[str, ...] | None = ("xvector",)
-    # Also time ours as `spkverif train` runs it (a fresh process keeping freed memory), at the largest batch,
-    # over this many timed steps (one timed step of CAM++ there read 12.15 samples/s in a run, three 16.1-16.2).
-    as_train_runs: bool = True
+    # Timed steps of ours as `spkverif train` runs it (a fresh process keeping freed memory), at the largest batch;
+    # 0: no such row (one timed step of CAM++ there read 12.15 samples/s in a run, three 16.1-16.2).
     as_train_runs_rounds: int = 3
 
 
@@ -297,7 +296,10 @@ def _time_pair(pair: Pair, sides: list[str], size: TrainSize, lines: list[str]) 
             started = time.perf_counter()
             steps["ours compiled"]()  # the untimed step compiles
             lines.append(f"{pair.label} batch {batch}: compiling took {time.perf_counter() - started:.0f} s")
-        timings[batch] = interleaved(steps, size.rounds, warmup=0), {**flops, "ours compiled": flops["ours"]}
+        timings[batch] = (
+            interleaved(steps, size.rounds, warmup=0),
+            {**flops, "ours compiled": flops["ours"], AS_TRAIN_RUNS: flops["ours"]},
+        )
     return timings
 
 
@@ -312,7 +314,7 @@ def run(size: TrainSize) -> Section:
         f"median of {size.rounds} interleaved timed "
         f"steps a batch size; one untimed step a network (counting, or compiling) at the first batch size"
     )
-    if size.as_train_runs:
+    if size.as_train_runs_rounds:
         section.lines.append(
             "as `train` runs it: our eager step at each network's largest batch in a fresh process where glibc "
             "keeps freed memory for reuse, as `spkverif train` sets it (spkverif/base/memory.py), one untimed step "
@@ -326,7 +328,7 @@ def run(size: TrainSize) -> Section:
         if not pair.ours:
             continue
         timed = _time_pair(pair, ["ours", *pair.peers], size, section.lines)
-        if size.as_train_runs:
+        if size.as_train_runs_rounds:
             batch = max(timed)
             seconds, _ = timed[batch]
             seconds[AS_TRAIN_RUNS] = step_seconds_as_train_runs(pair.label, size, batch)
@@ -343,7 +345,7 @@ def run(size: TrainSize) -> Section:
                             peer or "",
                             rate.get(peer),
                             higher_is_better=True,
-                            flops=flops["ours" if mode == AS_TRAIN_RUNS else mode],
+                            flops=flops[mode],
                             peer_flops=flops.get(peer),
                         )
                     )
